@@ -1,0 +1,181 @@
+"""The user map U: encoding, training-time simulation, the simulated user, trimap conversion.
+
+U is one extra input channel, the image's size, with values (paper Appendix B.1):
+foreground 1, background -1, transition 0.5, unknown 0. An empty map (all 0) asks
+for trimap-free matting; a full trimap converted with :func:`trimap_to_usermap` is
+trimap-based matting; a few labelled boxes are the interactive mode.
+
+Boxes everywhere in dugray are ``(y0, x0, y1, x1)`` in pixels, half-open (numpy
+slicing ``U[y0:y1, x0:x1]``).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+FOREGROUND = 1.0
+BACKGROUND = -1.0
+TRANSITION = 0.5
+UNKNOWN = 0.0
+
+LABELS = {"foreground": FOREGROUND, "background": BACKGROUND, "transition": TRANSITION}
+"""Label names accepted from users (HTTP, CLI) and their user-map values."""
+
+Box = tuple[int, int, int, int]
+
+
+def label_value(label: str | float) -> float:
+    """Turn 'foreground' / 'fg' / 1.0 ... into the user-map value; ValueError otherwise.
+
+    'unknown' (0) is accepted too: painting it erases an earlier label.
+    """
+    if isinstance(label, str):
+        key = label.strip().lower()
+        key = {"fg": "foreground", "bg": "background", "t": "transition"}.get(key, key)
+        if key in LABELS:
+            return LABELS[key]
+        if key == "unknown":
+            return UNKNOWN
+        raise ValueError(f"unknown label {label!r}; expected one of {sorted(LABELS) + ['unknown']}")
+    value = float(label)
+    if value not in (FOREGROUND, BACKGROUND, TRANSITION, UNKNOWN):
+        raise ValueError(f"label value {value} is not one of 1 (fg), -1 (bg), 0.5 (transition), 0 (unknown)")
+    return value
+
+
+def oracle_label(alpha: np.ndarray, box: Box, tol: float = 1e-3) -> float:
+    """The simulated user: label a box from the ground truth under it.
+
+    As in the authors' evaluation: foreground if the GT is 1 everywhere in the box,
+    background if 0 everywhere, transition otherwise. ``alpha`` is float in [0,1] or
+    uint8; ``tol`` (in [0,1] units) absorbs float rounding, not real transparency.
+    """
+    a = _as_unit(alpha)
+    y0, x0, y1, x1 = box
+    patch = a[y0:y1, x0:x1]
+    if patch.size == 0:
+        raise ValueError(f"box {box} is empty for an image of shape {a.shape}")
+    if patch.min() >= 1 - tol:
+        return FOREGROUND
+    if patch.max() <= tol:
+        return BACKGROUND
+    return TRANSITION
+
+
+def paint_box(user_map: np.ndarray, box: Box, label: str | float) -> np.ndarray:
+    """Paint one labelled box into U in place (clipped to the image) and return U."""
+    h, w = user_map.shape[-2:]
+    y0, x0, y1, x1 = box
+    y0, y1 = max(0, int(y0)), min(h, int(y1))
+    x0, x1 = max(0, int(x0)), min(w, int(x1))
+    if y1 <= y0 or x1 <= x0:
+        raise ValueError(f"box {box} does not overlap the {h}x{w} image")
+    user_map[..., y0:y1, x0:x1] = label_value(label)
+    return user_map
+
+
+def simulate_user_map(
+    alpha: np.ndarray,
+    rng: np.random.Generator,
+    p: float = 1 / 6,
+    patch: int = 15,
+    mode: str = "uniform",
+    max_patches: int = 64,
+) -> np.ndarray:
+    """A random training user map, labelled from the GT alpha (float32, HxW).
+
+    ``mode="uniform"`` is the paper's recipe: L ~ Geometric(p) patches of ``patch`` x
+    ``patch`` at uniform positions, with L counted from 0 (numpy's geometric minus 1)
+    so the empty map (trimap-free) has probability p and the mean is (1 - p) / p = 5.
+    ``mode="per_class"`` is the authors' released recipe: each class (fg, bg,
+    transition) is present with probability 1/2, with its own Geometric count of
+    patches centred on pixels of that class; transition patches are then far more
+    frequent than uniform positions give. Each patch is labelled by :func:`oracle_label`.
+    """
+    a = _as_unit(alpha)
+    h, w = a.shape
+    user_map = np.zeros((h, w), np.float32)
+    if mode == "uniform":
+        count = min(int(rng.geometric(p)) - 1, max_patches)
+        for _ in range(count):
+            cy, cx = int(rng.integers(0, h)), int(rng.integers(0, w))
+            box = _box_around(cy, cx, patch, h, w)
+            paint_box(user_map, box, oracle_label(a, box))
+    elif mode == "per_class":
+        masks = {FOREGROUND: a >= 1 - 1e-3, BACKGROUND: a <= 1e-3}
+        masks[TRANSITION] = ~(masks[FOREGROUND] | masks[BACKGROUND])
+        for _label, mask in masks.items():
+            if rng.random() >= 0.5:
+                continue
+            ys, xs = np.nonzero(mask)
+            if ys.size == 0:
+                continue
+            count = min(int(rng.geometric(p)), max_patches)
+            for i in rng.integers(0, ys.size, count):
+                box = _box_around(int(ys[i]), int(xs[i]), patch, h, w)
+                paint_box(user_map, box, oracle_label(a, box))
+    else:
+        raise ValueError(f"unknown mode {mode!r}; expected 'uniform' or 'per_class'")
+    return user_map
+
+
+def apply_labels(user_map: np.ndarray, boxes: Sequence[Box], labels: Sequence[str | float]) -> np.ndarray:
+    """Paint several labelled boxes into a copy of U (later boxes win where they overlap)."""
+    if len(boxes) != len(labels):
+        raise ValueError(f"{len(boxes)} boxes but {len(labels)} labels")
+    out = np.array(user_map, dtype=np.float32, copy=True)
+    for box, label in zip(boxes, labels):
+        paint_box(out, box, label)
+    return out
+
+
+def trimap_to_usermap(trimap: np.ndarray) -> np.ndarray:
+    """Trimap (uint8 0 / 128 / 255) to U (-1 / 0.5 / 1).
+
+    Values are binned, since saved trimaps are often resampled: <= 63 background,
+    >= 192 foreground, anything between is the transition band.
+    """
+    t = np.asarray(trimap)
+    if t.ndim == 3:
+        t = t[..., 0]
+    if t.ndim != 2:
+        raise ValueError(f"trimap must be HxW, got shape {t.shape}")
+    if t.dtype != np.uint8:
+        t = np.clip(np.rint(np.asarray(t, np.float64) * (255 if t.max() <= 1 else 1)), 0, 255).astype(np.uint8)
+    out = np.full(t.shape, TRANSITION, np.float32)
+    out[t <= 63] = BACKGROUND
+    out[t >= 192] = FOREGROUND
+    return out
+
+
+def usermap_to_trimap(user_map: np.ndarray) -> np.ndarray:
+    """U to a uint8 trimap: fg 255, bg 0, transition and unknown 128.
+
+    A trimap has no 'no information' value, so unlabelled pixels become unknown (128):
+    the conversion is exact for maps made by :func:`trimap_to_usermap`.
+    """
+    u = np.asarray(user_map)
+    out = np.full(u.shape, 128, np.uint8)
+    out[u >= 0.75] = 255
+    out[u <= -0.5] = 0
+    return out
+
+
+def _box_around(cy: int, cx: int, size: int, h: int, w: int) -> Box:
+    """A size x size box centred on (cy, cx), shifted to stay inside the image."""
+    sy, sx = min(size, h), min(size, w)
+    y0 = int(np.clip(cy - sy // 2, 0, h - sy))
+    x0 = int(np.clip(cx - sx // 2, 0, w - sx))
+    return (y0, x0, y0 + sy, x0 + sx)
+
+
+def _as_unit(alpha: np.ndarray) -> np.ndarray:
+    """Alpha as float32 in [0,1], from uint8 or float input."""
+    a = np.asarray(alpha)
+    if a.ndim == 3:
+        a = a[..., 0]
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0
+    return a.astype(np.float32, copy=False)

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set up dugray on a fresh machine: a virtual environment in .venv with everything installed.
+# torch is installed first, pinned to the CPU build that lies on this kind of machine
+# (an unpinned torch would pull a multi-GB CUDA build); a torch already importable in
+# .venv (e.g. a GPU build you installed) is kept.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  .venv/bin/pip install --quiet "torch==${DUGRAY_TORCH_VERSION:-2.13.0}"
+fi
+.venv/bin/pip install --quiet -e ".[dev]"
+echo "dugray installed in $(pwd)/.venv"

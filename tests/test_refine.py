@@ -1,0 +1,89 @@
+"""Refinement selection, sampling, patch extraction and pasting."""
+
+import numpy as np
+import pytest
+import torch
+
+from dugray.refine import above_otsu, extract_patches, paste_patches, patch_boxes, sample_coarse, select_pixels
+
+
+def test_sample_coarse_statistics_numpy_and_torch():
+    gamma = np.full((200, 200), 0.5, np.float32)
+    ale = np.full((200, 200), 0.01, np.float32)  # std 0.1
+    s = sample_coarse(gamma, ale, np.random.default_rng(0))
+    assert abs(s.mean() - 0.5) < 0.005 and abs(s.std() - 0.1) < 0.005
+    assert np.array_equal(sample_coarse(gamma, np.zeros_like(ale)), gamma)
+    t = sample_coarse(torch.full((1, 1, 200, 200), 0.9), torch.full((1, 1, 200, 200), 0.25))
+    assert t.min() >= 0 and t.max() <= 1  # clipped to a valid matte
+
+
+def test_otsu_splits_bimodal_map():
+    v = np.concatenate([np.full(500, 0.01), np.full(300, 0.2), np.full(200, 0.21)])
+    m = above_otsu(v)
+    assert not m[:500].any() and m[500:].all()
+    assert not above_otsu(np.zeros(10)).any()
+
+
+def test_select_pixels_otsu_and_reliability():
+    ale = np.full((20, 20), 0.01)
+    ale[5:10, 5:10] = 0.3
+    var = np.ones((20, 20))
+    var[5, 5] = np.inf  # alpha <= 2 there: never reliable
+    var[6, 6] = 1e6  # worst variance among candidates
+    m = select_pixels(ale, var, reliable_quantile=0.9)
+    assert not m[0, 0] and not m[5, 5] and not m[6, 6]
+    assert m[7, 7] and m[9, 9]
+    assert m.sum() == 23  # 25 candidates, inf removed, the single worst above the 0.9 quantile removed
+    assert select_pixels(ale, var, reliable_quantile=1.0).sum() == 24
+    with pytest.raises(ValueError):
+        select_pixels(ale, var[:3])
+
+
+def test_patch_boxes_cover_cap_and_borders():
+    mask = np.zeros((100, 100), bool)
+    mask[0, 0] = mask[99, 99] = mask[50, 50] = mask[51, 52] = True
+    boxes = patch_boxes(mask, size=32)
+    assert len(boxes) == 3  # (51,52) is covered by the box around (50,50)
+    for y0, x0, y1, x1 in boxes:
+        assert y1 - y0 == 32 and x1 - x0 == 32
+        assert 0 <= y0 and y1 <= 100 and 0 <= x0 and x1 <= 100
+    assert boxes[0] == (0, 0, 32, 32)  # ties -> raster order, border shifts inside
+    assert (68, 68, 100, 100) in boxes
+    covered = np.zeros_like(mask)
+    for y0, x0, y1, x1 in boxes:
+        covered[y0:y1, x0:x1] = True
+    assert covered[mask].all()
+    assert len(patch_boxes(np.ones((100, 100), bool), size=32, max_patches=5)) == 5
+    assert patch_boxes(np.zeros((10, 10), bool)) == []
+
+
+def test_patch_boxes_follow_score():
+    mask = np.ones((64, 64), bool)
+    score = np.zeros((64, 64))
+    score[40, 40] = 1.0
+    assert patch_boxes(mask, score, size=16, max_patches=1) == [(32, 32, 48, 48)]
+
+
+def test_extract_paste_roundtrip_and_small_images():
+    img = np.random.default_rng(0).random((50, 40)).astype(np.float32)
+    boxes = patch_boxes(np.ones((50, 40), bool), size=32, max_patches=4)
+    patches = extract_patches(img, boxes)
+    assert patches.shape == (len(boxes), 32, 32)
+    np.testing.assert_array_equal(paste_patches(img, patches, boxes), img)
+    tiny = img[:20, :10]
+    tb = patch_boxes(np.ones_like(tiny, bool))
+    assert tb == [(0, 0, 20, 10)]
+    tp = extract_patches(tiny, tb)
+    assert tp.shape == (1, 32, 32)
+    np.testing.assert_array_equal(paste_patches(tiny, tp, tb), tiny)
+    rgb = extract_patches(np.zeros((50, 40, 3)), boxes)
+    assert rgb.shape == (len(boxes), 32, 32, 3)
+
+
+def test_paste_averages_overlaps_order_independent():
+    base = np.zeros((4, 6), np.float32)
+    boxes = [(0, 0, 4, 4), (0, 2, 4, 6)]
+    patches = np.stack([np.full((4, 4), 1.0), np.full((4, 4), 3.0)])
+    out = paste_patches(base, patches, boxes)
+    np.testing.assert_array_equal(out[0], [1, 1, 2, 2, 3, 3])
+    np.testing.assert_array_equal(paste_patches(base, patches[::-1], boxes[::-1]), out)
