@@ -1,0 +1,25 @@
+"""Shared fixtures: a real local Ray (for the slow integration tests) and tiny datasets."""
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A real local Ray instance shared by the Ray tests of one pytest run."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory):
+    """A tiny synthetic dataset (both layouts) written by the project's own generator."""
+    from dugray.data.synthetic import write_dataset
+
+    out = tmp_path_factory.mktemp("synth")
+    write_dataset(out, n=12, size=96, seed=3, progress=False)
+    return out
