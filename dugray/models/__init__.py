@@ -1,0 +1,43 @@
+"""Matting networks with the NIG head, the refiner, a registry and checkpoints.
+
+    from dugray.models import create_model, create_refiner
+    net = create_model("unet")                 # or "modnet_lite"
+    gamma, nu, alpha, beta = net(image, user_map)
+    refiner = create_refiner("hrnet_lite")
+    refined = refiner(coarse_patches, image_patches)
+"""
+
+from .registry import (
+    available_models,
+    available_refiners,
+    create_model,
+    create_refiner,
+    register_model,
+    register_refiner,
+)
+from .layers import num_parameters
+from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from .nig_head import NIGHead
+
+# Importing the model modules registers them.
+from .unet import UNetMatting
+from .modnet_lite import MODNetLite
+from .refiner import HRNetLiteRefiner
+
+__all__ = [
+    "available_models",
+    "available_refiners",
+    "create_model",
+    "create_refiner",
+    "register_model",
+    "register_refiner",
+    "num_parameters",
+    "save_checkpoint",
+    "load_checkpoint",
+    "read_checkpoint",
+    "CheckpointError",
+    "NIGHead",
+    "UNetMatting",
+    "MODNetLite",
+    "HRNetLiteRefiner",
+]
