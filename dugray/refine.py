@@ -139,3 +139,25 @@ def paste_patches(matte: np.ndarray, patches: np.ndarray, boxes: Sequence[Box]) 
         total[y0:y1, x0:x1] += np.asarray(patch, np.float32)[: y1 - y0, : x1 - x0]
         count[y0:y1, x0:x1] += 1
     return np.where(count > 0, total / np.maximum(count, 1), base)
+
+
+def refinement_boxes(
+    aleatoric: np.ndarray,
+    aleatoric_var: np.ndarray,
+    max_patches: int = 64,
+    reliable_quantile: float = 0.9,
+    size: int = PATCH,
+    fallback_fraction: float = 0.0,
+) -> list[Box]:
+    """Where to refine: :func:`select_pixels` then :func:`patch_boxes`, scored by E[sigma^2].
+
+    The one selection used by both stage-2 training and the session. With
+    ``fallback_fraction`` > 0, an image where nothing passes the filters (e.g. alpha <= 2
+    everywhere) still yields boxes around its top fraction of aleatoric pixels: stage 2
+    uses this so every batch has patches to learn from; the session does not.
+    """
+    mask = select_pixels(aleatoric, aleatoric_var, reliable_quantile)
+    if not mask.any() and fallback_fraction > 0:
+        ale = np.asarray(aleatoric, np.float64)
+        mask = ale >= np.quantile(ale, 1 - fallback_fraction)
+    return patch_boxes(mask, aleatoric, size=size, max_patches=max_patches)

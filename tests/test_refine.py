@@ -87,3 +87,17 @@ def test_paste_averages_overlaps_order_independent():
     out = paste_patches(base, patches, boxes)
     np.testing.assert_array_equal(out[0], [1, 1, 2, 2, 3, 3])
     np.testing.assert_array_equal(paste_patches(base, patches[::-1], boxes[::-1]), out)
+
+
+def test_refinement_boxes_uses_filters_and_fallback():
+    from dugray.refine import refinement_boxes
+
+    ale = np.full((64, 64), 0.01)
+    ale[40:44, 40:44] = 0.5
+    var = np.ones((64, 64))
+    boxes = refinement_boxes(ale, var, max_patches=4)
+    assert len(boxes) == 1 and boxes[0][0] <= 40 and boxes[0][2] >= 44
+    none_reliable = np.full((64, 64), np.inf)
+    assert refinement_boxes(ale, none_reliable) == []
+    fb = refinement_boxes(ale, none_reliable, fallback_fraction=0.01)
+    assert len(fb) >= 1
