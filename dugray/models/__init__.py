@@ -18,6 +18,7 @@ from .registry import (
 from .layers import num_parameters
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from .nig_head import NIGHead
+from .default import load_default, load_model
 
 # Importing the model modules registers them.
 from .unet import UNetMatting
@@ -37,6 +38,8 @@ __all__ = [
     "read_checkpoint",
     "CheckpointError",
     "NIGHead",
+    "load_default",
+    "load_model",
     "UNetMatting",
     "MODNetLite",
     "HRNetLiteRefiner",

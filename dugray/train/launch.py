@@ -1,0 +1,162 @@
+"""The training driver: both stages on Ray Train, tracked in MLflow, models registered.
+
+One MLflow parent run per training job, one nested run per stage (parameters,
+per-epoch metrics from rank 0, sample visualisations, the resolved config), and both
+networks logged and registered (``matting_model_name`` / ``refiner_model_name``,
+default ``dugray-matting`` / ``dugray-refiner``) so serving can load ``models:/...``.
+The final weights are also written to ``<out>/matting.pt`` and ``<out>/refiner.pt``.
+
+Tracking store: ``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<out>/mlflow.db`` with
+artifacts under ``<out>/mlartifacts``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import ray
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from dugray.train.config import TrainConfig
+from dugray.train.stage1 import stage1_loop
+from dugray.train.stage2 import stage2_loop
+from dugray.train.worker import LoopArgs
+
+STAGES = {"1": stage1_loop, "2": stage2_loop}
+
+
+def tracking_uri(out: Path) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{out / 'mlflow.db'}"
+
+
+def ensure_ray(cfg: TrainConfig) -> None:
+    """Join the cluster named by ``cfg.address`` or RAY_ADDRESS (``ray job submit`` sets it),
+    else start a private local Ray sized for the job: never a stray cluster by accident."""
+    if ray.is_initialized():
+        return
+    address = cfg.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address)
+    else:
+        cpus = int(max(os.cpu_count() or 1, cfg.num_workers * cfg.cpus_per_worker + cfg.data_cpus) + 0.999)
+        ray.init(num_cpus=cpus, include_dashboard=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+def latest_checkpoint(storage: str, stage: str) -> str:
+    """The newest checkpoint directory any earlier run of ``stage`` left in ``storage``."""
+    found = sorted(Path(storage).glob(f"stage{stage}-*/checkpoint_*"), key=lambda p: p.stat().st_mtime)
+    return str(found[-1]) if found else ""
+
+
+def fit_stage(cfg: TrainConfig, stage: str, storage: str, args: LoopArgs) -> tuple[str, dict]:
+    """Run one stage on Ray Train; returns (checkpoint directory, last metrics)."""
+    trainer = TorchTrainer(
+        STAGES[stage],
+        train_loop_config={"args": args},
+        scaling_config=ScalingConfig(
+            num_workers=cfg.num_workers,
+            use_gpu=cfg.use_gpu,
+            resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})},
+        ),
+        run_config=RunConfig(
+            name=f"stage{stage}-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=storage,
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    result = trainer.fit()
+    if result.checkpoint is not None:
+        return result.checkpoint.path, dict(result.metrics or {})
+    if args.resume_path:  # every epoch was already done: the resumed checkpoint is final
+        return args.resume_path, {}
+    raise RuntimeError(f"stage {stage} finished without a checkpoint")
+
+
+def run_training(cfg: TrainConfig) -> dict:
+    """Train the configured stage(s); returns paths, run ids and final metrics."""
+    import mlflow
+
+    cfg.validate()
+    # workers run in other folders (and on other nodes): hand them absolute paths
+    cfg.data = _absolute(cfg.data)
+    cfg.extra_data = [_absolute(p) for p in cfg.extra_data]
+    out = Path(cfg.out).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    storage = cfg.storage or str(out / "ray")
+    uri = tracking_uri(out)
+    mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name(cfg.experiment) is None:
+        mlflow.create_experiment(cfg.experiment, artifact_location=(out / "mlartifacts").as_uri())
+    mlflow.set_experiment(cfg.experiment)
+    ensure_ray(cfg)
+
+    state_file = out / "run.json"
+    previous = json.loads(state_file.read_text()) if cfg.resume and state_file.is_file() else {}
+    stages = ["1", "2"] if cfg.stage == "all" else [cfg.stage]
+    summary = {"out": str(out), "tracking_uri": uri, "stages": {}}
+    with mlflow.start_run(run_id=previous.get("parent_run_id"), run_name=cfg.run_name or None) as parent:
+        summary["parent_run_id"] = parent.info.run_id
+        if not previous:
+            mlflow.log_params(_flat_params(cfg))
+        mlflow.log_dict(cfg.to_dict(), "config.json")
+        for stage in stages:
+            run_id = previous.get("stage_runs", {}).get(stage)
+            with mlflow.start_run(run_id=run_id, run_name=None if run_id else f"stage{stage}", nested=True) as run:
+                if not run_id:
+                    mlflow.log_params(_flat_params(cfg))
+                resume = latest_checkpoint(storage, stage) if cfg.resume else ""
+                matting = summary["stages"].get("1", {}).get("checkpoint") or previous.get("matting_checkpoint", "")
+                if stage == "2" and not matting:
+                    raise FileNotFoundError("stage 2 needs a trained matting network: run stage 1 first (same --out)")
+                args = LoopArgs(config=cfg, stage=stage, tracking_uri=uri, mlflow_run_id=run.info.run_id,
+                                resume_path=resume, matting_checkpoint=matting)
+                print(f"[train] stage {stage}: {'resuming from ' + resume if resume else 'from scratch'}", flush=True)
+                start = time.perf_counter()
+                ckpt, metrics = fit_stage(cfg, stage, storage, args)
+                wall = time.perf_counter() - start
+                mlflow.log_metric("wall_seconds", wall)
+                final = _export(stage, ckpt, out, cfg)
+                summary["stages"][stage] = {"checkpoint": ckpt, "weights": str(final), "metrics": metrics,
+                                            "run_id": run.info.run_id, "wall_seconds": wall}
+                previous.setdefault("stage_runs", {})[stage] = run.info.run_id
+                if stage == "1":
+                    previous["matting_checkpoint"] = ckpt
+                previous["parent_run_id"] = parent.info.run_id
+                state_file.write_text(json.dumps(previous, indent=2))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def _export(stage: str, ckpt_dir: str, out: Path, cfg: TrainConfig) -> Path:
+    """Copy the final weights next to the run, log the model to MLflow and register it."""
+    import mlflow
+
+    from dugray.models import load_checkpoint
+
+    name = "matting" if stage == "1" else "refiner"
+    final = out / f"{name}.pt"
+    with ray.train.Checkpoint(ckpt_dir).as_directory() as d:
+        shutil.copyfile(Path(d) / "model.pt", final)
+    model = load_checkpoint(final)
+    registered = cfg.matting_model_name if stage == "1" else cfg.refiner_model_name
+    mlflow.log_artifact(str(final), "weights")
+    # pickle, not pt2: a traced pt2 graph would freeze the input size; the plain
+    # checkpoint rides along (extra_files) for weights-only loading by dugray itself.
+    mlflow.pytorch.log_model(model, name=name, registered_model_name=registered,
+                             serialization_format="pickle", extra_files=[str(final)])
+    return final
+
+
+def _absolute(path: str) -> str:
+    return path if "://" in path else str(Path(path).expanduser().resolve())
+
+
+def _flat_params(cfg: TrainConfig) -> dict:
+    return {k: (json.dumps(v) if isinstance(v, (dict, list, tuple)) else v) for k, v in cfg.to_dict().items()}

@@ -1,0 +1,141 @@
+"""Stage 1 (paper 3.5): train the matting network F with L_NIG + L_M on simulated user maps.
+
+Runs inside each Ray Train worker. Every worker streams its own shard of each epoch
+from the Ray Data pipeline, steps the same number of times (so DDP never waits on a
+worker that ran out), validates on its shard of the validation split, and reports
+one checkpoint per epoch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from itertools import islice
+
+import ray
+import ray.train.torch
+import torch
+import torch.nn.functional as F
+
+from dugray.models import create_model
+from dugray.nig import aleatoric, epistemic
+from dugray.pipeline import SkipLedger
+from dugray.train.losses import laplacian_loss, stage1_loss
+from dugray.train.visualize import sample_grid
+from dugray.train.worker import (
+    LoopArgs,
+    MlflowLogger,
+    Progress,
+    all_reduce_sums,
+    epoch_batches,
+    load_training_state,
+    manifest_table,
+    report_epoch,
+    steps_per_epoch,
+    unwrap,
+    warmup_cosine,
+    worker_context,
+)
+
+
+def objective(cfg, nig, alpha_gt) -> dict:
+    """The configured stage-1 loss: the method's NIG loss, or the plain-L1 ablation."""
+    if cfg.loss == "l1":
+        l1 = F.l1_loss(nig[0], alpha_gt)
+        lap = laplacian_loss(nig[0], alpha_gt)
+        return {"total": l1 + cfg.matte_weight * lap, "l1": l1.detach(), "matte": lap.detach()}
+    return stage1_loss(nig, alpha_gt, lam=cfg.nig_lambda, matte_weight=cfg.matte_weight)
+
+
+def fixed_steps(make_batches, steps: int):
+    """Exactly ``steps`` batches, cycling the epoch if bad rows made this shard short."""
+    done = 0
+    while done < steps:
+        got = 0
+        for batch in islice(make_batches(), steps - done):
+            got += 1
+            yield batch
+        if got == 0:
+            raise RuntimeError("this worker's data shard produced no usable example (all rows skipped?)")
+        done += got
+
+
+@torch.no_grad()
+def validate(model, cfg, table, wc, ledger) -> tuple[dict, dict | None]:
+    """Whole-crop SAD/MSE of the trimap-free (empty user map) prediction and with the
+    simulated user map, plus mean uncertainties; summed over workers.
+
+    Runs the unwrapped network: DDP's forward is a collective (buffer broadcast), and
+    validation shards may differ in size between workers."""
+    model = unwrap(model)
+    model.eval()
+    sums, first = defaultdict(float), None
+    for batch in epoch_batches(cfg, table, wc, 0, ledger, train=False):
+        y = batch["alpha"]
+        for tag, um in (("free", torch.zeros_like(batch["user_map"])), ("user", batch["user_map"])):
+            g, nu, a, b = model(batch["image"], um)
+            err = (g - y).abs()
+            sums[f"sad_{tag}"] += float(err.sum(dim=(1, 2, 3)).sum()) / 1000
+            sums[f"mse_{tag}"] += float(((g - y) ** 2).mean(dim=(1, 2, 3)).sum())
+            if tag == "free":
+                sums["epistemic"] += float(epistemic(nu, a, b).mean(dim=(1, 2, 3)).sum())
+                sums["aleatoric"] += float(aleatoric(a, b).mean(dim=(1, 2, 3)).sum())
+                if first is None:
+                    first = {"image": batch["image"][:4], "alpha": y[:4], "nig": (g[:4], nu[:4], a[:4], b[:4])}
+        sums["n"] += y.shape[0]
+    keys = ["n", "epistemic", "aleatoric"] + [f"{m}_{t}" for m in ("sad", "mse") for t in ("free", "user")]
+    sums = all_reduce_sums(dict(sums), wc, keys)
+    n = max(sums.pop("n", 0), 1)
+    model.train()
+    return {f"val_{k}": v / n for k, v in sums.items()}, first
+
+
+def stage1_loop(loop_config: dict) -> None:
+    args: LoopArgs = loop_config["args"]
+    cfg = args.config
+    wc = worker_context(cfg)
+    table = manifest_table(cfg)
+    model = create_model(cfg.model, alpha_min=cfg.alpha_min, **cfg.model_kwargs)
+    payload, state = load_training_state(args)
+    if payload is not None:
+        model.load_state_dict(payload["state_dict"])
+    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": cfg.loss == "l1"})
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    steps = steps_per_epoch(cfg, table, wc.world)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, warmup_cosine(steps * cfg.epochs, int(cfg.warmup_epochs * steps), cfg.lr, cfg.min_lr)
+    )
+    start = 0
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start = state["epoch"] + 1
+    ledger = SkipLedger.remote()
+    mlf = MlflowLogger(args, wc)
+    for epoch in range(start, cfg.epochs):
+        progress = Progress("1", epoch, cfg.epochs, steps, cfg.log_every, wc)
+        sums = defaultdict(float)
+        batches = fixed_steps(lambda: epoch_batches(cfg, table, wc, epoch, ledger), steps)
+        for i, batch in enumerate(batches, 1):
+            nig = model(batch["image"], batch["user_map"])
+            losses = objective(cfg, nig, batch["alpha"])
+            opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            losses = {k: v.detach() for k, v in losses.items()}
+            for k, v in losses.items():
+                sums[k] += float(v)
+            progress.step(i, batch["image"].shape[0], {k: float(v) for k, v in losses.items()})
+        train_metrics = {f"train_{k}": v / steps for k, v in all_reduce_sums(dict(sums), wc).items()}
+        train_metrics = {k: v / wc.world for k, v in train_metrics.items()}
+        val_metrics, sample = validate(model, cfg, table, wc, ledger)
+        skipped_rows = len(ray.get(ledger.report.remote()))
+        metrics = {**train_metrics, **val_metrics, "epoch": epoch + 1, "lr": sched.get_last_lr()[0], "skipped_rows": skipped_rows}
+        mlf.metrics(metrics, step=epoch + 1)
+        if wc.is_chief:
+            print(f"[stage 1] epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+            if sample is not None and mlf.active:
+                mlf.artifact(sample_grid(sample, f"stage1_epoch{epoch + 1:03d}.png"), "samples")
+        report_epoch(metrics, model, {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch}, wc)

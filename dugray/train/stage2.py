@@ -1,0 +1,151 @@
+"""Stage 2 (paper 3.4-3.5): freeze F, train the refiner R on aleatoric-selected 32x32 patches.
+
+Per training image: F gives the NIG; gamma_s ~ N(gamma, E[sigma^2]) is sampled once;
+pixels above Otsu's aleatoric threshold with a reliable Var[sigma^2] are covered by at
+most ``patches_per_image`` 32x32 boxes (:func:`dugray.refine.refinement_boxes`, the
+same selection the session uses); R maps (gamma_s patch, image patch) to a refined
+patch, trained with ||y - gamma_r||_1 + ||grad y - grad gamma_r||_1.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import ray
+import ray.train.torch
+import torch
+
+from dugray.models import create_refiner, load_checkpoint
+from dugray.nig import aleatoric, aleatoric_variance
+from dugray.pipeline import SkipLedger
+from dugray.refine import extract_patches, paste_patches, refinement_boxes, sample_coarse
+from dugray.train.losses import stage2_loss
+from dugray.train.stage1 import fixed_steps
+from dugray.train.worker import (
+    LoopArgs,
+    MlflowLogger,
+    Progress,
+    all_reduce_sums,
+    epoch_batches,
+    load_training_state,
+    manifest_table,
+    report_epoch,
+    steps_per_epoch,
+    unwrap,
+    warmup_cosine,
+    worker_context,
+)
+
+
+def refinement_batch(nig, image, alpha_gt, cfg, rng: np.random.Generator, fallback: float = 0.01):
+    """Patches of every image in a batch: (coarse, image, gt, boxes per image, gamma_s).
+
+    ``fallback`` guarantees patches for an image where nothing passes the filters, so
+    every worker runs the same number of backward passes.
+    """
+    g, nu, a, b = (t.detach().float().cpu().numpy()[:, 0] for t in nig)
+    img = image.detach().cpu().permute(0, 2, 3, 1).numpy()
+    gt = alpha_gt.detach().cpu().numpy()[:, 0]
+    coarse, pix, target, boxes_all, sampled = [], [], [], [], []
+    for i in range(g.shape[0]):
+        ale, var = aleatoric(a[i], b[i]), aleatoric_variance(a[i], b[i])
+        boxes = refinement_boxes(ale, var, cfg.patches_per_image, cfg.reliable_quantile, fallback_fraction=fallback)
+        gs = sample_coarse(g[i], ale, rng)
+        coarse.append(extract_patches(gs, boxes))
+        pix.append(extract_patches(img[i], boxes))
+        target.append(extract_patches(gt[i], boxes))
+        boxes_all.append(boxes)
+        sampled.append(gs)
+    as_t = lambda arrs, perm: torch.from_numpy(np.concatenate(arrs)).float().permute(*perm).contiguous()  # noqa: E731
+    return (
+        as_t(coarse, (0, 1, 2))[:, None],
+        as_t(pix, (0, 3, 1, 2)),
+        as_t(target, (0, 1, 2))[:, None],
+        boxes_all,
+        sampled,
+    )
+
+
+@torch.no_grad()
+def validate(frozen, refiner, cfg, table, wc, ledger) -> dict:
+    """Whole-crop SAD of gamma, of gamma_s, and of gamma with the refined patches pasted
+    in (as the session does), summed over workers (unwrapped refiner: see stage1.validate)."""
+    refiner = unwrap(refiner)
+    refiner.eval()
+    rng = np.random.default_rng(cfg.seed + 77)
+    sums = defaultdict(float)
+    for batch in epoch_batches(cfg, table, wc, 0, ledger, train=False):
+        nig = frozen(batch["image"], batch["user_map"])
+        coarse, pix, _, boxes, sampled = refinement_batch(nig, batch["image"], batch["alpha"], cfg, rng, fallback=0.0)
+        refined = refiner(coarse.to(wc.device), pix.to(wc.device)).cpu().numpy()[:, 0] if coarse.shape[0] else None
+        y = batch["alpha"].cpu().numpy()[:, 0]
+        gamma = nig[0].cpu().numpy()[:, 0]
+        k = 0
+        for i, bx in enumerate(boxes):
+            out = paste_patches(gamma[i], refined[k : k + len(bx)], bx) if bx else gamma[i]
+            k += len(bx)
+            sums["sad_gamma"] += float(np.abs(gamma[i] - y[i]).sum()) / 1000
+            sums["sad_sampled"] += float(np.abs(sampled[i] - y[i]).sum()) / 1000
+            sums["sad_refined"] += float(np.abs(out - y[i]).sum()) / 1000
+            sums["patches"] += len(bx)
+            sums["n"] += 1
+    sums = all_reduce_sums(dict(sums), wc, ["n", "patches", "sad_gamma", "sad_sampled", "sad_refined"])
+    n = max(sums.pop("n", 0), 1)
+    refiner.train()
+    return {f"val_{k}": v / n for k, v in sums.items()}
+
+
+def stage2_loop(loop_config: dict) -> None:
+    args: LoopArgs = loop_config["args"]
+    cfg = args.config
+    wc = worker_context(cfg)
+    table = manifest_table(cfg)
+    with ray.train.Checkpoint(args.matting_checkpoint).as_directory() as d:
+        frozen = load_checkpoint(f"{d}/model.pt").to(wc.device).eval()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    refiner = create_refiner(cfg.refiner, **cfg.refiner_kwargs)
+    payload, state = load_training_state(args)
+    if payload is not None:
+        refiner.load_state_dict(payload["state_dict"])
+    refiner = ray.train.torch.prepare_model(refiner)
+    epochs = cfg.stage2_epoch_count
+    opt = torch.optim.Adam(refiner.parameters(), lr=cfg.stage2_lr, betas=tuple(cfg.betas))
+    steps = steps_per_epoch(cfg, table, wc.world)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, warmup_cosine(steps * epochs, int(cfg.warmup_epochs * steps), cfg.stage2_lr, cfg.min_lr)
+    )
+    start = 0
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start = state["epoch"] + 1
+    ledger = SkipLedger.remote()
+    mlf = MlflowLogger(args, wc)
+    for epoch in range(start, epochs):
+        rng = np.random.default_rng((cfg.seed, epoch, wc.rank, 2))
+        progress = Progress("2", epoch, epochs, steps, cfg.log_every, wc)
+        sums = defaultdict(float)
+        for i, batch in enumerate(fixed_steps(lambda: epoch_batches(cfg, table, wc, epoch, ledger), steps), 1):
+            with torch.no_grad():
+                nig = frozen(batch["image"], batch["user_map"])
+            coarse, pix, target, _, _ = refinement_batch(nig, batch["image"], batch["alpha"], cfg, rng)
+            refined = refiner(coarse.to(wc.device), pix.to(wc.device))
+            losses = stage2_loss(refined, target.to(wc.device))
+            opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            opt.step()
+            sched.step()
+            losses = {k: v.detach() for k, v in losses.items()}
+            for k, v in losses.items():
+                sums[k] += float(v)
+            sums["patches"] += coarse.shape[0]
+            progress.step(i, batch["image"].shape[0], {k: float(v) for k, v in losses.items()})
+        train_metrics = {f"train_{k}": v / steps / wc.world for k, v in all_reduce_sums(dict(sums), wc).items()}
+        metrics = {**train_metrics, **validate(frozen, refiner, cfg, table, wc, ledger), "epoch": epoch + 1,
+                   "lr": sched.get_last_lr()[0], "skipped_rows": len(ray.get(ledger.report.remote()))}
+        mlf.metrics(metrics, step=epoch + 1)
+        if wc.is_chief:
+            print(f"[stage 2] epoch {epoch + 1}/{epochs} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+        report_epoch(metrics, refiner, {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch}, wc)

@@ -1,0 +1,199 @@
+"""What both stages' Ray Train worker loops share: context, data, schedule, checkpoints, logging.
+
+Checkpoints are directories with ``model.pt`` (a :mod:`dugray.models.checkpoint` file)
+plus ``state.pt`` (optimizer, scheduler, epoch, global step). Ray Train persists them
+and hands the latest back through ``ray.train.get_checkpoint()`` after a worker
+failure; ``--resume`` hands one in through the loop config instead (the Ray Train v2
+way, ``resume_from_checkpoint`` being gone).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import ray
+import ray.train
+import ray.train.torch
+import torch
+
+from dugray.data.augment import AugmentConfig
+from dugray.data.manifest import load_or_build
+from dugray.models import save_checkpoint
+from dugray.pipeline import PipelineConfig, SkipLedger, build_dataset, to_float_batch
+from dugray.train.config import TrainConfig
+
+NO_AUGMENT = AugmentConfig(flip_p=0, blur_p=0, sharpen_p=0, shadow_p=0)
+
+
+@dataclass
+class LoopArgs:
+    """What the driver hands each worker: the config plus this run's wiring."""
+
+    config: TrainConfig
+    stage: str
+    tracking_uri: str = ""
+    mlflow_run_id: str = ""
+    resume_path: str = ""
+    """A checkpoint directory to start from (``--resume``); Ray's own latest one wins."""
+    matting_checkpoint: str = ""
+    """Stage 2: the Ray checkpoint directory (in run storage) holding the frozen F's model.pt."""
+
+
+@dataclass
+class WorkerContext:
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def is_chief(self) -> bool:
+        return self.rank == 0
+
+
+def worker_context(cfg: TrainConfig) -> WorkerContext:
+    ctx = ray.train.get_context()
+    torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+    torch.manual_seed(cfg.seed + ctx.get_world_rank())
+    return WorkerContext(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device())
+
+
+def manifest_table(cfg: TrainConfig):
+    """The training manifest: the main dataset plus any extra ones (their train rows)."""
+    import pyarrow as pa
+
+    tables = [load_or_build(cfg.data)]
+    for extra in cfg.extra_data:
+        t = load_or_build(extra)
+        t = t.filter(pa.compute.equal(t["split"], cfg.train_split))
+        tables.extend([t] * cfg.extra_repeat)
+    return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+def epoch_batches(cfg: TrainConfig, table, wc: WorkerContext, epoch: int, ledger, train: bool = True):
+    """This worker's float batches for one epoch (train) or the fixed validation set."""
+    pcfg = PipelineConfig(
+        size=cfg.crop,
+        seed=cfg.seed if train else cfg.seed + 10_000,
+        augment=AugmentConfig(crop_scales=tuple(cfg.crop_scales)) if train else NO_AUGMENT,
+        usermap_mode=cfg.usermap_mode,
+        batch_size=cfg.batch_size,
+    )
+    limit = cfg.samples_per_epoch if train else cfg.val_samples
+    split = cfg.train_split if train else cfg.val_split
+    per_worker = math.ceil(limit / wc.world) if limit else None
+    ds = build_dataset(table, split, pcfg, epoch=epoch if train else 0, shard=(wc.rank, wc.world), limit=per_worker, ledger=ledger)
+    for batch in ds.iter_batches(batch_size=cfg.batch_size, batch_format="numpy", drop_last=False):
+        yield to_float_batch(batch, wc.device)
+
+
+def steps_per_epoch(cfg: TrainConfig, table, world: int) -> int:
+    n = int(np.sum(np.asarray(table["split"].to_pylist()) == cfg.train_split))
+    if cfg.samples_per_epoch:
+        n = min(n, cfg.samples_per_epoch) if cfg.samples_per_epoch <= n else cfg.samples_per_epoch
+    return max(1, math.ceil(math.ceil(n / world) / cfg.batch_size))
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int, base_lr: float, min_lr: float):
+    """LambdaLR factor: linear warm-up, then cosine from base_lr down to min_lr."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        floor = min_lr / base_lr
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def load_training_state(args: LoopArgs):
+    """(model payload, train state) from Ray's latest checkpoint, else --resume's, else (None, None)."""
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            return _read_state(Path(d))
+    if args.resume_path:
+        return _read_state(Path(args.resume_path))
+    return None, None
+
+
+def _read_state(d: Path):
+    model_payload = torch.load(d / "model.pt", map_location="cpu", weights_only=True)
+    state = torch.load(d / "state.pt", map_location="cpu", weights_only=False)
+    return model_payload, state
+
+
+def report_epoch(metrics: dict, model: torch.nn.Module, state: dict, wc: WorkerContext) -> None:
+    """Report an epoch's metrics with a checkpoint (written by rank 0 only)."""
+    if wc.is_chief:
+        with tempfile.TemporaryDirectory() as d:
+            save_checkpoint(unwrap(model), Path(d) / "model.pt", extra={"metrics": metrics})
+            torch.save(state, Path(d) / "state.pt")
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+    else:
+        ray.train.report(metrics, checkpoint=None)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def all_reduce_sums(values: dict, wc: WorkerContext, keys=None) -> dict:
+    """Sum a dict of floats over workers (identity with one worker).
+
+    Pass ``keys`` when a worker may have seen no data (an empty validation shard):
+    every worker must reduce the same keys, missing ones count as 0.
+    """
+    keys = sorted(keys or values)
+    values = {k: values.get(k, 0.0) for k in keys}
+    if wc.world == 1 or not torch.distributed.is_initialized():
+        return values
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    torch.distributed.all_reduce(t)
+    return dict(zip(keys, t.tolist()))
+
+
+class MlflowLogger:
+    """Rank 0's view of the stage's MLflow run (a no-op elsewhere or when no run is given)."""
+
+    def __init__(self, args: LoopArgs, wc: WorkerContext):
+        self.active = bool(args.mlflow_run_id) and wc.is_chief
+        if self.active:
+            import mlflow
+
+            self.client = mlflow.MlflowClient(tracking_uri=args.tracking_uri)
+            self.run_id = args.mlflow_run_id
+
+    def metrics(self, values: dict, step: int) -> None:
+        if self.active:
+            ts = int(time.time() * 1000)
+            from mlflow.entities import Metric
+
+            self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, step) for k, v in values.items()])
+
+    def artifact(self, path, folder: str | None = None) -> None:
+        if self.active:
+            self.client.log_artifact(self.run_id, str(path), folder)
+
+
+class Progress:
+    """Plain log lines (job logs are not terminals): step, loss, throughput, ETA."""
+
+    def __init__(self, stage: str, epoch: int, epochs: int, steps: int, every: int, wc: WorkerContext):
+        self.stage, self.epoch, self.epochs, self.steps, self.every, self.wc = stage, epoch, epochs, steps, every, wc
+        self.start, self.seen = time.perf_counter(), 0
+
+    def step(self, i: int, n_images: int, losses: dict) -> None:
+        self.seen += n_images
+        if self.wc.is_chief and (i % self.every == 0 or i == self.steps):
+            dt = time.perf_counter() - self.start
+            rate = self.seen / max(dt, 1e-9)
+            eta = max(0.0, (self.steps - i) * dt / max(i, 1))
+            loss = " ".join(f"{k}={v:.4f}" for k, v in losses.items())
+            print(f"[stage {self.stage}] epoch {self.epoch + 1}/{self.epochs} step {i}/{self.steps} {loss} "
+                  f"{rate * self.wc.world:.1f} img/s eta {eta:.0f}s", flush=True)

@@ -1,0 +1,133 @@
+"""Training on real Ray Train and real MLflow with tiny data: learning, resume, recovery, tracking, job submit.
+
+Each test runs ``jobs/train.py`` as a subprocess (its own local Ray), as users do.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--crop", "64", "--batch-size", "4", "--samples-per-epoch", "16", "--num-workers", "2"]
+
+
+def train(data, out, *extra, timeout=600, check=True):
+    cmd = [sys.executable, str(ROOT / "jobs" / "train.py"), "--data", str(data), "--out", str(out), *TINY, *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"train.py exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def metric_history(out, stage, key):
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    run_id = json.loads((out / "run.json").read_text())["stage_runs"][stage]
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+@pytest.fixture(scope="module")
+def trained(synth_dir, tmp_path_factory):
+    """Both stages, 2 workers, 4 + 1 epochs, learning rate high enough to move in 8 steps."""
+    out = tmp_path_factory.mktemp("run")
+    proc = train(synth_dir / "plain", out, "--stage", "all", "--epochs", "4", "--stage2-epochs", "1", "--lr", "3e-3")
+    return out, proc
+
+
+def test_training_lowers_the_loss(trained):
+    out, _ = trained
+    losses = [v for _, v in metric_history(out, "1", "train_total")]
+    assert len(losses) == 4
+    assert losses[-1] < losses[0], losses
+    assert (out / "matting.pt").is_file() and (out / "refiner.pt").is_file()
+
+
+def test_mlflow_holds_runs_metrics_and_registered_models(trained):
+    import mlflow
+
+    out, _ = trained
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    state = json.loads((out / "run.json").read_text())
+    parent = client.get_run(state["parent_run_id"])
+    assert parent.data.params["epochs"] == "4"
+    for stage in ("1", "2"):
+        run = client.get_run(state["stage_runs"][stage])
+        assert run.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+        assert "val_sad_free" in run.data.metrics or "val_sad_refined" in run.data.metrics
+    names = {m.name for m in client.search_registered_models()}
+    assert {"dugray-matting", "dugray-refiner"} <= names
+    samples = client.list_artifacts(state["stage_runs"]["1"], "samples")
+    assert len(samples) == 4
+    model = mlflow.pytorch.load_model("models:/dugray-matting/1")
+    import torch
+
+    g, nu, a, b = model(torch.rand(1, 3, 40, 50), torch.zeros(1, 1, 40, 50))
+    assert g.shape == (1, 1, 40, 50)
+
+
+def test_resume_continues_without_repeating_epochs(synth_dir, tmp_path):
+    out = tmp_path / "run"
+    train(synth_dir / "plain", out, "--stage", "1", "--epochs", "1")
+    ckpts = list((out / "ray").glob("stage1-*/checkpoint_*"))
+    assert ckpts, "no checkpoint written"
+    proc = train(synth_dir / "plain", out, "--stage", "1", "--epochs", "2", "--resume")
+    assert "resuming from" in proc.stdout + proc.stderr
+    epochs = [step for step, _ in metric_history(out, "1", "epoch")]
+    assert epochs == [1, 2]  # epoch 1 not repeated, epoch 2 not lost
+
+
+def test_killed_worker_is_recovered_from_checkpoint(synth_dir, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "jobs" / "train.py"), "--data", str(synth_dir / "plain"), "--out", str(out),
+           *TINY, "--stage", "1", "--epochs", "4", "--samples-per-epoch", "48", "--max-failures", "2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 300
+        while not list((out / "ray").glob("stage1-*/checkpoint_*")):
+            assert proc.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
+            time.sleep(0.5)
+        pids = subprocess.run(["pgrep", "-f", "RayTrainWorker"], capture_output=True, text=True).stdout.split()
+        assert pids, "no Ray Train worker process found"
+        os.kill(int(pids[-1]), signal.SIGKILL)
+        output, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output[-4000:]
+    epochs = [step for step, _ in metric_history(out, "1", "epoch")]
+    assert epochs == [1, 2, 3, 4]
+
+
+def test_bad_arguments_exit_2_with_one_line(tmp_path):
+    proc = train(tmp_path / "missing", tmp_path / "out", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("train.py: error:") and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_ray_job_submit_against_a_local_head_succeeds(synth_dir, tmp_path):
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env.pop("RAY_ADDRESS", None)
+    port = "6391"
+    subprocess.run(["ray", "start", "--head", f"--port={port}", "--num-cpus=3", "--include-dashboard=true",
+                    "--dashboard-port=8271", "--disable-usage-stats"], check=True, env=env, capture_output=True, timeout=180)
+    try:
+        out = tmp_path / "run"
+        proc = subprocess.run(
+            ["ray", "job", "submit", "--address", "http://127.0.0.1:8271", "--working-dir", str(ROOT), "--",
+             "python", "jobs/train.py", "--data", str(synth_dir / "plain"), "--out", str(out), *TINY,
+             "--stage", "1", "--epochs", "1"],
+            env=env, capture_output=True, text=True, timeout=600,
+        )
+        assert "SUCCEEDED" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert (out / "matting.pt").is_file()
+    finally:
+        subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
