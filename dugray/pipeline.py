@@ -37,7 +37,8 @@ import ray
 from dugray.data.augment import AugmentConfig, augment_sample
 from dugray.data.io import load_example
 from dugray.data.manifest import load_or_build
-from dugray.usermap import simulate_user_map
+from dugray.data.trimap import make_trimap
+from dugray.usermap import simulate_user_map, trimap_to_usermap
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,11 @@ class PipelineConfig:
     usermap_mode: str = "uniform"
     usermap_p: float = 1 / 6
     usermap_patch: int = 15
+    trimap_prob: float = 0.0
+    """Probability that an example's user map is a whole trimap (trimap-based mode)
+    instead of simulated patches, so one model also serves trimap users."""
+    trimap_kernel: tuple = (3, 25)
+    """Range of the trimap's dilation kernel in crop pixels."""
     linear_composite: bool = False
     batch_size: int = 4
     """Rows per Ray Data task batch (not the training batch)."""
@@ -62,7 +68,11 @@ def prepare_example(row: dict, config: PipelineConfig, epoch: int = 0) -> dict:
     rng = np.random.default_rng((config.seed, epoch, int(row["row"])))
     ex = load_example(row, rng, linear=config.linear_composite)
     image, alpha = augment_sample(ex["image"], ex["alpha"], config.size, rng, config.augment)
-    user_map = simulate_user_map(alpha, rng, p=config.usermap_p, patch=config.usermap_patch, mode=config.usermap_mode)
+    if config.trimap_prob and rng.random() < config.trimap_prob:
+        kernel = int(rng.integers(config.trimap_kernel[0], config.trimap_kernel[1] + 1))
+        user_map = trimap_to_usermap(make_trimap(alpha, kernel))
+    else:
+        user_map = simulate_user_map(alpha, rng, p=config.usermap_p, patch=config.usermap_patch, mode=config.usermap_mode)
     return {
         "image": np.ascontiguousarray(_to_u8(image).transpose(2, 0, 1)),
         "alpha": _to_u8(alpha)[None],

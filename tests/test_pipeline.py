@@ -80,3 +80,16 @@ def test_composition1k_rows_composite_on_the_fly(ray_local, synth_dir):
     ds = build_dataset(synth_dir / "comp1k", "train", CFG, limit=6)
     out = collect(ds)
     assert out["image"].shape == (6, 3, 64, 64)
+
+
+def test_trimap_user_maps_when_asked(synth_dir):
+    from dataclasses import replace
+
+    table = load_or_build(synth_dir / "plain")
+    rows = epoch_rows(table, "train", 0, 0).to_pylist()
+    always = replace(CFG, trimap_prob=1.0)
+    ex = prepare_example(rows[0], always, 0)
+    u, a = ex["user_map"][0] / 2.0, ex["alpha"][0]
+    assert np.all(u != 0)  # a trimap labels every pixel
+    assert np.all(a[u == 1] == 255) and np.all(a[u == -1] == 0)
+    assert np.all(u[(a > 0) & (a < 255)] == 0.5)  # every fractional pixel is in the band

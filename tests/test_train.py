@@ -27,6 +27,10 @@ def train(data, out, *extra, timeout=600, check=True):
     return proc
 
 
+def checkpoints(out):
+    return [p for p in (out / "ray").glob("stage1-*/checkpoint_*") if p.is_dir()]
+
+
 def metric_history(out, stage, key):
     import mlflow
 
@@ -77,7 +81,7 @@ def test_mlflow_holds_runs_metrics_and_registered_models(trained):
 def test_resume_continues_without_repeating_epochs(synth_dir, tmp_path):
     out = tmp_path / "run"
     train(synth_dir / "plain", out, "--stage", "1", "--epochs", "1")
-    ckpts = list((out / "ray").glob("stage1-*/checkpoint_*"))
+    ckpts = checkpoints(out)
     assert ckpts, "no checkpoint written"
     proc = train(synth_dir / "plain", out, "--stage", "1", "--epochs", "2", "--resume")
     assert "resuming from" in proc.stdout + proc.stderr
@@ -92,7 +96,7 @@ def test_killed_worker_is_recovered_from_checkpoint(synth_dir, tmp_path):
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 300
-        while not list((out / "ray").glob("stage1-*/checkpoint_*")):
+        while not checkpoints(out):
             assert proc.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
             time.sleep(0.5)
         pids = subprocess.run(["pgrep", "-f", "RayTrainWorker"], capture_output=True, text=True).stdout.split()

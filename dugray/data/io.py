@@ -16,6 +16,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 def read_rgb(path) -> np.ndarray:
     """HxWx3 uint8 RGB (greyscale files are replicated, an alpha channel dropped)."""
+    _require_file(path)
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise FileNotFoundError(f"cannot read image {path}")
@@ -24,10 +25,17 @@ def read_rgb(path) -> np.ndarray:
 
 def read_mask(path) -> np.ndarray:
     """HxW uint8 (alpha matte or trimap); colour files are converted to grey."""
+    _require_file(path)
     mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if mask is None:
         raise FileNotFoundError(f"cannot read mask {path}")
     return mask
+
+
+def _require_file(path) -> None:
+    """A missing file is a clear FileNotFoundError, not an OpenCV warning on stderr."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no such file: {path}")
 
 
 def write_png(path, array: np.ndarray, compression: int = 3) -> None:

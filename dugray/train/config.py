@@ -32,6 +32,8 @@ class TrainConfig:
     crop_scales: tuple = (1.0,)
     """Crop side = crop * scale, resized to ``crop``; the authors use (1, 1.5, 2)."""
     usermap_mode: str = "uniform"
+    trimap_prob: float = 0.0
+    """Share of training user maps that are whole trimaps (trimap-based mode)."""
     seed: int = 0
     # output and tracking
     out: str = "runs/dugray"

@@ -50,7 +50,8 @@ def ensure_ray(cfg: TrainConfig) -> None:
 
 def latest_checkpoint(storage: str, stage: str) -> str:
     """The newest checkpoint directory any earlier run of ``stage`` left in ``storage``."""
-    found = sorted(Path(storage).glob(f"stage{stage}-*/checkpoint_*"), key=lambda p: p.stat().st_mtime)
+    found = [p for p in Path(storage).glob(f"stage{stage}-*/checkpoint_*") if p.is_dir()]  # not Ray's .json index
+    found.sort(key=lambda p: p.stat().st_mtime)
     return str(found[-1]) if found else ""
 
 

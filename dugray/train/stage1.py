@@ -12,7 +12,6 @@ from collections import defaultdict
 from itertools import islice
 
 import ray
-import ray.train.torch
 import torch
 import torch.nn.functional as F
 
@@ -27,12 +26,11 @@ from dugray.train.worker import (
     Progress,
     all_reduce_sums,
     epoch_batches,
-    load_training_state,
     manifest_table,
+    prepare_training,
     report_epoch,
-    steps_per_epoch,
+    training_state,
     unwrap,
-    warmup_cosine,
     worker_context,
 )
 
@@ -94,24 +92,14 @@ def stage1_loop(loop_config: dict) -> None:
     cfg = args.config
     wc = worker_context(cfg)
     table = manifest_table(cfg)
-    model = create_model(cfg.model, alpha_min=cfg.alpha_min, **cfg.model_kwargs)
-    payload, state = load_training_state(args)
-    if payload is not None:
-        model.load_state_dict(payload["state_dict"])
-    model = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": cfg.loss == "l1"})
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    steps = steps_per_epoch(cfg, table, wc.world)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, warmup_cosine(steps * cfg.epochs, int(cfg.warmup_epochs * steps), cfg.lr, cfg.min_lr)
-    )
-    start = 0
-    if state is not None:
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start = state["epoch"] + 1
+    net = create_model(cfg.model, alpha_min=cfg.alpha_min, **cfg.model_kwargs)
+    # the L1 ablation leaves the nu/alpha/beta heads without gradients: DDP must allow it
+    t = prepare_training(net, args, wc, table, cfg.lr, cfg.epochs, cfg.weight_decay,
+                         find_unused_parameters=cfg.loss == "l1")
+    model, opt, sched, steps = t.model, t.opt, t.sched, t.steps
     ledger = SkipLedger.remote()
     mlf = MlflowLogger(args, wc)
-    for epoch in range(start, cfg.epochs):
+    for epoch in range(t.start_epoch, cfg.epochs):
         progress = Progress("1", epoch, cfg.epochs, steps, cfg.log_every, wc)
         sums = defaultdict(float)
         batches = fixed_steps(lambda: epoch_batches(cfg, table, wc, epoch, ledger), steps)
@@ -138,4 +126,4 @@ def stage1_loop(loop_config: dict) -> None:
             print(f"[stage 1] epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
             if sample is not None and mlf.active:
                 mlf.artifact(sample_grid(sample, f"stage1_epoch{epoch + 1:03d}.png"), "samples")
-        report_epoch(metrics, model, {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch}, wc)
+        report_epoch(metrics, model, training_state(t, epoch), wc)

@@ -13,7 +13,6 @@ from collections import defaultdict
 
 import numpy as np
 import ray
-import ray.train.torch
 import torch
 
 from dugray.models import create_refiner, load_checkpoint
@@ -28,12 +27,11 @@ from dugray.train.worker import (
     Progress,
     all_reduce_sums,
     epoch_batches,
-    load_training_state,
     manifest_table,
+    prepare_training,
     report_epoch,
-    steps_per_epoch,
+    training_state,
     unwrap,
-    warmup_cosine,
     worker_context,
 )
 
@@ -105,25 +103,12 @@ def stage2_loop(loop_config: dict) -> None:
         frozen = load_checkpoint(f"{d}/model.pt").to(wc.device).eval()
     for p in frozen.parameters():
         p.requires_grad_(False)
-    refiner = create_refiner(cfg.refiner, **cfg.refiner_kwargs)
-    payload, state = load_training_state(args)
-    if payload is not None:
-        refiner.load_state_dict(payload["state_dict"])
-    refiner = ray.train.torch.prepare_model(refiner)
     epochs = cfg.stage2_epoch_count
-    opt = torch.optim.Adam(refiner.parameters(), lr=cfg.stage2_lr, betas=tuple(cfg.betas))
-    steps = steps_per_epoch(cfg, table, wc.world)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, warmup_cosine(steps * epochs, int(cfg.warmup_epochs * steps), cfg.stage2_lr, cfg.min_lr)
-    )
-    start = 0
-    if state is not None:
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start = state["epoch"] + 1
+    t = prepare_training(create_refiner(cfg.refiner, **cfg.refiner_kwargs), args, wc, table, cfg.stage2_lr, epochs)
+    refiner, opt, sched, steps = t.model, t.opt, t.sched, t.steps
     ledger = SkipLedger.remote()
     mlf = MlflowLogger(args, wc)
-    for epoch in range(start, epochs):
+    for epoch in range(t.start_epoch, epochs):
         rng = np.random.default_rng((cfg.seed, epoch, wc.rank, 2))
         progress = Progress("2", epoch, epochs, steps, cfg.log_every, wc)
         sums = defaultdict(float)
@@ -148,4 +133,4 @@ def stage2_loop(loop_config: dict) -> None:
         mlf.metrics(metrics, step=epoch + 1)
         if wc.is_chief:
             print(f"[stage 2] epoch {epoch + 1}/{epochs} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
-        report_epoch(metrics, refiner, {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch}, wc)
+        report_epoch(metrics, refiner, training_state(t, epoch), wc)

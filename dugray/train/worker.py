@@ -24,7 +24,7 @@ import torch
 from dugray.data.augment import AugmentConfig
 from dugray.data.manifest import load_or_build
 from dugray.models import save_checkpoint
-from dugray.pipeline import PipelineConfig, SkipLedger, build_dataset, to_float_batch
+from dugray.pipeline import PipelineConfig, build_dataset, to_float_batch
 from dugray.train.config import TrainConfig
 
 NO_AUGMENT = AugmentConfig(flip_p=0, blur_p=0, sharpen_p=0, shadow_p=0)
@@ -81,6 +81,7 @@ def epoch_batches(cfg: TrainConfig, table, wc: WorkerContext, epoch: int, ledger
         seed=cfg.seed if train else cfg.seed + 10_000,
         augment=AugmentConfig(crop_scales=tuple(cfg.crop_scales)) if train else NO_AUGMENT,
         usermap_mode=cfg.usermap_mode,
+        trimap_prob=cfg.trimap_prob,
         batch_size=cfg.batch_size,
     )
     limit = cfg.samples_per_epoch if train else cfg.val_samples
@@ -120,6 +121,45 @@ def load_training_state(args: LoopArgs):
     if args.resume_path:
         return _read_state(Path(args.resume_path))
     return None, None
+
+
+@dataclass
+class Training:
+    """A network ready to train on this worker, with its optimiser, schedule and start epoch."""
+
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    steps: int
+    start_epoch: int
+
+
+def prepare_training(net, args: LoopArgs, wc: WorkerContext, table, lr: float, epochs: int,
+                     weight_decay: float = 0.0, **ddp_kwargs) -> Training:
+    """Restore the latest checkpoint (weights, Adam, schedule) if any and wrap for DDP.
+
+    Adam with the config's betas; linear warm-up for ``warmup_epochs`` then cosine to
+    ``min_lr`` over ``epochs`` epochs of this worker's fixed step count.
+    """
+    cfg = args.config
+    payload, state = load_training_state(args)
+    if payload is not None:
+        net.load_state_dict(payload["state_dict"])
+    model = ray.train.torch.prepare_model(net, parallel_strategy_kwargs=ddp_kwargs or None)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=tuple(cfg.betas), weight_decay=weight_decay)
+    steps = steps_per_epoch(cfg, table, wc.world)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps * epochs, int(cfg.warmup_epochs * steps), lr, cfg.min_lr))
+    start = 0
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start = state["epoch"] + 1
+    return Training(model, opt, sched, steps, start)
+
+
+def training_state(t: Training, epoch: int) -> dict:
+    """What a checkpoint needs besides the weights to continue exactly."""
+    return {"optimizer": t.opt.state_dict(), "scheduler": t.sched.state_dict(), "epoch": epoch}
 
 
 def _read_state(d: Path):
