@@ -446,7 +446,11 @@ def apply_user_labels(state: SessionState, labels) -> list[tuple[Box, float]]:
     return resolved
 
 
-def refine_matte(refiner, nig: NIG, image_w: np.ndarray, config: SessionConfig | None = None, rng=None) -> np.ndarray:
+NOISES = ("aleatoric", "fixed")
+
+
+def refine_matte(refiner, nig: NIG, image_w: np.ndarray, config: SessionConfig | None = None, rng=None,
+                 noise: str = "aleatoric") -> np.ndarray:
     """Section 3.4: refine high-aleatoric detail with R in 32x32 patches; gamma if R is None.
 
     gamma_s ~ N(gamma, E[sigma^2]) (one sample), pixels above Otsu's aleatoric threshold
@@ -454,7 +458,13 @@ def refine_matte(refiner, nig: NIG, image_w: np.ndarray, config: SessionConfig |
     gamma_s (:func:`dugray.refine.refinement_boxes`), R refines them in one batch, and
     the results are pasted into gamma, not into gamma_s: outside the patches the
     sampling noise would only add error.
+
+    ``noise="fixed"`` is the Table-4 ablation: the same normal draws scaled by one
+    standard deviation for the whole image, sqrt of its mean (finite) aleatoric
+    uncertainty, instead of each pixel's own; the refined boxes are the same.
     """
+    if noise not in NOISES:
+        raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
     config = config or SessionConfig()
     gamma = np.asarray(nig.gamma, np.float32)
     if refiner is None:
@@ -465,7 +475,11 @@ def refine_matte(refiner, nig: NIG, image_w: np.ndarray, config: SessionConfig |
     boxes = refinement_boxes(maps["aleatoric"], maps["aleatoric_variance"], config.max_patches, config.reliable_quantile)
     if not boxes:
         return gamma.copy()
-    gamma_s = sample_coarse(gamma, maps["aleatoric"], rng)
+    variance = maps["aleatoric"]
+    if noise == "fixed":
+        finite = np.isfinite(variance)
+        variance = np.full_like(variance, float(variance[finite].mean()) if finite.any() else 0.0)
+    gamma_s = sample_coarse(gamma, variance, rng)
     coarse = extract_patches(gamma_s, boxes)[:, None]  # (P, 1, 32, 32)
     image = extract_patches(np.asarray(image_w, np.float32), boxes).transpose(0, 3, 1, 2)  # (P, 3, 32, 32)
     device = _device_of(refiner)

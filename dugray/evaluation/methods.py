@@ -1,0 +1,208 @@
+"""The rows of the paper's tables on one image: interactive sessions with a simulated
+user, the ablations that need no extra training, trimap mode, and closed-form matting.
+
+Every dugray row runs :class:`dugray.session.MattingSession`, the implementation the
+server uses. The simulated user is the GT oracle (:func:`dugray.usermap.oracle_label`):
+it answers every proposal of a round (fg if the GT is 1 under the whole box, bg if 0,
+else transition).
+
+Variants (``Outcome.variant``); ``R`` is the number of interaction rounds:
+
+=====================  ===========================================================
+free                   no interaction: empty user map (trimap-free), NIG round 1
+sel<r>                 after r rounds of selections (eq. 2 fusion, labels enforced)
+refined                after R selections + refinement (per-pixel aleatoric noise)
+refined_gauss          same boxes, gamma_s with fixed Gaussian noise whose variance
+                       is the image's mean aleatoric (Table 4; an eval-time variant:
+                       the refiner was trained with per-pixel noise)
+last_sel<r>            fusion="last": only the latest round, no NIG summation
+noenforce_sel<r>       enforce_labels=False: the paper's behaviour (labels reach the
+                       matte only through U and the fusion)
+trimap, trimap2        the dataset trimap(s) as the initial user map, one round
+trimap_refined, ...    the same + refinement
+cf_trimap, cf_trimap2  closed-form matting (pymatting) given the same trimap
+=====================  ===========================================================
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+import cv2
+import numpy as np
+
+from dugray.session import (
+    MattingSession,
+    SessionConfig,
+    enforce_user_labels,
+    full_resolution_alpha,
+    fused_nig,
+    refine_matte,
+    working_float,
+)
+from dugray.usermap import oracle_label
+
+from .closed_form import closed_form_alpha
+from .data import TRIMAP_COLUMNS, Example
+from .scoring import to_u8
+
+MAIN = "main"
+
+
+@dataclass
+class Outcome:
+    """One method's matte on one image."""
+
+    model: str
+    variant: str
+    alpha: np.ndarray  # uint8 (H, W), exactly what is saved and scored
+    seconds: float  # wall time of this step (network, fusion, proposals, upsampling)
+    selections: int | None = None  # interaction rounds behind this matte
+    labels: int = 0  # labelled boxes so far
+    epistemic: np.ndarray | None = None  # full-resolution Var[mu] of the fused NIG
+
+    @property
+    def method(self) -> str:
+        return method_name(self.model, self.variant)
+
+
+@dataclass
+class Trace:
+    """What the Figure-5 strip shows for one image (main model)."""
+
+    proposals: list = field(default_factory=list)
+    initial: np.ndarray | None = None
+    epistemic: np.ndarray | None = None
+    user_map: np.ndarray | None = None
+    interacted: np.ndarray | None = None
+    refined: np.ndarray | None = None
+
+
+@dataclass
+class Plan:
+    """Which rows to run (see the module table)."""
+
+    rounds: int = 2
+    session: SessionConfig = field(default_factory=SessionConfig)
+    ablations: bool = True
+    closed_form: bool = True
+
+
+def method_name(model: str, variant: str) -> str:
+    return variant if model == MAIN else f"{model}.{variant}"
+
+
+def describe(variant: str, rounds: int) -> str:
+    """Human label of a variant for the report."""
+    sel = lambda r: f"{r} selection{'s' if r != 1 else ''}"
+    if variant == "free":
+        return "no interaction (trimap-free)"
+    if variant == "refined":
+        return f"{sel(rounds)} + refinement (per-pixel aleatoric noise)"
+    if variant == "refined_gauss":
+        return f"{sel(rounds)} + refinement, fixed Gaussian noise (Table 4, eval-time)"
+    for prefix, what in (("last_", "last round only, no NIG fusion"), ("noenforce_", "labels not enforced (paper)")):
+        if variant.startswith(prefix + "sel"):
+            return f"{sel(int(variant[len(prefix) + 3:]))}, {what}"
+    if variant.startswith("sel"):
+        return sel(int(variant[3:]))
+    if variant.startswith("cf_"):
+        return f"closed-form matting given {variant[3:]} (pymatting reference)"
+    for key in TRIMAP_COLUMNS:
+        if variant == key:
+            return f"{key} as user map"
+        if variant == key + "_refined":
+            return f"{key} as user map + refinement"
+    return variant
+
+
+def simulated_user(session: MattingSession, gt_u8: np.ndarray) -> list[tuple[int, float]]:
+    """The oracle's answer to every current proposal: [(index, U value), ...]."""
+    return [(i, oracle_label(gt_u8, p.box)) for i, p in enumerate(session.proposals)]
+
+
+def run_interactive(ex: Example, model, refiner, config: SessionConfig, rounds: int, *, model_name: str = MAIN,
+                    prefix: str = "", emit_free: bool = True, refine: bool = True, gauss: bool = False):
+    """One session: round 1 with an empty map, ``rounds`` oracle rounds, then refinement.
+
+    Returns (outcomes, trace). A round with no proposal left keeps the previous matte.
+    """
+    t0 = time.perf_counter()
+    s = MattingSession(ex.image, model, refiner, config).start()
+    alpha = s.alpha_u8
+    outs = []
+    trace = Trace(proposals=[p.box for p in s.proposals], initial=alpha, epistemic=s.epistemic)
+    if emit_free:
+        outs.append(Outcome(model_name, prefix + "free", alpha, time.perf_counter() - t0, 0, 0, s.epistemic))
+    n_labels = 0
+    for r in range(1, rounds + 1):
+        labels = simulated_user(s, ex.gt)  # the simulated user's time is not counted
+        t0 = time.perf_counter()
+        if labels:
+            s.label(labels)
+        alpha = s.alpha_u8
+        n_labels += len(labels)
+        outs.append(Outcome(model_name, f"{prefix}sel{r}", alpha, time.perf_counter() - t0, r, n_labels, s.epistemic))
+    h, w = ex.gt.shape
+    trace.user_map = cv2.resize(s.state.user_map, (w, h), interpolation=cv2.INTER_NEAREST)
+    trace.interacted = alpha
+    if refine:
+        t0 = time.perf_counter()
+        refined = s.refine().alpha_u8
+        outs.append(Outcome(model_name, prefix + "refined", refined, time.perf_counter() - t0, rounds, n_labels, s.epistemic))
+        trace.refined = refined
+        if gauss:
+            t0 = time.perf_counter()
+            st = s.state
+            rng = np.random.default_rng([config.seed, len(st.rounds)])  # the draws MattingSession.refine uses
+            matte = refine_matte(refiner, fused_nig(st, config), working_float(st), config, rng, noise="fixed")
+            if config.enforce_labels:
+                matte = enforce_user_labels(matte, st.user_map)
+            a = to_u8(full_resolution_alpha(matte, st.image, config, image_w=st.image_w))
+            outs.append(Outcome(model_name, prefix + "refined_gauss", a, time.perf_counter() - t0, rounds, n_labels, s.epistemic))
+    return outs, trace
+
+
+def run_trimap(ex: Example, model, refiner, config: SessionConfig, key: str, model_name: str = MAIN) -> list[Outcome]:
+    """Trimap mode: the dataset trimap ``key`` as the initial user map; then refined."""
+    t0 = time.perf_counter()
+    s = MattingSession(ex.image, model, refiner, config, trimap=ex.trimaps[key]).start()
+    outs = [Outcome(model_name, key, s.alpha_u8, time.perf_counter() - t0, None, 0, s.epistemic)]
+    t0 = time.perf_counter()
+    refined = s.refine().alpha_u8
+    outs.append(Outcome(model_name, key + "_refined", refined, time.perf_counter() - t0, None, 0, s.epistemic))
+    return outs
+
+
+def run_closed_form(ex: Example, key: str) -> Outcome:
+    """Closed-form matting at the evaluation resolution, given the dataset trimap ``key``."""
+    t0 = time.perf_counter()
+    alpha = closed_form_alpha(ex.image, ex.trimaps[key])
+    return Outcome(MAIN, f"cf_{key}", to_u8(alpha), time.perf_counter() - t0)
+
+
+def run_image(ex: Example, models: dict, plan: Plan) -> tuple[list[Outcome], Trace | None]:
+    """Every row for one image; ``models`` maps a name (MAIN first) to (network, refiner).
+
+    The main model gets all rows; a ``--compare`` model gets the interactive rows and
+    trimap mode (no ablations, no reference), so rows differ only by the network.
+    """
+    outcomes: list[Outcome] = []
+    trace = None
+    for name, (net, refiner) in models.items():
+        main = name == MAIN
+        outs, tr = run_interactive(ex, net, refiner, plan.session, plan.rounds, model_name=name, gauss=main)
+        outcomes += outs
+        trace = tr if main else trace
+        if main and plan.ablations and plan.rounds > 0:
+            for prefix, change in (("last_", {"fusion": "last"}), ("noenforce_", {"enforce_labels": False})):
+                outs, _ = run_interactive(ex, net, refiner, replace(plan.session, **change), plan.rounds,
+                                          model_name=name, prefix=prefix, emit_free=False, refine=False)
+                outcomes += outs
+        for key in TRIMAP_COLUMNS:
+            if key in ex.trimaps:
+                outcomes += run_trimap(ex, net, refiner, plan.session, key, name)
+    if plan.closed_form:
+        outcomes += [run_closed_form(ex, key) for key in TRIMAP_COLUMNS if key in ex.trimaps]
+    return outcomes, trace

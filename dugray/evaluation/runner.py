@@ -1,0 +1,332 @@
+"""The evaluation driver: dataset + models -> per-image rows, summary, report, figures.
+
+    from dugray.evaluation import EvalConfig, evaluate
+    summary = evaluate("data/synth/plain", "eval_out", model="runs/exp1",
+                       config=EvalConfig(split="test", rounds=2, max_side=512))
+
+:func:`prepare` checks everything that can be checked before the first image (the
+dataset and its split, the models) and raises :class:`EvalError` with a one-line
+reason; :func:`run` then evaluates. No Ray anywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dugray.session import SessionConfig
+
+from .auroc import ERROR_THRESHOLD, error_detection_auroc
+from .data import DataError, load_item, select_rows, unique_names
+from .figures import save_figure7, save_steps
+from .methods import MAIN, Plan, run_image
+from .report import (
+    figure7_curves,
+    markdown,
+    record,
+    summarise_methods,
+    write_csv,
+    write_json,
+)
+from .scoring import COMP1K, DERIVED_TRIMAP_KERNEL, WHOLE, score_matte
+
+
+class EvalError(ValueError):
+    """Bad arguments or unusable data/models, found before evaluating (one-line message)."""
+
+
+@dataclass
+class EvalConfig:
+    """What to evaluate and how; plain data.
+
+    rounds : interaction rounds of the simulated user (the paper: 1 and 2).
+    split : manifest split (None: test if present, else val). limit : first N images.
+    max_side : downsize images (and GT, trimaps) whose long side is larger (None: as is).
+    figures : Figure-5 strips for the first N images.
+    error_threshold : |alpha error| defining the "large errors" of the AUROC.
+    ablations, closed_form : run the fusion / enforcement ablations; the pymatting reference.
+    session : the SessionConfig of every dugray row (its ablations change one field).
+    """
+
+    rounds: int = 2
+    split: str | None = None
+    limit: int | None = None
+    max_side: int | None = None
+    figures: int = 3
+    error_threshold: float = ERROR_THRESHOLD
+    ablations: bool = True
+    closed_form: bool = True
+    session: SessionConfig = field(default_factory=SessionConfig)
+
+    def validate(self) -> None:
+        if self.rounds < 0:
+            raise EvalError(f"rounds must be >= 0, got {self.rounds}")
+        if self.limit is not None and self.limit < 1:
+            raise EvalError(f"limit must be >= 1, got {self.limit}")
+        if self.max_side is not None and self.max_side < 16:
+            raise EvalError(f"max_side must be >= 16 pixels, got {self.max_side}")
+        if self.figures < 0:
+            raise EvalError(f"figures must be >= 0, got {self.figures}")
+        if not 0 < self.error_threshold < 1:
+            raise EvalError(f"error_threshold must be in (0, 1), got {self.error_threshold}")
+
+
+@dataclass
+class Prepared:
+    """Checked inputs: the rows to evaluate and the loaded networks."""
+
+    data: str
+    split: str
+    rows: list[dict]
+    names: list[str]
+    models: dict  # name -> (matting network, refiner or None); MAIN first
+    uris: dict  # name -> URI
+    losses: dict  # name -> "nig" / "l1" / None (read from the checkpoint's training metrics)
+    device: str
+
+
+def pick_device(device: str = "auto") -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EvalError(f"device {device!r} asked for but CUDA is not available")
+    return device
+
+
+def load_pair(uri: str, refiner_uri: str | None = None, device: str = "cpu"):
+    """(matting network, refiner or None) from a URI: a training out folder or 'default'
+    gives both; a single checkpoint file or an MLflow URI gives the network only unless
+    ``refiner_uri`` names the refiner."""
+    from dugray.models import CheckpointError, load_model
+
+    try:
+        net = load_model(uri, "matting")
+        if refiner_uri:
+            ref = load_model(refiner_uri, "refiner")
+        elif uri in (None, "", "default") or Path(uri).expanduser().is_dir():
+            try:
+                ref = load_model(uri, "refiner")
+            except FileNotFoundError:
+                ref = None
+        else:
+            ref = None
+    except (FileNotFoundError, CheckpointError, OSError, ValueError) as exc:
+        raise EvalError(f"cannot load model {uri!r}: {str(exc).splitlines()[0]}") from exc
+    except Exception as exc:
+        raise EvalError(f"cannot load model {uri!r}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    if getattr(net, "kind", "model") != "model":
+        raise EvalError(f"{uri!r} holds a {net.kind}, not a matting network")
+    if ref is not None and getattr(ref, "kind", "refiner") != "refiner":
+        raise EvalError(f"{refiner_uri or uri!r} holds a {ref.kind}, not a refiner")
+    return net.to(device).eval(), (ref.to(device).eval() if ref is not None else None)
+
+
+def trained_loss(net) -> str | None:
+    """'l1' or 'nig' when the checkpoint's training metrics say which loss trained it."""
+    metrics = (getattr(net, "checkpoint_extra", None) or {}).get("metrics") or {}
+    if not isinstance(metrics, dict):
+        return None
+    return "l1" if "train_l1" in metrics else "nig" if "train_nig" in metrics else None
+
+
+def prepare(data, model: str = "default", compare: dict | None = None, config: EvalConfig | None = None,
+            refiner: str | None = None, device: str = "auto") -> Prepared:
+    """Check the config, read the manifest, pick the split, load the models."""
+    from dugray.data.manifest import load_or_build
+
+    config = config or EvalConfig()
+    config.validate()
+    device = pick_device(device)
+    try:
+        table = load_or_build(data)
+    except (FileNotFoundError, ValueError, OSError) as exc:  # LayoutError is a ValueError
+        raise EvalError(f"cannot read dataset {data}: {str(exc).splitlines()[0]}") from exc
+    try:
+        rows, split = select_rows(table, config.split)
+    except DataError as exc:
+        raise EvalError(f"{data}: {exc}") from exc
+    rows = rows[: config.limit] if config.limit else rows
+    compare = dict(compare or {})
+    if MAIN in compare:
+        raise EvalError(f"'{MAIN}' is reserved for --model; name the compared model otherwise")
+    models = {MAIN: load_pair(model, refiner, device)}
+    uris = {MAIN: str(model)}
+    for name, uri in compare.items():
+        models[name] = load_pair(uri, None, device)
+        uris[name] = str(uri)
+    losses = {k: trained_loss(net) for k, (net, _) in models.items()}
+    return Prepared(str(data), split, rows, unique_names(rows), models, uris, losses, device)
+
+
+def run(prep: Prepared, out, config: EvalConfig | None = None, progress: bool = True) -> dict:
+    """Evaluate every image, write every output into ``out``; returns the summary."""
+    from tqdm import tqdm
+
+    from dugray.data.io import write_png
+
+    config = config or EvalConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plan = Plan(config.rounds, config.session, config.ablations, config.closed_form)
+    records, skipped, sizes, derived = [], [], [], 0
+    _warm_up(prep, config)
+    t_start = time.perf_counter()
+    figures_left = config.figures
+    for row, name in tqdm(list(zip(prep.rows, prep.names)), desc="evaluate", unit="img", disable=not progress):
+        try:
+            ex = load_item(row, name, config.max_side)
+        except (FileNotFoundError, ValueError, OSError) as exc:
+            skipped.append({"image": name, "reason": str(exc).splitlines()[0]})
+            warnings.warn(f"skipping {name}: {skipped[-1]['reason']}", stacklevel=2)
+            continue
+        sizes.append((ex.original_shape, ex.gt.shape))
+        derived += ex.trimap_derived
+        outcomes, trace = run_image(ex, prep.models, plan)
+        for o in outcomes:
+            write_png(out / "mattes" / o.method / f"{name}.png", o.alpha)
+            scores = score_matte(o.alpha, ex.gt, ex.comp1k_trimap, ex.whole_trimap)
+            if o.epistemic is not None:
+                auc = error_detection_auroc(o.epistemic, o.alpha, ex.gt, config.error_threshold)
+                epi = float(np.mean(o.epistemic, dtype=np.float64))
+            else:
+                auc = epi = math.nan
+            records.append(record(name, o, scores, auc, epi))
+        if trace is not None and figures_left > 0:
+            save_steps(out / f"steps_{name}.png", ex.image, ex.gt, trace)
+            figures_left -= 1
+    if not records:
+        raise EvalError(f"no image of {prep.data} ({prep.split}) could be read: {skipped[0]['reason'] if skipped else 'none listed'}")
+    total = time.perf_counter() - t_start
+    summary = _summary(prep, config, records, skipped, sizes, derived, total)
+    write_csv(out / "per_image.csv", records)
+    write_json(out / "summary.json", summary)
+    (out / "report.md").write_text(markdown(summary))
+    if summary["figure7"]:
+        save_figure7(out / "figure7.png", summary["figure7"])
+    return summary
+
+
+def _warm_up(prep: Prepared, config: EvalConfig) -> None:
+    """One throw-away pass of every network and of the closed-form solver (its JIT), so
+    the first image's timings measure the method, not one-off start-up costs."""
+    from dugray.session import MattingSession
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    for net, ref in prep.models.values():
+        MattingSession(image, net, ref, config.session).start().refine()
+    if config.closed_form:
+        from .closed_form import closed_form_alpha
+
+        trimap = np.full((48, 48), 128, np.uint8)
+        trimap[:8], trimap[-8:] = 0, 255
+        closed_form_alpha(image, trimap)
+
+
+def evaluate(data, out, model: str = "default", compare: dict | None = None, config: EvalConfig | None = None,
+             refiner: str | None = None, device: str = "auto", progress: bool = True) -> dict:
+    """:func:`prepare` then :func:`run`."""
+    config = config or EvalConfig()
+    return run(prepare(data, model, compare, config, refiner, device), out, config, progress)
+
+
+def params_of(prep: Prepared, config: EvalConfig) -> dict:
+    """Flat parameters of a run (for MLflow and summary.json)."""
+    p = {"data": prep.data, "split": prep.split, "n_images": len(prep.rows), "device": prep.device,
+         "rounds": config.rounds, "limit": config.limit, "max_side": config.max_side,
+         "error_threshold": config.error_threshold, "ablations": config.ablations, "closed_form": config.closed_form}
+    p.update({f"model.{k}": v for k, v in prep.uris.items()})
+    p.update({f"session.{k}": v for k, v in config.session.to_dict().items()})
+    return p
+
+
+def _summary(prep: Prepared, config: EvalConfig, records, skipped, sizes, derived: int, total: float) -> dict:
+    n = len({r["image"] for r in records})
+    methods = summarise_methods(records, config.rounds)
+    sc = config.session
+    comp1k_source = ("the dataset's trimap (`trimap`)" if derived == 0 else
+                     f"a trimap derived from the GT with `make_trimap` (elliptical kernel {DERIVED_TRIMAP_KERNEL} px, "
+                     f"at evaluation size) for {derived} of the {n} images, which have no trimap"
+                     + ("" if derived == n else "; the dataset's trimap for the others"))
+    longest = [max(o) for o, _ in sizes]
+    evaluated = [max(e) for _, e in sizes]
+    if config.max_side and max(longest) > config.max_side:
+        size_note = (f"`--max-side {config.max_side}`: image and GT reduced with area interpolation, trimaps with "
+                     f"nearest neighbour, long side {min(longest)}-{max(longest)} px -> {min(evaluated)}-{max(evaluated)} px; "
+                     "all metrics at the reduced size")
+    else:
+        size_note = f"original size (long side {min(longest)}-{max(longest)} px)"
+    notes = [
+        f"Composition-1k numbers use {comp1k_source}.",
+        (f"The network, proposals and fusion run at a working size of long side <= {sc.work_size} px inside the "
+         "session; " + ("every image here is within it, so no resampling happens."
+                        if max(evaluated) <= sc.work_size else
+                        "larger images are reduced to it and their mattes come back to evaluation size by the "
+                        "session's guided upsampling.")),
+        ("`refined_gauss` (Table 4) is an evaluation-time variant: the refiner was trained with per-pixel aleatoric "
+         "noise and is only fed fixed-variance noise here (same boxes, same normal draws, one standard deviation "
+         "sqrt(mean aleatoric of the image))."),
+        ("`last_sel*` and `noenforce_sel*` share their first round with `free` (same network, empty user map), so "
+         "that round is not repeated as a row."),
+        ("Closed-form matting: pymatting `estimate_alpha_cf` with its defaults, solved at evaluation size in the "
+         "same run."),
+    ]
+    for name, loss in prep.losses.items():
+        if name == MAIN:
+            continue
+        notes.append(
+            f"Compared model `{name}` (loss: {loss or 'unknown'}): for the Table-3 ablation (plain L1 head vs NIG) it "
+            "must be trained with `jobs/train.py --loss l1` on the same data with the same budget as the main model; "
+            "that is the user's responsibility. An L1 model's nu/alpha/beta heads are untrained, so its proposals, "
+            "AUROC and epistemic numbers carry no meaning; its `free` row is the comparison.")
+    if prep.models[MAIN][1] is None:
+        notes.append("The main model has no refiner: `refined` rows equal their unrefined mattes.")
+    if skipped:
+        notes.append(f"{len(skipped)} image(s) could not be read and were skipped: "
+                     + "; ".join(f"{s['image']} ({s['reason']})" for s in skipped[:5]))
+    device = prep.device if prep.device != "cpu" else f"cpu, {torch.get_num_threads()} torch threads, {platform.machine()}"
+    return {
+        "dataset": prep.data,
+        "split": prep.split,
+        "n_images": n,
+        "images": sorted({r["image"] for r in records}),
+        "skipped": skipped,
+        "rounds": config.rounds,
+        "models": prep.uris,
+        "trained_loss": prep.losses,
+        "params": params_of(prep, config),
+        "session_config": sc.to_dict(),
+        "session_summary": f"K={sc.k} grid, N={sc.n} proposals per round, t={sc.t}, work size {sc.work_size} px, "
+                           f"fusion {sc.fusion}, labels enforced {sc.enforce_labels}",
+        "size_note": size_note,
+        "protocols": {
+            COMP1K: ("Only pixels where the trimap is 128 count; each prediction is clamped to the trimap outside "
+                     "them (0 where it is 0, 255 where it is 255) before scoring, as the DIM protocol expects. "
+                     "DIM MATLAB conventions: SAD/1000, MSE and MAD per unknown pixel, Grad/1000 (sigma 1.4), "
+                     f"Conn/1000 (0.1 steps). Trimap: {comp1k_source}."),
+            WHOLE: ("Every pixel counts, prediction unclamped (P3M): SAD/1000, MSE and MAD per pixel, Grad/1000, "
+                    "Conn/1000, SADt / SADbf = SAD inside / outside the transition band ("
+                    + ("the dataset trimap's 128 region" if derived == 0 else
+                       "the dataset trimap's 128 region where there is one, else the GT's 0<alpha<1 band dilated by 10 px")
+                    + ")."),
+        },
+        "auroc_definition": (
+            f"AUROC of the fused epistemic uncertainty Var[mu] (at evaluation size) as a detector of the large-error "
+            f"pixels, |alpha - GT| > {config.error_threshold} (alpha in [0, 1]), over every pixel of the image; "
+            "Mann-Whitney rank statistic, ties counted one half; 0.5 = no better than chance. Per image, then "
+            "averaged over the images that have both large-error and other pixels. A fixed error threshold (not a "
+            "top-5% quantile) keeps the positives comparable across stages: once interaction fixes the errors, "
+            "fewer pixels are positive. Labelled pixels count too."),
+        "error_threshold": config.error_threshold,
+        "methods": methods,
+        "figure7": figure7_curves(methods, config.rounds),
+        "timing": {"total_s": total, "per_image_s": total / max(n, 1), "device": prep.device if prep.device != "cpu" else device},
+        "notes": notes,
+    }
