@@ -131,11 +131,12 @@ def apply_labels(user_map: np.ndarray, boxes: Sequence[Box], labels: Sequence[st
     return out
 
 
-def trimap_to_usermap(trimap: np.ndarray) -> np.ndarray:
-    """Trimap (uint8 0 / 128 / 255) to U (-1 / 0.5 / 1).
+def normalize_trimap(trimap: np.ndarray) -> np.ndarray:
+    """A trimap as uint8 with exactly 0 / 128 / 255.
 
     Values are binned, since saved trimaps are often resampled: <= 63 background,
-    >= 192 foreground, anything between is the transition band.
+    >= 192 foreground, anything between is the transition band. Float input in [0, 1]
+    is scaled to 0..255 first; an HxWxC trimap uses its first channel.
     """
     t = np.asarray(trimap)
     if t.ndim == 3:
@@ -144,9 +145,18 @@ def trimap_to_usermap(trimap: np.ndarray) -> np.ndarray:
         raise ValueError(f"trimap must be HxW, got shape {t.shape}")
     if t.dtype != np.uint8:
         t = np.clip(np.rint(np.asarray(t, np.float64) * (255 if t.max() <= 1 else 1)), 0, 255).astype(np.uint8)
+    out = np.full(t.shape, 128, np.uint8)
+    out[t <= 63] = 0
+    out[t >= 192] = 255
+    return out
+
+
+def trimap_to_usermap(trimap: np.ndarray) -> np.ndarray:
+    """Trimap (uint8 0 / 128 / 255, binned as :func:`normalize_trimap`) to U (-1 / 0.5 / 1)."""
+    t = normalize_trimap(trimap)
     out = np.full(t.shape, TRANSITION, np.float32)
-    out[t <= 63] = BACKGROUND
-    out[t >= 192] = FOREGROUND
+    out[t == 0] = BACKGROUND
+    out[t == 255] = FOREGROUND
     return out
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from dugray.metrics import composition1k, whole_image
+from dugray.usermap import normalize_trimap
 
 COMP1K = "comp1k"
 WHOLE = "whole"
@@ -30,19 +31,8 @@ DERIVED_TRIMAP_KERNEL = 10
 
 
 def as_trimap(trimap) -> np.ndarray:
-    """A trimap as uint8 with exactly 0 / 128 / 255 (resampled files are binned:
-    <= 63 background, >= 192 foreground, the rest unknown)."""
-    t = np.asarray(trimap)
-    if t.ndim == 3:
-        t = t[..., 0]
-    if t.ndim != 2:
-        raise ValueError(f"trimap must be HxW, got shape {t.shape}")
-    if t.dtype != np.uint8:
-        t = np.clip(np.rint(t.astype(np.float64) * (255.0 if t.max() <= 1 else 1.0)), 0, 255).astype(np.uint8)
-    out = np.full(t.shape, 128, np.uint8)
-    out[t <= 63] = 0
-    out[t >= 192] = 255
-    return out
+    """A trimap as uint8 with exactly 0 / 128 / 255 (see :func:`dugray.usermap.normalize_trimap`)."""
+    return normalize_trimap(trimap)
 
 
 def to_u8(alpha) -> np.ndarray:
