@@ -222,3 +222,24 @@ def test_load_example_composites_comp1k_rows_on_the_fly(tmp_path):
     assert bg.shape == (12, 16, 3)
     assert np.allclose(example["image"], a * fg + (1 - a) * bg, atol=1e-6)
     assert example["trimap"] is None and example["name"] == "a_0"
+
+
+def test_readers_take_uris_and_report_bad_files(tmp_path):
+    import cv2
+    import numpy as np
+    import pytest
+
+    from dugray.data.io import read_mask, read_rgb
+
+    img = np.zeros((5, 7, 3), np.uint8)
+    img[..., 2] = 200  # red in RGB
+    cv2.imwrite(str(tmp_path / "a.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    assert read_rgb((tmp_path / "a.png").as_uri()).tolist() == img.tolist()  # file:// via pyarrow
+    assert read_mask(tmp_path / "a.png").shape == (5, 7)
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(ValueError, match="cannot decode"):
+        read_rgb(tmp_path / "bad.png")
+    with pytest.raises(FileNotFoundError):
+        read_rgb(tmp_path / "missing.png")
+    with pytest.raises(FileNotFoundError):
+        read_rgb((tmp_path / "missing.png").as_uri())

@@ -14,28 +14,40 @@ import numpy as np
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
+def read_bytes(path) -> bytes:
+    """The file's bytes: a local path, or a URI pyarrow's filesystems open (s3://, gs://,
+    hdfs://, file://), so a manifest can point at shared storage every node reaches."""
+    p = str(path)
+    if "://" in p:
+        import pyarrow.fs as pafs
+
+        fs, inner = pafs.FileSystem.from_uri(p)
+        try:
+            with fs.open_input_file(inner) as f:
+                return f.read()
+        except (FileNotFoundError, OSError) as exc:
+            raise FileNotFoundError(f"cannot read {p}: {exc}") from exc
+    if not Path(p).is_file():  # a clear error, not an OpenCV warning on stderr
+        raise FileNotFoundError(f"no such file: {p}")
+    return Path(p).read_bytes()
+
+
+def _decode(path, flags: int, what: str) -> np.ndarray:
+    data = np.frombuffer(read_bytes(path), np.uint8)
+    out = cv2.imdecode(data, flags) if data.size else None
+    if out is None:
+        raise ValueError(f"cannot decode {what} {path} (not an image, or truncated)")
+    return out
+
+
 def read_rgb(path) -> np.ndarray:
     """HxWx3 uint8 RGB (greyscale files are replicated, an alpha channel dropped)."""
-    _require_file(path)
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise FileNotFoundError(f"cannot read image {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(_decode(path, cv2.IMREAD_COLOR, "image"), cv2.COLOR_BGR2RGB)
 
 
 def read_mask(path) -> np.ndarray:
     """HxW uint8 (alpha matte or trimap); colour files are converted to grey."""
-    _require_file(path)
-    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if mask is None:
-        raise FileNotFoundError(f"cannot read mask {path}")
-    return mask
-
-
-def _require_file(path) -> None:
-    """A missing file is a clear FileNotFoundError, not an OpenCV warning on stderr."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no such file: {path}")
+    return _decode(path, cv2.IMREAD_GRAYSCALE, "mask")
 
 
 def write_png(path, array: np.ndarray, compression: int = 3) -> None:
