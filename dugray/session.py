@@ -596,6 +596,8 @@ class MattingSession:
         if self.config.enforce_labels:
             matte = enforce_user_labels(matte, self.state.user_map)
         self.state.refined = matte
+        if not self.state.timings:  # a state assembled step by step (e.g. a one-shot server call)
+            self.state.timings.append({})
         self.state.timings[-1]["refine_s"] = time.perf_counter() - t0
         self._cache.pop("alpha", None)
         return self

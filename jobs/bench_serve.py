@@ -1,0 +1,218 @@
+"""What serving costs over the bare network: in-process, over HTTP, and with 1 vs 2 replicas.
+
+    python jobs/bench_serve.py                              # shipped default model
+    python jobs/bench_serve.py --model runs/exp1 --size 512 --repeats 8 --load-requests 24
+
+Measured on this machine at --size x --size (a synthetic sample), with --threads torch
+threads everywhere (the in-process process and every Matting replica), so the ratios
+compare like with like:
+
+1. in process: one bare forward pass ``model(x, u)`` vs one ``MattingSession.label``
+   round (labels + forward + fusion + proposals), medians;
+2. over HTTP (Serve on a local Ray of --cpus CPUs, 127.0.0.1 only): p50 / p95 of
+   ``POST /v1/sessions`` (create) and ``POST /v1/sessions/{id}/labels`` (label);
+3. throughput: --concurrency clients, each creating a session, labelling it twice and
+   deleting it, until --load-requests rounds or --load-seconds, with 1 then 2 Matting
+   replicas (rounds per second).
+
+Goals: label round <= 1.5x a forward in process and <= 2x over HTTP; 2 replicas >= 1.6x
+the throughput of 1. Numbers on a shared machine are noisy: the table says what ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dugray.data.synthetic import generate_sample  # noqa: E402
+from dugray.models import load_model  # noqa: E402
+from dugray.session import MattingSession, working_float  # noqa: E402
+
+
+def percentile(xs, q):
+    return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
+
+
+def bench_in_process(model, image, repeats):
+    """(forward seconds list, label-round seconds list) in this process."""
+    session = MattingSession(image, model).start()
+    x = torch.from_numpy(working_float(session.state).transpose(2, 0, 1).copy())[None]
+    u = torch.from_numpy(session.state.user_map.copy())[None, None]
+    forward = []
+    with torch.inference_mode():
+        model(x, u)  # warm-up
+        for _ in range(repeats):
+            t = time.perf_counter()
+            model(x, u)
+            forward.append(time.perf_counter() - t)
+    rounds = []
+    for i in range(repeats):
+        t = time.perf_counter()
+        session.label([(0, "fg" if i % 2 else "bg")])
+        rounds.append(time.perf_counter() - t)
+    return forward, rounds
+
+
+class Client:
+    """The HTTP calls the benchmark makes (requests, one Session per thread)."""
+
+    def __init__(self, base, png):
+        self.base, self.png = base, png
+        self.local = threading.local()
+
+    @property
+    def http(self):
+        if not hasattr(self.local, "s"):
+            import requests
+
+            self.local.s = requests.Session()
+        return self.local.s
+
+    def create(self):
+        r = self.http.post(f"{self.base}/v1/sessions", files={"image": ("i.png", self.png, "image/png")}, timeout=300)
+        r.raise_for_status()
+        return r.json()["id"]
+
+    def label(self, sid, i):
+        body = {"labels": [{"index": 0, "label": "fg" if i % 2 else "bg"}]}
+        r = self.http.post(f"{self.base}/v1/sessions/{sid}/labels", json=body, timeout=300)
+        r.raise_for_status()
+
+    def delete(self, sid):
+        self.http.delete(f"{self.base}/v1/sessions/{sid}", timeout=60)
+
+
+def timed(fn, *a):
+    t = time.perf_counter()
+    out = fn(*a)
+    return time.perf_counter() - t, out
+
+
+def bench_latency(client, repeats, labels_per_session=4):
+    creates, labels = [], []
+    client.delete(client.create())  # warm-up: handles, numba, first batch
+    while len(labels) < repeats:
+        dt, sid = timed(client.create)
+        creates.append(dt)
+        for i in range(min(labels_per_session, repeats - len(labels))):
+            labels.append(timed(client.label, sid, i)[0])
+        client.delete(sid)
+    return creates, labels
+
+
+def bench_throughput(client, concurrency, max_rounds, max_seconds):
+    """Rounds per second under ``concurrency`` clients doing create, label, label, delete."""
+    done, lock, stop_at = [0], threading.Lock(), time.monotonic() + max_seconds
+
+    def take() -> bool:
+        with lock:
+            if done[0] >= max_rounds or time.monotonic() > stop_at:
+                return False
+            done[0] += 1
+            return True
+
+    def worker():
+        while take():
+            sid = client.create()
+            for i in range(2):
+                if not take():
+                    break
+                client.label(sid, i)
+            client.delete(sid)
+
+    client.delete(client.create())  # warm-up every replica's first batch
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return done[0] / (time.perf_counter() - t0), done[0]
+
+
+def deploy(build_args, port):
+    from ray import serve
+
+    from serve.app import build
+
+    t = time.perf_counter()
+    serve.run(build(build_args), name="dugray-bench", route_prefix="/")
+    print(f"  deployed {build_args.get('replicas')} in {time.perf_counter() - t:.0f} s", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="default", help="'default', a checkpoint, a training folder or models:/...")
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads in process and per Matting replica")
+    ap.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray instance")
+    ap.add_argument("--repeats", type=int, default=8, help="samples per latency figure")
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--load-requests", type=int, default=24, help="rounds per throughput run")
+    ap.add_argument("--load-seconds", type=float, default=120, help="time cap per throughput run")
+    ap.add_argument("--skip-http", action="store_true")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    image = generate_sample(0, size=args.size, seed=0)["image"]
+    model = load_model(args.model, "matting").eval()
+    fwd, rnd = bench_in_process(model, image, args.repeats)
+    rows = [("forward, in process", fwd), ("label round, in process", rnd)]
+    f50 = statistics.median(fwd)
+    ratios = {"label round / forward (in process)": statistics.median(rnd) / f50}
+    throughput = {}
+    if not args.skip_http:
+        import ray
+        from ray import serve
+
+        ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        try:
+            client = Client(f"http://127.0.0.1:{port}", cv2.imencode(".png", image[..., ::-1])[1].tobytes())
+            base_args = {"model": args.model, "torch_threads": args.threads, "max_rounds": 64}
+            for replicas in (1, 2):
+                deploy({**base_args, "replicas": {"Matting": replicas}}, port)
+                if replicas == 1:
+                    creates, labels = bench_latency(client, args.repeats)
+                    rows += [("create, HTTP", creates), ("label, HTTP", labels)]
+                    ratios["label HTTP / forward in process"] = statistics.median(labels) / f50
+                    ratios["label HTTP / label in process"] = statistics.median(labels) / statistics.median(rnd)
+                throughput[replicas] = bench_throughput(client, args.concurrency, args.load_requests, args.load_seconds)
+        finally:
+            serve.shutdown()
+            ray.shutdown()
+
+    print(f"\ndugray serving benchmark: {args.size}x{args.size}, model {args.model}, {args.threads} torch thread(s), {args.cpus} CPUs")
+    print(f"{'what':<28}{'p50 s':>9}{'p95 s':>9}{'n':>5}")
+    for name, xs in rows:
+        print(f"{name:<28}{percentile(xs, 50):>9.3f}{percentile(xs, 95):>9.3f}{len(xs):>5}")
+    print()
+    for name, value in ratios.items():
+        print(f"{name:<40}{value:>7.2f}x")
+    for replicas, (rate, n) in throughput.items():
+        print(f"throughput, {replicas} Matting replica(s){'':<10}{rate:>7.2f} rounds/s ({n} rounds, {args.concurrency} clients)")
+    if len(throughput) == 2:
+        print(f"{'2 replicas / 1 replica':<40}{throughput[2][0] / throughput[1][0]:>7.2f}x")
+
+
+if __name__ == "__main__":
+    main()

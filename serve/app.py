@@ -1,0 +1,285 @@
+"""dugray on Ray Serve: the interactive matting session behind an HTTP API.
+
+    serve run serve.app:deployment                       # model from $DUGRAY_MODEL or the default
+    serve run serve.app:build model=runs/exp1            # or a folder / checkpoint / models:/...
+    serve deploy serve/config.yaml                       # replicas, autoscaling, resources
+
+The graph (every box a deployment, each may have several replicas)::
+
+    HTTP -> APIIngress --+-> Matting       F: batched predict_round at working resolution
+                         +-> Fusion        eq. 2 over all rounds, user labels enforced
+                         +-> Proposal      Algorithm 1 on the fused epistemic map + summary
+                         +-> Refinement    R (section 3.4) and the full-resolution outputs
+                         +-> SessionStore  bounded SessionState.to_bytes() blobs (1 replica)
+
+The ingress only parses, validates and orchestrates: every step is a function of
+:mod:`dugray.session`, run where its deployment lives, and a session's state lives in
+the store between requests, so any replica can serve any request and a model replica
+may die between (or during: the call is retried) two rounds without losing a session.
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import replace
+
+import numpy as np
+from fastapi import FastAPI, Request, Response
+from ray import serve
+from ray.exceptions import RayActorError
+from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
+
+from dugray.session import (
+    MattingSession,
+    SessionState,
+    apply_user_labels,
+    fused_nig,
+    new_state,
+    propose_patches,
+    working_float,
+)
+from dugray.visualize import heat
+from serve.batching import predict_rounds
+from serve.errors import ApiError, install_error_handlers, unknown_session
+from serve.imaging import decode_image, decode_plane, encode_png
+from serve.loading import load_matting, load_refiner
+from serve.schemas import LabelRequest
+from serve.settings import ServeSettings
+from serve.store import SessionTable
+from serve.uploads import read_form, upload_openapi
+from serve.views import OUTPUTS, session_view, uncertainty_summary, with_request_time
+
+api = FastAPI(
+    title="dugray",
+    version="1",
+    description="Uncertainty-guided interactive image matting (dugMatting). Errors are "
+    '`{"error": ..., "detail": ...}`; boxes are `[y0, x0, y1, x1]` in full-resolution pixels.',
+)
+install_error_handlers(api)
+# NB: serve.ingress pickles the routes when the class is decorated: everything they use
+# must be imported or defined above the APIIngress class.
+log = logging.getLogger("ray.serve")
+MODEL_DIED = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError)
+PNG = {200: {"content": {"image/png": {}}}}  # for /docs
+SAVE_ERRORS = {
+    "missing": (404, "session expired or deleted"),
+    "conflict": (409, "session changed meanwhile; reload it and retry"),
+    "too_large": (413, "session state too large for the store"),
+}
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=8)
+class Matting:
+    """The matting network F; concurrent requests are batched (same shapes share a pass)."""
+
+    def __init__(self, settings: ServeSettings):
+        self.model = load_matting(settings)
+        self.predict.set_max_batch_size(settings.batch_size)
+        self.predict.set_batch_wait_timeout_s(settings.batch_wait_s)
+
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)
+    async def predict(self, inputs: list[tuple]) -> list:
+        """Each input is (working image float HxWx3 in [0, 1], user map HxW) -> its NIG."""
+        # arrays arrive read-only (zero-copy from the object store); torch wants writable ones
+        return predict_rounds(self.model, [np.array(x) for x, _ in inputs], [np.array(u) for _, u in inputs])
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=16)
+class Fusion:
+    """Eq. 2 over all rounds of a state (user labels enforced)."""
+
+    def fuse(self, state: SessionState):
+        return fused_nig(state)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=16)
+class Proposal:
+    """Algorithm 1: the next patches to ask about, and the uncertainty summary, from the fused NIG."""
+
+    def propose(self, state: SessionState, fused) -> tuple:
+        return propose_patches(state, nig=fused), uncertainty_summary(fused)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=8)
+class Refinement:
+    """The refiner R, and every full-resolution output (alpha, RGBA cutout, heat maps)."""
+
+    def __init__(self, settings: ServeSettings):
+        self.refiner = load_refiner(settings)
+
+    def refine(self, state: SessionState) -> tuple:
+        """(refined working matte, seconds) exactly as ``MattingSession.refine`` computes them."""
+        session = MattingSession.from_state(state, None, self.refiner).refine()
+        return session.state.refined, session.state.timings[-1]["refine_s"]
+
+    def render(self, state: SessionState, output: str) -> bytes:
+        """One of OUTPUTS as PNG bytes at the input's full resolution."""
+        s = MattingSession.from_state(state, None)
+        if output in ("epistemic", "aleatoric"):
+            return encode_png(heat(getattr(s, output)))
+        return encode_png(s.cutout() if output == "cutout" else s.alpha_u8)
+
+
+@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
+class SessionStore(SessionTable):
+    """All sessions, bounded (see serve/store.py). Keep it at ONE replica: it is the state."""
+
+    def __init__(self, settings: ServeSettings):
+        super().__init__(settings.max_sessions, settings.session_ttl_s, settings.max_store_bytes)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=64)
+@serve.ingress(api)
+class APIIngress:
+    """HTTP under /v1: validates input, runs the session steps on the deployments above."""
+
+    def __init__(self, matting, fusion, proposal, refinement, store, settings: ServeSettings):
+        self.matting, self.fusion, self.proposal, self.refinement, self.store = matting, fusion, proposal, refinement, store
+        self.settings, self.config = settings, settings.session_config()
+
+    @api.post("/v1/sessions", status_code=201, openapi_extra=upload_openapi("image", "trimap", "mask"))
+    async def create_session(self, request: Request) -> dict:
+        """Start a session from an image (optional trimap or binary mask): round 1 + proposals."""
+        t0 = time.perf_counter()
+        state = await self._new_state(request)
+        uncertainty = await self._round(state, {})
+        sid = uuid.uuid4().hex
+        view = session_view(sid, state, uncertainty)
+        await self._save(sid, state, view, None)
+        return with_request_time(view, t0)
+
+    @api.get("/v1/sessions/{sid}")
+    async def get_session(self, sid: str) -> dict:
+        view = await self.store.view.remote(sid)
+        if view is None:
+            raise unknown_session(sid)
+        return view
+
+    @api.post("/v1/sessions/{sid}/labels")
+    async def label(self, sid: str, body: LabelRequest) -> dict:
+        """Paint the answers into the user map, run the network again, fuse, propose anew."""
+        t0 = time.perf_counter()
+        state, _, version = await self._load(sid)
+        if len(state.rounds) >= self.settings.max_rounds:
+            raise ApiError(409, "round limit reached", f"a session may run {self.settings.max_rounds} rounds")
+        try:
+            apply_user_labels(state, [item.pair() for item in body.labels])
+        except ValueError as exc:
+            raise ApiError(422, "invalid labels", str(exc)) from None
+        uncertainty = await self._round(state, {"label_s": time.perf_counter() - t0})
+        view = session_view(sid, state, uncertainty)
+        await self._save(sid, state, view, version)
+        return with_request_time(view, t0)
+
+    @api.post("/v1/sessions/{sid}/refine")
+    async def refine(self, sid: str) -> dict:
+        """Refine fine detail where aleatoric uncertainty is high (until the next round)."""
+        t0 = time.perf_counter()
+        state, old_view, version = await self._load(sid)
+        state.refined, state.timings[-1]["refine_s"] = await self.refinement.refine.remote(state)
+        view = session_view(sid, state, old_view["uncertainty"])
+        await self._save(sid, state, view, version)
+        return with_request_time(view, t0)
+
+    @api.get("/v1/sessions/{sid}/{output}.png", response_class=Response, responses=PNG)
+    async def output(self, sid: str, output: str) -> Response:
+        """alpha (grey), cutout (RGBA), epistemic or aleatoric (heat maps), at full resolution."""
+        if output not in OUTPUTS:
+            raise ApiError(404, "unknown output", f"expected one of {list(OUTPUTS)}")
+        state, _, _ = await self._load(sid)
+        return Response(await self.refinement.render.remote(state, output), media_type="image/png")
+
+    @api.delete("/v1/sessions/{sid}", status_code=204)
+    async def delete_session(self, sid: str) -> Response:
+        if not await self.store.delete.remote(sid):
+            raise unknown_session(sid)
+        return Response(status_code=204)
+
+    @api.post("/v1/matte", response_class=Response, openapi_extra=upload_openapi("image", "trimap", "mask"), responses=PNG)
+    async def matte(self, request: Request, output: str = "rgba", refine: bool = False) -> Response:
+        """One shot, no session: the RGBA cutout (``output=rgba``) or the alpha matte (``alpha``)."""
+        if output not in ("rgba", "alpha"):
+            raise ApiError(422, "invalid request", "output must be rgba or alpha")
+        state = await self._new_state(request)
+        t0 = time.perf_counter()
+        state.rounds.append(await self._predict(state))
+        state.timings.append({"predict_s": time.perf_counter() - t0})
+        if refine:
+            state.refined, _ = await self.refinement.refine.remote(state)
+        png = await self.refinement.render.remote(state, "cutout" if output == "rgba" else "alpha")
+        return Response(png, media_type="image/png")
+
+    @api.get("/v1/health")
+    async def health(self) -> dict:
+        return {"status": "ok", "model": self.settings.model, "store": await self.store.stats.remote()}
+
+    # ---- the steps of one round (MattingSession._run_round, spread over deployments;
+    #      its fuse_s and propose_s are one fuse_propose_s here, as the two calls overlap)
+
+    async def _round(self, state: SessionState, timing: dict) -> dict:
+        t0 = time.perf_counter()
+        state.rounds.append(await self._predict(state))
+        t1 = time.perf_counter()
+        fused = self.fusion.fuse.remote(state)  # handed to Proposal by reference, never fetched here
+        state.proposals, uncertainty = await self.proposal.propose.remote(replace(state, rounds=[]), fused)
+        state.refined = None
+        timing.update(predict_s=t1 - t0, fuse_propose_s=time.perf_counter() - t1)
+        timing["total_s"] = sum(v for k, v in timing.items() if k != "total_s")
+        state.timings.append(timing)
+        return uncertainty
+
+    async def _predict(self, state: SessionState):
+        """One network run; retried while the Matting replica that had it is replaced."""
+        deadline = time.monotonic() + self.settings.retry_s
+        while True:
+            try:
+                return await self.matting.predict.remote((working_float(state), state.user_map))
+            except MODEL_DIED as exc:
+                if time.monotonic() > deadline:
+                    raise ApiError(503, "matting model unavailable", type(exc).__name__) from None
+                log.warning("Matting replica lost (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(0.5)
+
+    async def _new_state(self, request: Request) -> SessionState:
+        form = await read_form(request, self.settings.max_upload_bytes)
+        if "image" not in form:
+            raise ApiError(422, "missing field", "the multipart field 'image' is required")
+        if "trimap" in form and "mask" in form:
+            raise ApiError(422, "invalid request", "give either trimap or mask, not both")
+        return await asyncio.to_thread(self._decode, form)
+
+    def _decode(self, form: dict) -> SessionState:
+        limit = self.settings.max_pixels
+        image = decode_image(form["image"], limit)
+        trimap = None
+        if "trimap" in form or "mask" in form:
+            field = "trimap" if "trimap" in form else "mask"
+            trimap = decode_plane(form[field], limit, field, binary=field == "mask")
+        try:
+            return new_state(image, self.config, trimap=trimap)
+        except ValueError as exc:
+            raise ApiError(422, "invalid input", str(exc)) from None
+
+    async def _load(self, sid: str) -> tuple[SessionState, dict, int]:
+        got = await self.store.get.remote(sid)
+        if got is None:
+            raise unknown_session(sid)
+        blob, view, version = got
+        return SessionState.from_bytes(blob), view, version
+
+    async def _save(self, sid: str, state: SessionState, view: dict, version: int | None) -> None:
+        result = await self.store.put.remote(sid, state.to_bytes(), view, version)
+        if not result["ok"]:
+            raise ApiError(*SAVE_ERRORS[result["error"]], sid)
+
+
+def build(args: dict | None = None) -> serve.Application:
+    """The application for ``settings`` (``serve run serve.app:build key=value`` / config ``args``)."""
+    s = ServeSettings.from_args(args)
+    n = lambda d: d.options(num_replicas=s.replicas[d.name]) if d.name in s.replicas else d  # noqa: E731
+    models = n(Matting).bind(s), n(Fusion).bind(), n(Proposal).bind(), n(Refinement).bind(s)
+    return n(APIIngress).bind(*models, n(SessionStore).bind(s), s)
+
+
+deployment = build()

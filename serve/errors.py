@@ -1,0 +1,56 @@
+"""Errors as JSON ``{"error": ..., "detail": ...}`` with the right status, never a bare 500.
+
+:class:`ApiError` is raised anywhere in the request path for a client mistake;
+:func:`install_error_handlers` turns it, FastAPI's validation errors and Starlette's
+404/405 into that shape, and any other exception into a 500 that names no internals.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("ray.serve")
+
+
+class ApiError(Exception):
+    """A request the server refuses: HTTP ``status``, a short ``error``, optional ``detail``."""
+
+    def __init__(self, status: int, error: str, detail=None):
+        super().__init__(error)
+        self.status, self.error, self.detail = status, error, detail
+
+
+def unknown_session(sid: str) -> ApiError:
+    return ApiError(404, "unknown session", sid)
+
+
+def error_response(status: int, error: str, detail=None) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": jsonable_encoder(detail)}, status_code=status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the JSON error shape on ``app`` for every kind of failure."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError):
+        return error_response(exc.status, exc.error, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError):
+        detail = [{k: e.get(k) for k in ("loc", "msg", "type")} for e in exc.errors()]
+        return error_response(422, "invalid request", detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException):
+        return error_response(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception):
+        log.exception("unhandled error in request", exc_info=exc)
+        return error_response(500, "internal error", type(exc).__name__)

@@ -1,0 +1,37 @@
+"""Request bodies the API validates with pydantic (a malformed one is a 422, never a 500)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+
+LabelName = Literal["fg", "bg", "transition", "unknown", "foreground", "background"]
+
+
+class LabelItem(BaseModel):
+    """One answer: a current proposal (``index``) or any box, and what is in it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: StrictInt | None = Field(None, ge=0, description="index into the session's current proposals")
+    box: list[StrictInt] | None = Field(None, min_length=4, max_length=4, description="[y0, x0, y1, x1], full-resolution pixels")
+    label: LabelName = Field(description="fg, bg or transition; unknown erases earlier labels in the box")
+
+    @model_validator(mode="after")
+    def _one_target(self):
+        if (self.index is None) == (self.box is None):
+            raise ValueError("give exactly one of index or box")
+        return self
+
+    def pair(self) -> tuple:
+        """The ``(target, label)`` pair :func:`dugray.session.apply_user_labels` takes."""
+        return (self.index if self.index is not None else tuple(self.box), self.label)
+
+
+class LabelRequest(BaseModel):
+    """``{"labels": [{"index": 0, "label": "fg"}, {"box": [y0, x0, y1, x1], "label": "bg"}]}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    labels: list[LabelItem] = Field(min_length=1, max_length=1024)

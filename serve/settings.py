@@ -1,0 +1,107 @@
+"""Serving settings: one plain dataclass, from the app builder's args and the environment.
+
+Every deployment gets the same :class:`ServeSettings` at bind time, so a config file's
+``args`` (or ``serve run serve.app:build key=value``) and the env vars ``DUGRAY_MODEL`` /
+``DUGRAY_REFINER`` decide everything in one place. Args win over env vars.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from dugray.session import SessionConfig
+
+ENV_MODEL = "DUGRAY_MODEL"
+ENV_REFINER = "DUGRAY_REFINER"
+
+
+@dataclass
+class ServeSettings:
+    """What the server loads and how it bounds its work.
+
+    model, refiner : 'default' (the shipped weights), a checkpoint path, a training output
+        folder or an MLflow URI (``models:/dugray-matting/1``); refiner 'none' disables it.
+        When refiner is unset it follows a folder or 'default' model, else 'none'.
+    device : 'auto' (CUDA when the replica was given a GPU), 'cpu' or 'cuda'.
+    torch_threads : intra-op threads per model replica; 0 keeps what Ray set (OMP_NUM_THREADS).
+    max_pixels : largest accepted image (width x height); larger gets 413.
+    max_upload_bytes : largest accepted request body; larger gets 413.
+    max_sessions, session_ttl_s, max_store_bytes : bounds of the session store (LRU
+        eviction past the count or the bytes, expiry after ttl seconds without use).
+    max_rounds : network rounds per session (each adds 16 bytes per working pixel).
+    batch_size, batch_wait_s : @serve.batch parameters of the Matting deployment.
+    retry_s : how long the ingress keeps retrying a model call whose replica died.
+    session : SessionConfig overrides (work_size, k, n, t, fusion, ...).
+    replicas : fixed replica counts per deployment name, e.g. {"Matting": 2} (else the
+        decorators' or the config file's).
+    """
+
+    model: str = "default"
+    refiner: str | None = None
+    device: str = "auto"
+    torch_threads: int = 0
+    max_pixels: int = 40_000_000
+    max_upload_bytes: int = 64 * 2**20
+    max_sessions: int = 64
+    session_ttl_s: float = 3600.0
+    max_store_bytes: int = 2 * 2**30
+    max_rounds: int = 12
+    batch_size: int = 4
+    batch_wait_s: float = 0.01
+    retry_s: float = 60.0
+    session: dict = field(default_factory=dict)
+    replicas: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.session_config()  # validate early: a typo fails at build time, not per request
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.max_pixels < 64 or self.max_sessions < 1 or self.max_rounds < 1 or self.batch_size < 1:
+            raise ValueError("max_pixels, max_sessions, max_rounds and batch_size must be positive")
+
+    def session_config(self) -> SessionConfig:
+        return SessionConfig.from_dict(self.session)
+
+    @property
+    def refiner_uri(self) -> str | None:
+        """The refiner to load, or None (see the class docstring)."""
+        if self.refiner is not None:
+            return None if self.refiner.lower() == "none" else self.refiner
+        looks_like_folder = self.model == "default" or os.path.isdir(os.path.expanduser(self.model))
+        return self.model if looks_like_folder else None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> ServeSettings:
+        """Settings from env vars overridden by ``args``; unknown keys are an error.
+
+        String values that look like JSON (numbers, dicts) are parsed, so
+        ``serve run serve.app:build max_sessions=8 'replicas={"Matting": 2}'`` works.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        if environ.get(ENV_MODEL):
+            values["model"] = environ[ENV_MODEL]
+        if environ.get(ENV_REFINER):
+            values["refiner"] = environ[ENV_REFINER]
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(args or {}) - names)
+        if unknown:
+            raise ValueError(f"unknown serve settings {unknown}; known: {sorted(names)}")
+        values.update({k: _parse(v) if k not in ("model", "refiner") else v for k, v in (args or {}).items()})
+        return cls(**values)
+
+
+def _parse(value):
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value

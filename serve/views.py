@@ -1,0 +1,49 @@
+"""The JSON the API returns for a session, built from its state (no arrays leave the server)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from dugray.nig import NIG
+from dugray.session import SessionState, uncertainty_maps
+
+OUTPUTS = ("alpha", "cutout", "epistemic", "aleatoric")
+
+
+def uncertainty_summary(nig: NIG) -> dict:
+    """Mean epistemic and aleatoric uncertainty over the finite pixels of a (fused) NIG."""
+    maps = uncertainty_maps(nig)
+    return {f"{k}_mean": _finite_mean(maps[k]) for k in ("epistemic", "aleatoric")}
+
+
+def session_view(sid: str, state: SessionState, uncertainty: dict, prefix: str = "/v1/sessions") -> dict:
+    """What clients see: sizes, round, proposals (full-resolution boxes), summaries, timings."""
+    h, w = state.full_shape
+    wh, ww = state.work_shape
+    return {
+        "id": sid,
+        "width": w,
+        "height": h,
+        "work_width": ww,
+        "work_height": wh,
+        "round": len(state.rounds),
+        "proposals": [{"index": i, "box": list(p.box), "score": float(p.score)} for i, p in enumerate(state.proposals)],
+        "uncertainty": uncertainty,
+        "labels": len(state.label_log),
+        "refined": state.refined is not None,
+        "timings": dict(state.timings[-1]) if state.timings else {},
+        "links": {name: f"{prefix}/{sid}/{name}.png" for name in OUTPUTS},
+    }
+
+
+def with_request_time(view: dict, t0: float) -> dict:
+    """``view`` with the request's wall time since ``t0`` (perf_counter) added to its timings."""
+    return {**view, "timings": {**view["timings"], "request_s": time.perf_counter() - t0}}
+
+
+def _finite_mean(a: np.ndarray) -> float | None:
+    a = np.asarray(a, np.float64)
+    ok = np.isfinite(a)
+    return float(a[ok].mean()) if ok.any() else None

@@ -1,0 +1,217 @@
+"""The real Serve app on loopback: interactive flow, isolation, bad input, replica death, eviction.
+
+One module-scoped app (a local Ray with 2 CPUs, tiny checkpoints written here) serves
+every test over HTTP on a free port of 127.0.0.1; it is torn down at the end.
+"""
+
+import socket
+import struct
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import requests
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+MAX_SESSIONS = 4
+MAX_PIXELS = 200_000
+APP = "dugray-test"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # serve/ is a folder of the repository, not an installed package
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory):
+    import ray
+    from ray import serve
+
+    from dugray.models import create_model, create_refiner, save_checkpoint
+    from serve.app import build
+
+    folder = tmp_path_factory.mktemp("model")
+    save_checkpoint(create_model("unet", widths=(8, 16, 32), head_mid=4), folder / "matting.pt")
+    save_checkpoint(create_refiner("hrnet_lite"), folder / "refiner.pt")
+    started = not ray.is_initialized()
+    if started:
+        # replicas import serve.app too, whatever directory pytest was started from
+        env = {"env_vars": {"PYTHONPATH": str(ROOT)}}
+        ray.init(address="local", num_cpus=2, runtime_env=env, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    args = {"model": str(folder), "max_sessions": MAX_SESSIONS, "max_pixels": MAX_PIXELS, "torch_threads": 1, "retry_s": 90}
+    serve.run(build(args), name=APP, route_prefix="/")
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+    if started:
+        ray.shutdown()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def png(a: np.ndarray) -> bytes:
+    return cv2.imencode(".png", a)[1].tobytes()
+
+
+def picture(h=72, w=96, seed=0) -> np.ndarray:
+    """A bright disc on a textured background (BGR, as OpenCV writes it)."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 90, (h, w, 3), dtype=np.uint8)
+    cv2.circle(img, (w // 2, h // 2), min(h, w) // 3, (230, 200, 40), -1)
+    return img
+
+
+def create(url, image=None, **files):
+    files = {"image": ("i.png", png(picture()) if image is None else image), **{k: ("f.png", v) for k, v in files.items()}}
+    return requests.post(f"{url}/v1/sessions", files=files, timeout=120)
+
+
+def decoded(resp) -> np.ndarray:
+    assert resp.status_code == 200 and resp.headers["content-type"] == "image/png", resp.text[:300]
+    return cv2.imdecode(np.frombuffer(resp.content, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def test_interactive_flow_gives_pngs_of_the_input_size(base_url):
+    r = create(base_url, png(picture(75, 101)))
+    assert r.status_code == 201, r.text
+    s = r.json()
+    assert (s["width"], s["height"], s["round"]) == (101, 75, 1)
+    assert s["proposals"] and set(s["proposals"][0]) == {"index", "box", "score"}
+    assert set(s["uncertainty"]) == {"epistemic_mean", "aleatoric_mean"} and s["timings"]["predict_s"] > 0
+    sid = s["id"]
+    for labels in ([{"index": 0, "label": "fg"}, {"box": [0, 0, 10, 10], "label": "bg"}], [{"index": 1, "label": "transition"}]):
+        r = requests.post(f"{base_url}/v1/sessions/{sid}/labels", json={"labels": labels}, timeout=120)
+        assert r.status_code == 200, r.text
+    assert r.json()["round"] == 3 and r.json()["labels"] == 3
+    r = requests.post(f"{base_url}/v1/sessions/{sid}/refine", timeout=120)
+    assert r.status_code == 200 and r.json()["refined"], r.text
+    assert requests.get(f"{base_url}/v1/sessions/{sid}", timeout=30).json()["round"] == 3
+    outputs = ("alpha", "cutout", "epistemic", "aleatoric")
+    shapes = {name: decoded(requests.get(f"{base_url}/v1/sessions/{sid}/{name}.png", timeout=120)).shape for name in outputs}
+    assert shapes == {"alpha": (75, 101), "cutout": (75, 101, 4), "epistemic": (75, 101, 3), "aleatoric": (75, 101, 3)}
+    assert requests.delete(f"{base_url}/v1/sessions/{sid}", timeout=30).status_code == 204
+    assert requests.get(f"{base_url}/v1/sessions/{sid}", timeout=30).status_code == 404
+
+
+def test_one_shot_matte(base_url):
+    image = {"image": ("i.png", png(picture(50, 60)))}
+    assert decoded(requests.post(f"{base_url}/v1/matte", files=image, timeout=120)).shape == (50, 60, 4)
+    assert decoded(requests.post(f"{base_url}/v1/matte?output=alpha&refine=true", files=image, timeout=120)).shape == (50, 60)
+    assert requests.post(f"{base_url}/v1/matte?output=jpeg", files=image, timeout=30).status_code == 422
+
+
+def test_concurrent_sessions_do_not_mix(base_url):
+    """Three sessions at once, each labelled all-fg or all-bg: every one keeps its own answer."""
+    sizes, answers, results = [(40, 56), (64, 48), (40, 56)], ["fg", "bg", "bg"], [None] * 3
+
+    def one(i):
+        h, w = sizes[i]
+        sid = create(base_url, png(picture(h, w, seed=i))).json()["id"]
+        r = requests.post(f"{base_url}/v1/sessions/{sid}/labels", json={"labels": [{"box": [0, 0, h, w], "label": answers[i]}]}, timeout=120)
+        assert r.status_code == 200, r.text
+        results[i] = (r.json(), decoded(requests.get(f"{base_url}/v1/sessions/{sid}/alpha.png", timeout=120)))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (view, alpha), (h, w), answer in zip(results, sizes, answers):
+        assert (view["height"], view["width"]) == (h, w) and alpha.shape == (h, w)
+        assert np.all(alpha == (255 if answer == "fg" else 0))
+    assert len({view["id"] for view, _ in results}) == 3
+
+
+def _bad_uploads():
+    good = png(picture())
+    huge = png(np.zeros((500, 500, 3), np.uint8))  # 250k pixels > MAX_PIXELS
+    bomb = good[:16] + struct.pack(">II", 60_000, 60_000) + good[24:]
+    return {
+        "not an image": ({"image": b"hello, not a picture"}, 400),
+        "truncated": ({"image": good[: len(good) // 2]}, 400),
+        "empty": ({"image": b""}, 400),
+        "1x1": ({"image": png(np.zeros((1, 1, 3), np.uint8))}, 422),
+        "huge": ({"image": huge}, 413),
+        "header bomb": ({"image": bomb}, 413),
+        "no image field": ({"picture": good}, 422),
+        "trimap of another size": ({"image": good, "trimap": png(np.zeros((10, 10), np.uint8))}, 422),
+        "trimap and mask": ({"image": good, "trimap": png(np.zeros((72, 96), np.uint8)), "mask": png(np.zeros((72, 96), np.uint8))}, 422),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_uploads()))
+def test_bad_uploads_get_their_4xx(base_url, case):
+    fields, status = _bad_uploads()[case]
+    r = requests.post(f"{base_url}/v1/sessions", files={k: ("f.png", v) for k, v in fields.items()}, timeout=60)
+    assert r.status_code == status, (case, r.text)
+    assert set(r.json()) == {"error", "detail"}
+
+
+def test_other_bad_requests_get_their_4xx_and_the_server_keeps_serving(base_url):
+    assert requests.post(f"{base_url}/v1/sessions", json={"image": "x"}, timeout=30).status_code == 415
+    sid = create(base_url).json()["id"]
+    bad_labels = [
+        {"labels": [{"index": 99, "label": "fg"}]},  # no such proposal
+        {"labels": [{"box": [500, 500, 600, 600], "label": "fg"}]},  # outside the image
+        {"labels": [{"index": 0, "label": "maybe"}]},
+        {"labels": [{"label": "fg"}]},
+        {"labels": []},
+        {"nothing": 1},
+    ]
+    for body in bad_labels:
+        r = requests.post(f"{base_url}/v1/sessions/{sid}/labels", json=body, timeout=30)
+        assert r.status_code == 422 and "error" in r.json(), (body, r.text)
+    r = requests.post(f"{base_url}/v1/sessions/{sid}/labels", data=b"{not json", headers={"content-type": "application/json"}, timeout=30)
+    assert r.status_code == 422
+    for method, path in [("get", ""), ("post", "/labels"), ("post", "/refine"), ("get", "/alpha.png"), ("delete", "")]:
+        r = requests.request(method, f"{base_url}/v1/sessions/0123456789abcdef{path}", json={"labels": [{"index": 0, "label": "fg"}]}, timeout=30)
+        assert r.status_code == 404 and r.json()["error"] == "unknown session", (method, path, r.text)
+    assert requests.get(f"{base_url}/v1/sessions/{sid}/bogus.png", timeout=30).status_code == 404
+    # the session that saw all of this still works, and so does the server
+    assert requests.post(f"{base_url}/v1/sessions/{sid}/labels", json={"labels": [{"index": 0, "label": "fg"}]}, timeout=120).status_code == 200
+    assert requests.get(f"{base_url}/v1/health", timeout=30).json()["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "kind, image",
+    [
+        ("16-bit", np.full((40, 50, 3), 40000, np.uint16)),
+        ("grey", np.full((40, 50), 90, np.uint8)),
+        ("rgba", np.dstack([picture(40, 50), np.full((40, 50), 7, np.uint8)])),
+    ],
+)
+def test_unusual_but_valid_images_are_accepted(base_url, kind, image):
+    r = create(base_url, png(image))
+    assert r.status_code == 201, (kind, r.text)
+    assert (r.json()["width"], r.json()["height"]) == (50, 40)
+
+
+def test_labelling_survives_the_death_of_a_matting_replica(base_url):
+    import ray
+
+    sid = create(base_url).json()["id"]
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if f"{APP}#Matting#" in a["name"]]
+    assert names, ray.util.list_named_actors(all_namespaces=True)
+    for name in names:
+        ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+    t0 = time.monotonic()
+    r = requests.post(f"{base_url}/v1/sessions/{sid}/labels", json={"labels": [{"index": 0, "label": "fg"}]}, timeout=180)
+    assert r.status_code == 200, r.text
+    assert r.json()["round"] == 2, r.json()
+    print(f"labelled after the replica's death in {time.monotonic() - t0:.1f} s")
+
+
+def test_least_recently_used_sessions_are_evicted(base_url):
+    ids = [create(base_url, png(picture(24, 24, seed=i))).json()["id"] for i in range(MAX_SESSIONS + 1)]
+    assert requests.get(f"{base_url}/v1/sessions/{ids[0]}", timeout=30).status_code == 404
+    assert all(requests.get(f"{base_url}/v1/sessions/{sid}", timeout=30).status_code == 200 for sid in ids[1:])
+    store = requests.get(f"{base_url}/v1/health", timeout=30).json()["store"]
+    assert store["sessions"] == MAX_SESSIONS and store["evicted"] >= 1
