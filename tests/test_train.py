@@ -19,9 +19,15 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--crop", "64", "--batch-size", "4", "--samples-per-epoch", "16", "--num-workers", "2"]
 
 
+def own_ray_env():
+    """The environment minus RAY_ADDRESS, which would make train.py join that cluster
+    instead of starting its own."""
+    return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+
+
 def train(data, out, *extra, timeout=600, check=True):
     cmd = [sys.executable, str(ROOT / "jobs" / "train.py"), "--data", str(data), "--out", str(out), *TINY, *extra]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=own_ray_env())
     if check and proc.returncode != 0:
         raise AssertionError(f"train.py exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
@@ -71,7 +77,11 @@ def test_mlflow_holds_runs_metrics_and_registered_models(trained):
     assert {"dugray-matting", "dugray-refiner"} <= names
     samples = client.list_artifacts(state["stage_runs"]["1"], "samples")
     assert len(samples) == 4
-    model = mlflow.pytorch.load_model("models:/dugray-matting/1")
+    # never mlflow.set_tracking_uri here: it also sets MLFLOW_TRACKING_URI, which the
+    # train.py subprocesses of later tests would inherit
+    from dugray.models import load_model
+
+    model = load_model("models:/dugray-matting/1", tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
     import torch
 
     g, nu, a, b = model(torch.rand(1, 3, 40, 50), torch.zeros(1, 1, 40, 50))
@@ -93,7 +103,7 @@ def test_killed_worker_is_recovered_from_checkpoint(synth_dir, tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, str(ROOT / "jobs" / "train.py"), "--data", str(synth_dir / "plain"), "--out", str(out),
            *TINY, "--stage", "1", "--epochs", "4", "--samples-per-epoch", "48", "--max-failures", "2"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=own_ray_env())
     try:
         deadline = time.time() + 300
         while not checkpoints(out):
@@ -118,20 +128,23 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
 
 
 def test_ray_job_submit_against_a_local_head_succeeds(synth_dir, tmp_path):
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    env.pop("RAY_ADDRESS", None)
+    env = dict(own_ray_env(), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     port = "6391"
     subprocess.run(["ray", "start", "--head", f"--port={port}", "--num-cpus=3", "--include-dashboard=true",
                     "--dashboard-port=8271", "--disable-usage-stats"], check=True, env=env, capture_output=True, timeout=180)
     try:
         out = tmp_path / "run"
-        proc = subprocess.run(
-            ["ray", "job", "submit", "--address", "http://127.0.0.1:8271", "--working-dir", str(ROOT), "--",
-             "python", "jobs/train.py", "--data", str(synth_dir / "plain"), "--out", str(out), *TINY,
-             "--stage", "1", "--epochs", "1"],
-            env=env, capture_output=True, text=True, timeout=600,
-        )
-        assert "SUCCEEDED" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+        submit = ["ray", "job", "submit", "--address", "http://127.0.0.1:8271", "--working-dir", str(ROOT), "--",
+                  "python", "jobs/train.py", "--data", str(synth_dir / "plain"), "--out", str(out), *TINY,
+                  "--stage", "1", "--epochs", "1"]
+        deadline = time.time() + 120
+        while True:  # the head's job agent needs a moment after `ray start` ("No available agent")
+            # `ray start` enables token auth; the job client must be told to send the token
+            proc = subprocess.run(submit, env=dict(env, RAY_AUTH_MODE="token"), capture_output=True, text=True, timeout=600)
+            if "No available agent" not in proc.stdout + proc.stderr or time.time() > deadline:
+                break
+            time.sleep(3)
+        assert proc.returncode == 0 and "succeeded" in proc.stdout.lower(), proc.stdout[-3000:] + proc.stderr[-3000:]
         assert (out / "matting.pt").is_file()
     finally:
         subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)

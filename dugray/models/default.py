@@ -32,23 +32,30 @@ def load_default(refiner: bool = True) -> tuple[nn.Module, nn.Module | None]:
     return net, ref
 
 
-def load_model(uri: str | None = None, kind: str = "matting") -> nn.Module:
-    """One network (``kind`` 'matting' or 'refiner') from a URI, path or 'default'."""
+def load_model(uri: str | None = None, kind: str = "matting", tracking_uri: str | None = None) -> nn.Module:
+    """One network (``kind`` 'matting' or 'refiner') from a URI, path or 'default'.
+
+    MLflow URIs resolve against ``tracking_uri``, else MLFLOW_TRACKING_URI / MLflow's default.
+    """
     if not uri or uri == DEFAULT:
         return load_checkpoint(default_paths()[kind])
     if "://" in uri or uri.startswith(("models:", "runs:")):
-        return _load_mlflow(uri)
+        return _load_mlflow(uri, tracking_uri)
     p = Path(uri).expanduser()
     if p.is_dir():
         p = p / f"{kind}.pt"
     return load_checkpoint(p)
 
 
-def _load_mlflow(uri: str) -> nn.Module:
+def _load_mlflow(uri: str, tracking_uri: str | None = None) -> nn.Module:
     """Prefer the weights-only checkpoint logged beside the MLflow model; else MLflow's loader."""
     import mlflow
 
-    local = Path(mlflow.artifacts.download_artifacts(uri))
+    if tracking_uri and uri.startswith("models:/"):  # download_artifacts resolves these against the global URI only
+        name, version = uri[len("models:/"):].split("/", 1)
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        uri = client.get_model_version_download_uri(name, version)
+    local = Path(mlflow.artifacts.download_artifacts(uri, tracking_uri=tracking_uri))
     found = sorted(local.rglob("*.pt"))
     for candidate in found:
         try:

@@ -44,7 +44,9 @@ def ensure_ray(cfg: TrainConfig) -> None:
         ray.init(address=address)
     else:
         cpus = int(max(os.cpu_count() or 1, cfg.num_workers * cfg.cpus_per_worker + cfg.data_cpus) + 0.999)
-        ray.init(num_cpus=cpus, include_dashboard=False)
+        # address="local": always a new instance; a bare ray.init() would join any cluster
+        # already running on this machine (and refuse num_cpus)
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 

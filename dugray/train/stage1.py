@@ -121,9 +121,11 @@ def stage1_loop(loop_config: dict) -> None:
         val_metrics, sample = validate(model, cfg, table, wc, ledger)
         skipped_rows = len(ray.get(ledger.report.remote()))
         metrics = {**train_metrics, **val_metrics, "epoch": epoch + 1, "lr": sched.get_last_lr()[0], "skipped_rows": skipped_rows}
-        mlf.metrics(metrics, step=epoch + 1)
         if wc.is_chief:
             print(f"[stage 1] epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
-            if sample is not None and mlf.active:
-                mlf.artifact(sample_grid(sample, f"stage1_epoch{epoch + 1:03d}.png"), "samples")
         report_epoch(metrics, model, training_state(t, epoch), wc)
+        # tracked only once the epoch's checkpoint is committed: an epoch redone after a
+        # failure is then logged once, not twice
+        mlf.metrics(metrics, step=epoch + 1)
+        if sample is not None and mlf.active:
+            mlf.artifact(sample_grid(sample, f"stage1_epoch{epoch + 1:03d}.png"), "samples")

@@ -130,7 +130,7 @@ def stage2_loop(loop_config: dict) -> None:
         train_metrics = {f"train_{k}": v / steps / wc.world for k, v in all_reduce_sums(dict(sums), wc).items()}
         metrics = {**train_metrics, **validate(frozen, refiner, cfg, table, wc, ledger), "epoch": epoch + 1,
                    "lr": sched.get_last_lr()[0], "skipped_rows": len(ray.get(ledger.report.remote()))}
-        mlf.metrics(metrics, step=epoch + 1)
         if wc.is_chief:
             print(f"[stage 2] epoch {epoch + 1}/{epochs} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
         report_epoch(metrics, refiner, training_state(t, epoch), wc)
+        mlf.metrics(metrics, step=epoch + 1)  # after the commit, as in stage 1

@@ -208,9 +208,14 @@ class MlflowLogger:
 
             self.client = mlflow.MlflowClient(tracking_uri=args.tracking_uri)
             self.run_id = args.mlflow_run_id
+            # epochs already tracked: after a worker failure Ray restarts from the last
+            # *registered* checkpoint, so the epoch being checkpointed when the worker died
+            # is redone (same seeds, same numbers) and must not be logged a second time
+            self.logged = {m.step for m in self.client.get_metric_history(self.run_id, "epoch")}
 
     def metrics(self, values: dict, step: int) -> None:
-        if self.active:
+        if self.active and step not in self.logged:
+            self.logged.add(step)
             ts = int(time.time() * 1000)
             from mlflow.entities import Metric
 
