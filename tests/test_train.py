@@ -20,9 +20,18 @@ TINY = ["--crop", "64", "--batch-size", "4", "--samples-per-epoch", "16", "--num
 
 
 def own_ray_env():
-    """The environment minus RAY_ADDRESS, which would make train.py join that cluster
-    instead of starting its own."""
-    return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    """The environment minus RAY_ADDRESS (train.py would join that cluster instead of
+    starting its own) and MLFLOW_TRACKING_URI (mlflow.set_tracking_uri, called by earlier
+    tests in this process, exports it; train.py must use its default store in --out)."""
+    return {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def train(data, out, *extra, timeout=600, check=True):
@@ -129,12 +138,14 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
 
 def test_ray_job_submit_against_a_local_head_succeeds(synth_dir, tmp_path):
     env = dict(own_ray_env(), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    port = "6391"
+    port, dash = free_port(), free_port()
+    # an agent port of its own: a Ray started earlier in this test process holds the default
     subprocess.run(["ray", "start", "--head", f"--port={port}", "--num-cpus=3", "--include-dashboard=true",
-                    "--dashboard-port=8271", "--disable-usage-stats"], check=True, env=env, capture_output=True, timeout=180)
+                    f"--dashboard-port={dash}", f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats"],
+                   check=True, env=env, capture_output=True, timeout=180)
     try:
         out = tmp_path / "run"
-        submit = ["ray", "job", "submit", "--address", "http://127.0.0.1:8271", "--working-dir", str(ROOT), "--",
+        submit = ["ray", "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(ROOT), "--",
                   "python", "jobs/train.py", "--data", str(synth_dir / "plain"), "--out", str(out), *TINY,
                   "--stage", "1", "--epochs", "1"]
         deadline = time.time() + 120
