@@ -116,8 +116,7 @@ def stage1_loop(loop_config: dict) -> None:
             for k, v in losses.items():
                 sums[k] += float(v)
             progress.step(i, batch["image"].shape[0], {k: float(v) for k, v in losses.items()})
-        train_metrics = {f"train_{k}": v / steps for k, v in all_reduce_sums(dict(sums), wc).items()}
-        train_metrics = {k: v / wc.world for k, v in train_metrics.items()}
+        train_metrics = {f"train_{k}": v / steps / wc.world for k, v in all_reduce_sums(dict(sums), wc).items()}
         val_metrics, sample = validate(model, cfg, table, wc, ledger)
         skipped_rows = len(ray.get(ledger.report.remote()))
         metrics = {**train_metrics, **val_metrics, "epoch": epoch + 1, "lr": sched.get_last_lr()[0], "skipped_rows": skipped_rows}

@@ -93,9 +93,9 @@ def epoch_batches(cfg: TrainConfig, table, wc: WorkerContext, epoch: int, ledger
 
 
 def steps_per_epoch(cfg: TrainConfig, table, world: int) -> int:
-    n = int(np.sum(np.asarray(table["split"].to_pylist()) == cfg.train_split))
-    if cfg.samples_per_epoch:
-        n = min(n, cfg.samples_per_epoch) if cfg.samples_per_epoch <= n else cfg.samples_per_epoch
+    """Batches per worker per epoch: samples_per_epoch if set (a short shard is cycled by
+    stage1.fixed_steps), else every train row once."""
+    n = cfg.samples_per_epoch or int(np.sum(np.asarray(table["split"].to_pylist()) == cfg.train_split))
     return max(1, math.ceil(math.ceil(n / world) / cfg.batch_size))
 
 
