@@ -3,6 +3,10 @@
     python jobs/make_data.py synth --out DIR --n N --size S --seed K
         Synthetic samples in the Composition-1k layout (DIR/comp1k) and as ready
         composites (DIR/plain), train/val/test, plus one manifest per layout.
+    python jobs/make_data.py foregrounds --data DIR --out OUT [--split train] [--bg-per-fg 20]
+        Photos with true alpha (any layout) -> a Composition-1k training folder OUT/<split>
+        (fg/ estimated from the compositing equation, alpha/, bg/ new backgrounds) and its
+        manifest, so training composites the real foregrounds over new backgrounds.
     python jobs/make_data.py manifest DIR
         Detect the layout(s) under DIR, build its parquet manifest, print rows per
         layout and split.
@@ -69,6 +73,25 @@ def cmd_synth(args, parser) -> int:
     return 0
 
 
+def cmd_foregrounds(args, parser) -> int:
+    from dugray.data.foregrounds import write_foreground_dataset
+
+    if args.bg_per_fg < 1:
+        parser.error(f"--bg-per-fg must be >= 1, got {args.bg_per_fg}")
+    if not Path(args.data).expanduser().is_dir():
+        parser.error(f"--data {args.data} is not a directory")
+    t0 = time.perf_counter()
+    try:
+        folder = write_foreground_dataset(args.data, args.out, args.split, args.bg_per_fg, args.seed,
+                                          progress=not args.quiet)
+    except (LayoutError, ValueError) as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {folder} in {time.perf_counter() - t0:.1f}s")
+    _print_summary(build_manifest(Path(args.out).expanduser(), n_bg_per_fg=args.bg_per_fg))
+    return 0
+
+
 def cmd_manifest(args, parser) -> int:
     root = Path(args.dir).expanduser()
     if not root.is_dir():
@@ -97,6 +120,13 @@ def main(argv=None) -> int:
     s.add_argument("--n-bg-per-fg", type=int, default=DEFAULT_BG_PER_FG,
                    help="Composition-1k rows per foreground in the manifest (default 20)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    f = sub.add_parser("foregrounds", help="real foregrounds over new backgrounds (Composition-1k layout)")
+    f.add_argument("--data", required=True, help="dataset of photos with alpha (any layout)")
+    f.add_argument("--out", required=True, help="output folder")
+    f.add_argument("--split", default="train", help="split to take the photos from (default train)")
+    f.add_argument("--bg-per-fg", type=int, default=DEFAULT_BG_PER_FG, help="backgrounds per foreground (default 20)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
     m = sub.add_parser("manifest", help="build the parquet manifest of a dataset folder")
     m.add_argument("dir", help="dataset folder (any supported layout)")
     m.add_argument("--out", default=None, help="manifest path (default DIR/manifest.parquet)")
@@ -106,7 +136,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "n_bg_per_fg", 1) < 1:
         parser.error(f"--n-bg-per-fg must be >= 1, got {args.n_bg_per_fg}")
-    handler = {"synth": cmd_synth, "manifest": cmd_manifest}[args.command]
+    handler = {"synth": cmd_synth, "foregrounds": cmd_foregrounds, "manifest": cmd_manifest}[args.command]
     return handler(args, parser)
 
 

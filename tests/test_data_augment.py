@@ -111,3 +111,18 @@ def test_augment_sample_is_deterministic_and_shaped():
     assert 0 <= a[0].min() and a[0].max() <= 1 and 0 <= a[1].min() and a[1].max() <= 1
     with pytest.raises(ValueError):
         augment_sample(image, alpha[:10], 48, np.random.default_rng(0))
+
+
+def test_jitter_changes_colours_never_alpha_and_is_free_when_off():
+    from dugray.data.augment import random_jitter
+
+    rng = np.random.default_rng(5)
+    image = rng.uniform(0.2, 0.8, (24, 24, 3)).astype(np.float32)
+    alpha = rng.uniform(0, 1, (24, 24)).astype(np.float32)
+    out, a = random_jitter(image, alpha, np.random.default_rng(1), p=1.0)
+    assert np.array_equal(a, alpha) and out.shape == image.shape
+    assert np.abs(out - image).mean() > 1e-3 and out.min() >= 0 and out.max() <= 1
+    r = np.random.default_rng(2)
+    same, _ = random_jitter(image, alpha, r, p=0.0)
+    assert np.array_equal(same, image)
+    assert r.random() == np.random.default_rng(2).random()  # p=0 draws nothing: old recipes replay exactly

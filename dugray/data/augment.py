@@ -1,7 +1,7 @@
 """The paper's training augmentations, as pure functions of (image, alpha, rng).
 
 Order (paper, section 4): random horizontal flip, blur, sharpen, shadow, then random
-crop to the training size. ``image`` is float32 HxWx3 in [0, 1] (uint8 is accepted and
+crop to the training size; our colour jitter (off unless configured) follows the flip. ``image`` is float32 HxWx3 in [0, 1] (uint8 is accepted and
 converted), ``alpha`` float32 HxW in [0, 1]; each function returns a new
 ``(image, alpha)`` pair and draws only from the ``rng`` it is given.
 
@@ -78,6 +78,18 @@ def random_shadow(image, alpha, rng: np.random.Generator, p: float = 1.0,
             mask = cv2.GaussianBlur(mask, (0, 0), soft)
         image = image * (1 - rng.uniform(*strength) * mask)[..., None]
     return image.astype(np.float32), alpha
+
+
+def random_jitter(image, alpha, rng: np.random.Generator, p: float = 1.0):
+    """Brightness, contrast, saturation, hue and gamma changed at random; alpha untouched.
+
+    Real foregrounds are few (14 photos): jitter makes their colours many."""
+    from dugray.data.textures import colour_jitter
+
+    image, alpha = _check(image, alpha)
+    if p and rng.random() < p:
+        image = colour_jitter(image, rng, brightness=0.1, contrast=0.2, saturation=0.3, hue_deg=15.0)
+    return image, alpha
 
 
 # --------------------------------------------------------------------------------- crop
@@ -167,13 +179,16 @@ class AugmentConfig:
     shadow_strength: tuple[float, float] = (0.2, 0.6)
     transition_centred_prob: float = 0.5
     crop_scales: tuple[float, ...] = (1.0,)
+    jitter_p: float = 0.0
+    """Colour jitter (:func:`random_jitter`); off by default, the training recipes set it."""
 
 
 def augment_sample(image, alpha, size, rng: np.random.Generator,
                    config: AugmentConfig | None = None):
-    """Flip, blur, sharpen, shadow, then crop to ``size``: one training example."""
+    """Flip, colour jitter, blur, sharpen, shadow, then crop to ``size``: one training example."""
     c = config or AugmentConfig()
     image, alpha = random_flip(image, alpha, rng, c.flip_p)
+    image, alpha = random_jitter(image, alpha, rng, c.jitter_p)
     image, alpha = random_blur(image, alpha, rng, c.blur_p, c.blur_sigma)
     image, alpha = random_sharpen(image, alpha, rng, c.sharpen_p, c.sharpen_amount)
     image, alpha = random_shadow(image, alpha, rng, c.shadow_p, c.shadow_strength)

@@ -23,6 +23,9 @@ class TrainConfig:
     extra_repeat: int = 1
     """Each extra dataset's rows appear this many times per epoch (each with its own
     crops): the mixing ratio of a small real set against a large synthetic one."""
+    extra_fraction: float = 0.0
+    """If > 0, the share of training rows taken from ``extra_data`` (split evenly between
+    the extra datasets, rows cycled as needed); overrides ``extra_repeat``."""
     train_split: str = "train"
     val_split: str = "val"
     samples_per_epoch: int = 0
@@ -34,6 +37,9 @@ class TrainConfig:
     usermap_mode: str = "uniform"
     trimap_prob: float = 0.0
     """Share of training user maps that are whole trimaps (trimap-based mode)."""
+    jitter_p: float = 0.0
+    """Probability of a colour jitter (brightness, contrast, saturation, hue, gamma) of
+    a training image; the matte is unchanged."""
     seed: int = 0
     # output and tracking
     out: str = "runs/dugray"
@@ -83,6 +89,11 @@ class TrainConfig:
     """Logical CPUs left to the Ray Data tasks when this job starts Ray itself."""
     max_failures: int = 2
     resume: bool = False
+    init_from: str = ""
+    """Warm start when there is nothing to resume: 'default' (the shipped weights), a
+    training output folder or a checkpoint file. Stage 1 starts from its matting
+    network (architecture included: ``model`` is then ignored), stage 2 from its
+    refiner; optimiser and schedule start afresh."""
     log_every: int = 10
 
     @property
@@ -116,6 +127,12 @@ class TrainConfig:
         self.crop_scales = tuple(self.crop_scales)
         if self.extra_repeat < 1:
             raise ValueError(f"extra_repeat must be >= 1, got {self.extra_repeat}")
+        if not 0.0 <= self.extra_fraction < 1.0:
+            raise ValueError(f"extra_fraction must be in [0, 1), got {self.extra_fraction}")
+        if self.extra_fraction and not self.extra_data:
+            raise ValueError("extra_fraction needs extra_data")
+        if not 0.0 <= self.jitter_p <= 1.0:
+            raise ValueError(f"jitter_p must be in [0, 1], got {self.jitter_p}")
 
 
 def load_config_file(path) -> dict:

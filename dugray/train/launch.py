@@ -90,6 +90,8 @@ def run_training(cfg: TrainConfig) -> dict:
     # workers run in other folders (and on other nodes): hand them absolute paths
     cfg.data = _absolute(cfg.data)
     cfg.extra_data = [_absolute(p) for p in cfg.extra_data]
+    if cfg.init_from and cfg.init_from != "default" and not cfg.init_from.startswith(("models:", "runs:")):
+        cfg.init_from = _absolute(cfg.init_from)
     out = Path(cfg.out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     storage = cfg.storage or str(out / "ray")

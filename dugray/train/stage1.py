@@ -15,7 +15,7 @@ import ray
 import torch
 import torch.nn.functional as F
 
-from dugray.models import create_model
+from dugray.models import create_model, load_model
 from dugray.nig import aleatoric, epistemic
 from dugray.pipeline import SkipLedger
 from dugray.train.losses import laplacian_loss, stage1_loss
@@ -42,6 +42,13 @@ def objective(cfg, nig, alpha_gt) -> dict:
         lap = laplacian_loss(nig[0], alpha_gt)
         return {"total": l1 + cfg.matte_weight * lap, "l1": l1.detach(), "matte": lap.detach()}
     return stage1_loss(nig, alpha_gt, lam=cfg.nig_lambda, matte_weight=cfg.matte_weight)
+
+
+def initial_network(cfg):
+    """The matting network to train: ``init_from``'s (a warm start) if given, else a new one."""
+    if cfg.init_from:
+        return load_model(cfg.init_from, "matting")
+    return create_model(cfg.model, alpha_min=cfg.alpha_min, **cfg.model_kwargs)
 
 
 def fixed_steps(make_batches, steps: int):
@@ -92,7 +99,7 @@ def stage1_loop(loop_config: dict) -> None:
     cfg = args.config
     wc = worker_context(cfg)
     table = manifest_table(cfg)
-    net = create_model(cfg.model, alpha_min=cfg.alpha_min, **cfg.model_kwargs)
+    net = initial_network(cfg)
     # the L1 ablation leaves the nu/alpha/beta heads without gradients: DDP must allow it
     t = prepare_training(net, args, wc, table, cfg.lr, cfg.epochs, cfg.weight_decay,
                          find_unused_parameters=cfg.loss == "l1")

@@ -15,7 +15,7 @@ import numpy as np
 import ray
 import torch
 
-from dugray.models import create_refiner, load_checkpoint
+from dugray.models import create_refiner, load_checkpoint, load_model
 from dugray.nig import aleatoric, aleatoric_variance
 from dugray.pipeline import SkipLedger
 from dugray.refine import extract_patches, paste_patches, refinement_boxes, sample_coarse
@@ -65,6 +65,13 @@ def refinement_batch(nig, image, alpha_gt, cfg, rng: np.random.Generator, fallba
     )
 
 
+def initial_refiner(cfg):
+    """The refiner to train: ``init_from``'s (a warm start) if given, else a new one."""
+    if cfg.init_from:
+        return load_model(cfg.init_from, "refiner")
+    return create_refiner(cfg.refiner, **cfg.refiner_kwargs)
+
+
 @torch.no_grad()
 def validate(frozen, refiner, cfg, table, wc, ledger) -> dict:
     """Whole-crop SAD of gamma, of gamma_s, and of gamma with the refined patches pasted
@@ -104,7 +111,7 @@ def stage2_loop(loop_config: dict) -> None:
     for p in frozen.parameters():
         p.requires_grad_(False)
     epochs = cfg.stage2_epoch_count
-    t = prepare_training(create_refiner(cfg.refiner, **cfg.refiner_kwargs), args, wc, table, cfg.stage2_lr, epochs)
+    t = prepare_training(initial_refiner(cfg), args, wc, table, cfg.stage2_lr, epochs)
     refiner, opt, sched, steps = t.model, t.opt, t.sched, t.steps
     ledger = SkipLedger.remote()
     mlf = MlflowLogger(args, wc)

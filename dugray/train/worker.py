@@ -66,12 +66,31 @@ def manifest_table(cfg: TrainConfig):
     """The training manifest: the main dataset plus any extra ones (their train rows)."""
     import pyarrow as pa
 
-    tables = [load_or_build(cfg.data)]
+    main = load_or_build(cfg.data)
+    tables = [main]
+    n_main = int(pa.compute.sum(pa.compute.equal(main["split"], cfg.train_split)).as_py() or 0)
     for extra in cfg.extra_data:
         t = load_or_build(extra)
         t = t.filter(pa.compute.equal(t["split"], cfg.train_split))
-        tables.extend([t] * cfg.extra_repeat)
+        if t.num_rows == 0:
+            raise ValueError(f"extra dataset {extra} has no {cfg.train_split!r} rows")
+        if cfg.extra_fraction:
+            tables.append(cycle_rows(t, extra_rows(n_main, cfg.extra_fraction, len(cfg.extra_data))))
+        else:
+            tables.extend([t] * cfg.extra_repeat)
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+
+
+def extra_rows(n_main: int, fraction: float, n_extra: int) -> int:
+    """Rows per extra dataset so that all of them make ``fraction`` of the training rows."""
+    return max(1, round(n_main * fraction / (1 - fraction) / n_extra))
+
+
+def cycle_rows(table, n: int):
+    """The first ``n`` rows of ``table`` repeated cyclically (each copy gets its own crops)."""
+    import pyarrow as pa
+
+    return table.take(pa.array(np.arange(n) % table.num_rows))
 
 
 def epoch_batches(cfg: TrainConfig, table, wc: WorkerContext, epoch: int, ledger, train: bool = True):
@@ -79,7 +98,7 @@ def epoch_batches(cfg: TrainConfig, table, wc: WorkerContext, epoch: int, ledger
     pcfg = PipelineConfig(
         size=cfg.crop,
         seed=cfg.seed if train else cfg.seed + 10_000,
-        augment=AugmentConfig(crop_scales=tuple(cfg.crop_scales)) if train else NO_AUGMENT,
+        augment=AugmentConfig(crop_scales=tuple(cfg.crop_scales), jitter_p=cfg.jitter_p) if train else NO_AUGMENT,
         usermap_mode=cfg.usermap_mode,
         trimap_prob=cfg.trimap_prob,
         batch_size=cfg.batch_size,
