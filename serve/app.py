@@ -16,6 +16,7 @@ The ingress only parses, validates and orchestrates: every step is a function of
 :mod:`dugray.session`, run where its deployment lives, and a session's state lives in
 the store between requests, so any replica can serve any request and a model replica
 may die between (or during: the call is retried) two rounds without losing a session.
+The ingress also serves the web page (serve/static, plain files) at ``/``.
 """
 
 import asyncio
@@ -23,9 +24,11 @@ import logging
 import time
 import uuid
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import FileResponse
 from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
@@ -67,6 +70,18 @@ SAVE_ERRORS = {
     "conflict": (409, "session changed meanwhile; reload it and retry"),
     "too_large": (413, "session state too large for the store"),
 }
+WEB_FILES = ("index.html", "app.js", "style.css")
+
+
+def web_file(name: str) -> FileResponse:
+    """A file of the web page, looked up beside this module where the replica imported it.
+
+    A module-level function is pickled by reference, so the path is the replica's own,
+    not the one of the process that built the app.
+    """
+    if name not in WEB_FILES:
+        raise ApiError(404, "not found", name)
+    return FileResponse(Path(__file__).parent / "static" / name, headers={"cache-control": "no-cache"})
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=8)
@@ -132,11 +147,20 @@ class SessionStore(SessionTable):
 @serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=64)
 @serve.ingress(api)
 class APIIngress:
-    """HTTP under /v1: validates input, runs the session steps on the deployments above."""
+    """HTTP under /v1: validates input, runs the session steps on the deployments above; the web page at /."""
 
     def __init__(self, matting, fusion, proposal, refinement, store, settings: ServeSettings):
         self.matting, self.fusion, self.proposal, self.refinement, self.store = matting, fusion, proposal, refinement, store
         self.settings, self.config = settings, settings.session_config()
+
+    @api.get("/", include_in_schema=False)
+    async def page(self) -> FileResponse:
+        """The web page for interactive cutting-out (serve/static: plain files, no build step)."""
+        return web_file("index.html")
+
+    @api.get("/static/{name}", include_in_schema=False)
+    async def static(self, name: str) -> FileResponse:
+        return web_file(name)
 
     @api.post("/v1/sessions", status_code=201, openapi_extra=upload_openapi("image", "trimap", "mask"))
     async def create_session(self, request: Request) -> dict:

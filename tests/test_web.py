@@ -1,0 +1,266 @@
+"""The web page at / in headless Chromium (Playwright), against the real Serve app on loopback.
+
+Debian's chromium (/usr/bin/chromium, installed by .ci/run) is driven through its
+executable path; Playwright's own browser download is never used. Every step leaves a
+screenshot in test-artifacts/web/: look at them after changing the page.
+"""
+
+import socket
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import requests
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts" / "web"
+H, W = 120, 160
+sys.path.insert(0, str(ROOT))  # serve/ is a folder of the repository, not an installed package
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
+if not CHROMIUM.exists():
+    pytest.skip(f"no {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+expect = sync_api.expect
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory):
+    """The app with tiny random checkpoints on a free loopback port (as in test_serve.py)."""
+    import ray
+    from ray import serve
+
+    from dugray.models import create_model, create_refiner, save_checkpoint
+    from serve.app import build
+
+    folder = tmp_path_factory.mktemp("model")
+    save_checkpoint(create_model("unet", widths=(8, 16, 32), head_mid=4), folder / "matting.pt")
+    save_checkpoint(create_refiner("hrnet_lite"), folder / "refiner.pt")
+    started = not ray.is_initialized()
+    if started:
+        env = {"env_vars": {"PYTHONPATH": str(ROOT)}}
+        ray.init(address="local", num_cpus=2, runtime_env=env, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build({"model": str(folder), "torch_threads": 1, "max_pixels": 200_000}), name="dugray-web-test", route_prefix="/")
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, base_url, request):
+    """A fresh page that may fetch nothing but the app, and fails the test on a script error."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    options = getattr(request, "param", {"viewport": {"width": 1366, "height": 768}})  # a laptop
+    context = browser.new_context(accept_downloads=True, **options)
+    elsewhere, errors = [], []
+
+    def only_the_app(route):
+        if route.request.url.startswith(base_url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_the_app)
+    page = context.new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(base_url + "/")
+    yield page
+    context.close()
+    assert not elsewhere, f"the page fetched from outside the app: {elsewhere}"
+    assert not errors, f"script errors: {errors}"
+
+
+def picture(h=H, w=W) -> np.ndarray:
+    """A yellow disc on a dark textured background (BGR)."""
+    img = np.random.default_rng(0).integers(0, 90, (h, w, 3), dtype=np.uint8)
+    cv2.circle(img, (w // 2, h // 2), min(h, w) // 3, (40, 200, 230), -1)
+    return img
+
+
+def write(path: Path, image: np.ndarray) -> str:
+    cv2.imwrite(str(path), image)
+    return str(path)
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def open_image(page, path, round_=1) -> dict:
+    """Opens a file through the file input; returns the session as the API tells it."""
+    page.set_input_files("#file", path)
+    page.wait_for_selector(f'#view[data-drawn="image:{round_}"]')
+    return session(page)
+
+
+def session(page) -> dict:
+    """The page's current session, read from the API (its id is in the download link)."""
+    href = page.get_attribute("#download-alpha", "href")
+    return requests.get(page.url + href.split("/alpha.png")[0], timeout=30).json()
+
+
+def alpha(page, view) -> np.ndarray:
+    r = requests.get(f"{page.url}v1/sessions/{view['id']}/alpha.png", timeout=60)
+    return cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def canvas_alpha(page) -> np.ndarray:
+    """What the page shows in the alpha view (red channel of its view canvas)."""
+    data = page.evaluate("() => { const c = document.getElementById('view'); return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data); }")
+    return np.array(data, np.uint8).reshape(H, W, 4)[..., 0]
+
+
+def box_point(page, box, fraction=0.5) -> tuple[float, float]:
+    """Page coordinates of a point inside a full-resolution [y0, x0, y1, x1] box."""
+    bb = page.locator("#overlay").bounding_box()
+    y0, x0, y1, x1 = box
+    x = x0 + (x1 - x0) * fraction
+    y = y0 + (y1 - y0) * fraction
+    return bb["x"] + x / W * bb["width"], bb["y"] + y / H * bb["height"]
+
+
+def inner(a: np.ndarray, box) -> np.ndarray:
+    y0, x0, y1, x1 = box
+    return a[y0 + 1 : y1 - 1, x0 + 1 : x1 - 1]
+
+
+def labels_shown(page) -> list[str]:
+    return page.locator("#proposals li").evaluate_all("items => items.map(li => li.dataset.label)")
+
+
+def test_label_apply_views_refine_and_download(page, tmp_path):
+    expect(page.locator("#dropzone")).to_be_visible()
+    shot(page, "01-empty")
+    first = open_image(page, write(tmp_path / "disc.png", picture()))
+    boxes = [p["box"] for p in first["proposals"]]
+    assert len(boxes) >= 5
+    expect(page.locator("#proposals li")).to_have_count(len(boxes))
+    expect(page.locator("#clock")).to_contain_text("0 labelling rounds")
+    shot(page, "02-proposals")
+
+    page.mouse.click(*box_point(page, boxes[0]))  # a click on box 1: foreground
+    for key in "2bts":  # select 2: background, then 3 transition, 4 skipped
+        page.keyboard.press(key)
+    page.get_by_role("button", name="Proposal 5: foreground").click()
+    assert labels_shown(page)[:5] == ["fg", "bg", "transition", "", "fg"]
+    expect(page.locator("#apply")).to_have_text("Apply 4 labels")
+    shot(page, "03-labelled")
+
+    page.get_by_label("Alpha").check()
+    page.wait_for_selector('#view[data-drawn="alpha:1"]')
+    before = canvas_alpha(page)
+    page.keyboard.press("a")
+    page.wait_for_selector('#view[data-drawn="alpha:2"]')
+    shown, served = canvas_alpha(page), alpha(page, first)
+    assert (shown != before).any() and np.array_equal(shown, served)
+    assert (inner(served, boxes[0]) == 255).all() and (inner(served, boxes[1]) == 0).all() and (inner(served, boxes[4]) == 255).all()
+    expect(page.locator("#status")).to_contain_text("Round 2")
+    expect(page.locator("#clock")).to_contain_text("1 labelling round ·")
+    expect(page.locator("#apply")).to_be_disabled()
+    shot(page, "04-applied-alpha")
+
+    page.select_option("#brush", "bg")  # a background stroke along the top rows
+    page.mouse.move(*box_point(page, [2, 4, 2, 4]))
+    page.mouse.down()
+    page.mouse.move(*box_point(page, [2, W - 4, 2, W - 4]), steps=8)
+    page.mouse.up()
+    expect(page.locator("#apply")).to_have_text("Apply 1 stroke")
+    shot(page, "05-stroke")
+    page.click("#apply")
+    page.wait_for_selector('#view[data-drawn="alpha:3"]')
+    assert (alpha(page, first)[:4, 2 : W - 2] == 0).all()
+
+    for i, view in enumerate(["checker", "colour", "epistemic", "aleatoric"]):
+        page.check(f"input[name=view][value={view}]")
+        page.wait_for_selector(f'#view[data-drawn="{view}:3"]')
+        shot(page, f"06-view-{i}-{view}")
+    page.keyboard.press("r")
+    page.wait_for_selector('#view[data-drawn="aleatoric:3r"]')
+    expect(page.locator("#status")).to_contain_text("matte refined")
+    expect(page.locator("#refine")).to_be_disabled()
+    page.check("input[name=view][value=checker]")
+    page.wait_for_selector('#view[data-drawn="checker:3r"]')
+    shot(page, "07-refined-checker")
+
+    for link, channels in [("#download-cutout", 4), ("#download-alpha", 1)]:
+        with page.expect_download() as download:
+            page.click(link)
+        data = Path(download.value.path()).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        png = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        assert png.shape[:2] == (H, W) and (png.shape[2] if png.ndim == 3 else 1) == channels
+    expect(page.locator("#status")).to_contain_text("Cutout downloaded: 2 labelling rounds")
+
+
+def test_a_bad_file_shows_an_error_and_the_page_keeps_working(page, tmp_path):
+    page.set_input_files("#file", files=[{"name": "broken.png", "mimeType": "image/png", "buffer": np.random.default_rng(1).bytes(3000)}])
+    expect(page.get_by_role("alert")).to_contain_text("Could not open broken.png: image could not be decoded")
+    expect(page.locator("#dropzone")).to_be_visible()
+    shot(page, "08-bad-file")
+
+    good = write(tmp_path / "disc.png", picture())
+    view = open_image(page, good)
+    expect(page.get_by_role("alert")).to_be_hidden()
+    page.set_input_files("#trimap", write(tmp_path / "small.png", np.zeros((10, 10), np.uint8)))  # reopens with it
+    expect(page.get_by_role("alert")).to_contain_text("trimap")
+    assert session(page)["id"] == view["id"]  # the session shown before the error is still there
+    shot(page, "09-bad-trimap")
+
+    trimap = np.zeros((H, W), np.uint8)
+    cv2.circle(trimap, (W // 2, H // 2), H // 3 + 3, 128, -1)
+    cv2.circle(trimap, (W // 2, H // 2), H // 3 - 3, 255, -1)
+    page.set_input_files("#trimap", write(tmp_path / "trimap.png", trimap))
+    expect(page.get_by_role("alert")).to_be_hidden()
+    page.wait_for_selector('#view[data-drawn="image:1"]')
+    with_trimap = session(page)
+    assert with_trimap["id"] != view["id"]
+    a = alpha(page, with_trimap)
+    assert (a[trimap == 255] == 255).all() and (a[trimap == 0] == 0).all()
+    page.keyboard.press("f")
+    expect(page.locator("#apply")).to_have_text("Apply 1 label")
+    shot(page, "10-trimap")
+
+
+@pytest.mark.parametrize("page", [{"viewport": {"width": 1024, "height": 768}, "has_touch": True}], indirect=True)
+def test_tablet_touch(page, tmp_path):
+    view = open_image(page, write(tmp_path / "disc.png", picture()))
+    page.tap("#overlay", position=_local(page, view["proposals"][0]["box"]))
+    assert labels_shown(page)[0] == "fg"
+    for control in ["#apply", "#refine", "#proposals li:last-child", "#download-cutout"]:
+        bb = page.locator(control).bounding_box()
+        assert bb["y"] + bb["height"] <= 768 and bb["x"] + bb["width"] <= 1024, control
+    page.tap("#apply")
+    page.wait_for_selector('#view[data-drawn="image:2"]')
+    shot(page, "11-tablet")
+
+
+def _local(page, box) -> dict:
+    bb = page.locator("#overlay").bounding_box()
+    x, y = box_point(page, box)
+    return {"x": x - bb["x"], "y": y - bb["y"]}
+
+
+def test_only_the_page_files_are_served(base_url):
+    assert requests.get(base_url + "/", timeout=30).headers["content-type"].startswith("text/html")
+    assert "javascript" in requests.get(base_url + "/static/app.js", timeout=30).headers["content-type"]
+    for path in ["/static/app.py", "/static/..%2Fapp.py", "/static/"]:
+        assert requests.get(base_url + path, timeout=30).status_code == 404, path
