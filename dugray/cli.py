@@ -1,0 +1,538 @@
+"""The ``dugray`` command: cut out one image, label one interactively, batch a folder, serve,
+evaluate, train. ``main(argv) -> exit code``; installed as the ``dugray`` console script."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+from dugray import __version__
+
+PROG = "dugray"
+ROOT = Path(__file__).resolve().parents[1]
+"""The source checkout when installed editable: serve/ and jobs/ live beside dugray/."""
+JOBS = {"eval": "evaluate.py", "train": "train.py"}
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+EXIT_CODES = """exit codes:
+  0    done
+  1    done, but some inputs failed (batch: listed in OUT/summary.json); train: training failed
+  2    usage error or bad input: bad flag, unreadable / corrupt image, unusable model,
+       a request the server refused (one line on stderr says why)
+  3    the server cannot be reached, or it failed (HTTP 5xx)
+  130  interrupted (Ctrl-C)"""
+
+DESCRIPTION = f"""Uncertainty-guided interactive image matting (dugMatting) on Ray.
+
+The network predicts an alpha matte and, per pixel, how unsure it is. Without help it
+cuts out the foreground by itself (cutout, batch); with a user it proposes the patches it
+is least sure about, asks fg / bg / transition for each, and runs again (interactive).
+
+examples:
+  dugray cutout photo.jpg -o photo.png              RGBA cut-out, shipped model, in process
+  dugray cutout photo.jpg -o alpha.png --alpha-only --trimap trimap.png
+  dugray interactive photo.jpg -o photo.png         label proposals in the terminal
+  dugray batch photos/ out/ --outputs cutout alpha  a whole folder on Ray Data, resumable
+  dugray serve --port 8000                          the HTTP API and web page, locally
+  dugray eval --data DIR --out eval/                the paper's tables (jobs/evaluate.py)
+  dugray train --data DIR --out runs/exp1           both training stages (jobs/train.py)
+
+'dugray COMMAND --help' explains each command.
+
+{EXIT_CODES}"""
+
+LABEL_HELP = """labels: one or more of INDEX+LABEL or y0,x0,y1,x1:LABEL separated by spaces, where
+LABEL is f(g), b(g), t(ransition) or u(nknown, erases); e.g. '0f 1b 2t' or '10,20,40,60:bg'.
+'done' (or end of input) finishes, 'help' repeats this."""
+
+LABELS = {"f": "fg", "fg": "fg", "b": "bg", "bg": "bg", "t": "transition", "transition": "transition",
+          "u": "unknown", "unknown": "unknown"}
+LABEL_TOKEN = re.compile(r"(\d+(?:,\d+){3}|\d+)[:=]?([a-z]+)")
+
+
+class UsageError(Exception):
+    """A bad command line or input: one line on stderr, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse prints usage and exits; we want one line and our exit code
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> int:
+    """Run one command; returns the exit code (documented in ``dugray --help``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from dugray.client import DugrayApiError, ServerUnreachable
+
+    if argv and argv[0] in JOBS:  # the job reports its own errors, with its own exit codes
+        try:
+            return run_job(argv[0], argv[1:])
+        except UsageError as exc:
+            return _fail(str(exc), EXIT_USAGE)
+        except SystemExit as exc:
+            return _exit_status(exc)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
+        return args.func(args)
+    except SystemExit as exc:  # --help, --version
+        return _exit_status(exc)
+    except ServerUnreachable as exc:
+        return _fail(str(exc), EXIT_UNREACHABLE)
+    except DugrayApiError as exc:
+        return _fail(f"server: {exc}", EXIT_USAGE if exc.status < 500 else EXIT_UNREACHABLE)
+    except (UsageError, ValueError, OSError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except KeyboardInterrupt:
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    except RuntimeError as exc:
+        checkpoints = sys.modules.get("dugray.models.checkpoint")  # imported lazily: torch is slow to import
+        if checkpoints is not None and isinstance(exc, checkpoints.CheckpointError):
+            return _fail(str(exc), EXIT_USAGE)
+        raise
+
+
+def _exit_status(exc: SystemExit) -> int:
+    return exc.code if isinstance(exc.code, int) else EXIT_OK if exc.code is None else EXIT_FAILED
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"{PROG}: error: {message.splitlines()[0] if message else 'failed'}", file=sys.stderr)
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    raw = argparse.RawDescriptionHelpFormatter
+    p = _Parser(prog=PROG, description=DESCRIPTION, formatter_class=raw)
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+
+    c = sub.add_parser("cutout", help="cut out one image (RGBA or alpha PNG)", formatter_class=raw,
+                       description=CUTOUT_DOC + "\n\n" + EXIT_CODES)
+    c.add_argument("image", help="image file or URI (png, jpg, bmp, tif, webp; s3://, gs://, file://)")
+    c.add_argument("-o", "--out", help="output .png (default: IMAGE's name + _cutout.png or _alpha.png, here)")
+    _add_prior(c)
+    c.add_argument("--alpha-only", action="store_true", help="write the grey alpha matte instead of the RGBA cut-out")
+    c.add_argument("--server", metavar="URL", help="use a running server's API (e.g. http://127.0.0.1:8000) instead of "
+                   "running the model here")
+    _add_model(c)
+    c.set_defaults(func=cmd_cutout)
+
+    i = sub.add_parser("interactive", help="label the model's proposals in the terminal (or the web page)",
+                       formatter_class=raw, description=INTERACTIVE_DOC + "\n\n" + LABEL_HELP + "\n\n" + EXIT_CODES)
+    i.add_argument("image", help="image file or URI")
+    i.add_argument("-o", "--out", help="output .png written when you finish (default: IMAGE's name + _cutout.png)")
+    _add_prior(i)
+    i.add_argument("--alpha-only", action="store_true", help="write the alpha matte instead of the RGBA cut-out")
+    i.add_argument("--preview", metavar="PNG", help="after every round, write the image with the numbered proposals "
+                   "beside the current matte here (open it in an image viewer that reloads)")
+    i.add_argument("--web", action="store_true", help="open the web page of a server instead (a local one is "
+                   "started unless --server is given) and label there")
+    i.add_argument("--server", metavar="URL", help="with --web: the server to use")
+    i.add_argument("--no-browser", action="store_true", help="with --web: only print the URL, do not open a browser")
+    _add_model(i)
+    _add_server_flags(i)
+    i.set_defaults(func=cmd_interactive)
+
+    b = sub.add_parser("batch", help="cut out a folder / list / URI of images on Ray Data", formatter_class=raw,
+                       description=BATCH_DOC + "\n\n" + EXIT_CODES)
+    b.add_argument("input", help="folder (recursive), image, .txt list of paths / URIs, or a URI (s3://bucket/dir/)")
+    b.add_argument("out_dir", help="output folder (cutout/, alpha/, uncertainty/, summary.json, results.csv)")
+    b.add_argument("--outputs", nargs="+", choices=("cutout", "alpha"), default=["cutout"],
+                   help="what to write per image (default: cutout)")
+    b.add_argument("--engine", choices=("ray", "loop"), default="ray",
+                   help="ray: a pool of Ray Data actors (default); loop: one process, no Ray")
+    b.add_argument("--concurrency", type=int, help="actors in the pool (default: CPUs / --threads)")
+    b.add_argument("--threads", type=int, default=1, help="torch threads per actor (default 1)")
+    b.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a private local Ray)")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("-v", "--verbose", action="store_true", help="show Ray Data's own log lines too")
+    _add_model(b)
+    b.set_defaults(func=cmd_batch)
+
+    s = sub.add_parser("serve", help="start the Serve app (web page, HTTP API) locally, print its URL", formatter_class=raw,
+                       description=SERVE_DOC + "\n\n" + EXIT_CODES)
+    s.add_argument("--model", default="default", help="'default', a checkpoint, a training --out folder or models:/...")
+    s.add_argument("--refiner", help="refiner URI, or 'none' (default: the one beside --model)")
+    _add_server_flags(s)
+    s.set_defaults(func=cmd_serve)
+
+    for name, script in JOBS.items():  # dispatched before parsing (see main); listed here for --help
+        sub.add_parser(name, add_help=False, help=f"jobs/{script} with the same flags ('dugray {name} --help')")
+    return p
+
+
+def _add_prior(p) -> None:
+    prior = p.add_mutually_exclusive_group()
+    prior.add_argument("--trimap", metavar="PNG", help="trimap of the image's size: 0 bg, 128 unknown, 255 fg")
+    prior.add_argument("--mask", metavar="PNG", help="binary mask (0/255 or 0/1): every pixel labelled fg or bg")
+
+
+def _add_model(p) -> None:
+    p.add_argument("--model", default="default", help="'default' (shipped), a checkpoint, a training --out folder "
+                   "or an MLflow URI (models:/dugray-matting/1)")
+    p.add_argument("--refiner", help="refiner URI, or 'none' (default: the one beside --model, if any)")
+    p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
+                   help="refine fine detail where aleatoric uncertainty is high (default: yes)")
+    p.add_argument("--work-size", type=int, help="working resolution of the network, long side (default 512)")
+
+
+def _add_server_flags(p) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    p.add_argument("--cpus", type=int, help="CPUs of the local Ray instance (default: all)")
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                   help="any serve.settings.ServeSettings field, e.g. --set max_sessions=16 (repeatable)")
+
+
+# --------------------------------------------------------------------------- cutout
+
+CUTOUT_DOC = """Cut out the foreground of one image: RGBA PNG (colours re-estimated, so no halo), or
+with --alpha-only the alpha matte. Trimap-free by default; --trimap or --mask give the
+model what you already know. Runs in this process (no Ray); --server sends the image to
+a running dugray server instead.
+
+  dugray cutout photo.jpg -o cut.png
+  dugray cutout photo.jpg -o alpha.png --alpha-only --trimap trimap.png --no-refine
+  dugray cutout photo.jpg -o cut.png --model runs/exp1
+  dugray cutout photo.jpg -o cut.png --server http://127.0.0.1:8000"""
+
+
+def cmd_cutout(args) -> int:
+    out = _out_path(args.out, args.image, "alpha" if args.alpha_only else "cutout")
+    t0 = time.perf_counter()
+    if args.server:
+        if args.model != "default" or args.refiner or args.work_size:
+            raise UsageError("--model, --refiner and --work-size apply in process; with --server the server's are used")
+        from dugray.client import DugrayClient
+
+        with DugrayClient(args.server) as api:
+            png = api.cutout(_local_file(args.image), output="alpha" if args.alpha_only else "rgba",
+                             trimap=_local_file(args.trimap), mask=_local_file(args.mask), refine=args.refine)
+        size = ""
+    else:
+        from dugray.batch import encode_png
+
+        session = _session(args)
+        png = encode_png(session.alpha_u8 if args.alpha_only else session.cutout())
+        h, w = session.state.full_shape
+        size = f"{w}x{h}, "
+    _write(out, png)
+    print(f"wrote {out} ({size}{'alpha' if args.alpha_only else 'RGBA'}, {time.perf_counter() - t0:.1f} s)")
+    return EXIT_OK
+
+
+def _session(args, refine=None):
+    """Round 1 of a MattingSession on the command line's image, prior and model (refined unless told not)."""
+    from dugray.batch import load_networks, matte_image
+    from dugray.data.io import read_mask, read_rgb
+    from dugray.session import SessionConfig
+
+    image = read_rgb(args.image)
+    trimap = read_mask(args.trimap) if args.trimap else None
+    if args.mask:
+        m = read_mask(args.mask)
+        trimap = ((m > 0) if m.max() <= 1 else (m >= 128)).astype("uint8") * 255
+    refine = args.refine if refine is None else refine
+    model, refiner = load_networks(args.model, args.refiner if args.refine else "none")
+    return matte_image(image, model, refiner, SessionConfig(**_session_overrides(args)), trimap=trimap, refine=refine)
+
+
+def _session_overrides(args) -> dict:
+    return {"work_size": args.work_size} if args.work_size else {}
+
+
+def _out_path(out: str | None, image: str, kind: str) -> Path:
+    if out is None:
+        return Path(f"{Path(image.split('://')[-1]).stem}_{kind}.png")
+    if Path(out).suffix.lower() != ".png":
+        raise UsageError(f"the output must be a .png file (it may hold an alpha channel), got {out}")
+    return Path(out).expanduser()
+
+
+def _local_file(path: str | None) -> Path | None:
+    if path is None:
+        return None
+    if "://" in path or not Path(path).is_file():
+        raise UsageError(f"no such local file: {path} (with --server, inputs are uploaded from this machine)")
+    return Path(path)
+
+
+def _write(path: Path, data: bytes) -> None:
+    from dugray.batch import write_atomic
+
+    write_atomic(path.resolve(), data)
+
+
+# --------------------------------------------------------------------------- interactive
+
+INTERACTIVE_DOC = """Cut out one image with your help. Round 1 runs without any; then the patches the model
+is least sure about (its epistemic uncertainty) are listed by index, box and score. Answer
+some or all of them, the model runs again with your answers, fuses every round (NIG
+summation) and proposes anew. When you are done, the matte is refined and written.
+--web opens the web page of a server instead (a local one is started unless --server is
+given), where you open the image and click on the proposals.
+
+  dugray interactive photo.jpg -o cut.png --preview proposals.png
+  printf '0f 1b 2t\\ndone\\n' | dugray interactive photo.jpg -o cut.png     (from a pipe)
+  dugray interactive photo.jpg --web"""
+
+
+def cmd_interactive(args) -> int:
+    if args.web:
+        return _interactive_web(args)
+    if args.server:
+        raise UsageError("--server goes with --web; the terminal rounds run in this process")
+    out = _out_path(args.out, args.image, "alpha" if args.alpha_only else "cutout")
+    t0 = time.perf_counter()
+    session = _session(args, refine=False)
+    h, w = session.state.full_shape
+    print(f"{args.image}: {w}x{h}, round 1 in {time.perf_counter() - t0:.1f} s")
+    _show_round(session, args.preview)
+    print(LABEL_HELP)
+    while True:
+        try:
+            line = input("labels> ").strip().lower()
+        except EOFError:
+            print()
+            break
+        if line in ("done", "d", "q", "quit", "exit"):
+            break
+        if line in ("help", "h", "?"):
+            print(LABEL_HELP)
+            continue
+        if not line:
+            continue
+        try:
+            t = time.perf_counter()
+            session.label(parse_labels(line))
+        except ValueError as exc:
+            print(f"  not applied: {exc}", file=sys.stderr)
+            continue
+        print(f"round {session.rounds} in {time.perf_counter() - t:.1f} s")
+        _show_round(session, args.preview)
+    if args.refine:
+        session.refine()
+    from dugray.batch import encode_png
+
+    _write(out, encode_png(session.alpha_u8 if args.alpha_only else session.cutout()))
+    labels = len(session.state.label_log)
+    print(f"wrote {out} after {session.rounds} round(s), {labels} label(s){', refined' if args.refine else ''}")
+    return EXIT_OK
+
+
+def parse_labels(line: str) -> list[tuple]:
+    """'0f 1b 10,20,40,60:t' -> [(0, 'fg'), (1, 'bg'), ((10, 20, 40, 60), 'transition')]."""
+    labels = []
+    for token in line.split():
+        m = LABEL_TOKEN.fullmatch(token)
+        if not m or m.group(2) not in LABELS:
+            raise ValueError(f"cannot read {token!r}; expected e.g. 0f, 1b, 2t or y0,x0,y1,x1:bg")
+        target = tuple(int(v) for v in m.group(1).split(",")) if "," in m.group(1) else int(m.group(1))
+        labels.append((target, LABELS[m.group(2)]))
+    return labels
+
+
+def _show_round(session, preview: str | None) -> None:
+    """Print the round's uncertainty and proposals; write the preview picture if asked."""
+    from dugray.batch import uncertainty_report
+
+    r = uncertainty_report(session)
+    print(f"  mean epistemic {r['epistemic_mean']:.4f}, aleatoric {r['aleatoric_mean']:.4f}; "
+          f"{len(session.proposals)} proposals (box y0,x0,y1,x1 in pixels):")
+    for i, p in enumerate(session.proposals):
+        print(f"  {i:3d}  {','.join(map(str, p.box)):>22}  score {p.score:.4f}")
+    if preview:
+        _write(Path(preview).expanduser(), _preview(session))
+
+
+def _preview(session, height: int = 512) -> bytes:
+    """PNG: the image with the proposals numbered as in the terminal | the current matte."""
+    import cv2
+
+    from dugray.batch import encode_png
+    from dugray.visualize import grey, strip
+
+    h, w = session.state.full_shape
+    f = height / h  # draw at display size, so the numbers stay legible
+    image = cv2.resize(session.state.image, (max(1, round(w * f)), height), interpolation=cv2.INTER_AREA)
+    for i, p in enumerate(session.proposals):
+        y0, x0, y1, x1 = (round(v * f) for v in p.box)
+        cv2.rectangle(image, (x0, y0), (x1 - 1, y1 - 1), (0, 200, 255), 1)
+        cv2.putText(image, str(i), (x0 + 2, y0 + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 200, 255), 1)
+    return encode_png(strip([image, grey(session.alpha)], ["proposals", f"matte, round {session.rounds}"], height=height))
+
+
+def _interactive_web(args) -> int:
+    """Open the web page of a server (a local one unless --server); the page opens the image itself."""
+    image = _local_file(args.image).resolve()
+    if args.server:
+        from dugray.client import DugrayClient
+
+        with DugrayClient(args.server, timeout=30) as api:
+            api.health()  # unreachable: exit 3 now, not a blank page later
+    url = f"{args.server or _start_server(args)}".rstrip("/") + "/"
+    print(f"open {url} and choose {image} there", flush=True)
+    if not args.no_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    return EXIT_OK if args.server else _serve_until_stopped()
+
+
+# --------------------------------------------------------------------------- batch
+
+BATCH_DOC = """Cut out many images on Ray Data: a pool of actors, each loading the model once, streams
+the images through the same session code as 'cutout' (round 1, refined). Resumable: an
+image whose outputs exist is skipped, so rerun the same command after an interruption.
+A corrupt or unreadable image is reported and skipped, never fatal.
+
+OUT_DIR gets cutout/<name>.png, alpha/<name>.png, uncertainty/<name>.json (how unsure the
+model is, and where), summary.json (counts, failures, the images most worth a review)
+and results.csv (one row per input: ok / skipped / failed).
+
+  dugray batch photos/ out/
+  dugray batch photos/ out/ --outputs cutout alpha --concurrency 4
+  dugray batch list.txt out/ --engine loop           one path or URI per line, no Ray
+  dugray batch s3://bucket/photos/ out/ --address auto"""
+
+
+def cmd_batch(args) -> int:
+    import importlib
+    import logging
+
+    from dugray.batch import BatchOptions, run_batch
+
+    if args.engine == "ray" and not args.verbose:
+        importlib.import_module("ray.data")  # configures its logging: quiet its console lines, keep its log file
+        for handler in logging.getLogger("ray.data").handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.setLevel(logging.ERROR)
+    options = BatchOptions(outputs=tuple(args.outputs), refine=args.refine, model=args.model, refiner=args.refiner,
+                           session=_session_overrides(args), threads=args.threads)
+    report = run_batch(args.input, args.out_dir, options, engine=args.engine, concurrency=args.concurrency,
+                       address=args.address, progress=not args.no_progress)
+    c = report.counts
+    print(f"{c['ok']} done, {c['skipped']} skipped (already done), {c['failed']} failed in {report.seconds:.1f} s; "
+          f"report: {Path(args.out_dir) / 'summary.json'}")
+    for row in report.failures[:10]:
+        print(f"  failed: {row['source']}: {row['error']}", file=sys.stderr)
+    if len(report.failures) > 10:
+        print(f"  ... and {len(report.failures) - 10} more (results.csv)", file=sys.stderr)
+    return EXIT_FAILED if report.failures else EXIT_OK
+
+
+# --------------------------------------------------------------------------- serve
+
+SERVE_DOC = """Start the dugray Serve app (the web page at /, the HTTP API under /v1) on a private
+local Ray and print its URL; Ctrl-C stops it. The same app as 'serve run serve.app:build'
+(it needs the source checkout: serve/ beside dugray/). On a cluster, use
+'serve deploy serve/config.yaml'.
+
+  dugray serve
+  dugray serve --port 8080 --model runs/exp1 --set max_sessions=16 --set 'session={"n": 5}'"""
+
+
+def cmd_serve(args) -> int:
+    _start_server(args)
+    return _serve_until_stopped()
+
+
+def _start_server(args) -> str:
+    """Start Ray + Serve + the app on host:port; the URL to reach it."""
+    import socket
+
+    if not (ROOT / "serve" / "app.py").is_file():
+        raise UsageError(f"no serve/app.py beside {ROOT / 'dugray'}: the server needs the source checkout "
+                         "(git clone, then pip install -e .)")
+    settings = {"model": args.model, **dict(_key_value(s) for s in args.settings)}
+    if args.refiner:
+        settings["refiner"] = args.refiner
+    if getattr(args, "work_size", None):  # interactive --web
+        settings.setdefault("session", {"work_size": args.work_size})
+    with socket.socket() as probe:
+        try:
+            probe.bind((args.host, args.port))
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); choose another --port") from None
+    sys.path.insert(0, str(ROOT))
+    import ray
+    from ray import serve
+
+    from serve.app import build
+
+    app = build(settings)  # bad settings fail here, before Ray starts
+    print(f"starting Ray and the dugray app (model {args.model}) ...", flush=True)
+    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})  # replicas import serve.app too
+    serve.start(http_options={"host": args.host, "port": args.port})
+    try:
+        serve.run(app, name="dugray", route_prefix="/")
+    except Exception as exc:  # noqa: BLE001 - e.g. a replica that cannot load the model; Ray says why
+        raise UsageError(f"the app did not start: {str(exc).strip().splitlines()[0]}") from None
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
+    url = f"http://{host}:{args.port}"
+    print(f"dugray is serving {url}  (web page {url}/, API {url}/v1, docs {url}/docs)", flush=True)
+    return url
+
+
+def _key_value(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise UsageError(f"--set takes KEY=VALUE, got {item!r}")
+    return key, value
+
+
+def _serve_until_stopped() -> int:
+    """Block until Ctrl-C or SIGTERM, then shut Serve and Ray down."""
+    import signal
+
+    from ray import serve
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    print("Ctrl-C to stop", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping", flush=True)
+    finally:
+        import ray
+
+        serve.shutdown()
+        ray.shutdown()
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- eval, train
+
+
+def run_job(name: str, argv: list[str]) -> int:
+    """``jobs/<script>``'s ``main(argv)``, run as that script would be (its flags, its exit codes)."""
+    import runpy
+
+    path = ROOT / "jobs" / JOBS[name]
+    if not path.is_file():
+        raise UsageError(f"no {path}: 'dugray {name}' needs the source checkout (git clone, then pip install -e .)")
+    job = runpy.run_path(str(path), run_name=f"dugray_{name}")
+    argv0, sys.argv[0] = sys.argv[0], f"{PROG} {name}"  # the job's argparse names itself after argv[0]
+    try:
+        return int(job["main"](argv) or 0)
+    finally:
+        sys.argv[0] = argv0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

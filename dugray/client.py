@@ -1,0 +1,183 @@
+"""A small typed client for dugray's HTTP API (``serve/app.py``, routes under ``/v1``).
+
+    from dugray.client import DugrayClient
+
+    with DugrayClient("http://127.0.0.1:8000") as api:
+        s = api.create_session("photo.png")                 # round 1: matte + proposals
+        s = api.label(s.id, [(0, "fg"), (1, "bg"), ((10, 20, 40, 60), "transition")])
+        s = api.refine(s.id)
+        open("cutout.png", "wb").write(api.png(s.id, "cutout"))
+        api.delete(s.id)
+        open("alpha.png", "wb").write(api.cutout("photo.png", output="alpha"))   # one shot
+
+Images (and trimaps / masks) are a file path, the file's bytes, or an RGB uint8 array
+(encoded to PNG here). A refused request raises :class:`DugrayApiError` with the API's
+``{"error", "detail"}``; a server that cannot be reached raises :class:`ServerUnreachable`.
+It needs only ``requests`` (and OpenCV for arrays), not torch or Ray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import requests
+
+if TYPE_CHECKING:
+    import numpy as np
+
+ImageInput = Union[str, Path, bytes, "np.ndarray"]
+OUTPUTS = ("alpha", "cutout", "epistemic", "aleatoric")
+
+
+class DugrayApiError(Exception):
+    """The API refused a request: HTTP ``status``, its short ``error`` and ``detail``."""
+
+    def __init__(self, status: int, error: str, detail: Any = None):
+        super().__init__(f"{status} {error}" + (f": {detail}" if detail not in (None, "", []) else ""))
+        self.status, self.error, self.detail = status, error, detail
+
+
+class ServerUnreachable(ConnectionError):
+    """No answer from the server (refused, DNS, timeout): nothing was done there."""
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A patch the server asks about: ``box`` = (y0, x0, y1, x1) in full-resolution pixels."""
+
+    index: int
+    box: tuple[int, int, int, int]
+    score: float
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """A session as the API shows it (``GET /v1/sessions/{id}``); ``raw`` is the whole JSON."""
+
+    id: str
+    width: int
+    height: int
+    round: int
+    proposals: list[Proposal]
+    uncertainty: dict[str, float | None]
+    labels: int
+    refined: bool
+    timings: dict[str, float]
+    raw: dict = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, d: dict) -> SessionView:
+        props = [Proposal(int(p["index"]), tuple(p["box"]), float(p["score"])) for p in d["proposals"]]
+        return cls(d["id"], d["width"], d["height"], d["round"], props, d["uncertainty"], d.get("labels", 0),
+                   d.get("refined", False), d.get("timings", {}), d)
+
+
+class DugrayClient:
+    """One API endpoint (``base_url`` as printed by ``dugray serve``), one HTTP connection pool."""
+
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout: float = 300.0):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.http = requests.Session()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    # ---- the API
+
+    def health(self) -> dict:
+        return self._call("GET", "/v1/health").json()
+
+    def create_session(self, image: ImageInput, trimap: ImageInput | None = None,
+                       mask: ImageInput | None = None) -> SessionView:
+        """Upload an image (and a trimap, or a binary mask); the server runs round 1."""
+        return SessionView.from_json(self._call("POST", "/v1/sessions", files=_files(image, trimap, mask)).json())
+
+    def get(self, sid: str) -> SessionView:
+        return SessionView.from_json(self._call("GET", f"/v1/sessions/{sid}").json())
+
+    def label(self, sid: str, labels: Sequence[tuple]) -> SessionView:
+        """Answer proposals: ``[(index or (y0, x0, y1, x1), "fg" | "bg" | "transition" | "unknown"), ...]``."""
+        body = {"labels": [_label_item(target, label) for target, label in labels]}
+        return SessionView.from_json(self._call("POST", f"/v1/sessions/{sid}/labels", json=body).json())
+
+    def refine(self, sid: str) -> SessionView:
+        return SessionView.from_json(self._call("POST", f"/v1/sessions/{sid}/refine").json())
+
+    def png(self, sid: str, output: str = "cutout") -> bytes:
+        """PNG bytes of ``alpha``, ``cutout`` (RGBA), ``epistemic`` or ``aleatoric`` at full size."""
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        return self._call("GET", f"/v1/sessions/{sid}/{output}.png").content
+
+    def delete(self, sid: str) -> None:
+        self._call("DELETE", f"/v1/sessions/{sid}")
+
+    def cutout(self, image: ImageInput, output: str = "rgba", trimap: ImageInput | None = None,
+               mask: ImageInput | None = None, refine: bool = True) -> bytes:
+        """One shot, no session: PNG bytes of the RGBA cutout (``rgba``) or the alpha matte (``alpha``)."""
+        if output not in ("rgba", "alpha"):
+            raise ValueError(f"output must be 'rgba' or 'alpha', got {output!r}")
+        params = {"output": output, "refine": str(bool(refine)).lower()}
+        return self._call("POST", "/v1/matte", params=params, files=_files(image, trimap, mask)).content
+
+    # ---- plumbing
+
+    def _call(self, method: str, path: str, **kwargs) -> requests.Response:
+        try:
+            r = self.http.request(method, self.base_url + path, timeout=self.timeout, **kwargs)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ServerUnreachable(f"no answer from {self.base_url}: {type(exc).__name__}") from exc
+        if r.status_code < 400:
+            return r
+        try:
+            body = r.json()
+        except ValueError:  # not JSON: a proxy in between, a crash page
+            body = None
+        if isinstance(body, dict) and "error" in body:
+            raise DugrayApiError(r.status_code, str(body["error"]), body.get("detail"))
+        raise DugrayApiError(r.status_code, r.reason or "error", r.text[:200])
+
+
+def _label_item(target, label: str) -> dict:
+    if isinstance(target, int) and not isinstance(target, bool):
+        return {"index": target, "label": label}
+    box = [int(v) for v in target]
+    if len(box) != 4:
+        raise ValueError(f"a label target is a proposal index or a (y0, x0, y1, x1) box, got {target!r}")
+    return {"box": box, "label": label}
+
+
+def _files(image, trimap, mask) -> dict:
+    if trimap is not None and mask is not None:
+        raise ValueError("give either trimap or mask, not both")
+    parts = {"image": image, "trimap": trimap, "mask": mask}
+    return {name: (f"{name}.png", _image_bytes(value), "application/octet-stream")
+            for name, value in parts.items() if value is not None}
+
+
+def _image_bytes(image: ImageInput) -> bytes:
+    """An upload's bytes: a file's contents, bytes as they are, an RGB/grey uint8 array as PNG."""
+    if isinstance(image, (bytes, bytearray)):
+        return bytes(image)
+    if isinstance(image, (str, Path)):
+        return Path(image).expanduser().read_bytes()
+    import cv2
+    import numpy as np
+
+    a = np.ascontiguousarray(image)
+    if a.ndim == 3:
+        a = cv2.cvtColor(a, cv2.COLOR_RGBA2BGRA if a.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", a)
+    if not ok:
+        raise ValueError(f"cannot encode an array of shape {a.shape} and dtype {a.dtype} as PNG")
+    return buf.tobytes()

@@ -1,0 +1,179 @@
+"""The ``dugray`` command in process (``main(argv)``) and once as a real process: help,
+exit codes, and outputs with known answers (a mask or a whole-image label pins the matte)."""
+
+import io
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dugray.cli import main, parse_labels
+
+H, W = 48, 64
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """A tiny untrained matting network and refiner, as a training output folder."""
+    from dugray.models import create_model, create_refiner, save_checkpoint
+
+    folder = tmp_path_factory.mktemp("model")
+    save_checkpoint(create_model("unet", widths=(8, 16, 32), head_mid=4), folder / "matting.pt")
+    save_checkpoint(create_refiner("hrnet_lite"), folder / "refiner.pt")
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory) -> Path:
+    """A bright disc on a noisy background, as a PNG file."""
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 90, (H, W, 3), dtype=np.uint8)
+    cv2.circle(img, (W // 2, H // 2), H // 3, (230, 200, 40), -1)
+    path = tmp_path_factory.mktemp("img") / "disc.png"
+    cv2.imwrite(str(path), img)
+    return path
+
+
+def read(path) -> np.ndarray:
+    out = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert out is not None, f"{path} is not a readable image"
+    return out
+
+
+@pytest.mark.parametrize("command", ["cutout", "interactive", "batch", "serve", "eval", "train"])
+def test_help_of_every_command(command, capsys):
+    assert main([command, "--help"]) == 0
+    text = capsys.readouterr().out
+    if command in ("cutout", "interactive", "batch", "serve"):
+        assert f"usage: dugray {command}" in text
+        assert "exit codes:" in text and f"\n  dugray {command} " in text  # codes and examples
+    else:
+        assert "usage: " in text and "--data" in text and "--out" in text  # the job's own parser
+
+
+def test_top_level_help_lists_commands_and_exit_codes(capsys):
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    for word in ("cutout", "interactive", "batch", "serve", "eval", "train", "exit codes:", "130"):
+        assert word in text
+    assert main([]) == 2  # no command: usage on stderr
+
+
+def test_console_script_is_declared():
+    (script,) = entry_points(group="console_scripts", name="dugray")
+    assert script.value == "dugray.cli:main"
+
+
+def test_cutout_rgba_and_alpha_only(tiny_model, image, tmp_path, capsys):
+    assert main(["cutout", str(image), "-o", str(tmp_path / "c.png"), "--model", tiny_model]) == 0
+    assert "wrote" in capsys.readouterr().out
+    rgba = read(tmp_path / "c.png")
+    assert rgba.shape == (H, W, 4) and rgba.dtype == np.uint8
+    assert main(["cutout", str(image), "-o", str(tmp_path / "a.png"), "--alpha-only", "--model", tiny_model]) == 0
+    alpha = read(tmp_path / "a.png")
+    assert alpha.shape == (H, W)
+    assert np.array_equal(alpha, rgba[..., 3])  # the cut-out carries the same (deterministic) matte
+
+
+def test_cutout_with_the_shipped_model_is_the_library_session(image, tmp_path):
+    """The command adds nothing to the session code: same matte as MattingSession + load_default."""
+    from dugray.models import load_default
+    from dugray.session import MattingSession
+
+    assert main(["cutout", str(image), "-o", str(tmp_path / "a.png"), "--alpha-only"]) == 0
+    rgb = cv2.cvtColor(read(image), cv2.COLOR_BGR2RGB)
+    expected = MattingSession(rgb, *load_default()).start().refine().alpha_u8
+    assert np.array_equal(read(tmp_path / "a.png"), expected)
+
+
+def test_trimap_and_mask_are_obeyed(tiny_model, image, tmp_path):
+    trimap = np.full((H, W), 128, np.uint8)
+    trimap[:, : W // 4] = 0
+    trimap[:, -W // 4 :] = 255
+    cv2.imwrite(str(tmp_path / "t.png"), trimap)
+    out = tmp_path / "a.png"
+    assert main(["cutout", str(image), "-o", str(out), "--alpha-only", "--trimap", str(tmp_path / "t.png"),
+                 "--model", tiny_model]) == 0
+    alpha = read(out)
+    assert (alpha[trimap == 0] == 0).all() and (alpha[trimap == 255] == 255).all()
+    mask = np.zeros((H, W), np.uint8)
+    mask[10:30, 20:50] = 1  # a 0/1 mask
+    cv2.imwrite(str(tmp_path / "m.png"), mask)
+    assert main(["cutout", str(image), "-o", str(out), "--alpha-only", "--mask", str(tmp_path / "m.png"),
+                 "--model", tiny_model]) == 0
+    assert np.array_equal(read(out), mask * 255)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["cutout", "{bad}"], "cannot decode image"),
+    (["cutout", "{missing}"], "no such file"),
+    (["cutout", "{image}", "-o", "out.jpg"], "must be a .png"),
+    (["cutout", "{image}", "--model", "{bad}"], "checkpoint"),
+    (["cutout", "{image}", "--trimap", "{image}", "--mask", "{image}"], "not allowed with"),
+    (["cutout", "{image}", "--work-size", "many"], "invalid int"),
+    (["cutout", "{image}", "--server", "http://127.0.0.1:9", "--model", "x.pt"], "with --server"),
+    (["batch", "{missing}", "{tmp}/out"], "no such file or folder"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_exits_2_with_one_line(argv, message, image, tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    paths = {"bad": bad, "missing": tmp_path / "nope.png", "image": image, "tmp": tmp_path}
+    assert main([a.format(**paths) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dugray: error: ") and err.count("\n") == 1 and message in err, err
+
+
+def test_unreachable_server_exits_3(image, tmp_path, capsys):
+    assert main(["cutout", str(image), "-o", str(tmp_path / "c.png"), "--server", "http://127.0.0.1:9"]) == 3
+    assert "no answer from http://127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_a_real_process_exits_2_without_a_traceback(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"junk")
+    proc = subprocess.run([sys.executable, "-m", "dugray.cli", "cutout", str(bad)],
+                          check=False, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"dugray: error: cannot decode image {bad} (not an image, or truncated)"]
+
+
+def test_parse_labels():
+    assert parse_labels("0f 1bg 12:t 3=u 10,20,40,60:bg") == [
+        (0, "fg"), (1, "bg"), (12, "transition"), (3, "unknown"), ((10, 20, 40, 60), "bg")]
+    for bad in ("0x", "f0", "1,2,3:fg", "-1f"):
+        with pytest.raises(ValueError, match="cannot read"):
+            parse_labels(bad)
+
+
+def test_interactive_from_a_pipe(tiny_model, image, tmp_path, monkeypatch, capsys):
+    """Round 1, a bad line (reported, ignored), labels, then a whole-image fg box: alpha all 255."""
+    answers = f"0f 1b\nnonsense\n99f\n0,0,{H},{W}:fg\ndone\n"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(answers))
+    out, preview = tmp_path / "c.png", tmp_path / "p.png"
+    assert main(["interactive", str(image), "-o", str(out), "--model", tiny_model, "--preview", str(preview)]) == 0
+    cap = capsys.readouterr()
+    assert "round 2" in cap.out and "round 3" in cap.out and "round 4" not in cap.out
+    assert "after 3 round(s), 3 label(s), refined" in cap.out
+    assert "cannot read 'nonsense'" in cap.err and "proposal index 99 out of range" in cap.err
+    rgba = read(out)
+    assert rgba.shape == (H, W, 4) and (rgba[..., 3] == 255).all()
+    assert read(preview).shape[0] == 512 + 18  # the proposals | matte strip, with its title bar
+
+
+def test_interactive_ends_at_end_of_input(tiny_model, image, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    out = tmp_path / "a.png"
+    assert main(["interactive", str(image), "-o", str(out), "--alpha-only", "--no-refine", "--model", tiny_model]) == 0
+    assert "after 1 round(s), 0 label(s)" in capsys.readouterr().out
+    assert read(out).shape == (H, W)
+
+
+def test_jobs_run_with_their_own_exit_codes(tmp_path, capsys):
+    assert main(["eval", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
+    assert main(["train", "--out", str(tmp_path / "o")]) == 2
+    assert "--data is required" in capsys.readouterr().err

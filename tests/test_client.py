@@ -1,0 +1,162 @@
+"""dugray.client and the CLI's --server paths against a real app started by ``dugray serve``.
+
+One module-scoped server (its own local Ray, 2 CPUs, a tiny checkpoint written here) runs
+in a subprocess on a free loopback port; the last test stops it with SIGTERM and checks
+that the command exits 0.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+import requests
+
+from dugray.cli import main
+from dugray.client import (
+    DugrayApiError,
+    DugrayClient,
+    Proposal,
+    ServerUnreachable,
+    SessionView,
+)
+
+pytestmark = pytest.mark.slow
+H, W = 40, 56
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from dugray.models import create_model, create_refiner, save_checkpoint
+
+    folder = tmp_path_factory.mktemp("model")
+    save_checkpoint(create_model("unet", widths=(8, 16, 32), head_mid=4), folder / "matting.pt")
+    save_checkpoint(create_refiner("hrnet_lite"), folder / "refiner.pt")
+    port = _free_port()
+    log = folder / "serve.log"
+    cmd = [sys.executable, "-m", "dugray.cli", "serve", "--port", str(port), "--cpus", "2", "--model", str(folder),
+           "--set", "torch_threads=1", "--set", "max_sessions=8"]
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if requests.get(f"{url}/v1/health", timeout=5).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    else:
+        proc.kill()
+        pytest.fail(f"dugray serve did not come up (exit {proc.poll()}):\n{log.read_text()[-3000:]}")
+    yield {"url": url, "proc": proc, "log": log}
+    if proc.poll() is None:  # a test failed before the stop test: stop the server and its Ray
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def api(server):
+    with DugrayClient(server["url"], timeout=120) as client:
+        yield client
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def picture() -> np.ndarray:
+    """RGB uint8: a bright disc on a noisy background."""
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 90, (H, W, 3), dtype=np.uint8)
+    cv2.circle(img, (W // 2, H // 2), H // 3, (40, 200, 230), -1)
+    return img
+
+
+def decode(png: bytes) -> np.ndarray:
+    out = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert out is not None, "not a PNG"
+    return out
+
+
+def test_health(api):
+    assert api.health()["status"] == "ok"
+
+
+def test_a_session_from_create_to_delete(api, tmp_path):
+    path = tmp_path / "p.png"
+    cv2.imwrite(str(path), cv2.cvtColor(picture(), cv2.COLOR_RGB2BGR))
+    s = api.create_session(path)
+    assert isinstance(s, SessionView) and (s.width, s.height, s.round, s.labels, s.refined) == (W, H, 1, 0, False)
+    assert s.proposals and all(isinstance(p, Proposal) and len(p.box) == 4 for p in s.proposals)
+    assert set(s.uncertainty) == {"epistemic_mean", "aleatoric_mean"}
+    s = api.label(s.id, [(0, "fg"), ((0, 0, 10, 10), "bg")])
+    assert (s.round, s.labels) == (2, 2)
+    assert api.refine(s.id).refined and api.get(s.id).round == 2
+    shapes = {out: decode(api.png(s.id, out)).shape for out in ("alpha", "cutout", "epistemic", "aleatoric")}
+    assert shapes == {"alpha": (H, W), "cutout": (H, W, 4), "epistemic": (H, W, 3), "aleatoric": (H, W, 3)}
+    api.delete(s.id)
+    with pytest.raises(DugrayApiError) as err:
+        api.get(s.id)
+    assert (err.value.status, err.value.error, err.value.detail) == (404, "unknown session", s.id)
+
+
+def test_arrays_and_a_mask_pin_the_matte(api):
+    """A mask labels every pixel, and labels are enforced: the alpha is the mask."""
+    mask = np.zeros((H, W), np.uint8)
+    mask[5:30, 10:40] = 255
+    s = api.create_session(picture(), mask=mask)
+    assert np.array_equal(decode(api.png(s.id, "alpha")), mask)
+    api.delete(s.id)
+    assert np.array_equal(decode(api.cutout(picture(), output="alpha", mask=mask)), mask)
+    png = cv2.imencode(".png", picture())[1].tobytes()  # bytes of a file go up as they are
+    assert decode(api.cutout(png)).shape == (H, W, 4)
+
+
+def test_refusals_are_typed(api):
+    with pytest.raises(DugrayApiError) as err:
+        api.create_session(b"not an image")
+    assert err.value.status == 400 and "could not be decoded" in err.value.error
+    s = api.create_session(picture())
+    with pytest.raises(DugrayApiError) as err:
+        api.label(s.id, [(999, "fg")])
+    assert err.value.status == 422 and "out of range" in str(err.value.detail)
+    with pytest.raises(ValueError):
+        api.png(s.id, "jpeg")
+    with pytest.raises(ServerUnreachable):
+        DugrayClient(f"http://127.0.0.1:{_free_port()}", timeout=5).health()
+
+
+def test_cli_through_the_server(server, tmp_path, capsys):
+    image = tmp_path / "p.png"
+    cv2.imwrite(str(image), picture())
+    assert main(["cutout", str(image), "-o", str(tmp_path / "c.png"), "--server", server["url"]]) == 0
+    assert decode((tmp_path / "c.png").read_bytes()).shape == (H, W, 4)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"junk")
+    assert main(["cutout", str(bad), "--server", server["url"]]) == 2
+    assert "server: 400 image could not be decoded" in capsys.readouterr().err
+    assert main(["interactive", str(image), "--web", "--server", server["url"], "--no-browser"]) == 0
+    assert f"open {server['url']}/ and choose {image.resolve()} there" in capsys.readouterr().out
+    down = f"http://127.0.0.1:{_free_port()}"
+    assert main(["interactive", str(image), "--web", "--server", down, "--no-browser"]) == 3
+
+
+def test_serve_command_stops_cleanly_on_sigterm(server):
+    """Last in the module: the server printed its URL and exits 0 when told to stop."""
+    proc = server["proc"]
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(120) == 0
+    log = server["log"].read_text()
+    assert f"dugray is serving {server['url']}" in log and "stopping" in log
