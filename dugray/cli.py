@@ -135,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--alpha-only", action="store_true", help="write the alpha matte instead of the RGBA cut-out")
     i.add_argument("--preview", metavar="PNG", help="after every round, write the image with the numbered proposals "
                    "beside the current matte here (open it in an image viewer that reloads)")
-    i.add_argument("--web", action="store_true", help="open the web page of a server instead (a local one is "
-                   "started unless --server is given) and label there")
+    i.add_argument("--web", action="store_true", help="start the session on a server instead (a local one unless "
+                   "--server is given) and label it on the web page there")
     i.add_argument("--server", metavar="URL", help="with --web: the server to use")
     i.add_argument("--no-browser", action="store_true", help="with --web: only print the URL, do not open a browser")
     _add_model(i)
@@ -211,8 +211,7 @@ def cmd_cutout(args) -> int:
     out = _out_path(args.out, args.image, "alpha" if args.alpha_only else "cutout")
     t0 = time.perf_counter()
     if args.server:
-        if args.model != "default" or args.refiner or args.work_size:
-            raise UsageError("--model, --refiner and --work-size apply in process; with --server the server's are used")
+        _server_side_model(args)
         from dugray.client import DugrayClient
 
         with DugrayClient(args.server) as api:
@@ -229,6 +228,11 @@ def cmd_cutout(args) -> int:
     _write(out, png)
     print(f"wrote {out} ({size}{'alpha' if args.alpha_only else 'RGBA'}, {time.perf_counter() - t0:.1f} s)")
     return EXIT_OK
+
+
+def _server_side_model(args) -> None:
+    if args.model != "default" or args.refiner or args.work_size:
+        raise UsageError("--model, --refiner and --work-size apply in process; with --server the server's are used")
 
 
 def _session(args, refine=None):
@@ -263,7 +267,7 @@ def _local_file(path: str | None) -> Path | None:
     if path is None:
         return None
     if "://" in path or not Path(path).is_file():
-        raise UsageError(f"no such local file: {path} (with --server, inputs are uploaded from this machine)")
+        raise UsageError(f"no such local file: {path} (inputs are uploaded to the server from this machine)")
     return Path(path)
 
 
@@ -279,12 +283,14 @@ INTERACTIVE_DOC = """Cut out one image with your help. Round 1 runs without any;
 is least sure about (its epistemic uncertainty) are listed by index, box and score. Answer
 some or all of them, the model runs again with your answers, fuses every round (NIG
 summation) and proposes anew. When you are done, the matte is refined and written.
---web opens the web page of a server instead (a local one is started unless --server is
-given), where you open the image and click on the proposals.
+--web starts the session on a server instead (a local one unless --server is given) and
+opens its web page at URL/?session=ID, where you click on the proposals, apply, refine
+and download (so -o, --alpha-only and --preview do not go with --web).
 
   dugray interactive photo.jpg -o cut.png --preview proposals.png
   printf '0f 1b 2t\\ndone\\n' | dugray interactive photo.jpg -o cut.png     (from a pipe)
-  dugray interactive photo.jpg --web"""
+  dugray interactive photo.jpg --web --trimap trimap.png
+  dugray interactive photo.jpg --web --server http://127.0.0.1:8000 --no-browser"""
 
 
 def cmd_interactive(args) -> int:
@@ -373,19 +379,30 @@ def _preview(session, height: int = 512) -> bytes:
 
 
 def _interactive_web(args) -> int:
-    """Open the web page of a server (a local one unless --server); the page opens the image itself."""
-    image = _local_file(args.image).resolve()
+    """Round 1 of IMAGE on a server (a local one unless --server), then its web page at URL/?session=ID."""
+    if args.out or args.alpha_only or args.preview:
+        raise UsageError("-o, --alpha-only and --preview are for the terminal rounds; with --web, download from the page")
     if args.server:
-        from dugray.client import DugrayClient
+        _server_side_model(args)
+    image, trimap, mask = _local_file(args.image), _local_file(args.trimap), _local_file(args.mask)
+    url = (args.server or _start_server(args)).rstrip("/")
+    from dugray.client import DugrayClient
 
-        with DugrayClient(args.server, timeout=30) as api:
-            api.health()  # unreachable: exit 3 now, not a blank page later
-    url = f"{args.server or _start_server(args)}".rstrip("/") + "/"
-    print(f"open {url} and choose {image} there", flush=True)
+    t0 = time.perf_counter()
+    try:
+        with DugrayClient(url) as api:
+            view = api.create_session(image, trimap=trimap, mask=mask)
+    except BaseException:
+        if not args.server:
+            _stop_server()
+        raise
+    page = f"{url}/?session={view.id}"
+    print(f"{args.image}: {view.width}x{view.height}, round 1 in {time.perf_counter() - t0:.1f} s, "
+          f"{len(view.proposals)} proposals; label them at {page}", flush=True)
     if not args.no_browser:
         import webbrowser
 
-        webbrowser.open(url)
+        webbrowser.open(page)
     return EXIT_OK if args.server else _serve_until_stopped()
 
 
@@ -496,8 +513,6 @@ def _serve_until_stopped() -> int:
     """Block until Ctrl-C or SIGTERM, then shut Serve and Ray down."""
     import signal
 
-    from ray import serve
-
     def stop(*_):
         raise KeyboardInterrupt
 
@@ -509,11 +524,16 @@ def _serve_until_stopped() -> int:
     except KeyboardInterrupt:
         print("stopping", flush=True)
     finally:
-        import ray
-
-        serve.shutdown()
-        ray.shutdown()
+        _stop_server()
     return EXIT_OK
+
+
+def _stop_server() -> None:
+    import ray
+    from ray import serve
+
+    serve.shutdown()
+    ray.shutdown()
 
 
 # --------------------------------------------------------------------------- eval, train

@@ -130,6 +130,8 @@ class Refinement:
 
     def render(self, state: SessionState, output: str) -> bytes:
         """One of OUTPUTS as PNG bytes at the input's full resolution."""
+        if output == "image":
+            return encode_png(state.image)
         s = MattingSession.from_state(state, None)
         if output in ("epistemic", "aleatoric"):
             return encode_png(heat(getattr(s, output)))
@@ -208,7 +210,7 @@ class APIIngress:
 
     @api.get("/v1/sessions/{sid}/{output}.png", response_class=Response, responses=PNG)
     async def output(self, sid: str, output: str) -> Response:
-        """alpha (grey), cutout (RGBA), epistemic or aleatoric (heat maps), at full resolution."""
+        """image (the input, RGB), alpha (grey), cutout (RGBA), epistemic or aleatoric (heat maps); full resolution."""
         if output not in OUTPUTS:
             raise ApiError(404, "unknown output", f"expected one of {list(OUTPUTS)}")
         state, _, _ = await self._load(sid)

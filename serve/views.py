@@ -9,7 +9,8 @@ import numpy as np
 from dugray.nig import NIG
 from dugray.session import SessionState, uncertainty_maps
 
-OUTPUTS = ("alpha", "cutout", "epistemic", "aleatoric")
+OUTPUTS = ("image", "alpha", "cutout", "epistemic", "aleatoric")
+"""The PNGs of a session at full resolution: the input image itself (RGB, as decoded), then the results."""
 
 
 def uncertainty_summary(nig: NIG) -> dict:

@@ -116,6 +116,10 @@ def test_trimap_and_mask_are_obeyed(tiny_model, image, tmp_path):
     (["cutout", "{image}", "--trimap", "{image}", "--mask", "{image}"], "not allowed with"),
     (["cutout", "{image}", "--work-size", "many"], "invalid int"),
     (["cutout", "{image}", "--server", "http://127.0.0.1:9", "--model", "x.pt"], "with --server"),
+    (["interactive", "{image}", "--web", "-o", "out.png"], "with --web, download from the page"),
+    (["interactive", "{image}", "--web", "--server", "http://127.0.0.1:9", "--work-size", "256"], "with --server"),
+    (["interactive", "s3://bucket/photo.png", "--web", "--server", "http://127.0.0.1:9"], "no such local file"),
+    (["interactive", "{image}", "--server", "http://127.0.0.1:9"], "--server goes with --web"),
     (["batch", "{missing}", "{tmp}/out"], "no such file or folder"),
     (["frobnicate"], "invalid choice"),
 ])
@@ -130,6 +134,8 @@ def test_bad_input_exits_2_with_one_line(argv, message, image, tmp_path, capsys)
 
 def test_unreachable_server_exits_3(image, tmp_path, capsys):
     assert main(["cutout", str(image), "-o", str(tmp_path / "c.png"), "--server", "http://127.0.0.1:9"]) == 3
+    assert "no answer from http://127.0.0.1:9" in capsys.readouterr().err
+    assert main(["interactive", str(image), "--web", "--server", "http://127.0.0.1:9", "--no-browser"]) == 3
     assert "no answer from http://127.0.0.1:9" in capsys.readouterr().err
 
 

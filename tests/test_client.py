@@ -6,6 +6,7 @@ that the command exits 0.
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -106,6 +107,7 @@ def test_a_session_from_create_to_delete(api, tmp_path):
     assert api.refine(s.id).refined and api.get(s.id).round == 2
     shapes = {out: decode(api.png(s.id, out)).shape for out in ("alpha", "cutout", "epistemic", "aleatoric")}
     assert shapes == {"alpha": (H, W), "cutout": (H, W, 4), "epistemic": (H, W, 3), "aleatoric": (H, W, 3)}
+    assert np.array_equal(decode(api.png(s.id, "image")), cv2.imread(str(path)))  # the input, as uploaded
     api.delete(s.id)
     with pytest.raises(DugrayApiError) as err:
         api.get(s.id)
@@ -147,8 +149,17 @@ def test_cli_through_the_server(server, tmp_path, capsys):
     bad.write_bytes(b"junk")
     assert main(["cutout", str(bad), "--server", server["url"]]) == 2
     assert "server: 400 image could not be decoded" in capsys.readouterr().err
-    assert main(["interactive", str(image), "--web", "--server", server["url"], "--no-browser"]) == 0
-    assert f"open {server['url']}/ and choose {image.resolve()} there" in capsys.readouterr().out
+    mask = np.zeros((H, W), np.uint8)
+    mask[5:30, 10:40] = 255
+    cv2.imwrite(str(tmp_path / "m.png"), mask)
+    argv = ["interactive", str(image), "--web", "--server", server["url"] + "/", "--no-browser", "--mask", str(tmp_path / "m.png")]
+    assert main(argv) == 0  # round 1 there, with the mask; the page to label it printed (and opened without the flag)
+    page = re.search(r"label them at (\S+)", capsys.readouterr().out).group(1)
+    sid = page.removeprefix(f"{server['url']}/?session=")
+    assert re.fullmatch("[0-9a-f]{32}", sid), page
+    with DugrayClient(server["url"]) as api:
+        s = api.get(sid)
+        assert (s.width, s.height, s.round) == (W, H, 1) and np.array_equal(decode(api.png(sid, "alpha")), mask)
     down = f"http://127.0.0.1:{_free_port()}"
     assert main(["interactive", str(image), "--web", "--server", down, "--no-browser"]) == 3
 

@@ -101,6 +101,17 @@ def test_interactive_flow_gives_pngs_of_the_input_size(base_url):
     assert requests.get(f"{base_url}/v1/sessions/{sid}", timeout=30).status_code == 404
 
 
+def test_image_png_is_the_uploaded_image(base_url):
+    """What the web page shows for a session it did not create (?session=ID): the input, pixel for pixel."""
+    image = picture(75, 101, seed=3)
+    s = create(base_url, png(image)).json()
+    assert s["links"]["image"] == f"/v1/sessions/{s['id']}/image.png"
+    assert np.array_equal(decoded(requests.get(f"{base_url}{s['links']['image']}", timeout=120)), image)
+    rgba = np.dstack([image, np.full((75, 101), 7, np.uint8)])  # alpha dropped: the RGB the model sees
+    sid = create(base_url, png(rgba)).json()["id"]
+    assert np.array_equal(decoded(requests.get(f"{base_url}/v1/sessions/{sid}/image.png", timeout=120)), image)
+
+
 def test_one_shot_matte(base_url):
     image = {"image": ("i.png", png(picture(50, 60)))}
     assert decoded(requests.post(f"{base_url}/v1/matte", files=image, timeout=120)).shape == (50, 60, 4)
@@ -171,10 +182,12 @@ def test_other_bad_requests_get_their_4xx_and_the_server_keeps_serving(base_url)
         assert r.status_code == 422 and "error" in r.json(), (body, r.text)
     r = requests.post(f"{base_url}/v1/sessions/{sid}/labels", data=b"{not json", headers={"content-type": "application/json"}, timeout=30)
     assert r.status_code == 422
-    for method, path in [("get", ""), ("post", "/labels"), ("post", "/refine"), ("get", "/alpha.png"), ("delete", "")]:
+    for method, path in [("get", ""), ("post", "/labels"), ("post", "/refine"), ("get", "/alpha.png"), ("get", "/image.png"),
+                         ("delete", "")]:
         r = requests.request(method, f"{base_url}/v1/sessions/0123456789abcdef{path}", json={"labels": [{"index": 0, "label": "fg"}]}, timeout=30)
         assert r.status_code == 404 and r.json()["error"] == "unknown session", (method, path, r.text)
-    assert requests.get(f"{base_url}/v1/sessions/{sid}/bogus.png", timeout=30).status_code == 404
+    r = requests.get(f"{base_url}/v1/sessions/{sid}/bogus.png", timeout=30)
+    assert r.status_code == 404 and r.json()["error"] == "unknown output" and "image" in r.json()["detail"], r.text
     # the session that saw all of this still works, and so does the server
     assert requests.post(f"{base_url}/v1/sessions/{sid}/labels", json={"labels": [{"index": 0, "label": "fg"}]}, timeout=120).status_code == 200
     assert requests.get(f"{base_url}/v1/health", timeout=30).json()["status"] == "ok"

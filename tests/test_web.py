@@ -8,6 +8,7 @@ screenshot in test-artifacts/web/: look at them after changing the page.
 import socket
 import sys
 from pathlib import Path
+from urllib.parse import urljoin
 
 import cv2
 import numpy as np
@@ -115,18 +116,23 @@ def open_image(page, path, round_=1) -> dict:
 def session(page) -> dict:
     """The page's current session, read from the API (its id is in the download link)."""
     href = page.get_attribute("#download-alpha", "href")
-    return requests.get(page.url + href.split("/alpha.png")[0], timeout=30).json()
+    return requests.get(urljoin(page.url, href.split("/alpha.png")[0]), timeout=30).json()
 
 
 def alpha(page, view) -> np.ndarray:
-    r = requests.get(f"{page.url}v1/sessions/{view['id']}/alpha.png", timeout=60)
+    r = requests.get(urljoin(page.url, f"v1/sessions/{view['id']}/alpha.png"), timeout=60)
     return cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def canvas_pixels(page) -> np.ndarray:
+    """What the page's view canvas holds, RGBA (H, W, 4) at the canvas's own size."""
+    data = page.evaluate("() => { const c = document.getElementById('view'); return [c.height, c.width, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)]; }")
+    return np.array(data[2], np.uint8).reshape(data[0], data[1], 4)
 
 
 def canvas_alpha(page) -> np.ndarray:
     """What the page shows in the alpha view (red channel of its view canvas)."""
-    data = page.evaluate("() => { const c = document.getElementById('view'); return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data); }")
-    return np.array(data, np.uint8).reshape(H, W, 4)[..., 0]
+    return canvas_pixels(page)[..., 0]
 
 
 def box_point(page, box, fraction=0.5) -> tuple[float, float]:
@@ -238,6 +244,49 @@ def test_a_bad_file_shows_an_error_and_the_page_keeps_working(page, tmp_path):
     page.keyboard.press("f")
     expect(page.locator("#apply")).to_have_text("Apply 1 label")
     shot(page, "10-trimap")
+
+
+def test_a_session_created_elsewhere_opens_from_its_id(page, base_url, tmp_path):
+    """/?session=ID (what `dugray interactive IMAGE --web` opens) continues a session made through the API."""
+    image = picture()
+    r = requests.post(f"{base_url}/v1/sessions", files={"image": ("disc.png", cv2.imencode(".png", image)[1].tobytes())}, timeout=120)
+    assert r.status_code == 201, r.text
+    made = r.json()
+    boxes = [p["box"] for p in made["proposals"]]
+    page.goto(f"{base_url}/?session={made['id']}")
+    page.wait_for_selector('#view[data-drawn="image:1"]')
+    expect(page.locator("#proposals li")).to_have_count(len(boxes))
+    expect(page.locator("#clock")).to_contain_text("0 labelling rounds")
+    expect(page.get_by_role("alert")).to_be_hidden()
+    assert page.url == f"{base_url}/"  # the id left the address bar: a reload starts afresh
+    shown = canvas_pixels(page)
+    assert shown.shape == (H, W, 4) and np.array_equal(shown[..., :3], image[..., ::-1])  # the input, pixel for pixel
+    bb = page.locator("#overlay").bounding_box()
+    assert abs(bb["width"] / bb["height"] - W / H) < 0.02
+    assert page.get_attribute("#download-alpha", "download") == f"session-{made['id'][:8]}-alpha.png"
+    shot(page, "12-session-handoff")
+
+    page.mouse.click(*box_point(page, boxes[0]))  # foreground
+    expect(page.locator("#apply")).to_have_text("Apply 1 label")
+    page.click("#apply")
+    page.wait_for_selector('#view[data-drawn="image:2"]')
+    now = session(page)
+    assert now["id"] == made["id"] and now["round"] == 2 and now["labels"] == 1
+    assert (inner(alpha(page, now), boxes[0]) == 255).all()
+    expect(page.locator("#status")).to_contain_text("Round 2")
+    expect(page.locator("#clock")).to_contain_text("1 labelling round ·")
+    page.keyboard.press("v")  # on to the alpha view
+    page.wait_for_selector('#view[data-drawn="alpha:2"]')
+    assert np.array_equal(canvas_alpha(page), alpha(page, now))
+    shot(page, "13-session-handoff-applied")
+
+    page.goto(f"{base_url}/?session=deadbeef")
+    expect(page.get_by_role("alert")).to_contain_text("Could not open session deadbeef: this server has no such session")
+    expect(page.locator("#dropzone")).to_be_visible()
+    expect(page.locator("#status")).to_have_text("Open or drop an image to start.")
+    shot(page, "14-unknown-session")
+    open_image(page, write(tmp_path / "disc.png", image))  # the page still works
+    expect(page.get_by_role("alert")).to_be_hidden()
 
 
 @pytest.mark.parametrize("page", [{"viewport": {"width": 1024, "height": 768}, "has_touch": True}], indirect=True)

@@ -34,7 +34,7 @@ async function request(path, options = {}) {
   } catch (err) {
     throw new Error(`the server cannot be reached (${err.message})`);
   }
-  if (!response.ok) throw new Error(await errorText(response));
+  if (!response.ok) throw Object.assign(new Error(await errorText(response)), { status: response.status });
   return response;
 }
 
@@ -87,6 +87,28 @@ function openImage(file) {
     forget();
     Object.assign(state, { file, picture, openedAt });
     show(view);
+  });
+}
+
+/** A session created elsewhere (e.g. by `dugray interactive IMAGE --web`), opened as `?session=ID`:
+    its view and its input image from the API, then on as if the image had been opened here. */
+function openSession(id) {
+  const openedAt = performance.now();
+  const path = `v1/sessions/${encodeURIComponent(id)}`;
+  return run(`Opening session ${id}…`, `Could not open session ${id}`, async () => {
+    let view, blob;
+    try {
+      [view, blob] = await Promise.all([json(path), request(`${path}/image.png`).then((r) => r.blob())]);
+    } catch (err) {
+      if (err.status !== 404) throw err;
+      throw new Error("this server has no such session (expired or deleted); open the image again");
+    }
+    const file = new File([blob], `session-${view.id.slice(0, 8)}.png`, { type: "image/png" });
+    const picture = await createImageBitmap(blob).catch(() => null);
+    forget();
+    Object.assign(state, { file, picture, openedAt });
+    show(view);
+    history.replaceState(null, "", location.pathname); // a reload would find it deleted (pagehide)
   });
 }
 
@@ -455,3 +477,6 @@ document.addEventListener("drop", (e) => {
   $("stage").classList.remove("dragging");
   openImage(e.dataTransfer.files[0]);
 });
+
+const handedOver = new URLSearchParams(location.search).get("session");
+if (handedOver) openSession(handedOver);
