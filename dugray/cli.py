@@ -4,6 +4,7 @@ evaluate, train. ``main(argv) -> exit code``; installed as the ``dugray`` consol
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 import time
@@ -485,9 +486,13 @@ def _start_server(args) -> str:
     import ray
     from ray import serve
 
-    from serve.app import build
+    from serve.app import build, required_cpus
+    from serve.settings import ServeSettings
 
     app = build(settings)  # bad settings fail here, before Ray starts
+    need = required_cpus(ServeSettings.from_args(settings))
+    if args.cpus is not None and args.cpus < need:  # Serve would wait for the CPUs forever
+        raise UsageError(f"the app reserves {need:g} CPUs for its replicas; pass --cpus {math.ceil(need)} or more")
     print(f"starting Ray and the dugray app (model {args.model}) ...", flush=True)
     ray.init(address="local", num_cpus=args.cpus, include_dashboard=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})  # replicas import serve.app too

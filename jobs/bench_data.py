@@ -64,16 +64,18 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=400, help="examples per measured pass")
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--batch", type=int, default=16, help="batch size handed to the consumer (both loaders)")
+    p.add_argument("--task-rows", type=int, default=PipelineConfig.batch_size,
+                   help="rows per Ray Data task (default: the pipeline's own default)")
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args(argv)
 
     import ray
 
-    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=args.workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     torch.set_num_threads(1)
-    config = PipelineConfig(size=args.size, batch_size=args.batch)
+    config = PipelineConfig(size=args.size, batch_size=args.task_rows)
     table = load_or_build(args.data)
     rows = epoch_rows(table, args.split, config.seed, 0)
     rows = rows.take(np.arange(args.n) % rows.num_rows)  # cycle if the split is small
@@ -84,7 +86,8 @@ def main(argv=None) -> int:
         results["ray_data"].append(time_ray(rows, config, args.workers, args.batch, r))
         results["dataloader"].append(time_dataloader(rows, config, args.workers, args.batch, r))
     ray_ips, dl_ips = float(np.median(results["ray_data"])), float(np.median(results["dataloader"]))
-    print(f"examples per pass: {args.n} at {args.size}x{args.size}, workers: {args.workers}, batch: {args.batch}")
+    print(f"examples per pass: {args.n} at {args.size}x{args.size}, workers: {args.workers}, batch: {args.batch}, "
+          f"Ray Data task rows: {args.task_rows}")
     print(f"Ray Data pipeline : {ray_ips:7.1f} images/s  (runs: {', '.join(f'{x:.1f}' for x in results['ray_data'])})")
     print(f"torch DataLoader  : {dl_ips:7.1f} images/s  (runs: {', '.join(f'{x:.1f}' for x in results['dataloader'])})")
     print(f"ratio Ray Data / DataLoader: {ray_ips / dl_ips:.2f}x")

@@ -300,6 +300,18 @@ class APIIngress:
             raise ApiError(*SAVE_ERRORS[result["error"]], sid)
 
 
+DEPLOYMENTS = (Matting, Fusion, Proposal, Refinement, SessionStore, APIIngress)
+
+
+def required_cpus(settings: ServeSettings) -> float:
+    """Logical CPUs the app reserves (every replica's num_cpus): a Ray with fewer never starts it."""
+    total = 0.0
+    for d in DEPLOYMENTS:
+        replicas = settings.replicas.get(d.name) or (d.num_replicas if isinstance(d.num_replicas, int) else 1)
+        total += d.ray_actor_options.get("num_cpus", 1) * replicas
+    return total
+
+
 def build(args: dict | None = None) -> serve.Application:
     """The application for ``settings`` (``serve run serve.app:build key=value`` / config ``args``)."""
     s = ServeSettings.from_args(args)

@@ -122,6 +122,7 @@ def test_trimap_and_mask_are_obeyed(tiny_model, image, tmp_path):
     (["interactive", "{image}", "--server", "http://127.0.0.1:9"], "--server goes with --web"),
     (["batch", "{missing}", "{tmp}/out"], "no such file or folder"),
     (["frobnicate"], "invalid choice"),
+    (["serve", "--cpus", "1", "--port", "0"], "reserves 1.5 CPUs"),  # else Serve would wait forever
 ])
 def test_bad_input_exits_2_with_one_line(argv, message, image, tmp_path, capsys):
     bad = tmp_path / "bad.png"
