@@ -80,8 +80,9 @@ def main(argv=None) -> int:
     rows = epoch_rows(table, args.split, config.seed, 0)
     rows = rows.take(np.arange(args.n) % rows.num_rows)  # cycle if the split is small
     results = {"ray_data": [], "dataloader": []}
-    time_ray(rows.slice(0, 2 * args.batch), config, args.workers, args.batch, 99)  # warm-up
-    time_dataloader(rows.slice(0, 2 * args.batch), config, args.workers, args.batch, 99)
+    warm = rows.slice(0, 2 * args.workers * max(args.batch, args.task_rows))  # every worker busy twice
+    time_ray(warm, config, args.workers, args.batch, 99)
+    time_dataloader(warm, config, args.workers, args.batch, 99)
     for r in range(args.repeats):  # interleaved so drift hits both equally
         results["ray_data"].append(time_ray(rows, config, args.workers, args.batch, r))
         results["dataloader"].append(time_dataloader(rows, config, args.workers, args.batch, r))

@@ -3,6 +3,7 @@
 import shutil
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from dugray.data.manifest import load_or_build
@@ -93,3 +94,16 @@ def test_trimap_user_maps_when_asked(synth_dir):
     assert np.all(u != 0)  # a trimap labels every pixel
     assert np.all(a[u == 1] == 255) and np.all(a[u == -1] == 0)
     assert np.all(u[(a > 0) & (a < 255)] == 0.5)  # every fractional pixel is in the band
+
+
+@pytest.mark.parametrize("n,max_rows,concurrency", [(400, 64, 2), (10, 4, None), (7, 64, 2), (1, 64, 4), (130, 64, 3)])
+def test_balanced_blocks_cover_every_row_once_in_even_waves(n, max_rows, concurrency):
+    from dugray.pipeline import balanced_blocks
+
+    rows = pa.table({"row": np.arange(n)})
+    blocks = balanced_blocks(rows, max_rows, concurrency)
+    sizes = [b.num_rows for b in blocks]
+    assert np.concatenate([b["row"].to_numpy() for b in blocks]).tolist() == list(range(n))
+    assert max(sizes) <= max_rows and max(sizes) - min(sizes) <= 1
+    if concurrency and n >= concurrency:
+        assert len(blocks) % concurrency == 0

@@ -101,7 +101,6 @@ def epoch_batches(cfg: TrainConfig, table, wc: WorkerContext, epoch: int, ledger
         augment=AugmentConfig(crop_scales=tuple(cfg.crop_scales), jitter_p=cfg.jitter_p) if train else NO_AUGMENT,
         usermap_mode=cfg.usermap_mode,
         trimap_prob=cfg.trimap_prob,
-        batch_size=cfg.batch_size,
     )
     limit = cfg.samples_per_epoch if train else cfg.val_samples
     split = cfg.train_split if train else cfg.val_split
