@@ -1,7 +1,7 @@
 """What serving costs over the bare network: in-process, over HTTP, and with 1 vs 2 replicas.
 
     python jobs/bench_serve.py                              # shipped default model
-    python jobs/bench_serve.py --model runs/exp1 --size 512 --repeats 8 --load-requests 24
+    python jobs/bench_serve.py --model runs/exp1 --size 512 --repeats 8 --load-requests 48
 
 Measured on this machine at --size x --size (a synthetic sample), with --threads torch
 threads everywhere (the in-process process and every Matting replica), so the ratios
@@ -132,7 +132,13 @@ def bench_throughput(client, concurrency, max_rounds, max_seconds):
                 client.label(sid, i)
             client.delete(sid)
 
-    client.delete(client.create())  # warm-up every replica's first batch
+    # warm-up: as many concurrent sessions as clients, so every replica has run its first
+    # (slow) forward before the clock starts, not only the one that got a single request
+    warm = [threading.Thread(target=lambda: client.delete(client.create())) for _ in range(concurrency)]
+    for t in warm:
+        t.start()
+    for t in warm:
+        t.join()
     t0 = time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     for t in threads:
@@ -166,7 +172,7 @@ def main(argv=None):
     ap.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray instance")
     ap.add_argument("--repeats", type=int, default=8, help="samples per latency figure")
     ap.add_argument("--concurrency", type=int, default=4)
-    ap.add_argument("--load-requests", type=int, default=24, help="rounds per throughput run")
+    ap.add_argument("--load-requests", type=int, default=48, help="rounds per throughput run")
     ap.add_argument("--load-seconds", type=float, default=120, help="time cap per throughput run")
     ap.add_argument("--skip-http", action="store_true")
     args = ap.parse_args(argv)
