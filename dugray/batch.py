@@ -294,6 +294,11 @@ class _Matter:
         self.model, self.refiner = options.networks()
 
     def __call__(self, batch: dict) -> dict:
+        import torch
+
+        # torch's thread count is per thread and Ray calls this on another thread than
+        # __init__: unset, each actor used every core (4 threads on 2 cores ran 8x slower)
+        torch.set_num_threads(self.options.threads)
         rows = [process_image(str(s), str(r), self.out_dir, self.model, self.refiner, self.options)
                 for s, r in zip(batch["source"], batch["rel"])]
         return {k: np.array([row[k] for row in rows]) for k in ROW_FIELDS}

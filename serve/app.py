@@ -46,7 +46,7 @@ from dugray.visualize import heat
 from serve.batching import predict_rounds
 from serve.errors import ApiError, install_error_handlers, unknown_session
 from serve.imaging import decode_image, decode_plane, encode_png
-from serve.loading import load_matting, load_refiner
+from serve.loading import load_matting, load_refiner, set_threads
 from serve.schemas import LabelRequest
 from serve.settings import ServeSettings
 from serve.store import SessionTable
@@ -89,6 +89,7 @@ class Matting:
     """The matting network F; concurrent requests are batched (same shapes share a pass)."""
 
     def __init__(self, settings: ServeSettings):
+        self.settings = settings
         self.model = load_matting(settings)
         self.predict.set_max_batch_size(settings.batch_size)
         self.predict.set_batch_wait_timeout_s(settings.batch_wait_s)
@@ -96,6 +97,7 @@ class Matting:
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)
     async def predict(self, inputs: list[tuple]) -> list:
         """Each input is (working image float HxWx3 in [0, 1], user map HxW) -> its NIG."""
+        set_threads(self.settings)  # per thread in torch: this is not __init__'s thread
         # arrays arrive read-only (zero-copy from the object store); torch wants writable ones
         return predict_rounds(self.model, [np.array(x) for x, _ in inputs], [np.array(u) for _, u in inputs])
 
@@ -121,10 +123,12 @@ class Refinement:
     """The refiner R, and every full-resolution output (alpha, RGBA cutout, heat maps)."""
 
     def __init__(self, settings: ServeSettings):
+        self.settings = settings
         self.refiner = load_refiner(settings)
 
     def refine(self, state: SessionState) -> tuple:
         """(refined working matte, seconds) exactly as ``MattingSession.refine`` computes them."""
+        set_threads(self.settings)
         session = MattingSession.from_state(state, None, self.refiner).refine()
         return session.state.refined, session.state.timings[-1]["refine_s"]
 

@@ -21,13 +21,13 @@ def replica_device(settings: ServeSettings) -> torch.device:
 
 def load_matting(settings: ServeSettings) -> torch.nn.Module:
     """The matting network F in eval mode (FileNotFoundError/CheckpointError fail the replica)."""
-    _set_threads(settings)
+    set_threads(settings)
     return load_model(settings.model, "matting").to(replica_device(settings)).eval()
 
 
 def load_refiner(settings: ServeSettings) -> torch.nn.Module | None:
     """The refiner R, or None when none is configured (refinement then keeps the fused matte)."""
-    _set_threads(settings)
+    set_threads(settings)
     uri = settings.refiner_uri
     if uri is None:
         return None
@@ -41,6 +41,9 @@ def load_refiner(settings: ServeSettings) -> torch.nn.Module | None:
     return net.to(replica_device(settings)).eval()
 
 
-def _set_threads(settings: ServeSettings) -> None:
+def set_threads(settings: ServeSettings) -> None:
+    """Apply ``torch_threads`` to the calling thread. torch's intra-op thread count is
+    per thread: a replica's methods do not run on the thread that ran ``__init__``, and
+    without this two 1-thread replicas each used every core (oversubscribed, far slower)."""
     if settings.torch_threads > 0:
         torch.set_num_threads(settings.torch_threads)
