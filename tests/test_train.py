@@ -5,9 +5,11 @@ Each test runs ``jobs/train.py`` as a subprocess (its own local Ray), as users d
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -139,9 +141,11 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
 def test_ray_job_submit_against_a_local_head_succeeds(synth_dir, tmp_path):
     env = dict(own_ray_env(), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     port, dash = free_port(), free_port()
+    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths live under it
     # an agent port of its own: a Ray started earlier in this test process holds the default
     subprocess.run(["ray", "start", "--head", f"--port={port}", "--num-cpus=3", "--include-dashboard=true",
-                    f"--dashboard-port={dash}", f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats"],
+                    f"--dashboard-port={dash}", f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats",
+                    f"--temp-dir={temp_dir}"],
                    check=True, env=env, capture_output=True, timeout=180)
     try:
         out = tmp_path / "run"
@@ -158,4 +162,32 @@ def test_ray_job_submit_against_a_local_head_succeeds(synth_dir, tmp_path):
         assert proc.returncode == 0 and "succeeded" in proc.stdout.lower(), proc.stdout[-3000:] + proc.stderr[-3000:]
         assert (out / "matting.pt").is_file()
     finally:
-        subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
+        stop_head(temp_dir, port)
+
+
+def stop_head(temp_dir: str, port: int) -> None:
+    """Kill the head started above and only it (its processes name its temp dir or port, the
+    rest descend from them). ``ray stop`` would kill every Ray on the machine, this pytest
+    process's own in-process Ray included, and pytest with it."""
+    procs = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmdline = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            procs[int(d.name)] = (ppid, cmdline)
+    doomed = {pid for pid, (_, cl) in procs.items() if temp_dir in cl or f":{port} " in cl + " "}
+    grown = True
+    while grown:  # add descendants (dashboard modules, workers)
+        more = {pid for pid, (ppid, _) in procs.items() if ppid in doomed} - doomed
+        doomed |= more
+        grown = bool(more)
+    doomed.discard(os.getpid())
+    for pid in doomed:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    shutil.rmtree(temp_dir, ignore_errors=True)
