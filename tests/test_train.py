@@ -191,3 +191,8 @@ def stop_head(temp_dir: str, port: int) -> None:
         except ProcessLookupError:
             pass
     shutil.rmtree(temp_dir, ignore_errors=True)
+    # `ray start` recorded the head as "the current cluster" for address="auto" (serve run,
+    # ray.init()); left behind, later users would wait on a dead head, as after `ray stop`
+    current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    if current.is_file() and current.read_text().strip().endswith(f":{port}"):
+        current.unlink()
