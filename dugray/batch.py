@@ -42,10 +42,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
-import cv2
 import numpy as np
 
-from dugray.data.io import IMAGE_EXTENSIONS, read_rgb
+from dugray.data.io import IMAGE_EXTENSIONS, encode_png, read_rgb
 from dugray.models import load_model
 from dugray.session import MattingSession, SessionConfig, fused_nig, uncertainty_maps
 
@@ -170,17 +169,6 @@ def process_image(source: str, rel: str, out_dir, model, refiner, options: Batch
     except Exception as exc:  # noqa: BLE001 - one bad image is reported, never fatal to the batch
         reason = str(exc).splitlines()[0] if str(exc) else ""
         return _row(source, rel, "failed", error=f"{type(exc).__name__}: {reason}", seconds=time.perf_counter() - t0)
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    """uint8 grey (H, W), RGB or RGBA array -> PNG bytes."""
-    a = np.ascontiguousarray(image)
-    if a.ndim == 3:
-        a = cv2.cvtColor(a, cv2.COLOR_RGBA2BGRA if a.shape[2] == 4 else cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", a)
-    if not ok:
-        raise OSError("PNG encoding failed")
-    return buf.tobytes()
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -220,7 +220,7 @@ def cmd_cutout(args) -> int:
                              trimap=_local_file(args.trimap), mask=_local_file(args.mask), refine=args.refine)
         size = ""
     else:
-        from dugray.batch import encode_png
+        from dugray.data.io import encode_png
 
         session = _session(args)
         png = encode_png(session.alpha_u8 if args.alpha_only else session.cutout())
@@ -329,7 +329,7 @@ def cmd_interactive(args) -> int:
         _show_round(session, args.preview)
     if args.refine:
         session.refine()
-    from dugray.batch import encode_png
+    from dugray.data.io import encode_png
 
     _write(out, encode_png(session.alpha_u8 if args.alpha_only else session.cutout()))
     labels = len(session.state.label_log)
@@ -366,7 +366,7 @@ def _preview(session, height: int = 512) -> bytes:
     """PNG: the image with the proposals numbered as in the terminal | the current matte."""
     import cv2
 
-    from dugray.batch import encode_png
+    from dugray.data.io import encode_png
     from dugray.visualize import grey, strip
 
     h, w = session.state.full_shape

@@ -33,6 +33,7 @@ from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
 
+from dugray.data.io import encode_png
 from dugray.session import (
     MattingSession,
     SessionState,
@@ -45,7 +46,7 @@ from dugray.session import (
 from dugray.visualize import heat
 from serve.batching import predict_rounds
 from serve.errors import ApiError, install_error_handlers, unknown_session
-from serve.imaging import decode_image, decode_plane, encode_png
+from serve.imaging import decode_image, decode_plane
 from serve.loading import load_matting, load_refiner, set_threads
 from serve.schemas import LabelRequest
 from serve.settings import ServeSettings

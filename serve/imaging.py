@@ -53,17 +53,6 @@ def decode_plane(data: bytes, max_pixels: int, name: str, binary: bool = False) 
     return a
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    """uint8 grey (H, W), RGB or RGBA array -> PNG bytes."""
-    a = np.ascontiguousarray(image)
-    if a.ndim == 3:
-        a = cv2.cvtColor(a, cv2.COLOR_RGBA2BGRA if a.shape[2] == 4 else cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", a)
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
-
-
 def header_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) read from the header of a PNG, JPEG, GIF, BMP or WebP file, else None."""
     try:

@@ -4,7 +4,6 @@ One module-scoped app (a local Ray with 2 CPUs, tiny checkpoints written here) s
 every test over HTTP on a free port of 127.0.0.1; it is torn down at the end.
 """
 
-import socket
 import struct
 import sys
 import threading
@@ -24,37 +23,14 @@ APP = "dugray-test"
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # serve/ is a folder of the repository, not an installed package
 
+from app_on_loopback import app_on_loopback  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory):
-    import ray
-    from ray import serve
-
-    from dugray.models import create_model, create_refiner, save_checkpoint
-    from serve.app import build
-
-    folder = tmp_path_factory.mktemp("model")
-    save_checkpoint(create_model("unet", widths=(8, 16, 32), head_mid=4), folder / "matting.pt")
-    save_checkpoint(create_refiner("hrnet_lite"), folder / "refiner.pt")
-    started = not ray.is_initialized()
-    if started:
-        # replicas import serve.app too, whatever directory pytest was started from
-        env = {"env_vars": {"PYTHONPATH": str(ROOT)}}
-        ray.init(address="local", num_cpus=2, runtime_env=env, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    port = _free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    args = {"model": str(folder), "max_sessions": MAX_SESSIONS, "max_pixels": MAX_PIXELS, "torch_threads": 1, "retry_s": 90}
-    serve.run(build(args), name=APP, route_prefix="/")
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
-    if started:
-        ray.shutdown()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    settings = {"max_sessions": MAX_SESSIONS, "max_pixels": MAX_PIXELS, "retry_s": 90}
+    with app_on_loopback(tmp_path_factory.mktemp("model"), APP, settings) as url:
+        yield url
 
 
 def png(a: np.ndarray) -> bytes:

@@ -13,11 +13,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # serve/ is a folder of the repository, not an installed package
 
+from dugray.data.io import encode_png  # noqa: E402
 from dugray.models import create_model  # noqa: E402
 from dugray.session import new_state, predict_round  # noqa: E402
 from serve.batching import predict_rounds  # noqa: E402
 from serve.errors import ApiError  # noqa: E402
-from serve.imaging import decode_image, decode_plane, encode_png, header_size  # noqa: E402
+from serve.imaging import decode_image, decode_plane, header_size  # noqa: E402
 from serve.schemas import LabelRequest  # noqa: E402
 from serve.settings import ServeSettings  # noqa: E402
 from serve.store import SessionTable  # noqa: E402

@@ -5,7 +5,6 @@ executable path; Playwright's own browser download is never used. Every step lea
 screenshot in test-artifacts/web/: look at them after changing the page.
 """
 
-import socket
 import sys
 from pathlib import Path
 from urllib.parse import urljoin
@@ -23,6 +22,8 @@ ARTIFACTS = ROOT / "test-artifacts" / "web"
 H, W = 120, 160
 sys.path.insert(0, str(ROOT))  # serve/ is a folder of the repository, not an installed package
 
+from app_on_loopback import app_on_loopback  # noqa: E402
+
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
 if not CHROMIUM.exists():
     pytest.skip(f"no {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
@@ -31,29 +32,9 @@ expect = sync_api.expect
 
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory):
-    """The app with tiny random checkpoints on a free loopback port (as in test_serve.py)."""
-    import ray
-    from ray import serve
-
-    from dugray.models import create_model, create_refiner, save_checkpoint
-    from serve.app import build
-
-    folder = tmp_path_factory.mktemp("model")
-    save_checkpoint(create_model("unet", widths=(8, 16, 32), head_mid=4), folder / "matting.pt")
-    save_checkpoint(create_refiner("hrnet_lite"), folder / "refiner.pt")
-    started = not ray.is_initialized()
-    if started:
-        env = {"env_vars": {"PYTHONPATH": str(ROOT)}}
-        ray.init(address="local", num_cpus=2, runtime_env=env, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build({"model": str(folder), "torch_threads": 1, "max_pixels": 200_000}), name="dugray-web-test", route_prefix="/")
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
-    if started:
-        ray.shutdown()
+    """The app with tiny random checkpoints on a free loopback port (tests/app_on_loopback.py)."""
+    with app_on_loopback(tmp_path_factory.mktemp("model"), "dugray-web-test", {"max_pixels": 200_000}) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -60,6 +60,17 @@ def write_png(path, array: np.ndarray, compression: int = 3) -> None:
         raise OSError(f"cannot write {path}")
 
 
+def encode_png(image: np.ndarray) -> bytes:
+    """uint8 grey (H, W), RGB or RGBA array -> PNG bytes (what the server and the CLI send)."""
+    a = np.ascontiguousarray(image)
+    if a.ndim == 3:
+        a = cv2.cvtColor(a, cv2.COLOR_RGBA2BGRA if a.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", a)
+    if not ok:
+        raise OSError("PNG encoding failed")
+    return buf.tobytes()
+
+
 def fit_background(bg: np.ndarray, height: int, width: int,
                    rng: np.random.Generator | None = None) -> np.ndarray:
     """Scale ``bg`` (keeping aspect) to cover height x width, then crop to it.

@@ -1,0 +1,46 @@
+"""The real Serve app with tiny random checkpoints on a free loopback port, for the HTTP
+and browser tests (one place, so both test the same set-up)."""
+
+import socket
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # serve/ is a folder of the repository, not an installed package
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def app_on_loopback(folder: Path, name: str, settings: dict):
+    """Yield the base URL of ``serve.app.build(model=folder, **settings)`` on 127.0.0.1.
+
+    Starts a private local Ray (2 CPUs) unless this process already has one; tears the
+    app (and that Ray) down afterwards."""
+    import ray
+    from ray import serve
+
+    from dugray.models import create_model, create_refiner, save_checkpoint
+    from serve.app import build
+
+    save_checkpoint(create_model("unet", widths=(8, 16, 32), head_mid=4), folder / "matting.pt")
+    save_checkpoint(create_refiner("hrnet_lite"), folder / "refiner.pt")
+    started = not ray.is_initialized()
+    if started:  # replicas import serve.app too, whatever directory pytest was started from
+        env = {"env_vars": {"PYTHONPATH": str(ROOT)}}
+        ray.init(address="local", num_cpus=2, runtime_env=env, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build({"model": str(folder), "torch_threads": 1, **settings}), name=name, route_prefix="/")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+        if started:
+            ray.shutdown()
