@@ -1,4 +1,4 @@
-"""The real Serve app with tiny random checkpoints on a free loopback port, for the HTTP
+"""The real Serve app (tiny checkpoints: conftest's ``tiny_model``) on a free loopback port, for the HTTP
 and browser tests (one place, so both test the same set-up)."""
 
 import socket
@@ -17,19 +17,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def app_on_loopback(folder: Path, name: str, settings: dict):
-    """Yield the base URL of ``serve.app.build(model=folder, **settings)`` on 127.0.0.1.
+def app_on_loopback(model: str, name: str, settings: dict):
+    """Yield the base URL of ``serve.app.build(model=model, **settings)`` on 127.0.0.1.
 
     Starts a private local Ray (2 CPUs) unless this process already has one; tears the
     app (and that Ray) down afterwards."""
     import ray
     from ray import serve
 
-    from dugray.models import create_model, create_refiner, save_checkpoint
     from serve.app import build
 
-    save_checkpoint(create_model("unet", widths=(8, 16, 32), head_mid=4), folder / "matting.pt")
-    save_checkpoint(create_refiner("hrnet_lite"), folder / "refiner.pt")
     started = not ray.is_initialized()
     if started:  # replicas import serve.app too, whatever directory pytest was started from
         env = {"env_vars": {"PYTHONPATH": str(ROOT)}}
@@ -37,7 +34,7 @@ def app_on_loopback(folder: Path, name: str, settings: dict):
                  configure_logging=False)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build({"model": str(folder), "torch_threads": 1, **settings}), name=name, route_prefix="/")
+    serve.run(build({"model": model, "torch_threads": 1, **settings}), name=name, route_prefix="/")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -23,3 +23,14 @@ def synth_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
     write_dataset(out, n=12, size=96, seed=3, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A tiny untrained matting network and refiner, as a training output folder (str)."""
+    from dugray.models import create_model, create_refiner, save_checkpoint
+
+    folder = tmp_path_factory.mktemp("tiny_model")
+    save_checkpoint(create_model("unet", widths=(8, 16, 32), head_mid=4), folder / "matting.pt")
+    save_checkpoint(create_refiner("hrnet_lite"), folder / "refiner.pt")
+    return str(folder)

@@ -12,16 +12,6 @@ import pytest
 from dugray.batch import BatchOptions, list_inputs, run_batch
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from dugray.models import create_model, create_refiner, save_checkpoint
-
-    folder = tmp_path_factory.mktemp("model")
-    save_checkpoint(create_model("unet", widths=(8, 16, 32), head_mid=4), folder / "matting.pt")
-    save_checkpoint(create_refiner("hrnet_lite"), folder / "refiner.pt")
-    return str(folder)
-
-
 def make_folder(root):
     """3 good images (one JPEG, one in a subfolder, different sizes) + 1 corrupt PNG + noise to ignore."""
     rng = np.random.default_rng(0)

@@ -17,17 +17,6 @@ H, W = 48, 64
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A tiny untrained matting network and refiner, as a training output folder."""
-    from dugray.models import create_model, create_refiner, save_checkpoint
-
-    folder = tmp_path_factory.mktemp("model")
-    save_checkpoint(create_model("unet", widths=(8, 16, 32), head_mid=4), folder / "matting.pt")
-    save_checkpoint(create_refiner("hrnet_lite"), folder / "refiner.pt")
-    return str(folder)
-
-
-@pytest.fixture(scope="module")
 def image(tmp_path_factory) -> Path:
     """A bright disc on a noisy background, as a PNG file."""
     rng = np.random.default_rng(0)

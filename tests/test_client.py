@@ -32,15 +32,10 @@ H, W = 40, 56
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from dugray.models import create_model, create_refiner, save_checkpoint
-
-    folder = tmp_path_factory.mktemp("model")
-    save_checkpoint(create_model("unet", widths=(8, 16, 32), head_mid=4), folder / "matting.pt")
-    save_checkpoint(create_refiner("hrnet_lite"), folder / "refiner.pt")
+def server(tmp_path_factory, tiny_model):
     port = _free_port()
-    log = folder / "serve.log"
-    cmd = [sys.executable, "-m", "dugray.cli", "serve", "--port", str(port), "--cpus", "2", "--model", str(folder),
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    cmd = [sys.executable, "-m", "dugray.cli", "serve", "--port", str(port), "--cpus", "2", "--model", tiny_model,
            "--set", "torch_threads=1", "--set", "max_sessions=8"]
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

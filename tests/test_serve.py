@@ -27,9 +27,9 @@ from app_on_loopback import app_on_loopback  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory):
+def base_url(tiny_model):
     settings = {"max_sessions": MAX_SESSIONS, "max_pixels": MAX_PIXELS, "retry_s": 90}
-    with app_on_loopback(tmp_path_factory.mktemp("model"), APP, settings) as url:
+    with app_on_loopback(tiny_model, APP, settings) as url:
         yield url
 
 

@@ -31,9 +31,9 @@ expect = sync_api.expect
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory):
+def base_url(tiny_model):
     """The app with tiny random checkpoints on a free loopback port (tests/app_on_loopback.py)."""
-    with app_on_loopback(tmp_path_factory.mktemp("model"), "dugray-web-test", {"max_pixels": 200_000}) as url:
+    with app_on_loopback(tiny_model, "dugray-web-test", {"max_pixels": 200_000}) as url:
         yield url
 
 
