@@ -275,9 +275,6 @@ class _Matter:
     """``map_batches`` callable: each actor of the pool loads the networks once, then mattes rows."""
 
     def __init__(self, out_dir: str, options: BatchOptions):
-        import torch
-
-        torch.set_num_threads(options.threads)
         self.out_dir, self.options = out_dir, options
         self.model, self.refiner = options.networks()
 

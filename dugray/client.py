@@ -171,13 +171,12 @@ def _image_bytes(image: ImageInput) -> bytes:
         return bytes(image)
     if isinstance(image, (str, Path)):
         return Path(image).expanduser().read_bytes()
-    import cv2
     import numpy as np
 
-    a = np.ascontiguousarray(image)
-    if a.ndim == 3:
-        a = cv2.cvtColor(a, cv2.COLOR_RGBA2BGRA if a.shape[2] == 4 else cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", a)
-    if not ok:
-        raise ValueError(f"cannot encode an array of shape {a.shape} and dtype {a.dtype} as PNG")
-    return buf.tobytes()
+    from dugray.data.io import encode_png
+
+    try:
+        return encode_png(image)
+    except OSError:
+        a = np.asarray(image)
+        raise ValueError(f"cannot encode an array of shape {a.shape} and dtype {a.dtype} as PNG") from None

@@ -8,7 +8,6 @@ that the command exits 0.
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 import requests
 
+from app_on_loopback import free_port
 from dugray.cli import main
 from dugray.client import (
     DugrayApiError,
@@ -33,7 +33,7 @@ H, W = 40, 56
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_model):
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     cmd = [sys.executable, "-m", "dugray.cli", "serve", "--port", str(port), "--cpus", "2", "--model", tiny_model,
            "--set", "torch_threads=1", "--set", "max_sessions=8"]
@@ -64,12 +64,6 @@ def server(tmp_path_factory, tiny_model):
 def api(server):
     with DugrayClient(server["url"], timeout=120) as client:
         yield client
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def picture() -> np.ndarray:
@@ -132,7 +126,7 @@ def test_refusals_are_typed(api):
     with pytest.raises(ValueError):
         api.png(s.id, "jpeg")
     with pytest.raises(ServerUnreachable):
-        DugrayClient(f"http://127.0.0.1:{_free_port()}", timeout=5).health()
+        DugrayClient(f"http://127.0.0.1:{free_port()}", timeout=5).health()
 
 
 def test_cli_through_the_server(server, tmp_path, capsys):
@@ -155,7 +149,7 @@ def test_cli_through_the_server(server, tmp_path, capsys):
     with DugrayClient(server["url"]) as api:
         s = api.get(sid)
         assert (s.width, s.height, s.round) == (W, H, 1) and np.array_equal(decode(api.png(sid, "alpha")), mask)
-    down = f"http://127.0.0.1:{_free_port()}"
+    down = f"http://127.0.0.1:{free_port()}"
     assert main(["interactive", str(image), "--web", "--server", down, "--no-browser"]) == 3
 
 

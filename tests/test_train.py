@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from app_on_loopback import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -26,14 +27,6 @@ def own_ray_env():
     starting its own) and MLFLOW_TRACKING_URI (mlflow.set_tracking_uri, called by earlier
     tests in this process, exports it; train.py must use its default store in --out)."""
     return {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def train(data, out, *extra, timeout=600, check=True):

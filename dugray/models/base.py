@@ -31,7 +31,8 @@ class MattingNet(nn.Module):
     config: dict
 
     def features(self, x: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The backbone's feature map for the NIG head; each registered network defines it."""
+        raise NotImplementedError(f"{type(self).__name__} must define features()")
 
     def forward(self, image: torch.Tensor, user_map: torch.Tensor) -> NIG:
         """image (B,3,H,W) in [0,1], user_map (B,1,H,W) in {-1,0,0.5,1} -> NIG maps (B,1,H,W)."""
