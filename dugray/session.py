@@ -14,7 +14,8 @@ Flow
     round m:  predict_round(F, image_w, U)            -> NIG_m
               fuse_rounds([NIG_1..NIG_m], "nig", U)   -> NIG        (eq. 2, labels enforced)
               propose_patches(state)                  -> next boxes (labelled cells skipped)
-    refine:   refine_matte(R, NIG, image_w, config)   -> matte      (section 3.4)
+              solve_step(state, config, NIG)          -> matte      (posterior + labels + Laplacian)
+    refine:   refine_step(state, R, config, NIG)      -> matte      (section 3.4, then the solve again)
     output:   full_resolution_alpha(matte, image)     -> alpha HxW  (guided upsampling)
               rgba_cutout(image, alpha)               -> RGBA       (dugray.foreground)
 
@@ -76,6 +77,7 @@ from dugray.foreground import rgba_cutout
 from dugray.nig import NIG, aleatoric, aleatoric_variance, epistemic, nig_fold
 from dugray.proposal import DEFAULT_K, DEFAULT_N, DEFAULT_T, Proposal, propose
 from dugray.refine import extract_patches, paste_patches, refinement_boxes, sample_coarse
+from dugray.solve import SolveParams, SolveResult, solve_matte
 from dugray.upsample import DEFAULT_EPS, DEFAULT_RADIUS, guided_upsample, resize_to_working
 from dugray.usermap import BACKGROUND, FOREGROUND, UNKNOWN, Box, label_value, trimap_to_usermap
 
@@ -103,6 +105,11 @@ class SessionConfig:
     upsample_radius, upsample_eps, upsample_guide : guided upsampling to full resolution
         ("color" or "gray" guide).
     foreground_max_side : resolution bound of the cutout's colour estimation.
+    solve : run the uncertainty-guided solve (:mod:`dugray.solve`) after every round: the
+        fused posterior, the user's labels and the image's matting Laplacian in one sparse
+        solve; the matte a session returns is the solved one (refinement refines the
+        network's matte, then solves again from it: :func:`refine_step`).
+    solve_params : :class:`dugray.solve.SolveParams` overrides (weights, pins, Laplacian, guard).
     """
 
     work_size: int = 512
@@ -118,6 +125,8 @@ class SessionConfig:
     upsample_eps: float = DEFAULT_EPS
     upsample_guide: str = "color"
     foreground_max_side: int | None = 1024
+    solve: bool = True
+    solve_params: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.work_size < MIN_SIDE:
@@ -130,6 +139,11 @@ class SessionConfig:
             raise ValueError(f"upsample_guide must be 'color' or 'gray', got {self.upsample_guide!r}")
         if not 0 < self.reliable_quantile <= 1:
             raise ValueError(f"reliable_quantile must be in (0, 1], got {self.reliable_quantile}")
+        self.solve_parameters  # validated here: a typo fails when the config is made
+
+    @property
+    def solve_parameters(self) -> SolveParams:
+        return SolveParams.from_dict(self.solve_params)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -159,6 +173,9 @@ class SessionState:
         where they are fg or bg: the trimap's grey band means "not decided".
     rounds : one NIG per network run, each four float32 (h, w) arrays.
     proposals : the current proposals, boxes in full-resolution pixels.
+    solved : the solve's working-resolution matte of the current round, or None (solve
+        off, or not run yet); reset by new labels and every new round.
+    solve_info : the last solve's numbers (band fraction, iterations, guard, seconds).
     refined : refined working-resolution matte, or None (reset by every new round).
     timings : per round a dict of seconds ("predict_s", "fuse_s", "propose_s", ...).
     label_log : every applied label as {"box": full-res box, "value": U value, "round": m}.
@@ -171,6 +188,8 @@ class SessionState:
     labelled: np.ndarray
     rounds: list[NIG] = field(default_factory=list)
     proposals: list[Proposal] = field(default_factory=list)
+    solved: np.ndarray | None = None
+    solve_info: dict = field(default_factory=dict)
     refined: np.ndarray | None = None
     timings: list[dict] = field(default_factory=list)
     label_log: list[dict] = field(default_factory=list)
@@ -190,8 +209,7 @@ class SessionState:
         arrays = [self.image, self.user_map, self.labelled] + [a for r in self.rounds for a in r]
         if self.image_w is not self.image:
             arrays.append(self.image_w)
-        if self.refined is not None:
-            arrays.append(self.refined)
+        arrays += [a for a in (self.solved, self.refined) if a is not None]
         return int(sum(a.nbytes for a in arrays))
 
     def to_bytes(self, compress: bool = False) -> bytes:
@@ -209,8 +227,9 @@ class SessionState:
         for m, r in enumerate(self.rounds):
             for name, a in zip(NIG._fields, r):
                 arrays[f"round{m}_{name}"] = a
-        if self.refined is not None:
-            arrays["refined"] = self.refined
+        for name in ("solved", "refined"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
         meta = {
             "format": _STATE_FORMAT,
             "rounds": len(self.rounds),
@@ -218,6 +237,7 @@ class SessionState:
             "proposals": [p.to_dict() for p in self.proposals],
             "timings": self.timings,
             "label_log": self.label_log,
+            "solve_info": self.solve_info,
             "config": self.config,
         }
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)
@@ -246,6 +266,8 @@ class SessionState:
             labelled=arrays["labelled"],
             rounds=rounds,
             proposals=proposals,
+            solved=arrays.get("solved"),
+            solve_info=meta.get("solve_info", {}),
             refined=arrays.get("refined"),
             timings=meta["timings"],
             label_log=meta["label_log"],
@@ -403,6 +425,64 @@ def fused_nig(state: SessionState, config: SessionConfig | None = None) -> NIG:
     return fuse_rounds(state.rounds, config.fusion, state.user_map, config.enforce_labels)
 
 
+def solve_step(state: SessionState, config: SessionConfig | None = None, nig: NIG | None = None) -> SolveResult | None:
+    """The uncertainty-guided solve of the state's fused posterior and user map (None if off).
+
+    Runs :func:`dugray.solve.solve_matte` at working resolution; the caller stores
+    ``result.alpha`` in ``state.solved`` (see :func:`record_solve`). ``nig`` saves
+    re-fusing when the caller already has the fused NIG.
+    """
+    config = config or SessionConfig.from_dict(state.config)
+    if not config.solve:
+        return None
+    nig = nig if nig is not None else fused_nig(state, config)
+    return solve_matte(state.image_w, nig, state.user_map, config.solve_parameters)
+
+
+def record_solve(state: SessionState, result: SolveResult | None) -> float:
+    """Store a solve's matte and numbers in the state; returns its seconds (0 when off)."""
+    if result is None:
+        state.solved, state.solve_info = None, {}
+        return 0.0
+    state.solved = result.alpha
+    state.solve_info = {"band_fraction": round(float(result.stats["band_fraction"]), 4),
+                        "iterations": result.iterations, "residual": float(result.residual),
+                        "guard": result.guard, "seconds": float(result.stats.get("seconds", 0.0))}
+    return state.solve_info["seconds"]
+
+
+def set_solve(state: SessionState, enabled: bool) -> None:
+    """Switch the solve on or off for this session (its config travels with the state).
+
+    Drops the solved and the refined matte (both depend on it); the caller runs
+    :func:`solve_step` again when switching on (a started session has a posterior to solve).
+    """
+    state.config = {**state.config, "solve": bool(enabled)}
+    state.solved, state.solve_info, state.refined = None, {}, None
+
+
+def refine_step(state: SessionState, refiner, config: SessionConfig | None = None, nig: NIG | None = None,
+                noise: str = "aleatoric") -> np.ndarray:
+    """Refinement (section 3.4) of the fused posterior, then, when the config solves, the solve
+    with the refined matte as the posterior's mean: the working matte ``state.refined`` holds.
+
+    Refine-then-solve is the order that won on train/ and synthetic data (README, "Uncertainty-
+    guided solve"): the refiner was trained on the network's own mattes, and the solve then
+    settles what it leaves against the image's colour lines and the labels. Deterministic:
+    the sample gamma_s is drawn from ``(config.seed, rounds)``. ``noise="fixed"`` is Table 4's
+    ablation (see :func:`refine_matte`).
+    """
+    config = config or SessionConfig.from_dict(state.config)
+    nig = nig if nig is not None else fused_nig(state, config)
+    rng = np.random.default_rng([config.seed, len(state.rounds)])
+    matte = refine_matte(refiner, nig, working_float(state), config, rng, noise=noise)
+    if config.enforce_labels:
+        matte = enforce_user_labels(matte, state.user_map)
+    if config.solve:
+        matte = solve_matte(state.image_w, nig._replace(gamma=matte), state.user_map, config.solve_parameters).alpha
+    return matte
+
+
 def propose_patches(state: SessionState, config: SessionConfig | None = None, nig: NIG | None = None) -> list[Proposal]:
     """Algorithm 1 on the fused epistemic map; boxes returned in FULL-resolution pixels.
 
@@ -442,7 +522,7 @@ def apply_user_labels(state: SessionState, labels) -> list[tuple[Box, float]]:
         state.user_map[y0:y1, x0:x1] = value
         state.labelled[y0:y1, x0:x1] = value != UNKNOWN
         state.label_log.append({"box": list(box), "value": value, "round": len(state.rounds)})
-    state.refined = None
+    state.solved = state.refined = None
     return resolved
 
 
@@ -586,16 +666,20 @@ class MattingSession:
         self._run_round({"label_s": time.perf_counter() - t0})
         return self
 
+    def set_solve(self, enabled: bool) -> "MattingSession":
+        """Turn the uncertainty-guided solve on or off; the current matte follows at once."""
+        set_solve(self.state, enabled)
+        self.config = SessionConfig.from_dict(self.state.config)
+        self._cache.pop("alpha", None)
+        if self.state.rounds and self.config.solve:
+            record_solve(self.state, solve_step(self.state, self.config, self._fused()))
+        return self
+
     def refine(self) -> "MattingSession":
-        """Refine the fused matte with the refiner (a no-op copy of gamma without one)."""
+        """Refine with the refiner, then solve again from the refined matte (see :func:`refine_step`)."""
         self._require_started()
         t0 = time.perf_counter()
-        nig = self._fused()
-        rng = np.random.default_rng([self.config.seed, len(self.state.rounds)])
-        matte = refine_matte(self.refiner, nig, working_float(self.state), self.config, rng)
-        if self.config.enforce_labels:
-            matte = enforce_user_labels(matte, self.state.user_map)
-        self.state.refined = matte
+        self.state.refined = refine_step(self.state, self.refiner, self.config, self._fused())
         if not self.state.timings:  # a state assembled step by step (e.g. a one-shot server call)
             self.state.timings.append({})
         self.state.timings[-1]["refine_s"] = time.perf_counter() - t0
@@ -614,10 +698,13 @@ class MattingSession:
 
     @property
     def matte_w(self) -> np.ndarray:
-        """Current matte at working resolution: refined if refine() ran since the last round."""
+        """Current matte at working resolution: refined if refine() ran since the last round,
+        else the solved matte (when the config solves), else the fused gamma."""
         self._require_started()
         if self.state.refined is not None:
             return self.state.refined
+        if self.state.solved is not None:
+            return self.state.solved
         return self._fused().gamma
 
     @property
@@ -661,7 +748,10 @@ class MattingSession:
         st.proposals = propose_patches(st, cfg, nig)
         t3 = time.perf_counter()
         st.refined = None
+        solve_s = record_solve(st, solve_step(st, cfg, nig))
         timing.update(predict_s=t1 - t0, fuse_s=t2 - t1, propose_s=t3 - t2)
+        if cfg.solve:
+            timing["solve_s"] = solve_s
         timing["total_s"] = sum(v for k, v in timing.items() if k != "total_s")
         st.timings.append(timing)
 

@@ -22,6 +22,8 @@ from dugray.session import (
     apply_user_labels,
     as_rgb_uint8,
     fuse_rounds,
+    full_resolution_alpha,
+    fused_nig,
     new_state,
     predict_round,
     propose_patches,
@@ -144,8 +146,8 @@ def test_labels_contradicting_the_model_are_honoured(model):
     assert s.alpha[24:34, 50:70].min() > 0.95
     s.label([(box, "bg")])
     assert np.all(s.alpha[24:34, 50:70] == 0)
-    # the NIG fusion alone (paper behaviour) keeps the confident first round in the mix
-    loose = MattingSession(img, model, config=SessionConfig(enforce_labels=False, **CFG)).start()
+    # the NIG fusion alone (paper behaviour: no enforcement, no solve) keeps the confident first round in the mix
+    loose = MattingSession(img, model, config=SessionConfig(enforce_labels=False, solve=False, **CFG)).start()
     loose.label([(box, "bg")])
     assert loose.alpha[24:34, 50:70].mean() > 0.2
 
@@ -174,8 +176,8 @@ def test_last_fusion_returns_the_last_round(model):
         fuse_rounds([r1], "mean")
     with pytest.raises(ValueError, match="at least one"):
         fuse_rounds([], "nig")
-    # in a session, "last" means the matte is the latest network output (labels enforced)
-    s = MattingSession(img, model, config=SessionConfig(fusion="last", **CFG)).start()
+    # in a session without the solve, "last" means the matte is the latest network output (labels enforced)
+    s = MattingSession(img, model, config=SessionConfig(fusion="last", solve=False, **CFG)).start()
     s.label(oracle_labels(s, gt))
     r_last = predict_round(model, working_float(s.state), s.state.user_map)
     hard = np.isin(s.state.user_map, (1, -1))
@@ -389,3 +391,50 @@ def test_estimated_foreground_removes_the_background_halo():
     np.testing.assert_array_equal(rgba[alpha == 1][:, :3], image[alpha == 1])
     with pytest.raises(ValueError, match="alpha"):
         rgba_cutout(image, alpha[:10])
+
+
+# --------------------------------------------------------------------------- the solve in a session
+
+
+def test_a_label_spreads_along_colour_lines_through_the_solve(model):
+    """One fg box in a quarter of a flat grey block inside the disc: the solve carries it over
+    the whole block (one colour, so one alpha); the network alone only changes near the box."""
+    img, gt = scene(bg_grey=False)
+    ys, xs = FG_GREY
+    box = (ys.start, xs.start, ys.start + 12, xs.start + 15)  # the block's top-left quarter
+    rest = np.zeros(gt.shape, bool)
+    rest[FG_GREY] = True
+    rest[box[0]:box[2], box[1]:box[3]] = False
+    rest[ys.start:ys.start + 17, xs.start:xs.start + 20] = False  # leave the network's 5x5 reach out too
+    solved = MattingSession(img, model, config=SessionConfig(**CFG)).start().label([(box, "fg")])
+    plain = MattingSession(img, model, config=SessionConfig(solve=False, **CFG)).start().label([(box, "fg")])
+    assert np.abs(solved.alpha[rest] - 1).mean() < 0.05
+    assert np.abs(plain.alpha[rest] - 1).mean() > 0.3
+    assert solved.state.solve_info["guard"] == "ok" and "solve_s" in solved.state.timings[-1]
+
+
+def test_the_solve_switch_and_the_state_round_trip(model):
+    img, gt = scene()
+    s = MattingSession(img, model, config=SessionConfig(**CFG)).start()
+    s.label(oracle_labels(s, gt))
+    solved = s.alpha.copy()
+    assert s.state.solved is not None and np.array_equal(s.matte_w, s.state.solved)
+    restored = MattingSession.from_state(SessionState.from_bytes(s.state.to_bytes()), model)
+    np.testing.assert_array_equal(restored.alpha, solved)
+    assert restored.state.solve_info == s.state.solve_info
+    s.set_solve(False)
+    assert s.state.solved is None and not s.config.solve and s.state.config["solve"] is False
+    np.testing.assert_allclose(s.alpha, full_resolution_alpha(fused_nig(s.state).gamma, s.state.image, s.config,
+                                                              image_w=s.state.image_w))
+    s.set_solve(True)
+    np.testing.assert_array_equal(s.alpha, solved)  # deterministic
+    # refinement starts from the solved matte: without a refiner it is that matte
+    np.testing.assert_array_equal(s.refine().matte_w, s.state.solved)
+
+
+def test_labels_reset_the_solved_matte_until_the_next_round(model):
+    img, gt = scene()
+    state = new_state(img, SessionConfig(**CFG))
+    state.solved = np.zeros(state.work_shape, np.float32)
+    apply_user_labels(state, [((0, 0, 10, 10), "bg")])
+    assert state.solved is None
