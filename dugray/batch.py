@@ -135,7 +135,8 @@ def uncertainty_report(session: MattingSession) -> dict:
     """What a reviewer needs to know about a matte: how unsure the model is, and where."""
     maps = uncertainty_maps(fused_nig(session.state))
     h, w = session.state.full_shape
-    report = {"width": w, "height": h, "rounds": session.rounds, "refined": session.state.refined is not None}
+    report = {"width": w, "height": h, "rounds": session.rounds, "refined": session.state.refined is not None,
+              "solve": dict(session.state.solve_info) or None}
     for name in ("epistemic", "aleatoric"):
         v = maps[name][np.isfinite(maps[name])]
         report[f"{name}_mean"] = float(v.mean()) if v.size else None

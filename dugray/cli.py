@@ -184,6 +184,9 @@ def _add_model(p) -> None:
     p.add_argument("--refiner", help="refiner URI, or 'none' (default: the one beside --model, if any)")
     p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                    help="refine fine detail where aleatoric uncertainty is high (default: yes)")
+    p.add_argument("--solve", action=argparse.BooleanOptionalAction, default=None,
+                   help="the uncertainty-guided solve: the network's posterior, your labels and the image's "
+                        "matting Laplacian in one sparse solve (default: the session default, on)")
     p.add_argument("--work-size", type=int, help="working resolution of the network, long side (default 512)")
 
 
@@ -217,7 +220,8 @@ def cmd_cutout(args) -> int:
 
         with DugrayClient(args.server) as api:
             png = api.cutout(_local_file(args.image), output="alpha" if args.alpha_only else "rgba",
-                             trimap=_local_file(args.trimap), mask=_local_file(args.mask), refine=args.refine)
+                             trimap=_local_file(args.trimap), mask=_local_file(args.mask), refine=args.refine,
+                             solve=args.solve)
         size = ""
     else:
         from dugray.data.io import encode_png
@@ -253,7 +257,10 @@ def _session(args, refine=None):
 
 
 def _session_overrides(args) -> dict:
-    return {"work_size": args.work_size} if args.work_size else {}
+    overrides = {"work_size": args.work_size} if args.work_size else {}
+    if getattr(args, "solve", None) is not None:
+        overrides["solve"] = args.solve
+    return overrides
 
 
 def _out_path(out: str | None, image: str, kind: str) -> Path:
@@ -356,6 +363,10 @@ def _show_round(session, preview: str | None) -> None:
     r = uncertainty_report(session)
     print(f"  mean epistemic {r['epistemic_mean']:.4f}, aleatoric {r['aleatoric_mean']:.4f}; "
           f"{len(session.proposals)} proposals (box y0,x0,y1,x1 in pixels):")
+    info = session.state.solve_info
+    if info:
+        kept = "" if info["guard"] == "ok" else f"; guard kept the network's matte ({info['guard']})"
+        print(f"  solve: {info['band_fraction']:.0%} of the image solved in {info['seconds']:.2f} s{kept}")
     for i, p in enumerate(session.proposals):
         print(f"  {i:3d}  {','.join(map(str, p.box)):>22}  score {p.score:.4f}")
     if preview:
@@ -392,7 +403,7 @@ def _interactive_web(args) -> int:
     t0 = time.perf_counter()
     try:
         with DugrayClient(url) as api:
-            view = api.create_session(image, trimap=trimap, mask=mask)
+            view = api.create_session(image, trimap=trimap, mask=mask, solve=args.solve)
     except BaseException:
         if not args.server:
             _stop_server()

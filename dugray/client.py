@@ -68,6 +68,11 @@ class SessionView:
     timings: dict[str, float]
     raw: dict = field(repr=False, compare=False)
 
+    @property
+    def solve(self) -> dict:
+        """The session's solve: ``enabled`` and, after a solve, band_fraction, iterations, guard, seconds."""
+        return self.raw.get("solve", {"enabled": False})
+
     @classmethod
     def from_json(cls, d: dict) -> SessionView:
         props = [Proposal(int(p["index"]), tuple(p["box"]), float(p["score"])) for p in d["proposals"]]
@@ -98,9 +103,17 @@ class DugrayClient:
         return self._call("GET", "/v1/health").json()
 
     def create_session(self, image: ImageInput, trimap: ImageInput | None = None,
-                       mask: ImageInput | None = None) -> SessionView:
-        """Upload an image (and a trimap, or a binary mask); the server runs round 1."""
-        return SessionView.from_json(self._call("POST", "/v1/sessions", files=_files(image, trimap, mask)).json())
+                       mask: ImageInput | None = None, solve: bool | None = None) -> SessionView:
+        """Upload an image (and a trimap, or a binary mask); the server runs round 1.
+
+        ``solve`` switches the uncertainty-guided solve for this session (None: the server's default).
+        """
+        return SessionView.from_json(self._call("POST", "/v1/sessions", params=_solve_param(solve),
+                                                files=_files(image, trimap, mask)).json())
+
+    def set_solve(self, sid: str, enabled: bool) -> SessionView:
+        """Switch the uncertainty-guided solve of a session on or off."""
+        return SessionView.from_json(self._call("PATCH", f"/v1/sessions/{sid}", json={"solve": bool(enabled)}).json())
 
     def get(self, sid: str) -> SessionView:
         return SessionView.from_json(self._call("GET", f"/v1/sessions/{sid}").json())
@@ -123,11 +136,11 @@ class DugrayClient:
         self._call("DELETE", f"/v1/sessions/{sid}")
 
     def cutout(self, image: ImageInput, output: str = "rgba", trimap: ImageInput | None = None,
-               mask: ImageInput | None = None, refine: bool = True) -> bytes:
+               mask: ImageInput | None = None, refine: bool = True, solve: bool | None = None) -> bytes:
         """One shot, no session: PNG bytes of the RGBA cutout (``rgba``) or the alpha matte (``alpha``)."""
         if output not in ("rgba", "alpha"):
             raise ValueError(f"output must be 'rgba' or 'alpha', got {output!r}")
-        params = {"output": output, "refine": str(bool(refine)).lower()}
+        params = {"output": output, "refine": str(bool(refine)).lower(), **_solve_param(solve)}
         return self._call("POST", "/v1/matte", params=params, files=_files(image, trimap, mask)).content
 
     # ---- plumbing
@@ -146,6 +159,10 @@ class DugrayClient:
         if isinstance(body, dict) and "error" in body:
             raise DugrayApiError(r.status_code, str(body["error"]), body.get("detail"))
         raise DugrayApiError(r.status_code, r.reason or "error", r.text[:200])
+
+
+def _solve_param(solve: bool | None) -> dict:
+    return {} if solve is None else {"solve": str(bool(solve)).lower()}
 
 
 def _label_item(target, label: str) -> dict:

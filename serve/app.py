@@ -9,6 +9,7 @@ The graph (every box a deployment, each may have several replicas)::
     HTTP -> APIIngress --+-> Matting       F: batched predict_round at working resolution
                          +-> Fusion        eq. 2 over all rounds, user labels enforced
                          +-> Proposal      Algorithm 1 on the fused epistemic map + summary
+                         +-> Solve         posterior + labels + matting Laplacian (dugray.solve)
                          +-> Refinement    R (section 3.4) and the full-resolution outputs
                          +-> SessionStore  bounded SessionState.to_bytes() blobs (1 replica)
 
@@ -41,14 +42,18 @@ from dugray.session import (
     fused_nig,
     new_state,
     propose_patches,
+    record_solve,
+    set_solve,
+    solve_step,
     working_float,
 )
+from dugray.solve import warm_up as warm_up_solve
 from dugray.visualize import heat
 from serve.batching import predict_rounds
 from serve.errors import ApiError, install_error_handlers, unknown_session
 from serve.imaging import decode_image, decode_plane
 from serve.loading import load_matting, load_refiner, set_threads
-from serve.schemas import LabelRequest
+from serve.schemas import LabelRequest, SessionPatch
 from serve.settings import ServeSettings
 from serve.store import SessionTable
 from serve.uploads import read_form, upload_openapi
@@ -103,7 +108,7 @@ class Matting:
         return predict_rounds(self.model, [np.array(x) for x, _ in inputs], [np.array(u) for _, u in inputs])
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=16)
+@serve.deployment(ray_actor_options={"num_cpus": 0.05}, max_ongoing_requests=16)
 class Fusion:
     """Eq. 2 over all rounds of a state (user labels enforced)."""
 
@@ -111,12 +116,23 @@ class Fusion:
         return fused_nig(state)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=16)
+@serve.deployment(ray_actor_options={"num_cpus": 0.05}, max_ongoing_requests=16)
 class Proposal:
     """Algorithm 1: the next patches to ask about, and the uncertainty summary, from the fused NIG."""
 
     def propose(self, state: SessionState, fused) -> tuple:
         return propose_patches(state, nig=fused), uncertainty_summary(fused)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=16)
+class Solve:
+    """The uncertainty-guided solve of the fused posterior with the user's labels (None when the session's config is off)."""
+
+    def __init__(self):
+        warm_up_solve()  # compiles its numba kernels now, not in the first user's request
+
+    def solve(self, state: SessionState, fused):
+        return solve_step(state, nig=fused)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=8)
@@ -156,8 +172,9 @@ class SessionStore(SessionTable):
 class APIIngress:
     """HTTP under /v1: validates input, runs the session steps on the deployments above; the web page at /."""
 
-    def __init__(self, matting, fusion, proposal, refinement, store, settings: ServeSettings):
-        self.matting, self.fusion, self.proposal, self.refinement, self.store = matting, fusion, proposal, refinement, store
+    def __init__(self, matting, fusion, proposal, solver, refinement, store, settings: ServeSettings):
+        self.matting, self.fusion, self.proposal, self.solver = matting, fusion, proposal, solver
+        self.refinement, self.store = refinement, store
         self.settings, self.config = settings, settings.session_config()
 
     @api.get("/", include_in_schema=False)
@@ -170,10 +187,14 @@ class APIIngress:
         return web_file(name)
 
     @api.post("/v1/sessions", status_code=201, openapi_extra=upload_openapi("image", "trimap", "mask"))
-    async def create_session(self, request: Request) -> dict:
-        """Start a session from an image (optional trimap or binary mask): round 1 + proposals."""
+    async def create_session(self, request: Request, solve: bool | None = None) -> dict:
+        """Start a session from an image (optional trimap or binary mask): round 1 + proposals.
+
+        ``solve`` switches the uncertainty-guided solve on or off for this session (default:
+        the server's session config).
+        """
         t0 = time.perf_counter()
-        state = await self._new_state(request)
+        state = await self._new_state(request, solve)
         uncertainty = await self._round(state, {})
         sid = uuid.uuid4().hex
         view = session_view(sid, state, uncertainty)
@@ -203,6 +224,20 @@ class APIIngress:
         await self._save(sid, state, view, version)
         return with_request_time(view, t0)
 
+    @api.patch("/v1/sessions/{sid}")
+    async def patch_session(self, sid: str, body: SessionPatch) -> dict:
+        """Change a session's options: ``{"solve": false}`` shows the network's fused matte,
+        ``{"solve": true}`` the uncertainty-guided solve (run now); refinement is reset."""
+        t0 = time.perf_counter()
+        state, old_view, version = await self._load(sid)
+        set_solve(state, body.solve)
+        if body.solve:
+            solve_s = record_solve(state, await self.solver.solve.remote(state, self.fusion.fuse.remote(state)))
+            state.timings[-1]["solve_s"] = solve_s
+        view = session_view(sid, state, old_view["uncertainty"])
+        await self._save(sid, state, view, version)
+        return with_request_time(view, t0)
+
     @api.post("/v1/sessions/{sid}/refine")
     async def refine(self, sid: str) -> dict:
         """Refine fine detail where aleatoric uncertainty is high (until the next round)."""
@@ -228,14 +263,18 @@ class APIIngress:
         return Response(status_code=204)
 
     @api.post("/v1/matte", response_class=Response, openapi_extra=upload_openapi("image", "trimap", "mask"), responses=PNG)
-    async def matte(self, request: Request, output: str = "rgba", refine: bool = False) -> Response:
-        """One shot, no session: the RGBA cutout (``output=rgba``) or the alpha matte (``alpha``)."""
+    async def matte(self, request: Request, output: str = "rgba", refine: bool = False,
+                    solve: bool | None = None) -> Response:
+        """One shot, no session: the RGBA cutout (``output=rgba``) or the alpha matte (``alpha``);
+        ``solve`` as for sessions, ``refine`` runs the refiner after it."""
         if output not in ("rgba", "alpha"):
             raise ApiError(422, "invalid request", "output must be rgba or alpha")
-        state = await self._new_state(request)
+        state = await self._new_state(request, solve)
         t0 = time.perf_counter()
         state.rounds.append(await self._predict(state))
         state.timings.append({"predict_s": time.perf_counter() - t0})
+        if state.config["solve"]:
+            record_solve(state, await self.solver.solve.remote(state, self.fusion.fuse.remote(state)))
         if refine:
             state.refined, _ = await self.refinement.refine.remote(state)
         png = await self.refinement.render.remote(state, "cutout" if output == "rgba" else "alpha")
@@ -252,10 +291,16 @@ class APIIngress:
         t0 = time.perf_counter()
         state.rounds.append(await self._predict(state))
         t1 = time.perf_counter()
-        fused = self.fusion.fuse.remote(state)  # handed to Proposal by reference, never fetched here
-        state.proposals, uncertainty = await self.proposal.propose.remote(replace(state, rounds=[]), fused)
+        fused = self.fusion.fuse.remote(state)  # handed to Proposal and Solve by reference, never fetched here
+        light = replace(state, rounds=[])
+        proposed = self.proposal.propose.remote(light, fused)
+        solved = self.solver.solve.remote(light, fused) if state.config["solve"] else None  # runs beside Proposal
+        state.proposals, uncertainty = await proposed
         state.refined = None
+        solve_s = record_solve(state, await solved if solved is not None else None)
         timing.update(predict_s=t1 - t0, fuse_propose_s=time.perf_counter() - t1)
+        if state.config["solve"]:
+            timing["solve_s"] = solve_s
         timing["total_s"] = sum(v for k, v in timing.items() if k != "total_s")
         state.timings.append(timing)
         return uncertainty
@@ -272,15 +317,16 @@ class APIIngress:
                 log.warning("Matting replica lost (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(0.5)
 
-    async def _new_state(self, request: Request) -> SessionState:
+    async def _new_state(self, request: Request, solve: bool | None = None) -> SessionState:
         form = await read_form(request, self.settings.max_upload_bytes)
         if "image" not in form:
             raise ApiError(422, "missing field", "the multipart field 'image' is required")
         if "trimap" in form and "mask" in form:
             raise ApiError(422, "invalid request", "give either trimap or mask, not both")
-        return await asyncio.to_thread(self._decode, form)
+        config = self.config if solve is None else replace(self.config, solve=solve)
+        return await asyncio.to_thread(self._decode, form, config)
 
-    def _decode(self, form: dict) -> SessionState:
+    def _decode(self, form: dict, config) -> SessionState:
         limit = self.settings.max_pixels
         image = decode_image(form["image"], limit)
         trimap = None
@@ -288,7 +334,7 @@ class APIIngress:
             field = "trimap" if "trimap" in form else "mask"
             trimap = decode_plane(form[field], limit, field, binary=field == "mask")
         try:
-            return new_state(image, self.config, trimap=trimap)
+            return new_state(image, config, trimap=trimap)
         except ValueError as exc:
             raise ApiError(422, "invalid input", str(exc)) from None
 
@@ -305,7 +351,7 @@ class APIIngress:
             raise ApiError(*SAVE_ERRORS[result["error"]], sid)
 
 
-DEPLOYMENTS = (Matting, Fusion, Proposal, Refinement, SessionStore, APIIngress)
+DEPLOYMENTS = (Matting, Fusion, Proposal, Solve, Refinement, SessionStore, APIIngress)
 
 
 def required_cpus(settings: ServeSettings) -> float:
@@ -314,14 +360,14 @@ def required_cpus(settings: ServeSettings) -> float:
     for d in DEPLOYMENTS:
         replicas = settings.replicas.get(d.name) or (d.num_replicas if isinstance(d.num_replicas, int) else 1)
         total += d.ray_actor_options.get("num_cpus", 1) * replicas
-    return total
+    return round(total, 4)  # Ray counts resources in units of 1e-4
 
 
 def build(args: dict | None = None) -> serve.Application:
     """The application for ``settings`` (``serve run serve.app:build key=value`` / config ``args``)."""
     s = ServeSettings.from_args(args)
     n = lambda d: d.options(num_replicas=s.replicas[d.name]) if d.name in s.replicas else d  # noqa: E731
-    models = n(Matting).bind(s), n(Fusion).bind(), n(Proposal).bind(), n(Refinement).bind(s)
+    models = n(Matting).bind(s), n(Fusion).bind(), n(Proposal).bind(), n(Solve).bind(), n(Refinement).bind(s)
     return n(APIIngress).bind(*models, n(SessionStore).bind(s), s)
 
 

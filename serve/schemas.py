@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
 LabelName = Literal["fg", "bg", "transition", "unknown", "foreground", "background"]
 
@@ -35,3 +35,11 @@ class LabelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     labels: list[LabelItem] = Field(min_length=1, max_length=1024)
+
+
+class SessionPatch(BaseModel):
+    """``{"solve": true | false}``: switch the uncertainty-guided solve of a session."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    solve: StrictBool = Field(description="show the solved matte (true) or the network's fused matte (false)")

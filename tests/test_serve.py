@@ -204,3 +204,34 @@ def test_least_recently_used_sessions_are_evicted(base_url):
     assert all(requests.get(f"{base_url}/v1/sessions/{sid}", timeout=30).status_code == 200 for sid in ids[1:])
     store = requests.get(f"{base_url}/v1/health", timeout=30).json()["store"]
     assert store["sessions"] == MAX_SESSIONS and store["evicted"] >= 1
+
+
+def test_the_solve_switch_gives_what_the_session_computes_in_process(base_url, tiny_model):
+    """Sessions and one-shot mattes with and without the solve are exactly the in-process session's
+    mattes (one implementation), and the switch is validated like every other input."""
+    from dugray.models import load_model
+    from dugray.session import MattingSession, SessionConfig
+
+    bgr = picture(60, 80, seed=3)
+    rgb = np.ascontiguousarray(bgr[..., ::-1])
+    net = load_model(str(Path(tiny_model) / "matting.pt"), "matting").eval()
+    expected = {solve: MattingSession(rgb, net, config=SessionConfig(solve=solve)).start().alpha_u8 for solve in (True, False)}
+    assert not np.array_equal(expected[True], expected[False])  # the solve changes the matte
+    image = {"image": ("i.png", png(bgr))}
+    for solve in (True, False):
+        r = requests.post(f"{base_url}/v1/matte?output=alpha&solve={str(solve).lower()}", files=image, timeout=120)
+        np.testing.assert_array_equal(decoded(r), expected[solve])
+    r = requests.post(f"{base_url}/v1/sessions?solve=false", files=image, timeout=120)
+    assert r.status_code == 201 and r.json()["solve"] == {"enabled": False}, r.text
+    sid = r.json()["id"]
+    alpha = lambda: decoded(requests.get(f"{base_url}/v1/sessions/{sid}/alpha.png", timeout=120))  # noqa: E731
+    np.testing.assert_array_equal(alpha(), expected[False])
+    r = requests.patch(f"{base_url}/v1/sessions/{sid}", json={"solve": True}, timeout=120)
+    assert r.status_code == 200, r.text
+    solve = r.json()["solve"]
+    assert solve["enabled"] and solve["guard"] == "ok" and 0 < solve["band_fraction"] <= 1 and solve["seconds"] > 0
+    np.testing.assert_array_equal(alpha(), expected[True])
+    assert requests.patch(f"{base_url}/v1/sessions/{sid}", json={"solve": "yes"}, timeout=30).status_code == 422
+    assert requests.patch(f"{base_url}/v1/sessions/{sid}", json={"solve": True, "x": 1}, timeout=30).status_code == 422
+    assert requests.patch(f"{base_url}/v1/sessions/{'0' * 32}", json={"solve": True}, timeout=30).status_code == 404
+    assert requests.post(f"{base_url}/v1/matte?solve=maybe", files=image, timeout=30).status_code == 422

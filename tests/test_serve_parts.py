@@ -206,7 +206,7 @@ def test_config_file_is_a_valid_serve_config_with_valid_args():
     assert app.import_path == "serve.app:build"
     ServeSettings.from_args(app.args, environ={})
     names = {d.name for d in app.deployments}
-    assert names == {"APIIngress", "Matting", "Fusion", "Proposal", "Refinement", "SessionStore"}
+    assert names == {"APIIngress", "Matting", "Fusion", "Proposal", "Solve", "Refinement", "SessionStore"}
 
 
 def test_label_request_validation():

@@ -123,9 +123,12 @@ def test_session_runs_all_steps_with_valid_outputs(model):
     assert all(t["predict_s"] > 0 and t["total_s"] >= t["predict_s"] for t in s.state.timings)
 
 
-def test_rounds_never_worsen_labelled_patches(model):
+@pytest.mark.parametrize("solve", [False, True])
+def test_rounds_never_worsen_labelled_patches(model, solve):
+    """Without the solve no labelled patch gets worse; with it, fg / bg patches become exact, and
+    a "transition" patch is the image's to settle (the Laplacian, test_solve.py), so it may move."""
     img, gt = scene()
-    s = MattingSession(img, model, config=SessionConfig(**CFG)).start()
+    s = MattingSession(img, model, config=SessionConfig(solve=solve, **CFG)).start()
     seen_transition = seen_hard = False
     for _ in range(3):
         labels = oracle_labels(s, gt)
@@ -133,7 +136,8 @@ def test_rounds_never_worsen_labelled_patches(model):
         before = s.alpha.copy()
         s.label(labels)
         for box, (_, value) in zip(boxes, labels):
-            assert sad(s.alpha, gt, box) <= sad(before, gt, box) + 1e-4, (box, value)
+            if not solve or value != 0.5:
+                assert sad(s.alpha, gt, box) <= sad(before, gt, box) + 1e-4, (box, value)
             seen_transition |= value == 0.5
             seen_hard |= value != 0.5
     assert seen_transition and seen_hard  # both kinds of label were exercised

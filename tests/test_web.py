@@ -198,6 +198,25 @@ def test_label_apply_views_refine_and_download(page, tmp_path):
     expect(page.locator("#status")).to_contain_text("Cutout downloaded: 2 labelling rounds")
 
 
+def test_the_solve_switch_changes_the_shown_matte_and_says_so(page, tmp_path):
+    view = open_image(page, write(tmp_path / "solve.png", picture()))
+    assert view["solve"]["enabled"] and page.is_checked("#solve")
+    expect(page.locator("#status")).to_contain_text("Solve: ")
+    page.get_by_label("Alpha").check()
+    page.wait_for_selector('#view[data-drawn="alpha:1"][data-solve="on"]')
+    solved = canvas_alpha(page)
+    page.get_by_label("Solve with the image").uncheck()
+    page.wait_for_selector('#view[data-drawn="alpha:1"][data-solve="off"]')
+    expect(page.locator("#status")).to_contain_text("Solve off")
+    shown = canvas_alpha(page)
+    assert np.array_equal(shown, alpha(page, view)) and not np.array_equal(shown, solved)
+    assert session(page)["solve"] == {"enabled": False}
+    shot(page, "08-solve-off")
+    page.get_by_label("Solve with the image").check()
+    page.wait_for_selector('#view[data-drawn="alpha:1"][data-solve="on"]')
+    assert np.array_equal(canvas_alpha(page), solved)
+
+
 def test_a_bad_file_shows_an_error_and_the_page_keeps_working(page, tmp_path):
     page.set_input_files("#file", files=[{"name": "broken.png", "mimeType": "image/png", "buffer": np.random.default_rng(1).bytes(3000)}])
     expect(page.get_by_role("alert")).to_contain_text("Could not open broken.png: image could not be decoded")

@@ -51,7 +51,12 @@ const json = async (path, options) => (await request(path, options)).json();
 /** A session output; the query names the round so that no cached older matte is shown. */
 function outputUrl(name) {
   const s = state.session;
-  return `v1/sessions/${s.id}/${name}.png?v=${s.round}${s.refined ? "r" : ""}`;
+  return `v1/sessions/${s.id}/${name}.png?v=${mattePart(s)}`;
+}
+
+/** What the current matte depends on: the round, the solve switch and refinement. */
+function mattePart(s) {
+  return `${s.round}${s.solve && s.solve.enabled ? "s" : ""}${s.refined ? "r" : ""}`;
 }
 
 /** One request at a time: controls off meanwhile, and any failure shown, never thrown. */
@@ -82,7 +87,7 @@ function openImage(file) {
     form.append("image", file, file.name);
     const trimap = $("trimap").files[0];
     if (trimap) form.append("trimap", trimap, trimap.name);
-    const view = await json("v1/sessions", { method: "POST", body: form });
+    const view = await json(`v1/sessions?solve=${$("solve").checked}`, { method: "POST", body: form });
     const picture = await createImageBitmap(file).catch(() => null);
     forget();
     Object.assign(state, { file, picture, openedAt });
@@ -128,6 +133,17 @@ function apply() {
   });
 }
 
+/** The solve switch: the matte from the network alone, or solved with the image's colour lines. */
+function setSolve(enabled) {
+  const s = state.session;
+  if (!s || Boolean(s.solve && s.solve.enabled) === enabled) return;
+  return run(enabled ? "Solving with the image's colour lines…" : "Showing the network's matte…",
+    "Could not switch the solve", async () => {
+      const body = JSON.stringify({ solve: enabled });
+      show(await json(`v1/sessions/${s.id}`, { method: "PATCH", headers: { "content-type": "application/json" }, body }));
+    });
+}
+
 function refine() {
   const s = state.session;
   if (!s || s.refined) return;
@@ -169,7 +185,16 @@ function summary() {
   const t = s.timings;
   const seconds = t.request_s ?? t.total_s;
   const found = s.proposals.length ? `${s.proposals.length} patches to label` : "no uncertain patch left";
-  return `Round ${s.round}: ${found}${s.refined ? ", matte refined" : ""}.` + (seconds ? ` Server: ${seconds.toFixed(2)} s.` : "");
+  return `Round ${s.round}: ${found}${s.refined ? ", matte refined" : ""}.` + (seconds ? ` Server: ${seconds.toFixed(2)} s.` : "") +
+    solveSummary(s.solve);
+}
+
+/** The solve's part of the status line: its time, how much it solved, a fallback if any. */
+function solveSummary(solve) {
+  if (!solve || !solve.enabled) return " Solve off: the network's matte.";
+  if (solve.seconds === undefined) return "";
+  const kept = solve.guard && solve.guard !== "ok" ? " (kept the network's matte: the image broke the colour-line model)" : "";
+  return ` Solve: ${solve.seconds.toFixed(2)} s, ${Math.round(100 * solve.band_fraction)}% of the image${kept}.`;
 }
 
 function setStatus(text) {
@@ -196,6 +221,8 @@ function refreshControls() {
   $("apply").disabled = !s || state.busy || !pending.length;
   $("apply").textContent = `Apply ${pending.join(" and ") || "labels"}`;
   $("refine").disabled = !s || state.busy || s.refined;
+  $("solve").disabled = state.busy;
+  if (s && s.solve && !state.busy) $("solve").checked = Boolean(s.solve.enabled); // the server's word, once it has spoken
   $("strokes-clear").disabled = !state.strokes.length;
   $("trimap-clear").hidden = !$("trimap").files.length;
 }
@@ -290,6 +317,7 @@ async function draw() {
   canvas.height = s.height;
   canvas.getContext("2d").drawImage(bitmap, 0, 0, s.width, s.height);
   canvas.dataset.drawn = `${view}:${s.round}${s.refined ? "r" : ""}`; // for tests and curious users
+  canvas.dataset.solve = s.solve && s.solve.enabled ? "on" : "off";
 }
 
 /** Canvases as large as the stage allows; the overlay at device resolution for crisp lines. */
@@ -440,6 +468,7 @@ $("trimap-clear").addEventListener("click", () => {
 });
 $("apply").addEventListener("click", apply);
 $("refine").addEventListener("click", refine);
+$("solve").addEventListener("change", () => setSolve($("solve").checked));
 $("strokes-clear").addEventListener("click", () => {
   state.strokes = [];
   drawOverlay();
