@@ -13,7 +13,9 @@ compare like with like:
    ``POST /v1/sessions`` (create) and ``POST /v1/sessions/{id}/labels`` (label);
 3. throughput: --concurrency clients, each creating a session, labelling it twice and
    deleting it, until --load-requests rounds or --load-seconds, with 1 then 2 Matting
-   replicas (rounds per second).
+   replicas (rounds per second);
+4. one shot: p50 / p95 of ``POST /v1/matte`` (RGBA cut-out) on a --matte-size photo,
+   with the uncertainty-guided solve and without it (``?solve=false``), interleaved.
 
 Goals: label round <= 1.5x a forward in process and <= 2x over HTTP; 2 replicas >= 1.6x
 the throughput of 1. Numbers on a shared machine are noisy: the table says what ran.
@@ -93,6 +95,11 @@ class Client:
     def delete(self, sid):
         self.http.delete(f"{self.base}/v1/sessions/{sid}", timeout=60)
 
+    def matte(self, png, solve: bool):
+        r = self.http.post(f"{self.base}/v1/matte?solve={str(solve).lower()}", files={"image": ("i.png", png, "image/png")},
+                           timeout=300)
+        r.raise_for_status()
+
 
 def timed(fn, *a):
     t = time.perf_counter()
@@ -110,6 +117,17 @@ def bench_latency(client, repeats, labels_per_session=4):
             labels.append(timed(client.label, sid, i)[0])
         client.delete(sid)
     return creates, labels
+
+
+def bench_one_shot(client, png, repeats):
+    """{solve: [seconds of POST /v1/matte]} with and without the solve, interleaved after a warm-up each."""
+    out = {True: [], False: []}
+    for solve in out:
+        client.matte(png, solve)
+    for _ in range(repeats):
+        for solve in out:
+            out[solve].append(timed(client.matte, png, solve)[0])
+    return out
 
 
 def bench_throughput(client, concurrency, max_rounds, max_seconds):
@@ -148,10 +166,15 @@ def bench_throughput(client, concurrency, max_rounds, max_seconds):
     return done[0] / (time.perf_counter() - t0), done[0]
 
 
-def deploy(build_args, port):
+def deploy(build_args, port, cpus):
     from ray import serve
 
-    from serve.app import build
+    from serve.app import build, required_cpus
+    from serve.settings import ServeSettings
+
+    need = required_cpus(ServeSettings.from_args(build_args))
+    if need > cpus:  # Serve would wait for the CPUs forever
+        raise SystemExit(f"bench_serve.py: error: {build_args.get('replicas')} reserves {need:g} CPUs, more than --cpus {cpus}")
 
     t = time.perf_counter()
     serve.run(build(build_args), name="dugray-bench", route_prefix="/")
@@ -174,6 +197,7 @@ def main(argv=None):
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--load-requests", type=int, default=48, help="rounds per throughput run")
     ap.add_argument("--load-seconds", type=float, default=120, help="time cap per throughput run")
+    ap.add_argument("--matte-size", default="800x600", help="WxH of the one-shot /v1/matte photo (default 800x600)")
     ap.add_argument("--skip-http", action="store_true")
     args = ap.parse_args(argv)
 
@@ -196,12 +220,17 @@ def main(argv=None):
             client = Client(f"http://127.0.0.1:{port}", cv2.imencode(".png", image[..., ::-1])[1].tobytes())
             base_args = {"model": args.model, "torch_threads": args.threads, "max_rounds": 64}
             for replicas in (1, 2):
-                deploy({**base_args, "replicas": {"Matting": replicas}}, port)
+                deploy({**base_args, "replicas": {"Matting": replicas}}, port, args.cpus)
                 if replicas == 1:
                     creates, labels = bench_latency(client, args.repeats)
                     rows += [("create, HTTP", creates), ("label, HTTP", labels)]
                     ratios["label HTTP / forward in process"] = statistics.median(labels) / f50
                     ratios["label HTTP / label in process"] = statistics.median(labels) / statistics.median(rnd)
+                    mw, mh = (int(v) for v in args.matte_size.lower().split("x"))
+                    photo = cv2.resize(generate_sample(1, size=max(mw, mh), seed=1)["image"], (mw, mh), interpolation=cv2.INTER_AREA)
+                    shots = bench_one_shot(client, cv2.imencode(".png", photo[..., ::-1])[1].tobytes(), args.repeats)
+                    rows += [(f"matte {args.matte_size}, solve", shots[True]), (f"matte {args.matte_size}, no solve", shots[False])]
+                    ratios["matte with / without the solve"] = statistics.median(shots[True]) / statistics.median(shots[False])
                 throughput[replicas] = bench_throughput(client, args.concurrency, args.load_requests, args.load_seconds)
         finally:
             serve.shutdown()

@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, help="proposal grid cells per side (default: the session's)")
     p.add_argument("--n", type=int, help="proposals per round (default: the session's)")
     p.add_argument("--error-threshold", type=float, default=0.1, help="|error| of a 'large error' pixel for the AUROC (default 0.1)")
+    p.add_argument("--solve", action=argparse.BooleanOptionalAction, default=True,
+                   help="rows use the uncertainty-guided solve, each beside its *_nosolve twin (default: yes)")
     p.add_argument("--no-ablations", action="store_true", help="skip the fusion / label-enforcement ablation sessions")
     p.add_argument("--no-closed-form", action="store_true", help="skip the closed-form matting reference")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda[:i]")
@@ -85,7 +87,7 @@ def main(argv=None) -> int:
     from dugray.session import SessionConfig
 
     try:
-        session_kw = {"work_size": args.work_size}
+        session_kw = {"work_size": args.work_size, "solve": args.solve}
         session_kw.update({k: v for k, v in (("k", args.k), ("n", args.n)) if v is not None})
         session = SessionConfig(**session_kw)
         config = EvalConfig(rounds=args.rounds, split=args.split, limit=args.limit, max_side=args.max_side,

@@ -30,8 +30,9 @@ from dugray.nig import NIG
 from dugray.session import SessionConfig, refine_matte
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ["free", "sel1", "sel2", "refined", "refined_gauss", "last_sel1", "last_sel2", "noenforce_sel1",
-           "noenforce_sel2", "trimap", "trimap_refined", "cf_trimap"]
+METHODS = ["free", "free_nosolve", "sel1", "sel1_nosolve", "sel2", "sel2_nosolve", "refined", "refined_nosolve",
+           "refined_gauss", "last_sel1", "last_sel1_nosolve", "last_sel2", "last_sel2_nosolve", "noenforce_sel1",
+           "noenforce_sel2", "trimap", "trimap_nosolve", "trimap_refined", "trimap_refined_nosolve", "cf_trimap"]
 
 
 def _job():
@@ -230,7 +231,7 @@ def test_dataset_without_trimaps_gets_a_derived_one(tmp_path, tiny_model, three_
         (data / sub).mkdir(parents=True)
         for p in sorted((three_images / "test" / sub).glob("*.png"))[:1]:
             (data / sub / p.name).write_bytes(p.read_bytes())
-    cfg = EvalConfig(rounds=1, figures=0, ablations=False, max_side=48, session=SessionConfig(n=4))
+    cfg = EvalConfig(rounds=1, figures=0, ablations=False, max_side=48, session=SessionConfig(n=4, solve=False))
     summary = evaluate(data, tmp_path / "out", model=str(tiny_model), compare={"l1": str(tiny_model)},
                        config=cfg, progress=False)
     assert summary["split"] == "val" and summary["n_images"] == 1
@@ -255,3 +256,23 @@ def test_mlflow_run_has_metrics_and_artifacts(tmp_path, tiny_model, three_images
     assert run.data.params["rounds"] == "1"
     names = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"report.md", "per_image.csv", "summary.json", "figure7.png", "mattes"} <= names
+
+
+def test_nosolve_twins_are_the_network_alone(tmp_path, tiny_model, three_images):
+    """Each `*_nosolve` row of a solving run is exactly the matte of a run without the solve,
+    and the solved rows differ from it (the solve did something)."""
+    kw = dict(rounds=1, figures=0, ablations=False, closed_form=False, limit=2)
+    on = evaluate(three_images, tmp_path / "on", model=str(tiny_model), config=EvalConfig(**kw, session=SessionConfig(n=4)),
+                  progress=False)
+    off = evaluate(three_images, tmp_path / "off", model=str(tiny_model),
+                   config=EvalConfig(**kw, session=SessionConfig(n=4, solve=False)), progress=False)
+    assert "free_nosolve" in on["methods"] and "free_nosolve" not in off["methods"]
+    changed = 0
+    for variant in ("free", "sel1", "trimap"):
+        for name in on["images"]:
+            twin = cv2.imread(str(tmp_path / "on" / "mattes" / f"{variant}_nosolve" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+            plain = cv2.imread(str(tmp_path / "off" / "mattes" / variant / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+            solved = cv2.imread(str(tmp_path / "on" / "mattes" / variant / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+            np.testing.assert_array_equal(twin, plain)
+            changed += int(np.any(solved != plain))
+    assert changed > 0

@@ -6,21 +6,28 @@ server uses. The simulated user is the GT oracle (:func:`dugray.usermap.oracle_l
 it answers every proposal of a round (fg if the GT is 1 under the whole box, bg if 0,
 else transition).
 
+Rows without a suffix are the session as configured: with ``SessionConfig.solve`` (the
+default) their matte is the uncertainty-guided solve (:mod:`dugray.solve`). Each then has
+a ``_nosolve`` twin from the same session: the network's fused matte, before the solve.
+The solve changes neither the rounds nor the proposals, so the twins differ only by it.
+
 Variants (``Outcome.variant``); ``R`` is the number of interaction rounds:
 
 =====================  ===========================================================
 free                   no interaction: empty user map (trimap-free), NIG round 1
 sel<r>                 after r rounds of selections (eq. 2 fusion, labels enforced)
-refined                after R selections + refinement (per-pixel aleatoric noise)
+refined                after R selections + refinement (per-pixel aleatoric noise),
+                       on the solved matte when the session solves
 refined_gauss          same boxes, gamma_s with fixed Gaussian noise whose variance
                        is the image's mean aleatoric (Table 4; an eval-time variant:
                        the refiner was trained with per-pixel noise)
 last_sel<r>            fusion="last": only the latest round, no NIG summation
-noenforce_sel<r>       enforce_labels=False: the paper's behaviour (labels reach the
-                       matte only through U and the fusion)
+noenforce_sel<r>       enforce_labels=False and no solve: the paper's behaviour (labels
+                       reach the matte only through U and the fusion)
 trimap, trimap2        the dataset trimap(s) as the initial user map, one round
 trimap_refined, ...    the same + refinement
 cf_trimap, cf_trimap2  closed-form matting (pymatting) given the same trimap
+<row>_nosolve          the same session's network matte without the solve (see above)
 =====================  ===========================================================
 """
 
@@ -35,11 +42,9 @@ import numpy as np
 from dugray.session import (
     MattingSession,
     SessionConfig,
-    enforce_user_labels,
     full_resolution_alpha,
     fused_nig,
-    refine_matte,
-    working_float,
+    refine_step,
 )
 from dugray.usermap import oracle_label
 
@@ -89,12 +94,17 @@ class Plan:
     closed_form: bool = True
 
 
+NOSOLVE = "_nosolve"
+
+
 def method_name(model: str, variant: str) -> str:
     return variant if model == MAIN else f"{model}.{variant}"
 
 
 def describe(variant: str, rounds: int) -> str:
     """Human label of a variant for the report."""
+    if variant.endswith(NOSOLVE):
+        return describe(variant[: -len(NOSOLVE)], rounds) + ", network alone (no solve)"
     sel = lambda r: f"{r} selection{'s' if r != 1 else ''}"
     if variant == "free":
         return "no interaction (trimap-free)"
@@ -102,7 +112,7 @@ def describe(variant: str, rounds: int) -> str:
         return f"{sel(rounds)} + refinement (per-pixel aleatoric noise)"
     if variant == "refined_gauss":
         return f"{sel(rounds)} + refinement, fixed Gaussian noise (Table 4, eval-time)"
-    for prefix, what in (("last_", "last round only, no NIG fusion"), ("noenforce_", "labels not enforced (paper)")):
+    for prefix, what in (("last_", "last round only, no NIG fusion"), ("noenforce_", "labels not enforced, no solve (paper)")):
         if variant.startswith(prefix + "sel"):
             return f"{sel(int(variant[len(prefix) + 3:]))}, {what}"
     if variant.startswith("sel"):
@@ -122,6 +132,27 @@ def simulated_user(session: MattingSession, gt_u8: np.ndarray) -> list[tuple[int
     return [(i, oracle_label(gt_u8, p.box)) for i, p in enumerate(session.proposals)]
 
 
+def network_matte(session: MattingSession) -> np.ndarray:
+    """The session's current working matte without the solve: the fused gamma (labels enforced as configured)."""
+    return fused_nig(session.state, session.config).gamma
+
+
+def as_full_u8(session: MattingSession, matte_w: np.ndarray) -> np.ndarray:
+    st = session.state
+    return to_u8(full_resolution_alpha(matte_w, st.image, session.config, image_w=st.image_w))
+
+
+def _twins(session: MattingSession, model_name: str, variant: str, alpha, seconds: float, selections, labels,
+           epistemic) -> list[Outcome]:
+    """The row as configured, plus its ``_nosolve`` twin when the session solves."""
+    outs = [Outcome(model_name, variant, alpha, seconds, selections, labels, epistemic)]
+    if session.config.solve:
+        solve_s = session.state.solve_info.get("seconds", 0.0)
+        outs.append(Outcome(model_name, variant + NOSOLVE, as_full_u8(session, network_matte(session)),
+                            max(seconds - solve_s, 0.0), selections, labels, epistemic))
+    return outs
+
+
 def run_interactive(ex: Example, model, refiner, config: SessionConfig, rounds: int, *, model_name: str = MAIN,
                     prefix: str = "", emit_free: bool = True, refine: bool = True, gauss: bool = False):
     """One session: round 1 with an empty map, ``rounds`` oracle rounds, then refinement.
@@ -134,7 +165,7 @@ def run_interactive(ex: Example, model, refiner, config: SessionConfig, rounds: 
     outs = []
     trace = Trace(proposals=[p.box for p in s.proposals], initial=alpha, epistemic=s.epistemic)
     if emit_free:
-        outs.append(Outcome(model_name, prefix + "free", alpha, time.perf_counter() - t0, 0, 0, s.epistemic))
+        outs += _twins(s, model_name, prefix + "free", alpha, time.perf_counter() - t0, 0, 0, s.epistemic)
     n_labels = 0
     for r in range(1, rounds + 1):
         labels = simulated_user(s, ex.gt)  # the simulated user's time is not counted
@@ -143,36 +174,41 @@ def run_interactive(ex: Example, model, refiner, config: SessionConfig, rounds: 
             s.label(labels)
         alpha = s.alpha_u8
         n_labels += len(labels)
-        outs.append(Outcome(model_name, f"{prefix}sel{r}", alpha, time.perf_counter() - t0, r, n_labels, s.epistemic))
+        outs += _twins(s, model_name, f"{prefix}sel{r}", alpha, time.perf_counter() - t0, r, n_labels, s.epistemic)
     h, w = ex.gt.shape
     trace.user_map = cv2.resize(s.state.user_map, (w, h), interpolation=cv2.INTER_NEAREST)
     trace.interacted = alpha
     if refine:
-        t0 = time.perf_counter()
-        refined = s.refine().alpha_u8
-        outs.append(Outcome(model_name, prefix + "refined", refined, time.perf_counter() - t0, rounds, n_labels, s.epistemic))
-        trace.refined = refined
-        if gauss:
-            t0 = time.perf_counter()
-            st = s.state
-            rng = np.random.default_rng([config.seed, len(st.rounds)])  # the draws MattingSession.refine uses
-            matte = refine_matte(refiner, fused_nig(st, config), working_float(st), config, rng, noise="fixed")
-            if config.enforce_labels:
-                matte = enforce_user_labels(matte, st.user_map)
-            a = to_u8(full_resolution_alpha(matte, st.image, config, image_w=st.image_w))
-            outs.append(Outcome(model_name, prefix + "refined_gauss", a, time.perf_counter() - t0, rounds, n_labels, s.epistemic))
+        outs += _refined_rows(s, refiner, model_name, prefix + "refined", rounds, n_labels, gauss)
+        trace.refined = next(o.alpha for o in outs if o.variant == prefix + "refined")
     return outs, trace
 
 
-def run_trimap(ex: Example, model, refiner, config: SessionConfig, key: str, model_name: str = MAIN) -> list[Outcome]:
-    """Trimap mode: the dataset trimap ``key`` as the initial user map; then refined."""
-    t0 = time.perf_counter()
-    s = MattingSession(ex.image, model, refiner, config, trimap=ex.trimaps[key]).start()
-    outs = [Outcome(model_name, key, s.alpha_u8, time.perf_counter() - t0, None, 0, s.epistemic)]
+def _refined_rows(s: MattingSession, refiner, model_name: str, variant: str, rounds, n_labels, gauss: bool) -> list[Outcome]:
+    """``variant`` (the session's own refinement), its ``_nosolve`` twin and, with ``gauss``, Table 4's fixed noise."""
+    fused = fused_nig(s.state, s.config)
     t0 = time.perf_counter()
     refined = s.refine().alpha_u8
-    outs.append(Outcome(model_name, key + "_refined", refined, time.perf_counter() - t0, None, 0, s.epistemic))
+    outs = [Outcome(model_name, variant, refined, time.perf_counter() - t0, rounds, n_labels, s.epistemic)]
+    if s.config.solve:
+        t0 = time.perf_counter()
+        matte = refine_step(s.state, refiner, replace(s.config, solve=False), fused)
+        outs.append(Outcome(model_name, variant + NOSOLVE, as_full_u8(s, matte), time.perf_counter() - t0, rounds,
+                            n_labels, s.epistemic))
+    if gauss:
+        t0 = time.perf_counter()
+        matte = refine_step(s.state, refiner, s.config, fused, noise="fixed")
+        outs.append(Outcome(model_name, variant + "_gauss", as_full_u8(s, matte), time.perf_counter() - t0, rounds,
+                            n_labels, s.epistemic))
     return outs
+
+
+def run_trimap(ex: Example, model, refiner, config: SessionConfig, key: str, model_name: str = MAIN) -> list[Outcome]:
+    """Trimap mode: the dataset trimap ``key`` as the initial user map; then refined (each with its no-solve twin)."""
+    t0 = time.perf_counter()
+    s = MattingSession(ex.image, model, refiner, config, trimap=ex.trimaps[key]).start()
+    outs = _twins(s, model_name, key, s.alpha_u8, time.perf_counter() - t0, None, 0, s.epistemic)
+    return outs + _refined_rows(s, refiner, model_name, key + "_refined", None, 0, gauss=False)
 
 
 def run_closed_form(ex: Example, key: str) -> Outcome:
@@ -196,7 +232,7 @@ def run_image(ex: Example, models: dict, plan: Plan) -> tuple[list[Outcome], Tra
         outcomes += outs
         trace = tr if main else trace
         if main and plan.ablations and plan.rounds > 0:
-            for prefix, change in (("last_", {"fusion": "last"}), ("noenforce_", {"enforce_labels": False})):
+            for prefix, change in (("last_", {"fusion": "last"}), ("noenforce_", {"enforce_labels": False, "solve": False})):
                 outs, _ = run_interactive(ex, net, refiner, replace(plan.session, **change), plan.rounds,
                                           model_name=name, prefix=prefix, emit_free=False, refine=False)
                 outcomes += outs

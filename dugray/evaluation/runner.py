@@ -278,6 +278,13 @@ def _summary(prep: Prepared, config: EvalConfig, records, skipped, sizes, derive
         ("Closed-form matting: pymatting `estimate_alpha_cf` with its defaults, solved at evaluation size in the "
          "same run."),
     ]
+    if sc.solve:
+        notes.append("Rows without a suffix use the uncertainty-guided solve (`dugray.solve`, parameters in "
+                     "session_config.solve_params; defaults where empty); each `*_nosolve` row is the same session's "
+                     "network matte before the solve, so the pair differs only by it. `noenforce_sel*` (the paper's "
+                     "protocol) runs without enforcement and without the solve.")
+    else:
+        notes.append("The solve is off (`--no-solve`): every row is the network's matte.")
     for name, loss in prep.losses.items():
         if name == MAIN:
             continue
@@ -304,7 +311,7 @@ def _summary(prep: Prepared, config: EvalConfig, records, skipped, sizes, derive
         "params": params_of(prep, config),
         "session_config": sc.to_dict(),
         "session_summary": f"K={sc.k} grid, N={sc.n} proposals per round, t={sc.t}, work size {sc.work_size} px, "
-                           f"fusion {sc.fusion}, labels enforced {sc.enforce_labels}",
+                           f"fusion {sc.fusion}, labels enforced {sc.enforce_labels}, solve {sc.solve}",
         "size_note": size_note,
         "protocols": {
             COMP1K: ("Only pixels where the trimap is 128 count; each prediction is clamped to the trimap outside "
