@@ -45,7 +45,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from dugray.data.io import IMAGE_EXTENSIONS, encode_png, read_rgb
-from dugray.models import load_model
+from dugray.models import load_networks
 from dugray.session import MattingSession, SessionConfig, fused_nig, uncertainty_maps
 
 OUTPUT_KINDS = ("cutout", "alpha")
@@ -103,25 +103,6 @@ class BatchReport:
 
 
 # --------------------------------------------------------------------------- one image
-
-
-def load_networks(model: str | None = "default", refiner: str | None = None):
-    """(matting network, refiner or None) in eval mode.
-
-    ``model``: 'default' (the shipped weights), a checkpoint, a training output folder or
-    an MLflow URI. ``refiner`` None follows the model (the refiner beside a folder or the
-    default model; none for a single checkpoint or a URI); 'none' turns it off.
-    """
-    model = model or "default"
-    net = load_model(model, "matting").eval()
-    if refiner is not None:
-        return net, None if refiner.lower() == "none" else load_model(refiner, "refiner").eval()
-    if model != "default" and ("://" in model or not Path(model).expanduser().is_dir()):
-        return net, None
-    try:
-        return net, load_model(model, "refiner").eval()
-    except FileNotFoundError:  # a training folder of stage 1 only
-        return net, None
 
 
 def matte_image(image, model, refiner=None, config: SessionConfig | None = None, trimap=None,

@@ -13,9 +13,8 @@ from pathlib import Path
 from dugray import __version__
 
 PROG = "dugray"
-ROOT = Path(__file__).resolve().parents[1]
-"""The source checkout when installed editable: serve/ and jobs/ live beside dugray/."""
-JOBS = {"eval": "evaluate.py", "train": "train.py"}
+JOBS = {"eval": "dugray.evaluation.cli", "train": "dugray.train.cli"}
+"""Commands that are the jobs themselves: jobs/evaluate.py and jobs/train.py run the same ``main``."""
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 EXIT_CODES = """exit codes:
@@ -167,8 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_flags(s)
     s.set_defaults(func=cmd_serve)
 
-    for name, script in JOBS.items():  # dispatched before parsing (see main); listed here for --help
-        sub.add_parser(name, add_help=False, help=f"jobs/{script} with the same flags ('dugray {name} --help')")
+    job_help = {"eval": "the paper's tables with a simulated user (= jobs/evaluate.py)",
+                "train": "both training stages on Ray Train (= jobs/train.py)"}
+    for name in JOBS:  # dispatched before parsing (see main); listed here for --help
+        sub.add_parser(name, add_help=False, help=f"{job_help[name]}; 'dugray {name} --help'")
     return p
 
 
@@ -242,8 +243,9 @@ def _server_side_model(args) -> None:
 
 def _session(args, refine=None):
     """Round 1 of a MattingSession on the command line's image, prior and model (refined unless told not)."""
-    from dugray.batch import load_networks, matte_image
+    from dugray.batch import matte_image
     from dugray.data.io import read_mask, read_rgb
+    from dugray.models import load_networks
     from dugray.session import SessionConfig
 
     image = read_rgb(args.image)
@@ -464,7 +466,7 @@ def cmd_batch(args) -> int:
 
 SERVE_DOC = """Start the dugray Serve app (the web page at /, the HTTP API under /v1) on a private
 local Ray and print its URL; Ctrl-C stops it. The same app as 'serve run serve.app:build'
-(it needs the source checkout: serve/ beside dugray/). On a cluster, use
+(the installed ``serve`` package). On a cluster, use
 'serve deploy serve/config.yaml'.
 
   dugray serve
@@ -480,9 +482,6 @@ def _start_server(args) -> str:
     """Start Ray + Serve + the app on host:port; the URL to reach it."""
     import socket
 
-    if not (ROOT / "serve" / "app.py").is_file():
-        raise UsageError(f"no serve/app.py beside {ROOT / 'dugray'}: the server needs the source checkout "
-                         "(git clone, then pip install -e .)")
     settings = {"model": args.model, **dict(_key_value(s) for s in args.settings)}
     if args.refiner:
         settings["refiner"] = args.refiner
@@ -493,7 +492,6 @@ def _start_server(args) -> str:
             probe.bind((args.host, args.port))
         except OSError as exc:
             raise UsageError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); choose another --port") from None
-    sys.path.insert(0, str(ROOT))
     import ray
     from ray import serve
 
@@ -505,8 +503,7 @@ def _start_server(args) -> str:
     if args.cpus is not None and args.cpus < need:  # Serve would wait for the CPUs forever
         raise UsageError(f"the app reserves {need:g} CPUs for its replicas; pass --cpus {math.ceil(need)} or more")
     print(f"starting Ray and the dugray app (model {args.model}) ...", flush=True)
-    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})  # replicas import serve.app too
+    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False)  # replicas import the installed serve.app
     serve.start(http_options={"host": args.host, "port": args.port})
     try:
         serve.run(app, name="dugray", route_prefix="/")
@@ -556,18 +553,11 @@ def _stop_server() -> None:
 
 
 def run_job(name: str, argv: list[str]) -> int:
-    """``jobs/<script>``'s ``main(argv)``, run as that script would be (its flags, its exit codes)."""
-    import runpy
+    """The job's own ``main(argv)`` (its flags, its exit codes), named ``dugray NAME`` in its messages."""
+    import importlib
 
-    path = ROOT / "jobs" / JOBS[name]
-    if not path.is_file():
-        raise UsageError(f"no {path}: 'dugray {name}' needs the source checkout (git clone, then pip install -e .)")
-    job = runpy.run_path(str(path), run_name=f"dugray_{name}")
-    argv0, sys.argv[0] = sys.argv[0], f"{PROG} {name}"  # the job's argparse names itself after argv[0]
-    try:
-        return int(job["main"](argv) or 0)
-    finally:
-        sys.argv[0] = argv0
+    job = importlib.import_module(JOBS[name])
+    return int(job.main(argv, prog=f"{PROG} {name}") or 0)
 
 
 if __name__ == "__main__":

@@ -1,108 +1,13 @@
-"""A short demo of the whole method on the shipped default model, in one process (no Ray).
+"""The whole method on the shipped default model, in one process (no Ray).
 
-    python jobs/demo.py [--image IMG --alpha GT] [--out demo_out] [--rounds 2]
-
-With no image it uses the real photographs of the validation split when they are
-there (../shared/data/alphamatting-lowres/val), else one synthetic sample. Given a
-ground-truth alpha, a simulated user (the GT oracle) answers each round's proposals,
-and the whole-image SAD is printed after every step. Writes, per image, a
-Figure-5-style strip (input, initial matte, epistemic, user map, after interaction,
-after refinement) and the RGBA cutout.
-
-Exit codes: 0 done, 2 bad arguments or unreadable files.
+The code and its flags live in ``dugray.evaluation.demo`` (``python jobs/demo.py --help``); this file
+is what ``python jobs/demo.py ...`` and ``ray job submit --working-dir . -- python
+jobs/demo.py ...`` run (Ray puts the working directory on the job's PYTHONPATH).
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-import time
-from pathlib import Path
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-REAL_VAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "alphamatting-lowres" / "val"
-
-
-def inputs(args) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
-    from dugray.data.io import read_mask, read_rgb
-
-    if args.image:
-        alpha = read_mask(args.alpha) if args.alpha else None
-        return [(Path(args.image).stem, read_rgb(args.image), alpha)]
-    if (REAL_VAL / "image").is_dir():
-        names = sorted(p.stem for p in (REAL_VAL / "image").glob("*.png"))[: args.limit]
-        return [(n, read_rgb(REAL_VAL / "image" / f"{n}.png"), read_mask(REAL_VAL / "alpha" / f"{n}.png")) for n in names]
-    from dugray.data.synthetic import generate_sample
-
-    s = generate_sample(0, size=384, seed=123)
-    return [("synthetic", s["image"], s["alpha"])]
-
-
-def run_one(name, image, gt, model, refiner, args, out: Path) -> None:
-    import cv2
-
-    from dugray.session import MattingSession, SessionConfig
-    from dugray.usermap import oracle_label
-    from dugray.visualize import draw_boxes, grey, heat, save_rgb, strip, usermap_rgb
-
-    def sad(alpha):
-        return float(np.abs(alpha - gt / 255.0).sum() / 1000) if gt is not None else float("nan")
-
-    t0 = time.perf_counter()
-    s = MattingSession(image, model, refiner, SessionConfig()).start()
-    first, epi, props = s.alpha.copy(), s.epistemic.copy(), [p.box for p in s.proposals]
-    line = [f"{name}: {image.shape[1]}x{image.shape[0]}", f"SAD trimap-free {sad(first):.2f}"]
-    for r in range(args.rounds if gt is not None else 0):
-        labels = [(i, oracle_label(gt, p.box)) for i, p in enumerate(s.proposals)]
-        s.label(labels)
-        line.append(f"after {r + 1} selection(s) {sad(s.alpha):.2f}")
-    interacted = s.alpha.copy()
-    s.refine()
-    line.append(f"refined {sad(s.alpha):.2f}")
-    line.append(f"({time.perf_counter() - t0:.1f} s, whole-image SAD/1000)")
-    print("  ".join(line), flush=True)
-    um = s.state.user_map
-    um_full = cv2.resize(um, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
-    panels = [draw_boxes(image, props), grey(first), heat(epi), usermap_rgb(um_full, image), grey(interacted), grey(s.alpha)]
-    titles = ["input + proposals", "initial", "epistemic", "user map", "after interaction", "refined"]
-    if gt is not None:
-        panels.append(grey(gt / 255.0))
-        titles.append("ground truth")
-    save_rgb(out / f"{name}_steps.png", strip(panels, titles))
-    save_rgb(out / f"{name}_cutout.png", s.cutout())
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--image", help="an RGB image (default: the real val photos, else a synthetic one)")
-    p.add_argument("--alpha", help="its ground-truth alpha, for the simulated user and SAD")
-    p.add_argument("--model", default="default", help="'default', a checkpoint, a training --out folder or models:/...")
-    p.add_argument("--out", default="demo_out")
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--limit", type=int, default=6, help="most val photos to run")
-    args = p.parse_args(argv)
-    from dugray.models import load_model
-
-    try:
-        items = inputs(args)
-        model = load_model(args.model, "matting")
-        try:
-            refiner = load_model(args.model, "refiner")
-        except FileNotFoundError:
-            refiner = None
-    except (FileNotFoundError, ValueError, OSError) as exc:
-        print(f"demo.py: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, image, gt in items:
-        run_one(name, image, gt, model, refiner, args, out)
-    print(f"wrote step strips and cutouts to {out.resolve()}")
-    return 0
-
+from dugray.evaluation.demo import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,119 +1,13 @@
-"""Evaluate dugray with a simulated user: the paper's tables on any matting dataset.
+"""Evaluate dugray with a simulated user: the paper's tables (``dugray eval`` runs the same).
 
-    python jobs/evaluate.py --data DIR --out DIR [--split test|val] [--model URI]
-        [--compare NAME=URI ...] [--limit N] [--max-side S] [--rounds 2] [--mlflow]
-
-For every image of the split, the GT oracle answers each round's proposals; the report
-has no interaction (trimap-free), 1..R selections, + refinement, the ablations that
-need no extra training (last round only instead of NIG fusion; labels not enforced;
-fixed-variance Gaussian noise in refinement), trimap mode with the dataset's trimap(s),
-closed-form matting given the same trimaps, and every --compare model (e.g. one trained
-with --loss l1), under the Composition-1k and whole-image protocols, with the
-epistemic AUROC (Appendix C.2) and the Figure-7 curve.
-
-Writes to --out: report.md, per_image.csv, summary.json, figure7.png, steps_<name>.png
-(first --figures images) and mattes/<method>/<name>.png; with --mlflow also one MLflow
-run (MLFLOW_TRACKING_URI, else sqlite:///<out>/mlflow.db).
-
-Exit codes: 0 done, 2 bad arguments or unreadable data / models.
+The code and its flags live in ``dugray.evaluation.cli`` (``python jobs/evaluate.py --help``); this file
+is what ``python jobs/evaluate.py ...`` and ``ray job submit --working-dir . -- python
+jobs/evaluate.py ...`` run (Ray puts the working directory on the job's PYTHONPATH).
 """
 
-from __future__ import annotations
-
-import argparse
-import re
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-PROG = "evaluate.py"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2 (argparse's default prints the usage too)
-        fail(message)
-
-
-def fail(message: str):
-    print(f"{PROG}: error: {message.splitlines()[0] if message else 'failed'}", file=sys.stderr)
-    sys.exit(2)
-
-
-def parse_compare(items) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in [x for group in (items or []) for x in group]:
-        name, sep, uri = item.partition("=")
-        if not sep or not uri or not re.fullmatch(r"[A-Za-z0-9_-]+", name):
-            fail(f"--compare takes NAME=URI with NAME of letters, digits, _ or -, got {item!r}")
-        if name in out:
-            fail(f"--compare name {name!r} given twice")
-        out[name] = uri
-    return out
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="dataset folder (any layout the manifest reader knows) or manifest .parquet")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--split", help="split to evaluate (default: test if present, else val)")
-    p.add_argument("--model", default="default", help="'default', a checkpoint, a training --out folder or models:/ URI")
-    p.add_argument("--refiner", help="refiner URI when --model is a single file or an MLflow URI")
-    p.add_argument("--compare", nargs="+", action="append", metavar="NAME=URI", help="more models evaluated the same way (e.g. l1=runs/l1)")
-    p.add_argument("--limit", type=int, help="evaluate only the first N images")
-    p.add_argument("--max-side", type=int, help="downsize images (and GT) whose long side is larger, before evaluation")
-    p.add_argument("--rounds", type=int, default=2, help="interaction rounds of the simulated user (default 2)")
-    p.add_argument("--figures", type=int, default=3, help="Figure-5 step strips for the first N images (default 3)")
-    p.add_argument("--work-size", type=int, default=512, help="session working resolution, long side (default 512)")
-    p.add_argument("--k", type=int, help="proposal grid cells per side (default: the session's)")
-    p.add_argument("--n", type=int, help="proposals per round (default: the session's)")
-    p.add_argument("--error-threshold", type=float, default=0.1, help="|error| of a 'large error' pixel for the AUROC (default 0.1)")
-    p.add_argument("--solve", action=argparse.BooleanOptionalAction, default=True,
-                   help="rows use the uncertainty-guided solve, each beside its *_nosolve twin (default: yes)")
-    p.add_argument("--no-ablations", action="store_true", help="skip the fusion / label-enforcement ablation sessions")
-    p.add_argument("--no-closed-form", action="store_true", help="skip the closed-form matting reference")
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda[:i]")
-    p.add_argument("--mlflow", action="store_true", help="log one MLflow run (params, metrics, artifacts)")
-    p.add_argument("--experiment", default="dugray-eval", help="MLflow experiment name")
-    p.add_argument("--run-name", help="MLflow run name")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    compare = parse_compare(args.compare)
-    from dugray.evaluation import EvalConfig, EvalError, prepare, run
-    from dugray.session import SessionConfig
-
-    try:
-        session_kw = {"work_size": args.work_size, "solve": args.solve}
-        session_kw.update({k: v for k, v in (("k", args.k), ("n", args.n)) if v is not None})
-        session = SessionConfig(**session_kw)
-        config = EvalConfig(rounds=args.rounds, split=args.split, limit=args.limit, max_side=args.max_side,
-                            figures=args.figures, error_threshold=args.error_threshold,
-                            ablations=not args.no_ablations, closed_form=not args.no_closed_form, session=session)
-        prep = prepare(args.data, args.model, compare, config, args.refiner, args.device)
-    except (EvalError, ValueError) as exc:
-        fail(str(exc))
-    try:
-        summary = run(prep, args.out, config, progress=not args.quiet)
-    except EvalError as exc:  # nothing readable
-        fail(str(exc))
-    out = Path(args.out)
-    if args.mlflow:
-        from dugray.evaluation.runner import params_of
-        from dugray.evaluation.tracking import log_run, tracking_uri
-
-        run_id = log_run(out, summary, params_of(prep, config), args.experiment, args.run_name)
-        print(f"MLflow run {run_id} in {tracking_uri(out)}")
-    methods = summary["methods"]
-    print(f"{summary['n_images']} images of {summary['dataset']} ({summary['split']}) in {summary['timing']['total_s']:.1f} s")
-    for name, e in methods.items():
-        print(f"  {name:<22} c1k SAD {e['comp1k']['sad']:9.3f}   whole SAD {e['whole']['sad']:9.3f}   {e['label']}")
-    print(f"report: {(out / 'report.md').resolve()}")
-    return 0
-
+from dugray.evaluation.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,15 +1,11 @@
-"""Load the networks a replica serves, on the device Ray gave it."""
+"""Load the networks a replica serves, on the device Ray gave it (by :func:`dugray.models.load_networks`)."""
 
 from __future__ import annotations
 
-import logging
-
 import torch
 
-from dugray.models import load_model
+from dugray.models import load_networks
 from serve.settings import ServeSettings
-
-log = logging.getLogger("ray.serve")
 
 
 def replica_device(settings: ServeSettings) -> torch.device:
@@ -22,23 +18,13 @@ def replica_device(settings: ServeSettings) -> torch.device:
 def load_matting(settings: ServeSettings) -> torch.nn.Module:
     """The matting network F in eval mode (FileNotFoundError/CheckpointError fail the replica)."""
     set_threads(settings)
-    return load_model(settings.model, "matting").to(replica_device(settings)).eval()
+    return load_networks(settings.model, settings.refiner, replica_device(settings), parts=("matting",))[0]
 
 
 def load_refiner(settings: ServeSettings) -> torch.nn.Module | None:
-    """The refiner R, or None when none is configured (refinement then keeps the fused matte)."""
+    """The refiner R, or None when none goes with the model (refinement then keeps the matte)."""
     set_threads(settings)
-    uri = settings.refiner_uri
-    if uri is None:
-        return None
-    try:
-        net = load_model(uri, "refiner")
-    except FileNotFoundError:
-        if settings.refiner is not None:
-            raise  # asked for explicitly: a missing file is an error
-        log.warning("no refiner found beside model %r; refinement keeps the fused matte", settings.model)
-        return None
-    return net.to(replica_device(settings)).eval()
+    return load_networks(settings.model, settings.refiner, replica_device(settings), parts=("refiner",))[1]
 
 
 def set_threads(settings: ServeSettings) -> None:

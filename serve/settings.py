@@ -68,11 +68,10 @@ class ServeSettings:
 
     @property
     def refiner_uri(self) -> str | None:
-        """The refiner to load, or None (see the class docstring)."""
-        if self.refiner is not None:
-            return None if self.refiner.lower() == "none" else self.refiner
-        looks_like_folder = self.model == "default" or os.path.isdir(os.path.expanduser(self.model))
-        return self.model if looks_like_folder else None
+        """The refiner to load, or None (:func:`dugray.models.refiner_uri_for`)."""
+        from dugray.models.loading import refiner_uri_for
+
+        return refiner_uri_for(self.model, self.refiner)
 
     def to_dict(self) -> dict:
         return asdict(self)

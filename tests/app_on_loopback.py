@@ -2,12 +2,7 @@
 and browser tests (one place, so both test the same set-up)."""
 
 import socket
-import sys
 from contextlib import contextmanager
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # serve/ is a folder of the repository, not an installed package
 
 
 def free_port() -> int:
@@ -28,10 +23,8 @@ def app_on_loopback(model: str, name: str, settings: dict):
     from serve.app import build
 
     started = not ray.is_initialized()
-    if started:  # replicas import serve.app too, whatever directory pytest was started from
-        env = {"env_vars": {"PYTHONPATH": str(ROOT)}}
-        ray.init(address="local", num_cpus=2, runtime_env=env, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+    if started:  # replicas import the installed serve.app
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build({"model": model, "torch_threads": 1, **settings}), name=name, route_prefix="/")

@@ -47,7 +47,7 @@ def test_list_inputs(tmp_path):
 
 
 def test_the_refiner_follows_the_model(tiny_model, tmp_path):
-    from dugray.batch import load_networks
+    from dugray.models import load_networks
 
     assert load_networks(tiny_model)[1] is not None  # a training folder brings its refiner
     assert load_networks(f"{tiny_model}/matting.pt")[1] is None  # a single checkpoint does not

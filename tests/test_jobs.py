@@ -48,7 +48,7 @@ def test_demo_bad_input_exits_2(tmp_path):
 
 def test_load_model_from_folder_and_file(tiny_models):
     a = load_model(str(tiny_models), "matting")
-    b = load_model(str(tiny_models / "refiner.pt"))
+    b = load_model(str(tiny_models / "refiner.pt"), "refiner")
     assert a.config["name"] == "unet" and b.config["name"] == "hrnet_lite"
     with pytest.raises(FileNotFoundError):
         load_model(str(tiny_models / "nope.pt"))

@@ -5,7 +5,6 @@ every test over HTTP on a free port of 127.0.0.1; it is torn down at the end.
 """
 
 import struct
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,7 +20,6 @@ MAX_SESSIONS = 4
 MAX_PIXELS = 200_000
 APP = "dugray-test"
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # serve/ is a folder of the repository, not an installed package
 
 from app_on_loopback import app_on_loopback  # noqa: E402
 

@@ -1,7 +1,6 @@
 """The serving layer's plain parts, without Ray: session table, uploads, images, batching, settings."""
 
 import struct
-import sys
 from pathlib import Path
 
 import cv2
@@ -11,7 +10,6 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # serve/ is a folder of the repository, not an installed package
 
 from dugray.data.io import encode_png  # noqa: E402
 from dugray.models import create_model  # noqa: E402

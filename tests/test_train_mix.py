@@ -47,12 +47,12 @@ def test_init_from_a_training_folder_starts_from_its_weights(tmp_path):
     ref = create_refiner("hrnet_lite")
     save_checkpoint(net, tmp_path / "matting.pt")
     save_checkpoint(ref, tmp_path / "refiner.pt")
-    cfg = TrainConfig(data="x", init_from=str(tmp_path), model="modnet_lite")
+    cfg = TrainConfig(data="x", init_from=str(tmp_path), arch="modnet_lite")
     warm = initial_network(cfg)
-    assert type(warm) is type(net)  # the checkpoint's architecture wins over cfg.model
+    assert type(warm) is type(net)  # the checkpoint's architecture wins over cfg.arch
     for (k, v), (k2, v2) in zip(net.state_dict().items(), warm.state_dict().items()):
         assert k == k2 and torch.equal(v, v2)
     warm_ref = initial_refiner(cfg)
     assert all(torch.equal(v, v2) for v, v2 in zip(ref.state_dict().values(), warm_ref.state_dict().values()))
-    fresh = initial_network(TrainConfig(data="x", model="modnet_lite"))
+    fresh = initial_network(TrainConfig(data="x", arch="modnet_lite"))
     assert type(fresh).__name__ != type(net).__name__

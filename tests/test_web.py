@@ -5,7 +5,6 @@ executable path; Playwright's own browser download is never used. Every step lea
 screenshot in test-artifacts/web/: look at them after changing the page.
 """
 
-import sys
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -20,7 +19,6 @@ CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts" / "web"
 H, W = 120, 160
-sys.path.insert(0, str(ROOT))  # serve/ is a folder of the repository, not an installed package
 
 from app_on_loopback import app_on_loopback  # noqa: E402
 

@@ -93,39 +93,25 @@ class Prepared:
 
 
 def pick_device(device: str = "auto") -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EvalError(f"device {device!r} asked for but CUDA is not available")
-    return device
+    """The device to evaluate on (:func:`dugray.models.resolve_device`), as a string."""
+    from dugray.models import resolve_device
+
+    try:
+        return str(resolve_device(device))
+    except ValueError as exc:
+        raise EvalError(str(exc)) from None
 
 
 def load_pair(uri: str, refiner_uri: str | None = None, device: str = "cpu"):
-    """(matting network, refiner or None) from a URI: a training out folder or 'default'
-    gives both; a single checkpoint file or an MLflow URI gives the network only unless
-    ``refiner_uri`` names the refiner."""
-    from dugray.models import CheckpointError, load_model
+    """(matting network, refiner or None) by :func:`dugray.models.load_networks`, its errors as EvalError."""
+    from dugray.models import load_networks
 
     try:
-        net = load_model(uri, "matting")
-        if refiner_uri:
-            ref = load_model(refiner_uri, "refiner")
-        elif uri in (None, "", "default") or Path(uri).expanduser().is_dir():
-            try:
-                ref = load_model(uri, "refiner")
-            except FileNotFoundError:
-                ref = None
-        else:
-            ref = None
-    except (FileNotFoundError, CheckpointError, OSError, ValueError) as exc:
+        return load_networks(uri, refiner_uri, device)
+    except (FileNotFoundError, OSError, ValueError, RuntimeError) as exc:  # CheckpointError is a RuntimeError
         raise EvalError(f"cannot load model {uri!r}: {str(exc).splitlines()[0]}") from exc
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - e.g. MLflow's own errors for a bad URI
         raise EvalError(f"cannot load model {uri!r}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
-    if getattr(net, "kind", "model") != "model":
-        raise EvalError(f"{uri!r} holds a {net.kind}, not a matting network")
-    if ref is not None and getattr(ref, "kind", "refiner") != "refiner":
-        raise EvalError(f"{refiner_uri or uri!r} holds a {ref.kind}, not a refiner")
-    return net.to(device).eval(), (ref.to(device).eval() if ref is not None else None)
 
 
 def trained_loss(net) -> str | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from dugray.nig import NIG
-from dugray.session import MattingSession, SessionConfig, full_resolution_alpha, refine_matte, working_float
+from dugray.session import MattingSession, SessionConfig, full_resolution_alpha, refine_matte
 from dugray.solve import SolveParams, solve_matte
 
 from .data import load_item, select_rows, unique_names

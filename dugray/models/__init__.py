@@ -18,7 +18,8 @@ from .registry import (
 from .layers import num_parameters
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from .nig_head import NIGHead
-from .default import load_default, load_model
+from .default import load_default
+from .loading import load_model, load_networks, refiner_uri_for, resolve_device
 
 # Importing the model modules registers them.
 from .unet import UNetMatting
@@ -40,6 +41,9 @@ __all__ = [
     "NIGHead",
     "load_default",
     "load_model",
+    "load_networks",
+    "refiner_uri_for",
+    "resolve_device",
     "UNetMatting",
     "MODNetLite",
     "HRNetLiteRefiner",

@@ -64,13 +64,18 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     return ckpt
 
 
-def load_checkpoint(path, map_location="cpu") -> nn.Module:
+def load_checkpoint(path, map_location="cpu", kind: str | None = None) -> nn.Module:
     """Rebuild the network saved at ``path`` (via the registry) and load its weights.
 
     Returned in eval mode, ready for inference (call ``.train()`` to resume training);
-    the checkpoint's ``extra`` is attached as ``model.checkpoint_extra``.
+    the checkpoint's ``extra`` is attached as ``model.checkpoint_extra``. ``kind``
+    ('model' or 'refiner') is checked against the checkpoint's before anything is built.
     """
     ckpt = read_checkpoint(path, map_location)
+    if kind is not None and ckpt.get("kind", "model") != kind:
+        words = {"model": "matting network", "refiner": "refiner"}
+        raise CheckpointError(f"{path} holds a {words.get(ckpt.get('kind', 'model'), ckpt.get('kind'))}, "
+                              f"not a {words.get(kind, kind)}")
     try:
         model = create(ckpt.get("kind", "model"), ckpt["name"], **ckpt["config"])
     except (ValueError, TypeError) as e:

@@ -9,8 +9,12 @@ where it does not (crop size, batch, epochs: see the README for the default mode
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+
+DEPRECATED_KEYS = {"model": "arch", "model_kwargs": "arch_kwargs"}
+"""Old config names still read (with a DeprecationWarning) for one release."""
 
 
 @dataclass
@@ -58,8 +62,9 @@ class TrainConfig:
     stage2_epochs: int = 0
     """Epochs of stage 2 (0 = same as ``epochs``)."""
     # model
-    model: str = "unet"
-    model_kwargs: dict = field(default_factory=dict)
+    arch: str = "unet"
+    """Matting backbone (``dugray.models.available_models()``); 'model' is its deprecated name."""
+    arch_kwargs: dict = field(default_factory=dict)
     alpha_min: float = 1.0
     """NIG head: alpha = softplus + alpha_min (paper 1.0; the authors' code 2.1)."""
     loss: str = "nig"
@@ -92,7 +97,7 @@ class TrainConfig:
     init_from: str = ""
     """Warm start when there is nothing to resume: 'default' (the shipped weights), a
     training output folder or a checkpoint file. Stage 1 starts from its matting
-    network (architecture included: ``model`` is then ignored), stage 2 from its
+    network (architecture included: ``arch`` is then ignored), stage 2 from its
     refiner; optimiser and schedule start afresh."""
     log_every: int = 10
 
@@ -105,6 +110,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
+        """Build and validate; unknown keys are an error, deprecated names are renamed with a warning."""
+        values = dict(values)
+        for old, new in DEPRECATED_KEYS.items():
+            if old in values:
+                warnings.warn(f"TrainConfig key {old!r} is deprecated; use {new!r}", DeprecationWarning, stacklevel=2)
+                if new in values and values[new] != values[old]:
+                    raise ValueError(f"both {old!r} (deprecated) and {new!r} given, with different values")
+                values[new] = values.pop(old)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -15,7 +15,7 @@ import ray
 import torch
 import torch.nn.functional as F
 
-from dugray.models import create_model, load_model
+from dugray.models import create_model, load_networks
 from dugray.nig import aleatoric, epistemic
 from dugray.pipeline import SkipLedger
 from dugray.train.losses import laplacian_loss, stage1_loss
@@ -47,8 +47,8 @@ def objective(cfg, nig, alpha_gt) -> dict:
 def initial_network(cfg):
     """The matting network to train: ``init_from``'s (a warm start) if given, else a new one."""
     if cfg.init_from:
-        return load_model(cfg.init_from, "matting")
-    return create_model(cfg.model, alpha_min=cfg.alpha_min, **cfg.model_kwargs)
+        return load_networks(cfg.init_from, "none", parts=("matting",))[0]
+    return create_model(cfg.arch, alpha_min=cfg.alpha_min, **cfg.arch_kwargs)
 
 
 def fixed_steps(make_batches, steps: int):

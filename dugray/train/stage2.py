@@ -15,7 +15,7 @@ import numpy as np
 import ray
 import torch
 
-from dugray.models import create_refiner, load_checkpoint, load_model
+from dugray.models import create_refiner, load_checkpoint, load_networks
 from dugray.nig import aleatoric, aleatoric_variance
 from dugray.pipeline import SkipLedger
 from dugray.refine import extract_patches, paste_patches, refinement_boxes, sample_coarse
@@ -68,7 +68,7 @@ def refinement_batch(nig, image, alpha_gt, cfg, rng: np.random.Generator, fallba
 def initial_refiner(cfg):
     """The refiner to train: ``init_from``'s (a warm start) if given, else a new one."""
     if cfg.init_from:
-        return load_model(cfg.init_from, "refiner")
+        return load_networks(cfg.init_from, refiner=cfg.init_from, parts=("refiner",))[1]  # named: must exist
     return create_refiner(cfg.refiner, **cfg.refiner_kwargs)
 
 

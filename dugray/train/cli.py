@@ -1,0 +1,109 @@
+"""Train dugray: stage 1 (matting network with the NIG head) and stage 2 (refiner) on Ray Train.
+
+Examples:
+    python jobs/train.py --data DATA_DIR --out runs/exp1 --epochs 10
+    ray job submit --working-dir . -- python jobs/train.py --data /abs/DATA --out /abs/runs/exp1 --num-workers 2
+    python jobs/train.py --config configs/default.yaml --resume
+
+Flags override the --config file (YAML or JSON, keys of dugray.train.config.TrainConfig).
+Exit codes: 0 done, 2 bad arguments / config / data, 1 training failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+FLAGS = {  # flag -> (config key, type, help)
+    "--data": ("data", str, "dataset folder (any supported layout) or manifest .parquet"),
+    "--extra-data": ("extra_data", "list", "more datasets mixed into training (repeatable)"),
+    "--extra-repeat": ("extra_repeat", int, "times each extra dataset's rows appear per epoch"),
+    "--extra-fraction": ("extra_fraction", float, "share of training rows from the extra datasets (overrides --extra-repeat)"),
+    "--jitter-p": ("jitter_p", float, "probability of a colour jitter per training image"),
+    "--init-from": ("init_from", str, "warm start: 'default', a training output folder or a checkpoint"),
+    "--out": ("out", str, "output folder: weights, MLflow store, Ray checkpoints"),
+    "--stage": ("stage", str, "1, 2 or all"),
+    "--epochs": ("epochs", int, "epochs of stage 1 (and of stage 2 unless --stage2-epochs)"),
+    "--stage2-epochs": ("stage2_epochs", int, "epochs of stage 2"),
+    "--samples-per-epoch": ("samples_per_epoch", int, "examples per epoch (0 = every train row)"),
+    "--num-workers": ("num_workers", int, "Ray Train workers"),
+    "--cpus-per-worker": ("cpus_per_worker", float, "CPUs each worker reserves"),
+    "--batch-size": ("batch_size", int, "per-worker batch size"),
+    "--crop": ("crop", int, "training crop size (multiple of 32)"),
+    "--lr": ("lr", float, "stage-1 learning rate"),
+    "--arch": ("arch", str, "matting backbone (see dugray.models.available_models())"),
+    "--loss": ("loss", str, "nig (the method) or l1 (ablation)"),
+    "--seed": ("seed", int, "random seed"),
+    "--experiment": ("experiment", str, "MLflow experiment name"),
+    "--storage": ("storage", str, "Ray Train storage path shared by all nodes"),
+    "--max-failures": ("max_failures", int, "worker failures to recover from"),
+    "--address": ("address", str, "Ray cluster to join (default: RAY_ADDRESS, else a local Ray)"),
+}
+
+
+PROG = "train.py"
+
+
+def parse(argv, prog: str = PROG):
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML/JSON file of TrainConfig keys")
+    for flag, (key, typ, help_) in FLAGS.items():
+        if typ == "list":
+            p.add_argument(flag, dest=key, action="append", help=help_)
+        else:
+            p.add_argument(flag, dest=key, type=typ, help=help_)
+    p.add_argument("--model", dest="deprecated_model", metavar="ARCH",
+                   help="deprecated name of --arch (everywhere else --model names weights); removed in 0.3")
+    p.add_argument("--use-gpu", dest="use_gpu", action="store_true", default=None, help="one GPU per worker")
+    p.add_argument("--resume", dest="resume", action="store_true", default=None,
+                   help="continue from the latest checkpoint in --out")
+    return p.parse_args(argv)
+
+
+def main(argv=None, prog: str = PROG) -> int:
+    """Parse ``argv``, train, print the summary; returns the exit code (0, 1 failed, 2 bad input)."""
+    args = parse(argv, prog)
+    from dugray.train.config import TrainConfig, load_config_file
+
+    try:
+        if args.deprecated_model is not None:
+            print(f"{prog}: warning: --model is deprecated for the backbone; use --arch {args.deprecated_model}",
+                  file=sys.stderr)
+            if args.arch is not None and args.arch != args.deprecated_model:
+                raise ValueError(f"--arch {args.arch} and --model {args.deprecated_model} disagree; give --arch only")
+            args.arch = args.deprecated_model
+        values = load_config_file(args.config) if args.config else {}
+        values.update({k: v for k, v in vars(args).items() if k not in ("config", "deprecated_model") and v is not None})
+        cfg = TrainConfig.from_dict(values)
+        if not cfg.data:
+            raise ValueError("--data is required (or 'data' in --config)")
+        from dugray.data.manifest import load_or_build
+
+        load_or_build(cfg.data)  # fail fast, with the layout error, before Ray starts
+        if cfg.init_from:  # and with the loader's error (missing, unreadable, the wrong kind)
+            from dugray.models import load_networks
+
+            parts = tuple(p for p, stages in (("matting", "1 all"), ("refiner", "2 all")) if cfg.stage in stages.split())
+            load_networks(cfg.init_from, cfg.init_from, parts=parts)
+    except (ValueError, FileNotFoundError, OSError, RuntimeError) as exc:  # CheckpointError is a RuntimeError
+        print(f"{prog}: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    from dugray.train.launch import run_training
+
+    try:
+        summary = run_training(cfg)
+    except Exception as exc:  # noqa: BLE001 - report, exit non-zero, keep the checkpoints
+        print(f"{prog}: training failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
+        print(f"{prog}: checkpoints are kept; rerun with --resume to continue", file=sys.stderr)
+        return 1
+    print(json.dumps({k: v for k, v in summary.items() if k != "stages"} | {
+        "weights": {s: v["weights"] for s, v in summary["stages"].items()},
+        "metrics": {s: v["metrics"] for s, v in summary["stages"].items()},
+    }, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""What serving costs over the bare network: in-process, over HTTP, and with 1 vs 2 replicas.
+
+    python jobs/bench_serve.py                              # shipped default model
+    python jobs/bench_serve.py --model runs/exp1 --size 512 --repeats 8 --load-requests 48
+
+Measured on this machine at --size x --size (a synthetic sample), with --threads torch
+threads everywhere (the in-process process and every Matting replica), so the ratios
+compare like with like:
+
+1. in process: one bare forward pass ``model(x, u)`` vs one ``MattingSession.label``
+   round (labels + forward + fusion + proposals), medians;
+2. over HTTP (Serve on a local Ray of --cpus CPUs, 127.0.0.1 only): p50 / p95 of
+   ``POST /v1/sessions`` (create) and ``POST /v1/sessions/{id}/labels`` (label);
+3. throughput: --concurrency clients, each creating a session, labelling it twice and
+   deleting it, until --load-requests rounds or --load-seconds, with 1 then 2 Matting
+   replicas (rounds per second);
+4. one shot: p50 / p95 of ``POST /v1/matte`` (RGBA cut-out) on a --matte-size photo,
+   with the uncertainty-guided solve and without it (``?solve=false``), interleaved.
+
+Goals: label round <= 1.5x a forward in process and <= 2x over HTTP; 2 replicas >= 1.6x
+the throughput of 1. Numbers on a shared machine are noisy: the table says what ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import threading
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from dugray.data.synthetic import generate_sample
+from dugray.models import load_networks
+from dugray.session import MattingSession, working_float
+
+
+def percentile(xs, q):
+    return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
+
+
+def bench_in_process(model, image, repeats):
+    """(forward seconds list, label-round seconds list) in this process."""
+    session = MattingSession(image, model).start()
+    x = torch.from_numpy(working_float(session.state).transpose(2, 0, 1).copy())[None]
+    u = torch.from_numpy(session.state.user_map.copy())[None, None]
+    forward = []
+    with torch.inference_mode():
+        model(x, u)  # warm-up
+        for _ in range(repeats):
+            t = time.perf_counter()
+            model(x, u)
+            forward.append(time.perf_counter() - t)
+    rounds = []
+    for i in range(repeats):
+        t = time.perf_counter()
+        session.label([(0, "fg" if i % 2 else "bg")])
+        rounds.append(time.perf_counter() - t)
+    return forward, rounds
+
+
+class Client:
+    """The HTTP calls the benchmark makes (requests, one Session per thread)."""
+
+    def __init__(self, base, png):
+        self.base, self.png = base, png
+        self.local = threading.local()
+
+    @property
+    def http(self):
+        if not hasattr(self.local, "s"):
+            import requests
+
+            self.local.s = requests.Session()
+        return self.local.s
+
+    def create(self):
+        r = self.http.post(f"{self.base}/v1/sessions", files={"image": ("i.png", self.png, "image/png")}, timeout=300)
+        r.raise_for_status()
+        return r.json()["id"]
+
+    def label(self, sid, i):
+        body = {"labels": [{"index": 0, "label": "fg" if i % 2 else "bg"}]}
+        r = self.http.post(f"{self.base}/v1/sessions/{sid}/labels", json=body, timeout=300)
+        r.raise_for_status()
+
+    def delete(self, sid):
+        self.http.delete(f"{self.base}/v1/sessions/{sid}", timeout=60)
+
+    def matte(self, png, solve: bool):
+        r = self.http.post(f"{self.base}/v1/matte?solve={str(solve).lower()}", files={"image": ("i.png", png, "image/png")},
+                           timeout=300)
+        r.raise_for_status()
+
+
+def timed(fn, *a):
+    t = time.perf_counter()
+    out = fn(*a)
+    return time.perf_counter() - t, out
+
+
+def bench_latency(client, repeats, labels_per_session=4):
+    creates, labels = [], []
+    client.delete(client.create())  # warm-up: handles, numba, first batch
+    while len(labels) < repeats:
+        dt, sid = timed(client.create)
+        creates.append(dt)
+        for i in range(min(labels_per_session, repeats - len(labels))):
+            labels.append(timed(client.label, sid, i)[0])
+        client.delete(sid)
+    return creates, labels
+
+
+def bench_one_shot(client, png, repeats):
+    """{solve: [seconds of POST /v1/matte]} with and without the solve, interleaved after a warm-up each."""
+    out = {True: [], False: []}
+    for solve in out:
+        client.matte(png, solve)
+    for _ in range(repeats):
+        for solve in out:
+            out[solve].append(timed(client.matte, png, solve)[0])
+    return out
+
+
+def bench_throughput(client, concurrency, max_rounds, max_seconds):
+    """Rounds per second under ``concurrency`` clients doing create, label, label, delete."""
+    done, lock, stop_at = [0], threading.Lock(), time.monotonic() + max_seconds
+
+    def take() -> bool:
+        with lock:
+            if done[0] >= max_rounds or time.monotonic() > stop_at:
+                return False
+            done[0] += 1
+            return True
+
+    def worker():
+        while take():
+            sid = client.create()
+            for i in range(2):
+                if not take():
+                    break
+                client.label(sid, i)
+            client.delete(sid)
+
+    # warm-up: as many concurrent sessions as clients, so every replica has run its first
+    # (slow) forward before the clock starts, not only the one that got a single request
+    warm = [threading.Thread(target=lambda: client.delete(client.create())) for _ in range(concurrency)]
+    for t in warm:
+        t.start()
+    for t in warm:
+        t.join()
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return done[0] / (time.perf_counter() - t0), done[0]
+
+
+def deploy(build_args, port, cpus):
+    from ray import serve
+
+    from serve.app import build, required_cpus
+    from serve.settings import ServeSettings
+
+    need = required_cpus(ServeSettings.from_args(build_args))
+    if need > cpus:  # Serve would wait for the CPUs forever
+        raise SystemExit(f"bench_serve.py: error: {build_args.get('replicas')} reserves {need:g} CPUs, more than --cpus {cpus}")
+
+    t = time.perf_counter()
+    serve.run(build(build_args), name="dugray-bench", route_prefix="/")
+    print(f"  deployed {build_args.get('replicas')} in {time.perf_counter() - t:.0f} s", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="default", help="'default', a checkpoint, a training folder or models:/...")
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads in process and per Matting replica")
+    ap.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray instance")
+    ap.add_argument("--repeats", type=int, default=8, help="samples per latency figure")
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--load-requests", type=int, default=48, help="rounds per throughput run")
+    ap.add_argument("--load-seconds", type=float, default=120, help="time cap per throughput run")
+    ap.add_argument("--matte-size", default="800x600", help="WxH of the one-shot /v1/matte photo (default 800x600)")
+    ap.add_argument("--skip-http", action="store_true")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    image = generate_sample(0, size=args.size, seed=0)["image"]
+    model = load_networks(args.model, "none", parts=("matting",))[0]
+    fwd, rnd = bench_in_process(model, image, args.repeats)
+    rows = [("forward, in process", fwd), ("label round, in process", rnd)]
+    f50 = statistics.median(fwd)
+    ratios = {"label round / forward (in process)": statistics.median(rnd) / f50}
+    throughput = {}
+    if not args.skip_http:
+        import ray
+        from ray import serve
+
+        ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        try:
+            client = Client(f"http://127.0.0.1:{port}", cv2.imencode(".png", image[..., ::-1])[1].tobytes())
+            base_args = {"model": args.model, "torch_threads": args.threads, "max_rounds": 64}
+            for replicas in (1, 2):
+                deploy({**base_args, "replicas": {"Matting": replicas}}, port, args.cpus)
+                if replicas == 1:
+                    creates, labels = bench_latency(client, args.repeats)
+                    rows += [("create, HTTP", creates), ("label, HTTP", labels)]
+                    ratios["label HTTP / forward in process"] = statistics.median(labels) / f50
+                    ratios["label HTTP / label in process"] = statistics.median(labels) / statistics.median(rnd)
+                    mw, mh = (int(v) for v in args.matte_size.lower().split("x"))
+                    photo = cv2.resize(generate_sample(1, size=max(mw, mh), seed=1)["image"], (mw, mh), interpolation=cv2.INTER_AREA)
+                    shots = bench_one_shot(client, cv2.imencode(".png", photo[..., ::-1])[1].tobytes(), args.repeats)
+                    rows += [(f"matte {args.matte_size}, solve", shots[True]), (f"matte {args.matte_size}, no solve", shots[False])]
+                    ratios["matte with / without the solve"] = statistics.median(shots[True]) / statistics.median(shots[False])
+                throughput[replicas] = bench_throughput(client, args.concurrency, args.load_requests, args.load_seconds)
+        finally:
+            serve.shutdown()
+            ray.shutdown()
+
+    print(f"\ndugray serving benchmark: {args.size}x{args.size}, model {args.model}, {args.threads} torch thread(s), {args.cpus} CPUs")
+    print(f"{'what':<28}{'p50 s':>9}{'p95 s':>9}{'n':>5}")
+    for name, xs in rows:
+        print(f"{name:<28}{percentile(xs, 50):>9.3f}{percentile(xs, 95):>9.3f}{len(xs):>5}")
+    print()
+    for name, value in ratios.items():
+        print(f"{name:<40}{value:>7.2f}x")
+    for replicas, (rate, n) in throughput.items():
+        print(f"throughput, {replicas} Matting replica(s){'':<10}{rate:>7.2f} rounds/s ({n} rounds, {args.concurrency} clients)")
+    if len(throughput) == 2:
+        print(f"{'2 replicas / 1 replica':<40}{throughput[2][0] / throughput[1][0]:>7.2f}x")
+
+
+if __name__ == "__main__":
+    main()
