@@ -106,9 +106,10 @@ class BatchReport:
 
 
 def matte_image(image, model, refiner=None, config: SessionConfig | None = None, trimap=None,
-                refine: bool = True) -> MattingSession:
-    """The one-shot path of the CLI and the batch: round 1 (trimap-free or with ``trimap``), refined."""
-    session = MattingSession(image, model, refiner, config, trimap=trimap).start()
+                refine: bool = True, mask=None) -> MattingSession:
+    """The one-shot path of the CLI and the batch: round 1 (trimap-free, or with ``trimap`` or
+    ``mask``) with its proposals for the report, refined."""
+    session = MattingSession(image, model, refiner, config, trimap=trimap, mask=mask).start()
     return session.refine() if refine else session
 
 

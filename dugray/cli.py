@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from dugray import __version__
+from dugray import __version__, defaults
 
 PROG = "dugray"
 JOBS = {"eval": "dugray.evaluation.cli", "train": "dugray.train.cli"}
@@ -188,7 +188,9 @@ def _add_model(p) -> None:
     p.add_argument("--solve", action=argparse.BooleanOptionalAction, default=None,
                    help="the uncertainty-guided solve: the network's posterior, your labels and the image's "
                         "matting Laplacian in one sparse solve (default: the session default, on)")
-    p.add_argument("--work-size", type=int, help="working resolution of the network, long side (default 512)")
+    p.add_argument("--work-size", type=int, help=f"working resolution of the network, long side (default {defaults.WORK_SIZE})")
+    p.add_argument("--k", type=int, help=f"proposal grid: k x k cells (default {defaults.K})")
+    p.add_argument("--n", type=int, help=f"proposals per round (default {defaults.N})")
 
 
 def _add_server_flags(p) -> None:
@@ -237,8 +239,8 @@ def cmd_cutout(args) -> int:
 
 
 def _server_side_model(args) -> None:
-    if args.model != "default" or args.refiner or args.work_size:
-        raise UsageError("--model, --refiner and --work-size apply in process; with --server the server's are used")
+    if args.model != "default" or args.refiner or any(v is not None for v in (args.work_size, args.k, args.n)):
+        raise UsageError("--model, --refiner, --work-size, --k and --n apply in process; with --server the server's are used")
 
 
 def _session(args, refine=None):
@@ -250,19 +252,17 @@ def _session(args, refine=None):
 
     image = read_rgb(args.image)
     trimap = read_mask(args.trimap) if args.trimap else None
-    if args.mask:
-        m = read_mask(args.mask)
-        trimap = ((m > 0) if m.max() <= 1 else (m >= 128)).astype("uint8") * 255
+    mask = read_mask(args.mask) if args.mask else None
     refine = args.refine if refine is None else refine
     model, refiner = load_networks(args.model, args.refiner if args.refine else "none")
-    return matte_image(image, model, refiner, SessionConfig(**_session_overrides(args)), trimap=trimap, refine=refine)
+    return matte_image(image, model, refiner, SessionConfig(**_session_overrides(args)), trimap=trimap, refine=refine,
+                       mask=mask)
 
 
 def _session_overrides(args) -> dict:
-    overrides = {"work_size": args.work_size} if args.work_size else {}
-    if getattr(args, "solve", None) is not None:
-        overrides["solve"] = args.solve
-    return overrides
+    """The SessionConfig fields the command line sets (the rest keep dugray.defaults)."""
+    names = ("work_size", "k", "n", "solve")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
 def _out_path(out: str | None, image: str, kind: str) -> Path:
@@ -485,8 +485,9 @@ def _start_server(args) -> str:
     settings = {"model": args.model, **dict(_key_value(s) for s in args.settings)}
     if args.refiner:
         settings["refiner"] = args.refiner
-    if getattr(args, "work_size", None):  # interactive --web
-        settings.setdefault("session", {"work_size": args.work_size})
+    session = {k: v for k, v in _session_overrides(args).items() if k != "solve"}  # interactive --web
+    if session:
+        settings.setdefault("session", session)
     with socket.socket() as probe:
         try:
             probe.bind((args.host, args.port))

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dugray import defaults
 from dugray.usermap import Box
 
-DEFAULT_K = 24
-DEFAULT_N = 10
-DEFAULT_T = 0.0
+DEFAULT_K, DEFAULT_N, DEFAULT_T = defaults.K, defaults.N, defaults.T
 
 
 @dataclass(frozen=True)

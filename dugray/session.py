@@ -62,6 +62,7 @@ ValueError with a one-line reason; calling steps out of order raises RuntimeErro
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import time
@@ -73,13 +74,14 @@ import cv2
 import numpy as np
 import torch
 
+from dugray import defaults
 from dugray.foreground import rgba_cutout
 from dugray.nig import NIG, aleatoric, aleatoric_variance, epistemic, nig_fold
 from dugray.proposal import DEFAULT_K, DEFAULT_N, DEFAULT_T, Proposal, propose
 from dugray.refine import extract_patches, paste_patches, refinement_boxes, sample_coarse
 from dugray.solve import SolveParams, SolveResult, solve_matte
 from dugray.upsample import DEFAULT_EPS, DEFAULT_RADIUS, guided_upsample, resize_to_working
-from dugray.usermap import BACKGROUND, FOREGROUND, UNKNOWN, Box, label_value, trimap_to_usermap
+from dugray.usermap import BACKGROUND, FOREGROUND, UNKNOWN, Box, label_value, mask_to_trimap, trimap_to_usermap
 
 MIN_SIDE = 8
 """Smallest accepted image side in pixels."""
@@ -112,7 +114,7 @@ class SessionConfig:
     solve_params : :class:`dugray.solve.SolveParams` overrides (weights, pins, Laplacian, guard).
     """
 
-    work_size: int = 512
+    work_size: int = defaults.WORK_SIZE
     k: int = DEFAULT_K
     n: int = DEFAULT_N
     t: float = DEFAULT_T
@@ -280,13 +282,16 @@ def new_state(
     config: SessionConfig | None = None,
     user_map: np.ndarray | None = None,
     trimap: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
 ) -> SessionState:
     """A fresh state for ``image``: validated, reduced to working size, initial U painted.
 
     ``user_map`` (U values, image-sized) or ``trimap`` (uint8 0/128/255, or a 0/1 mask,
     image-sized) is resized to the working grid with nearest neighbour. A binary mask
     has no grey band, so it labels every pixel fg or bg; erode/dilate it into a trimap
-    first if the edges should be solved.
+    first if the edges should be solved. ``mask`` is such a mask in any form
+    :func:`dugray.usermap.mask_to_trimap` reads (0/1, 0/255, 16-bit, float). This is
+    where every entry point's input is checked (ValueError with a one-line reason).
     """
     config = config or SessionConfig()
     img = as_rgb_uint8(image)
@@ -296,8 +301,10 @@ def new_state(
             f"image {img.shape[0]}x{img.shape[1]} is too elongated: at work_size {config.work_size} its short "
             f"side would be {min(image_w.shape[:2])} < {MIN_SIDE} pixels"
         )
-    if user_map is not None and trimap is not None:
-        raise ValueError("give either user_map or trimap, not both")
+    if sum(x is not None for x in (user_map, trimap, mask)) > 1:
+        raise ValueError("give at most one of user_map, trimap or mask")
+    if mask is not None:
+        trimap = mask_to_trimap(_check_plane(mask, img.shape[:2], "mask"))
     work_shape = image_w.shape[:2]
     if trimap is not None:
         u = trimap_to_usermap(_check_plane(trimap, img.shape[:2], "trimap"))
@@ -361,18 +368,45 @@ def predict_round(model, image_w: np.ndarray, user_map_w: np.ndarray) -> NIG:
     Runs under ``torch.inference_mode`` on the model's device; the caller puts the model
     in eval mode (batch-norm statistics of a batch of one are meaningless).
     """
-    image_w = np.asarray(image_w, np.float32)
-    user_map_w = np.asarray(user_map_w, np.float32)
-    if image_w.ndim != 3 or image_w.shape[2] != 3:
-        raise ValueError(f"image_w must be HxWx3 float, got shape {image_w.shape}")
-    if user_map_w.shape != image_w.shape[:2]:
-        raise ValueError(f"user_map_w {user_map_w.shape} must match the image {image_w.shape[:2]}")
+    return _forward(model, [image_w], [user_map_w])[0]
+
+
+def predict_rounds(model, images_w: Sequence[np.ndarray], user_maps_w: Sequence[np.ndarray]) -> list[NIG]:
+    """``[predict_round(model, x, u) for x, u in zip(...)]`` with same-shape inputs in one pass.
+
+    Why grouping and not padding (a server batches concurrent requests): at the working
+    resolution images differ in aspect ratio, and padding them to one shape would let
+    every image see the padding through the convolutions and change its matte near the
+    border; grouping keeps every result equal to :func:`predict_round` on its own input
+    (batch norm is in eval mode, so samples do not interact).
+    """
+    if len(images_w) != len(user_maps_w):
+        raise ValueError("need one user map per image")
+    groups: dict[tuple, list[int]] = {}
+    for i, (x, u) in enumerate(zip(images_w, user_maps_w)):
+        groups.setdefault((np.shape(x), np.shape(u)), []).append(i)
+    out: list[NIG | None] = [None] * len(images_w)
+    for idx in groups.values():
+        for i, nig in zip(idx, _forward(model, [images_w[i] for i in idx], [user_maps_w[i] for i in idx])):
+            out[i] = nig
+    return out
+
+
+def _forward(model, images_w: Sequence[np.ndarray], user_maps_w: Sequence[np.ndarray]) -> list[NIG]:
+    """One forward pass over same-shape inputs (checked here, once for every caller)."""
+    images = [np.asarray(x, np.float32) for x in images_w]
+    maps = [np.asarray(u, np.float32) for u in user_maps_w]
+    for x, u in zip(images, maps):
+        if x.ndim != 3 or x.shape[2] != 3:
+            raise ValueError(f"image_w must be HxWx3 float, got shape {x.shape}")
+        if u.shape != x.shape[:2]:
+            raise ValueError(f"user_map_w {u.shape} must match the image {x.shape[:2]}")
     device = _device_of(model)
     with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(image_w.transpose(2, 0, 1)))[None].to(device)
-        u = torch.from_numpy(np.ascontiguousarray(user_map_w))[None, None].to(device)
-        out = model(x, u)
-        return NIG(*(t[0, 0].float().cpu().numpy() for t in out))
+        x = torch.from_numpy(np.ascontiguousarray(np.stack([a.transpose(2, 0, 1) for a in images]))).to(device)
+        u = torch.from_numpy(np.ascontiguousarray(np.stack(maps)[:, None])).to(device)
+        out = [t[:, 0].float().cpu().numpy() for t in model(x, u)]
+    return [NIG(*(m[j] for m in out)) for j in range(len(images))]
 
 
 def enforce_user_labels(matte: np.ndarray, user_map: np.ndarray) -> np.ndarray:
@@ -613,6 +647,101 @@ def scale_box(box: Sequence[int], src_shape: tuple[int, int], dst_shape: tuple[i
     return (clip(y0 * fy, dh), clip(x0 * fx, dw), clip(y1 * fy, dh), clip(x1 * fx, dw))
 
 
+# --------------------------------------------------------------------------- plans
+
+PREDICT, FUSE, PROPOSE, SOLVE, REFINE = "predict", "fuse", "propose", "solve", "refine"
+"""The steps a plan asks its runner for, with their arguments:
+
+- ``(PREDICT, state)`` -> the network's NIG for the state's working image and user map
+  (:func:`predict_round`);
+- ``(FUSE, state)`` -> the fused NIG of all rounds (:func:`fused_nig`); a runner may
+  hand back a reference it resolves later (Serve passes it on without fetching it);
+- ``(PROPOSE, state, fused)`` -> the proposals (:func:`propose_patches`);
+- ``(SOLVE, state, fused)`` -> a :class:`SolveResult` or None (:func:`solve_step`);
+- ``(REFINE, state, fused)`` -> the refined working matte (:func:`refine_step`).
+"""
+
+
+def round_plan(state: SessionState, timing: dict | None = None, propose: bool = True):
+    """One round (predict, fuse, propose and solve), written once for every runner.
+
+    A plan is a generator: it yields a tuple of step requests ``(name, *args)`` that may
+    run concurrently and is sent the list of their results; it changes ``state`` as the
+    results come in. :func:`run_plan` runs it in process (:class:`MattingSession`), and
+    :func:`run_plan_async` with each step on its own Serve deployment (proposals and
+    solve side by side); neither re-implements the round. ``propose=False`` is the
+    one-shot path (no user, so nothing to ask). Timings go to ``timing`` and then to
+    ``state.timings``: predict_s, fuse_s, propose_solve_s (proposals and solve, side by
+    side where the runner can), solve_s (the solve alone), total_s (the round, and
+    label_s if the caller put it there).
+    """
+    config = SessionConfig.from_dict(state.config)
+    timing = {} if timing is None else timing
+    t0 = time.perf_counter()
+    (nig,) = yield ((PREDICT, state),)
+    state.rounds.append(nig)
+    t1 = time.perf_counter()
+    (fused,) = yield ((FUSE, state),)
+    t2 = time.perf_counter()
+    steps = ((PROPOSE, state, fused),) if propose else ()
+    steps += ((SOLVE, state, fused),) if config.solve else ()
+    results = list((yield steps)) if steps else []
+    state.proposals = results.pop(0) if propose else []
+    state.refined = None
+    solve_s = record_solve(state, results.pop(0) if config.solve else None)
+    timing.update(predict_s=t1 - t0, fuse_s=t2 - t1, propose_solve_s=time.perf_counter() - t2)
+    if config.solve:
+        timing["solve_s"] = solve_s
+    timing["total_s"] = timing.get("label_s", 0.0) + time.perf_counter() - t0
+    state.timings.append(timing)
+
+
+def refine_plan(state: SessionState):
+    """Refinement of the current round (:func:`refine_step`), as a plan: ``state.refined`` and refine_s."""
+    if not state.rounds:
+        raise RuntimeError("session not started; call start() first")
+    t0 = time.perf_counter()
+    (fused,) = yield ((FUSE, state),)
+    (state.refined,) = yield ((REFINE, state, fused),)
+    if not state.timings:
+        state.timings.append({})
+    state.timings[-1]["refine_s"] = time.perf_counter() - t0
+
+
+def solve_switch_plan(state: SessionState, enabled: bool):
+    """Turn the solve on or off (:func:`set_solve`); switching on solves the current round at once."""
+    set_solve(state, enabled)
+    if not (enabled and state.rounds):
+        return
+    (fused,) = yield ((FUSE, state),)
+    (result,) = yield ((SOLVE, state, fused),)
+    solve_s = record_solve(state, result)
+    if state.timings:
+        state.timings[-1]["solve_s"] = solve_s
+
+
+def run_plan(plan, steps: Mapping[str, Any]):
+    """Run a plan in this process: each requested step by ``steps[name](*args)``, in order."""
+    results = None
+    try:
+        while True:
+            request = plan.send(results)
+            results = [steps[name](*args) for name, *args in request]
+    except StopIteration as done:
+        return done.value
+
+
+async def run_plan_async(plan, steps: Mapping[str, Any]):
+    """Run a plan with coroutine steps; the steps of one request run concurrently."""
+    results = None
+    try:
+        while True:
+            request = plan.send(results)
+            results = list(await asyncio.gather(*(steps[name](*args) for name, *args in request)))
+    except StopIteration as done:
+        return done.value
+
+
 # --------------------------------------------------------------------------- the session
 
 
@@ -629,11 +758,12 @@ class MattingSession:
     server may serialise it and continue elsewhere with :meth:`from_state`.
     """
 
-    def __init__(self, image, model, refiner=None, config: SessionConfig | None = None, user_map=None, trimap=None):
+    def __init__(self, image, model, refiner=None, config: SessionConfig | None = None, user_map=None, trimap=None,
+                 mask=None):
         self.model = model
         self.refiner = refiner
         self.config = config or SessionConfig()
-        self.state = new_state(image, self.config, user_map=user_map, trimap=trimap)
+        self.state = new_state(image, self.config, user_map=user_map, trimap=trimap, mask=mask)
         self._prepare_models()
         self._cache: dict[str, Any] = {}
 
@@ -650,11 +780,12 @@ class MattingSession:
 
     # ---- actions
 
-    def start(self) -> "MattingSession":
-        """Round 1: predict with the initial user map and propose patches."""
+    def start(self, propose: bool = True) -> "MattingSession":
+        """Round 1: predict with the initial user map and propose patches (``propose=False``:
+        the one-shot path, nothing to ask)."""
         if self.state.rounds:
             raise RuntimeError("session already started; use label() for the next round")
-        self._run_round({})
+        self._run_round({}, propose)
         return self
 
     def label(self, labels) -> "MattingSession":
@@ -668,21 +799,15 @@ class MattingSession:
 
     def set_solve(self, enabled: bool) -> "MattingSession":
         """Turn the uncertainty-guided solve on or off; the current matte follows at once."""
-        set_solve(self.state, enabled)
-        self.config = SessionConfig.from_dict(self.state.config)
         self._cache.pop("alpha", None)
-        if self.state.rounds and self.config.solve:
-            record_solve(self.state, solve_step(self.state, self.config, self._fused()))
+        run_plan(solve_switch_plan(self.state, enabled), self._steps())
+        self.config = SessionConfig.from_dict(self.state.config)
         return self
 
     def refine(self) -> "MattingSession":
         """Refine with the refiner, then solve again from the refined matte (see :func:`refine_step`)."""
         self._require_started()
-        t0 = time.perf_counter()
-        self.state.refined = refine_step(self.state, self.refiner, self.config, self._fused())
-        if not self.state.timings:  # a state assembled step by step (e.g. a one-shot server call)
-            self.state.timings.append({})
-        self.state.timings[-1]["refine_s"] = time.perf_counter() - t0
+        run_plan(refine_plan(self.state), self._steps())
         self._cache.pop("alpha", None)
         return self
 
@@ -737,23 +862,19 @@ class MattingSession:
 
     # ---- internals
 
-    def _run_round(self, timing: dict) -> None:
-        st, cfg = self.state, self.config
-        t0 = time.perf_counter()
-        st.rounds.append(predict_round(self.model, working_float(st), st.user_map))
-        t1 = time.perf_counter()
-        self._cache.clear()
-        nig = self._fused()
-        t2 = time.perf_counter()
-        st.proposals = propose_patches(st, cfg, nig)
-        t3 = time.perf_counter()
-        st.refined = None
-        solve_s = record_solve(st, solve_step(st, cfg, nig))
-        timing.update(predict_s=t1 - t0, fuse_s=t2 - t1, propose_s=t3 - t2)
-        if cfg.solve:
-            timing["solve_s"] = solve_s
-        timing["total_s"] = sum(v for k, v in timing.items() if k != "total_s")
-        st.timings.append(timing)
+    def _run_round(self, timing: dict, propose: bool = True) -> None:
+        self._cache.clear()  # the fused NIG is recomputed once the new round is in
+        run_plan(round_plan(self.state, timing, propose), self._steps())
+
+    def _steps(self) -> dict:
+        """The steps of :func:`round_plan` & co., run here (the config is read from the state)."""
+        return {
+            PREDICT: lambda st: predict_round(self.model, working_float(st), st.user_map),
+            FUSE: lambda st: self._fused(),
+            PROPOSE: lambda st, nig: propose_patches(st, None, nig),
+            SOLVE: lambda st, nig: solve_step(st, None, nig),
+            REFINE: lambda st, nig: refine_step(st, self.refiner, None, nig),
+        }
 
     def _fused(self) -> NIG:
         if "fused" not in self._cache:

@@ -143,12 +143,40 @@ def normalize_trimap(trimap: np.ndarray) -> np.ndarray:
         t = t[..., 0]
     if t.ndim != 2:
         raise ValueError(f"trimap must be HxW, got shape {t.shape}")
-    if t.dtype != np.uint8:
-        t = np.clip(np.rint(np.asarray(t, np.float64) * (255 if t.max() <= 1 else 1)), 0, 255).astype(np.uint8)
+    t = _as_u8(t)
     out = np.full(t.shape, 128, np.uint8)
     out[t <= 63] = 0
     out[t >= 192] = 255
     return out
+
+
+def mask_to_trimap(mask: np.ndarray) -> np.ndarray:
+    """A binary mask (0/1, 0/255, 16-bit or float in [0, 1]) to a trimap with no grey band.
+
+    A mask labels every pixel: foreground where it is set (> 0 for a 0/1 mask, >= 128
+    after scaling to 8 bits otherwise), background elsewhere.
+    """
+    m = np.asarray(mask)
+    if m.ndim == 3:
+        m = m[..., 0]
+    if m.ndim != 2:
+        raise ValueError(f"mask must be HxW, got shape {m.shape}")
+    binary01 = m.size > 0 and m.max() <= 1 and np.issubdtype(m.dtype, np.integer)
+    fg = m > 0 if binary01 else _as_u8(m) >= 128
+    return np.where(fg, 255, 0).astype(np.uint8)
+
+
+def _as_u8(t: np.ndarray) -> np.ndarray:
+    """8-bit values of a plane: uint16 divided by 257; other types times 255 when all <= 1 (a
+    float or 0/1 plane), else clipped to 0..255."""
+    if t.dtype == np.uint8:
+        return t
+    if t.dtype == np.uint16:
+        return np.rint(t / 257.0).astype(np.uint8)
+    if np.issubdtype(t.dtype, np.floating) and not np.all(np.isfinite(t)):
+        raise ValueError("a float trimap or mask must be finite")
+    scale = 255 if t.size and t.max() <= 1 else 1
+    return np.clip(np.rint(np.asarray(t, np.float64) * scale), 0, 255).astype(np.uint8)
 
 
 def trimap_to_usermap(trimap: np.ndarray) -> np.ndarray:

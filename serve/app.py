@@ -13,9 +13,11 @@ The graph (every box a deployment, each may have several replicas)::
                          +-> Refinement    R (section 3.4) and the full-resolution outputs
                          +-> SessionStore  bounded SessionState.to_bytes() blobs (1 replica)
 
-The ingress only parses, validates and orchestrates: every step is a function of
-:mod:`dugray.session`, run where its deployment lives, and a session's state lives in
-the store between requests, so any replica can serve any request and a model replica
+The ingress only parses requests and runs the session module's plans
+(:func:`dugray.session.round_plan`, ``refine_plan``, ``solve_switch_plan``) with
+:func:`dugray.session.run_plan_async`, each step on its deployment; it re-implements no
+step, no round and no one-shot path, and input is checked by ``dugray.session`` (a
+ValueError becomes a 422). A session's state lives in the store between requests, so any replica can serve any request and a model replica
 may die between (or during: the call is retried) two rounds without losing a session.
 The ingress also serves the web page (serve/static, plain files) at ``/``.
 """
@@ -36,20 +38,28 @@ from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableE
 
 from dugray.data.io import encode_png
 from dugray.session import (
+    FUSE,
+    PREDICT,
+    PROPOSE,
+    REFINE,
+    SOLVE,
     MattingSession,
     SessionState,
     apply_user_labels,
     fused_nig,
     new_state,
+    predict_rounds,
     propose_patches,
-    record_solve,
-    set_solve,
+    refine_plan,
+    refine_step,
+    round_plan,
+    run_plan_async,
     solve_step,
+    solve_switch_plan,
     working_float,
 )
 from dugray.solve import warm_up as warm_up_solve
 from dugray.visualize import heat
-from serve.batching import predict_rounds
 from serve.errors import ApiError, install_error_handlers, unknown_session
 from serve.imaging import decode_image, decode_plane
 from serve.loading import load_matting, load_refiner, set_threads
@@ -143,11 +153,10 @@ class Refinement:
         self.settings = settings
         self.refiner = load_refiner(settings)
 
-    def refine(self, state: SessionState) -> tuple:
-        """(refined working matte, seconds) exactly as ``MattingSession.refine`` computes them."""
+    def refine(self, state: SessionState, fused):
+        """The refined working matte of the fused posterior (:func:`dugray.session.refine_step`)."""
         set_threads(self.settings)
-        session = MattingSession.from_state(state, None, self.refiner).refine()
-        return session.state.refined, session.state.timings[-1]["refine_s"]
+        return refine_step(state, self.refiner, nig=fused)
 
     def render(self, state: SessionState, output: str) -> bytes:
         """One of OUTPUTS as PNG bytes at the input's full resolution."""
@@ -195,7 +204,7 @@ class APIIngress:
         """
         t0 = time.perf_counter()
         state = await self._new_state(request, solve)
-        uncertainty = await self._round(state, {})
+        uncertainty = await self._run(round_plan(state, {}))
         sid = uuid.uuid4().hex
         view = session_view(sid, state, uncertainty)
         await self._save(sid, state, view, None)
@@ -219,7 +228,7 @@ class APIIngress:
             apply_user_labels(state, [item.pair() for item in body.labels])
         except ValueError as exc:
             raise ApiError(422, "invalid labels", str(exc)) from None
-        uncertainty = await self._round(state, {"label_s": time.perf_counter() - t0})
+        uncertainty = await self._run(round_plan(state, {"label_s": time.perf_counter() - t0}))
         view = session_view(sid, state, uncertainty)
         await self._save(sid, state, view, version)
         return with_request_time(view, t0)
@@ -230,10 +239,7 @@ class APIIngress:
         ``{"solve": true}`` the uncertainty-guided solve (run now); refinement is reset."""
         t0 = time.perf_counter()
         state, old_view, version = await self._load(sid)
-        set_solve(state, body.solve)
-        if body.solve:
-            solve_s = record_solve(state, await self.solver.solve.remote(state, self.fusion.fuse.remote(state)))
-            state.timings[-1]["solve_s"] = solve_s
+        await self._run(solve_switch_plan(state, body.solve))
         view = session_view(sid, state, old_view["uncertainty"])
         await self._save(sid, state, view, version)
         return with_request_time(view, t0)
@@ -243,7 +249,7 @@ class APIIngress:
         """Refine fine detail where aleatoric uncertainty is high (until the next round)."""
         t0 = time.perf_counter()
         state, old_view, version = await self._load(sid)
-        state.refined, state.timings[-1]["refine_s"] = await self.refinement.refine.remote(state)
+        await self._run(refine_plan(state))
         view = session_view(sid, state, old_view["uncertainty"])
         await self._save(sid, state, view, version)
         return with_request_time(view, t0)
@@ -270,13 +276,9 @@ class APIIngress:
         if output not in ("rgba", "alpha"):
             raise ApiError(422, "invalid request", "output must be rgba or alpha")
         state = await self._new_state(request, solve)
-        t0 = time.perf_counter()
-        state.rounds.append(await self._predict(state))
-        state.timings.append({"predict_s": time.perf_counter() - t0})
-        if state.config["solve"]:
-            record_solve(state, await self.solver.solve.remote(state, self.fusion.fuse.remote(state)))
+        await self._run(round_plan(state, propose=False))  # the one-shot path: nobody to ask
         if refine:
-            state.refined, _ = await self.refinement.refine.remote(state)
+            await self._run(refine_plan(state))
         png = await self.refinement.render.remote(state, "cutout" if output == "rgba" else "alpha")
         return Response(png, media_type="image/png")
 
@@ -284,26 +286,31 @@ class APIIngress:
     async def health(self) -> dict:
         return {"status": "ok", "model": self.settings.model, "store": await self.store.stats.remote()}
 
-    # ---- the steps of one round (MattingSession._run_round, spread over deployments;
-    #      its fuse_s and propose_s are one fuse_propose_s here, as the two calls overlap)
+    # ---- the session module's plans, each step on its deployment
 
-    async def _round(self, state: SessionState, timing: dict) -> dict:
-        t0 = time.perf_counter()
-        state.rounds.append(await self._predict(state))
-        t1 = time.perf_counter()
-        fused = self.fusion.fuse.remote(state)  # handed to Proposal and Solve by reference, never fetched here
-        light = replace(state, rounds=[])
-        proposed = self.proposal.propose.remote(light, fused)
-        solved = self.solver.solve.remote(light, fused) if state.config["solve"] else None  # runs beside Proposal
-        state.proposals, uncertainty = await proposed
-        state.refined = None
-        solve_s = record_solve(state, await solved if solved is not None else None)
-        timing.update(predict_s=t1 - t0, fuse_propose_s=time.perf_counter() - t1)
-        if state.config["solve"]:
-            timing["solve_s"] = solve_s
-        timing["total_s"] = sum(v for k, v in timing.items() if k != "total_s")
-        state.timings.append(timing)
-        return uncertainty
+    async def _run(self, plan) -> dict:
+        """Run a plan of :mod:`dugray.session`; returns the proposals' uncertainty summary
+        (empty when the plan proposed nothing)."""
+        summary: dict = {}
+
+        async def predict(state):
+            return await self._predict(state)
+
+        async def fuse(state):
+            return self.fusion.fuse.remote(state)  # handed on to Proposal / Solve / Refinement by reference
+
+        async def propose(state, fused):
+            proposals, summary["uncertainty"] = await self.proposal.propose.remote(replace(state, rounds=[]), fused)
+            return proposals
+
+        async def solve(state, fused):
+            return await self.solver.solve.remote(replace(state, rounds=[]), fused)
+
+        async def refine(state, fused):
+            return await self.refinement.refine.remote(state, fused)
+
+        await run_plan_async(plan, {PREDICT: predict, FUSE: fuse, PROPOSE: propose, SOLVE: solve, REFINE: refine})
+        return summary.get("uncertainty", {})
 
     async def _predict(self, state: SessionState):
         """One network run; retried while the Matting replica that had it is replaced."""
@@ -329,12 +336,9 @@ class APIIngress:
     def _decode(self, form: dict, config) -> SessionState:
         limit = self.settings.max_pixels
         image = decode_image(form["image"], limit)
-        trimap = None
-        if "trimap" in form or "mask" in form:
-            field = "trimap" if "trimap" in form else "mask"
-            trimap = decode_plane(form[field], limit, field, binary=field == "mask")
+        planes = {name: decode_plane(form[name], limit, name) for name in ("trimap", "mask") if name in form}
         try:
-            return new_state(image, config, trimap=trimap)
+            return new_state(image, config, **planes)
         except ValueError as exc:
             raise ApiError(422, "invalid input", str(exc)) from None
 

@@ -38,19 +38,11 @@ def decode_image(data: bytes, max_pixels: int, name: str = "image") -> np.ndarra
     return arr
 
 
-def decode_plane(data: bytes, max_pixels: int, name: str, binary: bool = False) -> np.ndarray:
-    """A trimap (0/128/255) or, with ``binary``, a mask (0/1 or 0/255) -> uint8 trimap values."""
+def decode_plane(data: bytes, max_pixels: int, name: str) -> np.ndarray:
+    """A trimap or mask file -> its first channel, any dtype (``dugray.session.new_state``
+    reads and checks its values, as for every other entry point)."""
     a = decode_image(data, max_pixels, name)
-    if a.ndim == 3:
-        a = a[..., 0]
-    if a.dtype == np.uint16:
-        a = np.rint(a / 257.0).astype(np.uint8)
-    elif a.dtype != np.uint8:
-        raise ApiError(422, f"{name} must be an 8- or 16-bit image", f"got {a.dtype}")
-    if binary:
-        fg = a > 0 if a.max() <= 1 else a >= 128
-        a = np.where(fg, 255, 0).astype(np.uint8)
-    return a
+    return a[..., 0] if a.ndim == 3 else a
 
 
 def header_size(data: bytes) -> tuple[int, int] | None:

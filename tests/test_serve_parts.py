@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from dugray.data.io import encode_png
+from dugray.models import create_model
+from dugray.session import new_state, predict_round, predict_rounds
+from dugray.usermap import mask_to_trimap
+from serve.errors import ApiError
+from serve.imaging import decode_image, decode_plane, header_size
+from serve.schemas import LabelRequest
+from serve.settings import ServeSettings
+from serve.store import SessionTable
+from serve.uploads import parse_form
 
-from dugray.data.io import encode_png  # noqa: E402
-from dugray.models import create_model  # noqa: E402
-from dugray.session import new_state, predict_round  # noqa: E402
-from serve.batching import predict_rounds  # noqa: E402
-from serve.errors import ApiError  # noqa: E402
-from serve.imaging import decode_image, decode_plane, header_size  # noqa: E402
-from serve.schemas import LabelRequest  # noqa: E402
-from serve.settings import ServeSettings  # noqa: E402
-from serve.store import SessionTable  # noqa: E402
-from serve.uploads import parse_form  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # --------------------------------------------------------------------------- session table
 
@@ -150,11 +150,13 @@ def test_header_size_reads_common_formats(ext):
     assert header_size(data) == (53, 37)
 
 
-def test_mask_becomes_a_two_level_trimap():
+def test_an_uploaded_mask_becomes_a_two_level_trimap():
     mask = np.zeros((10, 10), np.uint8)
     mask[:5] = 1
-    assert sorted(np.unique(decode_plane(_png(mask), 10**6, "mask", binary=True))) == [0, 255]
-    assert decode_plane(_png(mask * 255), 10**6, "mask", binary=True)[0, 0] == 255
+    for m in (mask, mask * 255, mask.astype(np.uint16) * 65535):  # 0/1, 0/255 and 16-bit files
+        trimap = mask_to_trimap(decode_plane(_png(m), 10**6, "mask"))
+        assert trimap.dtype == np.uint8 and sorted(np.unique(trimap)) == [0, 255]
+        assert trimap[0, 0] == 255 and trimap[9, 9] == 0
 
 
 def test_encode_png_round_trips_rgba():
@@ -162,7 +164,7 @@ def test_encode_png_round_trips_rgba():
     assert np.array_equal(decode_image(encode_png(rgba), 10**6), rgba)
 
 
-# --------------------------------------------------------------------------- batching
+# --------------------------------------------------------------------------- batching (dugray.session.predict_rounds)
 
 
 def test_predict_rounds_equals_predict_round_for_mixed_shapes():

@@ -100,10 +100,10 @@ def test_serve_answers_health_outside_the_checkout(installed, tmp_path):
         deadline, health = time.monotonic() + 240, None
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                health = requests.get(f"http://127.0.0.1:{port}/v1/health", timeout=5)
+                health = requests.get(f"http://127.0.0.1:{port}/v1/health", timeout=10)
                 if health.ok:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or the app not deployed yet
                 pass
             time.sleep(2)
         assert health is not None and health.ok, (tmp_path / "serve.log").read_text()[-3000:]

@@ -25,6 +25,8 @@ import re
 import sys
 from pathlib import Path
 
+from dugray import defaults
+
 
 PROG = "evaluate.py"
 
@@ -63,9 +65,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--max-side", type=int, help="downsize images (and GT) whose long side is larger, before evaluation")
     p.add_argument("--rounds", type=int, default=2, help="interaction rounds of the simulated user (default 2)")
     p.add_argument("--figures", type=int, default=3, help="Figure-5 step strips for the first N images (default 3)")
-    p.add_argument("--work-size", type=int, default=512, help="session working resolution, long side (default 512)")
-    p.add_argument("--k", type=int, help="proposal grid cells per side (default: the session's)")
-    p.add_argument("--n", type=int, help="proposals per round (default: the session's)")
+    p.add_argument("--work-size", type=int, default=defaults.WORK_SIZE,
+                   help=f"session working resolution, long side (default {defaults.WORK_SIZE})")
+    p.add_argument("--k", type=int, default=defaults.K, help=f"proposal grid cells per side (default {defaults.K})")
+    p.add_argument("--n", type=int, default=defaults.N, help=f"proposals per round (default {defaults.N})")
     p.add_argument("--error-threshold", type=float, default=0.1, help="|error| of a 'large error' pixel for the AUROC (default 0.1)")
     p.add_argument("--solve", action=argparse.BooleanOptionalAction, default=True,
                    help="rows use the uncertainty-guided solve, each beside its *_nosolve twin (default: yes)")
@@ -87,9 +90,7 @@ def main(argv=None, prog: str = PROG) -> int:
     from dugray.session import SessionConfig
 
     try:
-        session_kw = {"work_size": args.work_size, "solve": args.solve}
-        session_kw.update({k: v for k, v in (("k", args.k), ("n", args.n)) if v is not None})
-        session = SessionConfig(**session_kw)
+        session = SessionConfig(work_size=args.work_size, k=args.k, n=args.n, solve=args.solve)
         config = EvalConfig(rounds=args.rounds, split=args.split, limit=args.limit, max_side=args.max_side,
                             figures=args.figures, error_threshold=args.error_threshold,
                             ablations=not args.no_ablations, closed_form=not args.no_closed_form, session=session)

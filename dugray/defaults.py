@@ -1,0 +1,14 @@
+"""The interaction defaults, defined once (plain constants: importing this costs nothing).
+
+Read by :class:`dugray.session.SessionConfig` (and through it the Serve settings and the
+evaluation), by Algorithm 1 (:mod:`dugray.proposal`) and by the command line's help.
+"""
+
+WORK_SIZE = 512
+"""Long side of the working resolution: the size the default model is trained at."""
+K = 24
+"""Algorithm 1's grid: k x k cells over the working image."""
+N = 10
+"""Proposals per round (the paper's simulated user answers 10)."""
+T = 0.0
+"""Algorithm 1's score threshold: cells whose mean epistemic uncertainty is below it are not proposed."""
