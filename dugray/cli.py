@@ -111,6 +111,9 @@ def _fail(message: str, code: int) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``dugray`` parser: cutout, interactive, batch and serve (eval and train are listed for --help;
+    :func:`main` dispatches them before parsing).
+    """
     raw = argparse.RawDescriptionHelpFormatter
     p = _Parser(prog=PROG, description=DESCRIPTION, formatter_class=raw)
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -215,6 +218,9 @@ a running dugray server instead.
 
 
 def cmd_cutout(args) -> int:
+    """``dugray cutout``: matte one image here (or on ``--server``) and write the RGBA cut-out or the alpha
+    PNG; returns 0 (errors are raised and turned into exit codes by :func:`main`).
+    """
     out = _out_path(args.out, args.image, "alpha" if args.alpha_only else "cutout")
     t0 = time.perf_counter()
     if args.server:
@@ -304,6 +310,9 @@ and download (so -o, --alpha-only and --preview do not go with --web).
 
 
 def cmd_interactive(args) -> int:
+    """``dugray interactive``: round 1, then labels read from stdin round by round until 'done', then
+    the (refined) result written; with --web the rounds happen on the server's web page instead.
+    """
     if args.web:
         return _interactive_web(args)
     if args.server:
@@ -438,6 +447,9 @@ and results.csv (one row per input: ok / skipped / failed).
 
 
 def cmd_batch(args) -> int:
+    """``dugray batch``: :func:`dugray.batch.run_batch`, then its counts and first failures printed;
+    returns 1 if any input failed, else 0.
+    """
     import importlib
     import logging
 
@@ -474,6 +486,7 @@ local Ray and print its URL; Ctrl-C stops it. The same app as 'serve run serve.a
 
 
 def cmd_serve(args) -> int:
+    """``dugray serve``: start Ray, Serve and the app locally, then block until Ctrl-C or SIGTERM; returns 0."""
     _start_server(args)
     return _serve_until_stopped()
 

@@ -75,6 +75,7 @@ class SessionView:
 
     @classmethod
     def from_json(cls, d: dict) -> SessionView:
+        """The view of the API's session JSON (``labels``, ``refined`` and ``timings`` optional)."""
         props = [Proposal(int(p["index"]), tuple(p["box"]), float(p["score"])) for p in d["proposals"]]
         return cls(d["id"], d["width"], d["height"], d["round"], props, d["uncertainty"], d.get("labels", 0),
                    d.get("refined", False), d.get("timings", {}), d)
@@ -95,11 +96,13 @@ class DugrayClient:
         self.close()
 
     def close(self) -> None:
+        """Close the HTTP connection pool (done on leaving a ``with`` block too)."""
         self.http.close()
 
     # ---- the API
 
     def health(self) -> dict:
+        """``GET /v1/health``: status, the model served and the session store's counters."""
         return self._call("GET", "/v1/health").json()
 
     def create_session(self, image: ImageInput, trimap: ImageInput | None = None,
@@ -116,6 +119,7 @@ class DugrayClient:
         return SessionView.from_json(self._call("PATCH", f"/v1/sessions/{sid}", json={"solve": bool(enabled)}).json())
 
     def get(self, sid: str) -> SessionView:
+        """The session's current view (``GET /v1/sessions/{id}``); DugrayApiError 404 if unknown or expired."""
         return SessionView.from_json(self._call("GET", f"/v1/sessions/{sid}").json())
 
     def label(self, sid: str, labels: Sequence[tuple]) -> SessionView:
@@ -124,6 +128,7 @@ class DugrayClient:
         return SessionView.from_json(self._call("POST", f"/v1/sessions/{sid}/labels", json=body).json())
 
     def refine(self, sid: str) -> SessionView:
+        """Refine the session's matte where aleatoric uncertainty is high (until the next round)."""
         return SessionView.from_json(self._call("POST", f"/v1/sessions/{sid}/refine").json())
 
     def png(self, sid: str, output: str = "cutout") -> bytes:
@@ -133,6 +138,7 @@ class DugrayClient:
         return self._call("GET", f"/v1/sessions/{sid}/{output}.png").content
 
     def delete(self, sid: str) -> None:
+        """Delete the session on the server; DugrayApiError 404 if it is unknown."""
         self._call("DELETE", f"/v1/sessions/{sid}")
 
     def cutout(self, image: ImageInput, output: str = "rgba", trimap: ImageInput | None = None,

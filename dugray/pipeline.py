@@ -115,9 +115,11 @@ class SkipLedger:
         self.rows: list[dict] = []
 
     def add(self, rows: list[dict]) -> None:
+        """Record rows a pipeline task skipped: name, alpha path, error."""
         self.rows.extend(rows)
 
     def report(self) -> list[dict]:
+        """Every skipped row recorded so far (a copy)."""
         return list(self.rows)
 
 

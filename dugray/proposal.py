@@ -33,6 +33,7 @@ class Proposal:
     cell: tuple[int, int]
 
     def to_dict(self) -> dict:
+        """Plain JSON-ready values: box and cell as lists, the score."""
         return {"box": list(self.box), "score": self.score, "cell": list(self.cell)}
 
 

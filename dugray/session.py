@@ -148,6 +148,7 @@ class SessionConfig:
         return SolveParams.from_dict(self.solve_params)
 
     def to_dict(self) -> dict:
+        """Every field as a plain dict (what SessionState.config holds; :meth:`from_dict` reads it back)."""
         return asdict(self)
 
     @classmethod

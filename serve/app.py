@@ -123,6 +123,7 @@ class Fusion:
     """Eq. 2 over all rounds of a state (user labels enforced)."""
 
     def fuse(self, state: SessionState):
+        """The rounds of ``state`` fused as its session config says (eq. 2; labels enforced when configured)."""
         return fused_nig(state)
 
 
@@ -131,6 +132,7 @@ class Proposal:
     """Algorithm 1: the next patches to ask about, and the uncertainty summary, from the fused NIG."""
 
     def propose(self, state: SessionState, fused) -> tuple:
+        """(proposals with full-resolution boxes, mean epistemic / aleatoric summary) from the fused NIG."""
         return propose_patches(state, nig=fused), uncertainty_summary(fused)
 
 
@@ -142,6 +144,7 @@ class Solve:
         warm_up_solve()  # compiles its numba kernels now, not in the first user's request
 
     def solve(self, state: SessionState, fused):
+        """The solve of ``state``'s fused posterior and labels (None when the session's solve is off)."""
         return solve_step(state, nig=fused)
 
 
@@ -193,6 +196,7 @@ class APIIngress:
 
     @api.get("/static/{name}", include_in_schema=False)
     async def static(self, name: str) -> FileResponse:
+        """A file of the web page (index.html, app.js or style.css); 404 for any other name."""
         return web_file(name)
 
     @api.post("/v1/sessions", status_code=201, openapi_extra=upload_openapi("image", "trimap", "mask"))
@@ -212,6 +216,9 @@ class APIIngress:
 
     @api.get("/v1/sessions/{sid}")
     async def get_session(self, sid: str) -> dict:
+        """The session's current view: size, round, proposals, uncertainty, labels, solve, links to its
+        PNGs and the last round's timings (404 if unknown or expired).
+        """
         view = await self.store.view.remote(sid)
         if view is None:
             raise unknown_session(sid)
@@ -264,6 +271,7 @@ class APIIngress:
 
     @api.delete("/v1/sessions/{sid}", status_code=204)
     async def delete_session(self, sid: str) -> Response:
+        """Delete the session and free its memory: 204, or 404 if unknown or already gone."""
         if not await self.store.delete.remote(sid):
             raise unknown_session(sid)
         return Response(status_code=204)
@@ -284,6 +292,9 @@ class APIIngress:
 
     @api.get("/v1/health")
     async def health(self) -> dict:
+        """Liveness: ``status`` ok, the model being served and the session store's counters
+        (sessions, bytes, their bounds, evicted and expired).
+        """
         return {"status": "ok", "model": self.settings.model, "store": await self.store.stats.remote()}
 
     # ---- the session module's plans, each step on its deployment

@@ -39,6 +39,7 @@ from dugray.session import MattingSession, working_float
 
 
 def percentile(xs, q):
+    """The ``q``-th percentile of ``xs``; NaN when there are none."""
     return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
 
 
@@ -78,31 +79,39 @@ class Client:
         return self.local.s
 
     def create(self):
+        """``POST /v1/sessions`` with the benchmark image; the new session's id."""
         r = self.http.post(f"{self.base}/v1/sessions", files={"image": ("i.png", self.png, "image/png")}, timeout=300)
         r.raise_for_status()
         return r.json()["id"]
 
     def label(self, sid, i):
+        """``POST /v1/sessions/{sid}/labels``: proposal 0 as bg or fg (alternating with ``i``), one round."""
         body = {"labels": [{"index": 0, "label": "fg" if i % 2 else "bg"}]}
         r = self.http.post(f"{self.base}/v1/sessions/{sid}/labels", json=body, timeout=300)
         r.raise_for_status()
 
     def delete(self, sid):
+        """``DELETE /v1/sessions/{sid}`` (the response is not checked)."""
         self.http.delete(f"{self.base}/v1/sessions/{sid}", timeout=60)
 
     def matte(self, png, solve: bool):
+        """``POST /v1/matte`` of ``png`` (one-shot RGBA cut-out) with the solve on or off."""
         r = self.http.post(f"{self.base}/v1/matte?solve={str(solve).lower()}", files={"image": ("i.png", png, "image/png")},
                            timeout=300)
         r.raise_for_status()
 
 
 def timed(fn, *a):
+    """(seconds, result) of one call ``fn(*a)``."""
     t = time.perf_counter()
     out = fn(*a)
     return time.perf_counter() - t, out
 
 
 def bench_latency(client, repeats, labels_per_session=4):
+    """(create seconds, label seconds) over HTTP after a warm-up session: sessions of at most
+    ``labels_per_session`` label rounds until ``repeats`` rounds are timed.
+    """
     creates, labels = [], []
     client.delete(client.create())  # warm-up: handles, numba, first batch
     while len(labels) < repeats:
@@ -162,6 +171,9 @@ def bench_throughput(client, concurrency, max_rounds, max_seconds):
 
 
 def deploy(build_args, port, cpus):
+    """Deploy the app with ``build_args`` as dugray-bench (replacing any earlier one), print how long it took;
+    exits if its replicas reserve more than ``cpus`` CPUs.
+    """
     from ray import serve
 
     from serve.app import build, required_cpus
@@ -177,12 +189,14 @@ def deploy(build_args, port, cpus):
 
 
 def free_port():
+    """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 def main(argv=None):
+    """Parse the flags, run the in-process, HTTP latency, throughput and one-shot measurements, print the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default", help="'default', a checkpoint, a training folder or models:/...")
     ap.add_argument("--size", type=int, default=512)

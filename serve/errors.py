@@ -27,10 +27,12 @@ class ApiError(Exception):
 
 
 def unknown_session(sid: str) -> ApiError:
+    """The 404 for a session id the store does not hold (never created, expired or deleted)."""
     return ApiError(404, "unknown session", sid)
 
 
 def error_response(status: int, error: str, detail=None) -> JSONResponse:
+    """The JSON error ``{"error", "detail"}`` with HTTP ``status`` (``detail`` made JSON-safe)."""
     return JSONResponse({"error": error, "detail": jsonable_encoder(detail)}, status_code=status)
 
 

@@ -64,6 +64,7 @@ class ServeSettings:
             raise ValueError("max_pixels, max_sessions, max_rounds and batch_size must be positive")
 
     def session_config(self) -> SessionConfig:
+        """The SessionConfig of every session: the defaults with ``session``'s overrides."""
         return SessionConfig.from_dict(self.session)
 
     @property
@@ -74,6 +75,7 @@ class ServeSettings:
         return refiner_uri_for(self.model, self.refiner)
 
     def to_dict(self) -> dict:
+        """Every setting as a plain dict."""
         return asdict(self)
 
     @classmethod

@@ -32,6 +32,12 @@ def _locked(method):
 
 @dataclass
 class Entry:
+    """One stored session.
+
+    ``blob``: its ``SessionState.to_bytes()``; ``view``: the JSON the API returns for it; ``version``: 0 when
+    created, +1 per write (a write must name the stored one); ``touched``: the table clock at the
+    last get or put, for the LRU order and the TTL.
+    """
     blob: bytes
     view: dict
     version: int
@@ -60,6 +66,7 @@ class SessionTable:
         return e.blob, e.view, e.version
 
     def view(self, sid: str) -> dict | None:
+        """The stored JSON view of a live session (marking it used); None if unknown or expired."""
         got = self.get(sid)
         return None if got is None else got[1]
 
@@ -95,6 +102,7 @@ class SessionTable:
 
     @_locked
     def delete(self, sid: str) -> bool:
+        """Remove a session; False if there was none."""
         e = self._entries.pop(sid, None)
         if e is None:
             return False
@@ -103,6 +111,9 @@ class SessionTable:
 
     @_locked
     def stats(self) -> dict:
+        """Counters for /v1/health, after dropping expired entries: sessions, bytes, their bounds,
+        ttl_s, and how many were evicted and expired so far.
+        """
         self._expire()
         return {
             "sessions": len(self._entries),

@@ -31,6 +31,7 @@ import cv2
 
 
 def write_images(folder: Path, n: int, size: int) -> None:
+    """``n`` synthetic ``size``-px samples (seed 7) as ``folder``/img0000.png ...; the folder must not exist yet."""
     from dugray.data.synthetic import generate_sample
 
     folder.mkdir(parents=True)
@@ -40,6 +41,9 @@ def write_images(folder: Path, n: int, size: int) -> None:
 
 
 def main(argv=None) -> int:
+    """Parse the flags, run the loop and the Ray Data engine on the same images, print images/s of both;
+    returns 1 if either did not finish every image, else 0.
+    """
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=24, help="images (default 24)")
     ap.add_argument("--size", type=int, default=384, help="image side in pixels (default 384)")

@@ -40,6 +40,7 @@ class ManifestDataset(Dataset):
 
 
 def time_dataloader(rows, config, workers, batch, epoch) -> float:
+    """Images/s of one pass of a torch DataLoader (``workers`` processes) over ``rows``, to float batches."""
     loader = DataLoader(ManifestDataset(rows, config, epoch), batch_size=batch, num_workers=workers, persistent_workers=False)
     start, n = time.perf_counter(), 0
     for b in loader:
@@ -48,6 +49,7 @@ def time_dataloader(rows, config, workers, batch, epoch) -> float:
 
 
 def time_ray(rows, config, workers, batch, epoch) -> float:
+    """Images/s of one pass of the Ray Data pipeline (``workers`` concurrent tasks) over ``rows``, to float batches."""
     ds = build_dataset(rows, split=None, config=config, epoch=epoch, concurrency=workers)
     start, n = time.perf_counter(), 0
     for b in ds.iter_batches(batch_size=batch, batch_format="numpy"):
@@ -56,6 +58,9 @@ def time_ray(rows, config, workers, batch, epoch) -> float:
 
 
 def main(argv=None) -> int:
+    """Parse the flags, start a local Ray, time both loaders (interleaved, after a warm-up each) and print
+    images/s and the ratio; returns 0.
+    """
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="dataset folder (any supported layout) or manifest .parquet")
     p.add_argument("--split", default="train")

@@ -22,6 +22,9 @@ from dugray.models import available_models, available_refiners, create_model, cr
 
 
 def time_call(fn, warmup: int, repeats: int, device: torch.device) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones, in inference mode
+    (CUDA synchronised after each call).
+    """
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     with torch.inference_mode():
         for _ in range(warmup):
@@ -37,6 +40,7 @@ def time_call(fn, warmup: int, repeats: int, device: torch.device) -> list[float
 
 
 def main(argv=None) -> None:
+    """Parse the flags, time every registered matting network and refiner on random input, print the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=512, help="matting input side (pixels)")
     ap.add_argument("--patches", type=int, default=64, help="refiner batch of 32x32 patches")

@@ -34,6 +34,7 @@ from dugray.evaluation.demo import REAL_VAL as DEFAULT_DATA
 
 
 def median_time(fn, repeats: int) -> tuple[float, object]:
+    """(median seconds of ``repeats`` calls of ``fn`` after one warm-up call, the last call's result)."""
     out = fn()  # warm-up
     times = []
     for _ in range(repeats):
@@ -44,6 +45,7 @@ def median_time(fn, repeats: int) -> tuple[float, object]:
 
 
 def photos(data: Path, limit: int) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
+    """(name, RGB image, trimap or None) of the first ``limit`` image/*.png under ``data``; exits if there are none."""
     from dugray.data.io import read_mask, read_rgb
 
     images = sorted((data / "image").glob("*.png"))[:limit]
@@ -66,6 +68,9 @@ def at_size(image, trimap, size):
 
 
 def bench_photo(model, name, image, trimap, size, repeats) -> list[dict]:
+    """One row per mode (trimap-free, and trimap when the photo has one) at working size ``size``:
+    forward and solve seconds, their ratio, the band fraction and the CG iterations.
+    """
     from dugray.session import SessionConfig, fused_nig, new_state, predict_round, solve_step, working_float
 
     image, trimap = at_size(image, trimap, size)
@@ -87,6 +92,9 @@ def bench_photo(model, name, image, trimap, size, repeats) -> list[dict]:
 
 
 def band_growth(model, image, trimap, size, repeats, dilations) -> list[dict]:
+    """One row per dilation (px) of the trimap's unknown band: band fraction, unknowns, solve seconds,
+    its parts (Laplacian, CG) and the CG iterations.
+    """
     from dugray.session import SessionConfig, fused_nig, new_state, predict_round, solve_step, working_float
 
     config = SessionConfig(work_size=size)
@@ -107,6 +115,7 @@ def band_growth(model, image, trimap, size, repeats, dilations) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
+    """``rows`` (dicts with the same keys) as a Markdown table; floats with 3 decimals."""
     keys = list(rows[0])
     fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
@@ -115,6 +124,9 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
+    """Parse the flags, print the solve-vs-forward table for every photo and size, then the band growth on the
+    first photo with a trimap; returns 0.
+    """
     p = argparse.ArgumentParser(prog="bench_solve.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with image/ (and trimap/) PNGs")
     p.add_argument("--model", default="default", help="matting network URI")

@@ -138,11 +138,13 @@ def random_crop(image, alpha, size, rng: np.random.Generator,
 
 # ---------------------------------------------------------------------------- composite
 def srgb_to_linear(x):
+    """sRGB-encoded values in [0, 1] -> linear light (float32), the standard sRGB decoding curve."""
     x = np.asarray(x, np.float32)
     return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
 
 
 def linear_to_srgb(x):
+    """Linear light (clipped to [0, 1]) -> sRGB-encoded values (float32); inverse of :func:`srgb_to_linear`."""
     x = np.clip(np.asarray(x, np.float32), 0, 1)
     return np.where(x <= 0.0031308, x * 12.92, 1.055 * x ** (1 / 2.4) - 0.055).astype(np.float32)
 

@@ -29,6 +29,7 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad argument in one line (exit code 2), no usage dump."""
 
     def error(self, message):
+        """Print ``prog: error: message`` on stderr and exit with code 2."""
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -40,6 +41,9 @@ def _print_summary(path: Path) -> None:
 
 
 def cmd_synth(args, parser) -> int:
+    """``synth``: check the flags, write the synthetic dataset in both layouts, build and print their
+    manifests; returns 0.
+    """
     from dugray.data.synthetic import split_counts, write_dataset
 
     if args.n < 1:
@@ -70,6 +74,9 @@ def cmd_synth(args, parser) -> int:
 
 
 def cmd_foregrounds(args, parser) -> int:
+    """``foregrounds``: real foregrounds over new backgrounds as a Composition-1k folder, plus its
+    manifest; returns 0, or 2 if the data cannot be used.
+    """
     from dugray.data.foregrounds import write_foreground_dataset
 
     if args.bg_per_fg < 1:
@@ -89,6 +96,9 @@ def cmd_foregrounds(args, parser) -> int:
 
 
 def cmd_manifest(args, parser) -> int:
+    """``manifest``: build DIR's parquet manifest and print rows per layout and split; returns 0, or 2
+    if no layout is recognised.
+    """
     root = Path(args.dir).expanduser()
     if not root.is_dir():
         parser.error(f"{root} is not a directory")
@@ -103,6 +113,9 @@ def cmd_manifest(args, parser) -> int:
 
 
 def main(argv=None) -> int:
+    """Parse the make_data.py command line and run its sub-command; returns 0, or 2 on a bad argument
+    or unusable data.
+    """
     parser = OneLineParser(prog="make_data.py", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     s = sub.add_parser("synth", help="generate a synthetic dataset")

@@ -51,6 +51,7 @@ class LayoutSpec:
     default_split: str
 
     def describe(self) -> str:
+        """One line for error messages: ``kind: required/ + ... [+ optional/]``."""
         req = " + ".join("|".join(f"{a}/" for a in alts) for alts in self.required)
         opt = "".join(f" [+ {'|'.join(f'{a}/' for a in alts)}]" for alts in self.optional)
         return f"{self.kind}: {req}{opt}"

@@ -50,6 +50,9 @@ def cache_dir() -> Path:
 
 
 def cached_manifest_path(root) -> Path:
+    """The cache location of ``root``'s manifest, used when ``root`` is read-only: named after the
+    folder plus a hash of its absolute path (two datasets never share one).
+    """
     root = Path(root).expanduser().resolve()
     digest = hashlib.sha1(str(root).encode()).hexdigest()[:10]
     return cache_dir() / f"{root.name or 'root'}-{digest}.parquet"

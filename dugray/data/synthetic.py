@@ -337,6 +337,7 @@ def split_counts(n: int, val_fraction: float, test_fraction: float) -> dict[str,
 
 
 def sample_name(index: int) -> str:
+    """File stem of synthetic sample ``index`` (``synth_000042``), the same in every layout and split."""
     return f"synth_{index:06d}"
 
 

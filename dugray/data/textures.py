@@ -14,6 +14,7 @@ from dugray.data.photos import photo_bank
 
 
 def as_hw(size) -> tuple[int, int]:
+    """``size`` as (height, width) ints: a scalar gives a square, a pair is (h, w)."""
     if np.isscalar(size):
         return int(size), int(size)
     h, w = size

@@ -37,11 +37,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def fail(message: str, prog: str = PROG):
+    """Print ``prog: error: <first line of message>`` on stderr and exit with code 2."""
     print(f"{prog}: error: {message.splitlines()[0] if message else 'failed'}", file=sys.stderr)
     sys.exit(2)
 
 
 def parse_compare(items, prog: str = PROG) -> dict[str, str]:
+    """``--compare NAME=URI ...`` as {name: URI}; exits with code 2 on a malformed item or a repeated name."""
     out: dict[str, str] = {}
     for item in [x for group in (items or []) for x in group]:
         name, sep, uri = item.partition("=")
@@ -54,6 +56,7 @@ def parse_compare(items, prog: str = PROG) -> dict[str, str]:
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The evaluate.py parser (``prog`` names it in messages, e.g. ``dugray eval``); a bad flag exits with 2."""
     p = _Parser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="dataset folder (any layout the manifest reader knows) or manifest .parquet")
     p.add_argument("--out", required=True, help="output folder")

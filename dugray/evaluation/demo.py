@@ -27,6 +27,9 @@ REAL_VAL = Path("..", "shared", "data", "alphamatting-lowres", "val")
 
 
 def inputs(args) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
+    """(name, RGB image, GT alpha or None) to run: --image (with --alpha), else the real val photos
+    (the first --limit), else one synthetic sample.
+    """
     from dugray.data.io import read_mask, read_rgb
 
     if args.image:
@@ -42,6 +45,9 @@ def inputs(args) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
 
 
 def run_one(name, image, gt, model, refiner, args, out: Path) -> None:
+    """One image's session: round 1, --rounds oracle rounds when there is a GT, refinement; prints the SAD
+    after each step and writes the step strip and the cutout to ``out``.
+    """
     import cv2
 
     from dugray.session import MattingSession, SessionConfig
@@ -76,6 +82,9 @@ def run_one(name, image, gt, model, refiner, args, out: Path) -> None:
 
 
 def main(argv=None) -> int:
+    """Parse the flags, load the model and run every input; returns 0, or 2 when an input or the model
+    cannot be read.
+    """
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image", help="an RGB image (default: the real val photos, else a synthetic one)")
     p.add_argument("--alpha", help="its ground-truth alpha, for the simulated user and SAD")

@@ -98,6 +98,7 @@ NOSOLVE = "_nosolve"
 
 
 def method_name(model: str, variant: str) -> str:
+    """The report's name of ``variant``: as is for the main model, ``<model>.<variant>`` for a compared one."""
     return variant if model == MAIN else f"{model}.{variant}"
 
 
@@ -138,6 +139,7 @@ def network_matte(session: MattingSession) -> np.ndarray:
 
 
 def as_full_u8(session: MattingSession, matte_w: np.ndarray) -> np.ndarray:
+    """``matte_w`` (working resolution) at ``session``'s full image size (guided upsampling), as uint8."""
     st = session.state
     return to_u8(full_resolution_alpha(matte_w, st.image, session.config, image_w=st.image_w))
 

@@ -84,6 +84,7 @@ def write_csv(path: Path, records: list[dict]) -> None:
 
 
 def write_json(path: Path, summary: dict) -> None:
+    """summary.json: ``summary`` as indented strict JSON (NaN and inf written as null)."""
     path.write_text(json.dumps(_finite(summary), indent=2) + "\n")
 
 

@@ -66,6 +66,7 @@ class EvalConfig:
     session: SessionConfig = field(default_factory=SessionConfig)
 
     def validate(self) -> None:
+        """Raise EvalError on an out-of-range rounds, limit, max_side, figures or error_threshold."""
         if self.rounds < 0:
             raise EvalError(f"rounds must be >= 0, got {self.rounds}")
         if self.limit is not None and self.limit < 1:

@@ -68,6 +68,7 @@ def _put(d: dict, tag: str, session: MattingSession) -> None:
 
 
 def cached_tags(d: dict) -> list[str]:
+    """The row tags (free, sel1, trimap, ...) a cached image holds, from its ``<tag>_gamma`` keys; sorted."""
     return sorted({k[: -len("_gamma")] for k in d if k.endswith("_gamma")})
 
 

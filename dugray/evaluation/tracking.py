@@ -16,6 +16,7 @@ ARTIFACT_FILES = ("report.md", "per_image.csv", "summary.json", "figure7.png")
 
 
 def tracking_uri(out: Path) -> str:
+    """MLFLOW_TRACKING_URI if set, else the SQLite store ``<out>/mlflow.db``."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(out).resolve() / 'mlflow.db'}"
 
 

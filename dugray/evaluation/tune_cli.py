@@ -28,6 +28,7 @@ PROG = "tune_solve.py"
 
 
 def fail(message: str):
+    """Print ``tune_solve.py: error: <first line of message>`` on stderr and exit with code 2."""
     print(f"{PROG}: error: {message.splitlines()[0] if message else 'failed'}", file=sys.stderr)
     sys.exit(2)
 
@@ -38,6 +39,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The tune_solve.py parser, sub-commands ``cache`` and ``grid``; a bad flag exits with code 2."""
     p = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("cache", help="run and cache every image's sessions")
@@ -61,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """``cache``: run and cache every image's sessions; ``grid``: score the variants, write the tables and
+    print the summary. Returns 0; exits with code 2 on bad arguments or unreadable data / models.
+    """
     args = build_parser().parse_args(argv)
     import yaml
 

@@ -57,6 +57,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
 
 
 def crop(x: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
+    """Undo :func:`pad_to_multiple`: the (h, w) region at ``box`` = (top, left, h, w) of the last two dims."""
     top, left, h, w = box
     return x[..., top : top + h, left : left + w]
 
@@ -112,6 +113,7 @@ class InvertedResidual(nn.Module):
         )
 
     def forward(self, x):
+        """Expand, depthwise, project; plus ``x`` when the stride is 1 and the channels match."""
         y = self.body(x)
         return x + y if self.skip else y
 
@@ -129,6 +131,7 @@ class SqueezeExcite(nn.Module):
         )
 
     def forward(self, x):
+        """``x`` with each channel scaled by a sigmoid gate computed from all channels' global means."""
         w = self.fc(x.mean(dim=(2, 3)))
         return x * w[:, :, None, None]
 

@@ -52,6 +52,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def is_mlflow_uri(uri: str) -> bool:
+    """True for what MLflow resolves (``models:``, ``runs:`` or any ``scheme://`` URI), not a local path."""
     return "://" in uri or uri.startswith(("models:", "runs:"))
 
 

@@ -81,6 +81,9 @@ class MODNetLite(MattingNet):
         self.head = NIGHead(hr, head_mid, alpha_min=alpha_min, norm=norm)
 
     def features(self, x, planes):
+        """Semantic, detail and fusion branches -> full-resolution (padded) features for the NIG head;
+        the user planes enter at the input and at every branch scale.
+        """
         img = {1: x, 2: _pool(x, 2), 4: _pool(x, 4)}
         pl = {s: _pool(planes, s) for s in (1, 2, 4, 8, 16)}
 

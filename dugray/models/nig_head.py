@@ -56,4 +56,5 @@ class NIGHead(nn.Module):
         return self.out(self.branches(feats))
 
     def forward(self, feats: torch.Tensor) -> NIG:
+        """Shared features (B,in_ch,H,W) -> NIG(gamma, nu, alpha, beta), each (B,1,H,W), via :func:`nig_activation`."""
         return nig_activation(self.raw(feats), alpha_min=self.alpha_min, evidence_min=self.evidence_min)

@@ -40,6 +40,7 @@ class LiteBlock(nn.Module):
         )
 
     def forward(self, x):
+        """ReLU(x + body(x)); same shape as ``x``."""
         return torch.relu(x + self.body(x))
 
 
@@ -73,6 +74,7 @@ class Exchange(nn.Module):
             self.paths.append(row)
 
     def forward(self, xs):
+        """Branch maps (finest first) -> as many maps, each the ReLU of the sum of all branches at its scale."""
         out = []
         for j, row in enumerate(self.paths):
             y = 0
@@ -94,6 +96,7 @@ class HRModule(nn.Module):
         self.exchange = Exchange(widths, norm)
 
     def forward(self, xs):
+        """Every branch through its lite blocks, then one exchange across branches (list in, list out)."""
         return self.exchange([b(x) for b, x in zip(self.branches, xs)])
 
 

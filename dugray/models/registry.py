@@ -53,10 +53,12 @@ def create_refiner(name: str = "hrnet_lite", **kw) -> nn.Module:
 
 
 def available_models() -> list[str]:
+    """Names of the registered matting networks (``create_model``'s choices), sorted."""
     return sorted(_MODELS)
 
 
 def available_refiners() -> list[str]:
+    """Names of the registered refiners (``create_refiner``'s choices), sorted."""
     return sorted(_REFINERS)
 
 

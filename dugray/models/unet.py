@@ -64,6 +64,9 @@ class UNetMatting(MattingNet):
         self.head = NIGHead(widths[0], head_mid, alpha_min=alpha_min, norm=norm)
 
     def features(self, x, planes):
+        """Encoder, then decoder with skips -> full-resolution (padded) features for the NIG head;
+        the user planes enter at the input and, pooled, at every decoder stage.
+        """
         skips, pyramid = [], [planes]
         x = torch.cat([x, planes], dim=1)
         for i, stage in enumerate(self.encoder):

@@ -99,6 +99,7 @@ class SolveParams:
             raise ValueError(f"band_dilation must be in [0, 64] pixels, got {self.band_dilation}")
 
     def to_dict(self) -> dict:
+        """Every parameter as a plain dict (:meth:`from_dict` reads it back)."""
         return asdict(self)
 
     @classmethod

@@ -47,6 +47,7 @@ PROG = "train.py"
 
 
 def parse(argv, prog: str = PROG):
+    """The train.py flags parsed from ``argv``: --config plus one flag per TrainConfig key (None when not given)."""
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="YAML/JSON file of TrainConfig keys")
     for flag, (key, typ, help_) in FLAGS.items():

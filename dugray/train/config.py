@@ -19,6 +19,12 @@ DEPRECATED_KEYS = {"model": "arch", "model_kwargs": "arch_kwargs"}
 
 @dataclass
 class TrainConfig:
+    """Everything a training job needs, as plain data: data, output and tracking, stages, model,
+    optimisation and scale; the field docstrings say what each means.
+
+    Built with :meth:`from_dict` (a YAML/JSON file from :func:`load_config_file`, overridden by
+    train.py's flags), which checks it; the driver hands it to every Ray Train worker in a LoopArgs.
+    """
     # data
     data: str = ""
     """Dataset folder (any layout dugray.data reads) or a manifest .parquet."""
@@ -106,6 +112,7 @@ class TrainConfig:
         return self.stage2_epochs or self.epochs
 
     def to_dict(self) -> dict:
+        """Every key as a plain dict (logged to MLflow as config.json and as run parameters)."""
         return asdict(self)
 
     @classmethod
@@ -127,6 +134,9 @@ class TrainConfig:
         return cfg
 
     def validate(self) -> None:
+        """Raise ValueError on a bad value; also turns ``betas`` and ``crop_scales`` (lists from
+        YAML / JSON) into tuples.
+        """
         if self.stage not in ("1", "2", "all"):
             raise ValueError(f"stage must be 1, 2 or all, got {self.stage!r}")
         if self.loss not in ("nig", "l1"):

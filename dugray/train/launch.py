@@ -31,6 +31,7 @@ STAGES = {"1": stage1_loop, "2": stage2_loop}
 
 
 def tracking_uri(out: Path) -> str:
+    """MLFLOW_TRACKING_URI if set, else the SQLite store ``<out>/mlflow.db``."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{out / 'mlflow.db'}"
 
 

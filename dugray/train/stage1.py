@@ -95,6 +95,14 @@ def validate(model, cfg, table, wc, ledger) -> tuple[dict, dict | None]:
 
 
 def stage1_loop(loop_config: dict) -> None:
+    """One Ray Train worker of stage 1 (``train_loop_config={"args": LoopArgs}``).
+
+    Builds F (new, or ``init_from``'s), wraps it for DDP and restores the latest checkpoint if any.
+    Per epoch: exactly ``steps`` batches of this worker's shard of the train rows (simulated user maps),
+    Adam on the NIG (or L1) loss + Laplacian matte loss, gradients clipped, LR per batch; then validation
+    on its val shard, metrics summed over workers, and :func:`report_epoch` (rank 0 checkpoints).
+    Rank 0 then logs the metrics and a sample grid to the stage's MLflow run, once per epoch.
+    """
     args: LoopArgs = loop_config["args"]
     cfg = args.config
     wc = worker_context(cfg)

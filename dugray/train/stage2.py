@@ -102,6 +102,14 @@ def validate(frozen, refiner, cfg, table, wc, ledger) -> dict:
 
 
 def stage2_loop(loop_config: dict) -> None:
+    """One Ray Train worker of stage 2 (``train_loop_config={"args": LoopArgs}``).
+
+    Loads stage 1's F from ``args.matting_checkpoint`` and freezes it; builds R (new, or ``init_from``'s),
+    wraps it for DDP and restores the latest checkpoint if any. Per epoch: exactly ``steps`` batches of
+    this worker's shard of the train rows, F's aleatoric map picks each image's 32x32 patches and Adam trains R on
+    them (L1 + gradient loss); then validation SADs on its val shard, summed over workers,
+    :func:`report_epoch` (rank 0 checkpoints) and rank 0's MLflow log of the metrics, once per epoch.
+    """
     args: LoopArgs = loop_config["args"]
     cfg = args.config
     wc = worker_context(cfg)

@@ -46,6 +46,11 @@ class LoopArgs:
 
 @dataclass
 class WorkerContext:
+    """Where this Ray Train worker stands: ``rank`` of ``world`` workers, the torch ``device`` it uses.
+
+    Each worker reads shard ``rank`` of every epoch; rank 0 (``is_chief``) alone writes the
+    checkpoints, logs to MLflow and prints progress.
+    """
     rank: int
     world: int
     device: torch.device
@@ -56,6 +61,11 @@ class WorkerContext:
 
 
 def worker_context(cfg: TrainConfig) -> WorkerContext:
+    """This worker's :class:`WorkerContext` from Ray Train, with torch set up for it.
+
+    ``cfg.cpus_per_worker`` intra-op threads (at least 1) and the torch seed ``cfg.seed + rank``;
+    the device is Ray Train's (this worker's GPU with ``use_gpu``, else the CPU).
+    """
     ctx = ray.train.get_context()
     torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
     torch.manual_seed(cfg.seed + ctx.get_world_rank())
@@ -198,6 +208,7 @@ def report_epoch(metrics: dict, model: torch.nn.Module, state: dict, wc: WorkerC
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The network inside a DDP wrapper (``.module``), or ``model`` itself when it is not wrapped."""
     return model.module if hasattr(model, "module") else model
 
 
@@ -232,6 +243,9 @@ class MlflowLogger:
             self.logged = {m.step for m in self.client.get_metric_history(self.run_id, "epoch")}
 
     def metrics(self, values: dict, step: int) -> None:
+        """Log ``values`` at ``step`` (the epoch) in one batch; nothing when inactive or when
+        the step is already logged (an epoch redone after a worker failure).
+        """
         if self.active and step not in self.logged:
             self.logged.add(step)
             ts = int(time.time() * 1000)
@@ -240,6 +254,7 @@ class MlflowLogger:
             self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, step) for k, v in values.items()])
 
     def artifact(self, path, folder: str | None = None) -> None:
+        """Upload the file ``path`` to the run (under ``folder``); nothing when inactive."""
         if self.active:
             self.client.log_artifact(self.run_id, str(path), folder)
 
@@ -252,6 +267,9 @@ class Progress:
         self.start, self.seen = time.perf_counter(), 0
 
     def step(self, i: int, n_images: int, losses: dict) -> None:
+        """Count step ``i``'s images; rank 0 prints a line every ``every`` steps and at the last one
+        (losses, images/s estimated over all workers, ETA of the epoch).
+        """
         self.seen += n_images
         if self.wc.is_chief and (i % self.every == 0 or i == self.steps):
             dt = time.perf_counter() - self.start
