@@ -24,25 +24,9 @@ from dugray.models import (
     resolve_device,
     save_checkpoint,
 )
-from dugray.session import (
-    FUSE,
-    PREDICT,
-    PROPOSE,
-    REFINE,
-    SOLVE,
-    MattingSession,
-    SessionConfig,
-    fused_nig,
-    new_state,
-    predict_round,
-    propose_patches,
-    refine_plan,
-    refine_step,
-    round_plan,
-    run_plan_async,
-    solve_step,
-    working_float,
-)
+from dugray.session import MattingSession, SessionConfig, apply_user_labels, new_state, predict_round
+from dugray.session import fused_nig, propose_patches, refine_step, solve_step, working_float
+from dugray.session import FUSE, PREDICT, PROPOSE, REFINE, SOLVE, refine_plan, round_plan, run_plan_async  # the plans
 from dugray.train.config import TrainConfig
 from dugray.usermap import mask_to_trimap
 
@@ -240,8 +224,6 @@ def test_the_async_runner_gives_the_in_process_session_exactly():
 
     state = new_state(_image(), config)
     asyncio.run(run_plan_async(round_plan(state, {}), steps()))
-    from dugray.session import apply_user_labels
-
     apply_user_labels(state, [(0, "fg"), (1, "bg")])
     asyncio.run(run_plan_async(round_plan(state, {}), steps()))
     asyncio.run(run_plan_async(refine_plan(state), steps()))
