@@ -44,7 +44,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from dugray.data.io import IMAGE_EXTENSIONS, encode_png, read_rgb
+from dugray.data.io import IMAGE_EXTENSIONS, encode_png, read_rgb, write_atomic
 from dugray.models import load_networks
 from dugray.session import MattingSession, SessionConfig, fused_nig, uncertainty_maps
 
@@ -152,14 +152,6 @@ def process_image(source: str, rel: str, out_dir, model, refiner, options: Batch
     except Exception as exc:  # noqa: BLE001 - one bad image is reported, never fatal to the batch
         reason = str(exc).splitlines()[0] if str(exc) else ""
         return _row(source, rel, "failed", error=f"{type(exc).__name__}: {reason}", seconds=time.perf_counter() - t0)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a hidden temporary file and a rename: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _row(source, rel, status, error="", seconds=0.0, summary=None) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import sys
 import time
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--alpha-only", action="store_true", help="write the grey alpha matte instead of the RGBA cut-out")
     c.add_argument("--server", metavar="URL", help="use a running server's API (e.g. http://127.0.0.1:8000) instead of "
                    "running the model here")
+    c.add_argument("--api-key", help="with --server: the API key to send (default: $DUGRAY_API_KEY)")
     _add_model(c)
     c.set_defaults(func=cmd_cutout)
 
@@ -197,7 +199,11 @@ def _add_model(p) -> None:
 
 
 def _add_server_flags(p) -> None:
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all: "
+                   "then use API keys, behind a TLS proxy)")
+    p.add_argument("--api-key", action="append", default=[], metavar="KEY",
+                   help="an API key the server accepts and this command sends (repeatable; at least 16 characters; "
+                        "default: $DUGRAY_API_KEYS for the server, $DUGRAY_API_KEY for the client)")
     p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     p.add_argument("--cpus", type=int, help="CPUs of the local Ray instance (default: all)")
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
@@ -227,7 +233,7 @@ def cmd_cutout(args) -> int:
         _server_side_model(args)
         from dugray.client import DugrayClient
 
-        with DugrayClient(args.server) as api:
+        with DugrayClient(args.server, api_key=args.api_key) as api:
             png = api.cutout(_local_file(args.image), output="alpha" if args.alpha_only else "rgba",
                              trimap=_local_file(args.trimap), mask=_local_file(args.mask), refine=args.refine,
                              solve=args.solve)
@@ -288,7 +294,7 @@ def _local_file(path: str | None) -> Path | None:
 
 
 def _write(path: Path, data: bytes) -> None:
-    from dugray.batch import write_atomic
+    from dugray.data.io import write_atomic
 
     write_atomic(path.resolve(), data)
 
@@ -413,7 +419,7 @@ def _interactive_web(args) -> int:
 
     t0 = time.perf_counter()
     try:
-        with DugrayClient(url) as api:
+        with DugrayClient(url, api_key=(args.api_key or [None])[0]) as api:
             view = api.create_session(image, trimap=trimap, mask=mask, solve=args.solve)
     except BaseException:
         if not args.server:
@@ -498,6 +504,12 @@ def _start_server(args) -> str:
     settings = {"model": args.model, **dict(_key_value(s) for s in args.settings)}
     if args.refiner:
         settings["refiner"] = args.refiner
+    if args.api_key:
+        settings["api_keys"] = list(args.api_key)
+    keys = settings.get("api_keys") or os.environ.get("DUGRAY_API_KEYS")
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not keys:
+        print(f"{PROG}: warning: listening on {args.host} without API keys: anyone who can reach this machine can use "
+              "the server; pass --api-key (and put it behind a TLS proxy)", file=sys.stderr, flush=True)
     session = {k: v for k, v in _session_overrides(args).items() if k != "solve"}  # interactive --web
     if session:
         settings.setdefault("session", session)

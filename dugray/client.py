@@ -10,6 +10,9 @@
         api.delete(s.id)
         open("alpha.png", "wb").write(api.cutout("photo.png", output="alpha"))   # one shot
 
+A server with API keys needs one: ``DugrayClient(url, api_key=KEY)``, or the
+``DUGRAY_API_KEY`` environment variable (sent as ``Authorization: Bearer KEY``).
+
 Images (and trimaps / masks) are a file path, the file's bytes, or an RGB uint8 array
 (encoded to PNG here). A refused request raises :class:`DugrayApiError` with the API's
 ``{"error", "detail"}``; a server that cannot be reached raises :class:`ServerUnreachable`.
@@ -18,6 +21,7 @@ It needs only ``requests`` (and OpenCV for arrays), not torch or Ray.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +33,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 ImageInput = Union[str, Path, bytes, "np.ndarray"]
+API_KEY_ENV = "DUGRAY_API_KEY"
+"""The API key the client (and the CLI) send when none is given explicitly."""
 OUTPUTS = ("image", "alpha", "cutout", "epistemic", "aleatoric")
 
 
@@ -84,10 +90,13 @@ class SessionView:
 class DugrayClient:
     """One API endpoint (``base_url`` as printed by ``dugray serve``), one HTTP connection pool."""
 
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout: float = 300.0):
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout: float = 300.0, api_key: str | None = None):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.http = requests.Session()
+        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        if key:
+            self.http.headers["Authorization"] = f"Bearer {key}"
 
     def __enter__(self):
         return self

@@ -346,13 +346,15 @@ def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
         a = np.repeat(a, 3, axis=2)
     if a.dtype == np.uint8:
         return np.ascontiguousarray(a)
+    # 16-bit and float images are scaled by OpenCV straight into uint8 (rounded, saturated):
+    # no full-size float copy of a large upload
     if a.dtype == np.uint16:
-        return np.rint(a.astype(np.float32) / 257.0).astype(np.uint8)
-    if np.issubdtype(a.dtype, np.floating):
-        if not np.all(np.isfinite(a)) or a.min() < 0 or a.max() > 1:
+        return cv2.convertScaleAbs(np.ascontiguousarray(a), alpha=1 / 257.0)
+    if a.dtype in (np.float32, np.float64):
+        if not np.isfinite(a.min()) or not np.isfinite(a.max()) or a.min() < 0 or a.max() > 1:
             raise ValueError("a float image must be finite with values in [0, 1]")
-        return np.rint(a * 255.0).astype(np.uint8)
-    raise ValueError(f"image dtype must be uint8, uint16 or float in [0, 1], got {a.dtype}")
+        return cv2.convertScaleAbs(np.ascontiguousarray(a), alpha=255.0)
+    raise ValueError(f"image dtype must be uint8, uint16 or float32/64 in [0, 1], got {a.dtype}")
 
 
 def working_float(state: SessionState) -> np.ndarray:
@@ -741,6 +743,31 @@ async def run_plan_async(plan, steps: Mapping[str, Any]):
             results = list(await asyncio.gather(*(steps[name](*args) for name, *args in request)))
     except StopIteration as done:
         return done.value
+
+
+def warm_up(model=None, refiner=None, config: SessionConfig | None = None) -> float:
+    """One tiny session through every step a request can take (a round with ``model``, or a
+    made-up posterior without one; refinement with ``refiner``; the solve; the full-resolution
+    alpha, cutout and heat maps), so that a server's first user pays no JIT compile or lazy
+    initialisation. Returns the seconds it took."""
+    t0 = time.perf_counter()
+    config = SessionConfig.from_dict({**(config or SessionConfig()).to_dict(), "work_size": 48})
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (72, 96, 3), dtype=np.uint8)
+    image[18:54, 24:72] = (230, 200, 60)
+    state = new_state(image, config)
+    if model is not None:
+        run_plan(round_plan(state, {}), MattingSession.from_state(state, model, refiner)._steps())
+    else:
+        h, w = state.work_shape
+        gamma = np.clip(rng.random((h, w)), 0.0, 1.0).astype(np.float32)
+        state.rounds.append(NIG(gamma, np.ones_like(gamma), np.full_like(gamma, 3.0), np.full_like(gamma, 0.1)))
+        record_solve(state, solve_step(state))
+    session = MattingSession.from_state(state, model, refiner)
+    if refiner is not None:
+        session.refine()
+    session.cutout(), session.alpha_u8, session.epistemic, session.aleatoric
+    return time.perf_counter() - t0
 
 
 # --------------------------------------------------------------------------- the session

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 FOREGROUND = 1.0
@@ -171,12 +172,23 @@ def _as_u8(t: np.ndarray) -> np.ndarray:
     float or 0/1 plane), else clipped to 0..255."""
     if t.dtype == np.uint8:
         return t
+    if t.dtype == np.bool_:
+        return t.astype(np.uint8) * np.uint8(255)
     if t.dtype == np.uint16:
-        return np.rint(t / 257.0).astype(np.uint8)
-    if np.issubdtype(t.dtype, np.floating) and not np.all(np.isfinite(t)):
+        return cv2.convertScaleAbs(np.ascontiguousarray(t), alpha=1 / 257.0)  # no float copy
+    if not t.size:
+        return t.astype(np.uint8)
+    lo, hi = t.min(), t.max()
+    if np.issubdtype(t.dtype, np.floating) and not (np.isfinite(lo) and np.isfinite(hi)):
         raise ValueError("a float trimap or mask must be finite")
-    scale = 255 if t.size and t.max() <= 1 else 1
-    return np.clip(np.rint(np.asarray(t, np.float64) * scale), 0, 255).astype(np.uint8)
+    if not np.issubdtype(t.dtype, np.floating) and not np.issubdtype(t.dtype, np.integer):
+        raise ValueError(f"a trimap or mask must hold numbers, got {t.dtype}")
+    scale = 255.0 if hi <= 1 else 1.0
+    if lo < 0:
+        t = np.maximum(t, 0)
+    if t.dtype not in (np.float32, np.float64, np.int16, np.int32, np.int8):
+        t = t.astype(np.float32)  # int64 and friends: OpenCV does not read them
+    return cv2.convertScaleAbs(np.ascontiguousarray(t), alpha=scale)
 
 
 def trimap_to_usermap(trimap: np.ndarray) -> np.ndarray:

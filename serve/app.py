@@ -23,6 +23,7 @@ The ingress also serves the web page (serve/static, plain files) at ``/``.
 """
 
 import asyncio
+import hashlib
 import logging
 import time
 import uuid
@@ -56,10 +57,13 @@ from dugray.session import (
     run_plan_async,
     solve_step,
     solve_switch_plan,
+    warm_up,
     working_float,
 )
 from dugray.solve import warm_up as warm_up_solve
 from dugray.visualize import heat
+from serve.access import Policy, RequestGuard
+from serve.blobs import SID, open_blobs
 from serve.errors import ApiError, install_error_handlers, unknown_session
 from serve.imaging import decode_image, decode_plane
 from serve.loading import load_matting, load_refiner, set_threads
@@ -76,6 +80,7 @@ api = FastAPI(
     '`{"error": ..., "detail": ...}`; boxes are `[y0, x0, y1, x1]` in full-resolution pixels.',
 )
 install_error_handlers(api)
+api.add_middleware(RequestGuard)  # keys, rate limit and body limits before any route (serve/access.py)
 # NB: serve.ingress pickles the routes when the class is decorated: everything they use
 # must be imported or defined above the APIIngress class.
 log = logging.getLogger("ray.serve")
@@ -85,8 +90,26 @@ SAVE_ERRORS = {
     "missing": (404, "session expired or deleted"),
     "conflict": (409, "session changed meanwhile; reload it and retry"),
     "too_large": (413, "session state too large for the store"),
+    "quota": (429, "too many live sessions", "delete one of yours (DELETE /v1/sessions/{id}) or wait for one to expire"),
 }
 WEB_FILES = ("index.html", "app.js", "style.css")
+
+
+def owner_of(request: Request) -> str | None:
+    """Who makes the request (set by serve.access.RequestGuard): ``key:...`` or ``addr:...``."""
+    return getattr(request.state, "owner", None)
+
+
+def checked_sid(sid: str) -> str:
+    """A session id that can be one (else 404 before any work): the store's ids are 32 hex digits."""
+    if not SID.fullmatch(sid):
+        raise unknown_session(sid[:64])
+    return sid
+
+
+def model_id(uri: str) -> str:
+    """'default', or a short hash of the model's URI: /v1/health tells versions apart without paths."""
+    return uri if uri == "default" else "sha256:" + hashlib.sha256(uri.encode()).hexdigest()[:12]
 
 
 def web_file(name: str) -> FileResponse:
@@ -107,6 +130,7 @@ class Matting:
     def __init__(self, settings: ServeSettings):
         self.settings = settings
         self.model = load_matting(settings)
+        warm_up(self.model, config=settings.session_config())  # ready means fast: the first request compiles nothing
         self.predict.set_max_batch_size(settings.batch_size)
         self.predict.set_batch_wait_timeout_s(settings.batch_wait_s)
 
@@ -155,6 +179,7 @@ class Refinement:
     def __init__(self, settings: ServeSettings):
         self.settings = settings
         self.refiner = load_refiner(settings)
+        warm_up(refiner=self.refiner, config=settings.session_config())  # refinement, solve and every render
 
     def refine(self, state: SessionState, fused):
         """The refined working matte of the fused posterior (:func:`dugray.session.refine_step`)."""
@@ -173,10 +198,12 @@ class Refinement:
 
 @serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
 class SessionStore(SessionTable):
-    """All sessions, bounded (see serve/store.py). Keep it at ONE replica: it is the state."""
+    """All sessions, bounded and owned (see serve/store.py), written through to ``session_storage``
+    so a restarted replica (or a second one on shared storage) serves every live session."""
 
     def __init__(self, settings: ServeSettings):
-        super().__init__(settings.max_sessions, settings.session_ttl_s, settings.max_store_bytes)
+        super().__init__(settings.max_sessions, settings.session_ttl_s, settings.max_store_bytes,
+                         blobs=open_blobs(settings.session_storage), max_per_owner=settings.max_sessions_per_owner)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=64)
@@ -188,6 +215,7 @@ class APIIngress:
         self.matting, self.fusion, self.proposal, self.solver = matting, fusion, proposal, solver
         self.refinement, self.store = refinement, store
         self.settings, self.config = settings, settings.session_config()
+        RequestGuard.install(Policy.from_settings(settings))
 
     @api.get("/", include_in_schema=False)
     async def page(self) -> FileResponse:
@@ -211,24 +239,24 @@ class APIIngress:
         uncertainty = await self._run(round_plan(state, {}))
         sid = uuid.uuid4().hex
         view = session_view(sid, state, uncertainty)
-        await self._save(sid, state, view, None)
+        await self._save(sid, state, view, None, owner_of(request))
         return with_request_time(view, t0)
 
     @api.get("/v1/sessions/{sid}")
-    async def get_session(self, sid: str) -> dict:
+    async def get_session(self, sid: str, request: Request) -> dict:
         """The session's current view: size, round, proposals, uncertainty, labels, solve, links to its
         PNGs and the last round's timings (404 if unknown or expired).
         """
-        view = await self.store.view.remote(sid)
+        view = await self._store("view", checked_sid(sid), owner_of(request))
         if view is None:
             raise unknown_session(sid)
         return view
 
     @api.post("/v1/sessions/{sid}/labels")
-    async def label(self, sid: str, body: LabelRequest) -> dict:
+    async def label(self, sid: str, body: LabelRequest, request: Request) -> dict:
         """Paint the answers into the user map, run the network again, fuse, propose anew."""
         t0 = time.perf_counter()
-        state, _, version = await self._load(sid)
+        state, _, version = await self._load(sid, request)
         if len(state.rounds) >= self.settings.max_rounds:
             raise ApiError(409, "round limit reached", f"a session may run {self.settings.max_rounds} rounds")
         try:
@@ -237,42 +265,42 @@ class APIIngress:
             raise ApiError(422, "invalid labels", str(exc)) from None
         uncertainty = await self._run(round_plan(state, {"label_s": time.perf_counter() - t0}))
         view = session_view(sid, state, uncertainty)
-        await self._save(sid, state, view, version)
+        await self._save(sid, state, view, version, owner_of(request))
         return with_request_time(view, t0)
 
     @api.patch("/v1/sessions/{sid}")
-    async def patch_session(self, sid: str, body: SessionPatch) -> dict:
+    async def patch_session(self, sid: str, body: SessionPatch, request: Request) -> dict:
         """Change a session's options: ``{"solve": false}`` shows the network's fused matte,
         ``{"solve": true}`` the uncertainty-guided solve (run now); refinement is reset."""
         t0 = time.perf_counter()
-        state, old_view, version = await self._load(sid)
+        state, old_view, version = await self._load(sid, request)
         await self._run(solve_switch_plan(state, body.solve))
         view = session_view(sid, state, old_view["uncertainty"])
-        await self._save(sid, state, view, version)
+        await self._save(sid, state, view, version, owner_of(request))
         return with_request_time(view, t0)
 
     @api.post("/v1/sessions/{sid}/refine")
-    async def refine(self, sid: str) -> dict:
+    async def refine(self, sid: str, request: Request) -> dict:
         """Refine fine detail where aleatoric uncertainty is high (until the next round)."""
         t0 = time.perf_counter()
-        state, old_view, version = await self._load(sid)
+        state, old_view, version = await self._load(sid, request)
         await self._run(refine_plan(state))
         view = session_view(sid, state, old_view["uncertainty"])
-        await self._save(sid, state, view, version)
+        await self._save(sid, state, view, version, owner_of(request))
         return with_request_time(view, t0)
 
     @api.get("/v1/sessions/{sid}/{output}.png", response_class=Response, responses=PNG)
-    async def output(self, sid: str, output: str) -> Response:
+    async def output(self, sid: str, output: str, request: Request) -> Response:
         """image (the input, RGB), alpha (grey), cutout (RGBA), epistemic or aleatoric (heat maps); full resolution."""
         if output not in OUTPUTS:
             raise ApiError(404, "unknown output", f"expected one of {list(OUTPUTS)}")
-        state, _, _ = await self._load(sid)
+        state, _, _ = await self._load(sid, request)
         return Response(await self.refinement.render.remote(state, output), media_type="image/png")
 
     @api.delete("/v1/sessions/{sid}", status_code=204)
-    async def delete_session(self, sid: str) -> Response:
-        """Delete the session and free its memory: 204, or 404 if unknown or already gone."""
-        if not await self.store.delete.remote(sid):
+    async def delete_session(self, sid: str, request: Request) -> Response:
+        """Delete the session and its stored state: 204, or 404 if unknown, expired or not yours."""
+        if not await self._store("delete", checked_sid(sid), owner_of(request)):
             raise unknown_session(sid)
         return Response(status_code=204)
 
@@ -292,10 +320,11 @@ class APIIngress:
 
     @api.get("/v1/health")
     async def health(self) -> dict:
-        """Liveness: ``status`` ok, the model being served and the session store's counters
-        (sessions, bytes, their bounds, evicted and expired).
+        """Liveness, open to all (no key): ``status`` ok, which model (``default`` or a hash of its URI,
+        never a path), whether keys are required, and the session store's counters.
         """
-        return {"status": "ok", "model": self.settings.model, "store": await self.store.stats.remote()}
+        return {"status": "ok", "model": model_id(self.settings.model), "auth": bool(self.settings.api_keys),
+                "store": await self._store("stats")}
 
     # ---- the session module's plans, each step on its deployment
 
@@ -353,17 +382,31 @@ class APIIngress:
         except ValueError as exc:
             raise ApiError(422, "invalid input", str(exc)) from None
 
-    async def _load(self, sid: str) -> tuple[SessionState, dict, int]:
-        got = await self.store.get.remote(sid)
+    async def _load(self, sid: str, request: Request) -> tuple[SessionState, dict, int]:
+        got = await self._store("get", checked_sid(sid), owner_of(request))
         if got is None:
             raise unknown_session(sid)
         blob, view, version = got
         return SessionState.from_bytes(blob), view, version
 
-    async def _save(self, sid: str, state: SessionState, view: dict, version: int | None) -> None:
-        result = await self.store.put.remote(sid, state.to_bytes(), view, version)
+    async def _save(self, sid: str, state: SessionState, view: dict, version: int | None, owner: str | None) -> None:
+        result = await self._store("put", sid, state.to_bytes(), view, version, owner)
         if not result["ok"]:
-            raise ApiError(*SAVE_ERRORS[result["error"]], sid)
+            status, error, detail = SAVE_ERRORS[result["error"]]
+            headers = {"Retry-After": str(min(60, int(self.settings.session_ttl_s)))} if status == 429 else None
+            raise ApiError(status, error, detail if detail is not None else sid, headers=headers)
+
+    async def _store(self, method: str, *args):
+        """A call on the session store, retried while its replica is replaced (its sessions are on storage)."""
+        deadline = time.monotonic() + self.settings.retry_s
+        while True:
+            try:
+                return await getattr(self.store, method).remote(*args)
+            except MODEL_DIED as exc:
+                if time.monotonic() > deadline:
+                    raise ApiError(503, "session store unavailable", type(exc).__name__) from None
+                log.warning("SessionStore replica lost (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(0.5)
 
 
 DEPLOYMENTS = (Matting, Fusion, Proposal, Solve, Refinement, SessionStore, APIIngress)

@@ -21,9 +21,9 @@ log = logging.getLogger("ray.serve")
 class ApiError(Exception):
     """A request the server refuses: HTTP ``status``, a short ``error``, optional ``detail``."""
 
-    def __init__(self, status: int, error: str, detail=None):
+    def __init__(self, status: int, error: str, detail=None, headers: dict | None = None):
         super().__init__(error)
-        self.status, self.error, self.detail = status, error, detail
+        self.status, self.error, self.detail, self.headers = status, error, detail, headers
 
 
 def unknown_session(sid: str) -> ApiError:
@@ -31,9 +31,9 @@ def unknown_session(sid: str) -> ApiError:
     return ApiError(404, "unknown session", sid)
 
 
-def error_response(status: int, error: str, detail=None) -> JSONResponse:
+def error_response(status: int, error: str, detail=None, headers: dict | None = None) -> JSONResponse:
     """The JSON error ``{"error", "detail"}`` with HTTP ``status`` (``detail`` made JSON-safe)."""
-    return JSONResponse({"error": error, "detail": jsonable_encoder(detail)}, status_code=status)
+    return JSONResponse({"error": error, "detail": jsonable_encoder(detail)}, status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -41,7 +41,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError):
-        return error_response(exc.status, exc.error, exc.detail)
+        return error_response(exc.status, exc.error, exc.detail, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError):

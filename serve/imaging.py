@@ -1,10 +1,17 @@
-"""Uploaded bytes to validated arrays, and arrays to PNG bytes (OpenCV both ways).
+"""Uploaded bytes to validated arrays (OpenCV), refused before decoding when too large.
+
+Every accepted format has its size read from its header BEFORE anything is decoded
+(PNG, JPEG, GIF, BMP, WebP, TIFF, PNM), so a small file that claims a huge image (a
+"decompression bomb": an 8000x8000 TIFF compresses to a few hundred kB) is refused with
+413 without allocating it; a format whose header we cannot read is refused with 415, never
+decoded on trust. JPEG markers are found past junk bytes, as libjpeg finds them.
 
 Decoding is ``cv2.imdecode(IMREAD_UNCHANGED)`` so 16-bit, grey and RGBA files arrive as
-they are; :func:`dugray.session.as_rgb_uint8` (via ``new_state``) then scales, replicates
-or drops channels. The pixel limit is checked on the file header BEFORE decoding (PNG,
-JPEG, GIF, BMP, WebP), so a small file that claims a huge image is refused without
-allocating it; other formats are checked right after decoding.
+they are; the EXIF orientation of JPEG and TIFF files is then applied (IMREAD_UNCHANGED
+ignores it, the CLI's reader and browsers do not), and the channels are put in RGB order
+by a view, with no per-pixel conversion: :func:`dugray.session.as_rgb_uint8` (via
+``new_state``) then scales 16-bit and float images to 8 bits without a float64 copy, and
+refuses other types (int16, ...) with a ValueError, a 422 here.
 """
 
 from __future__ import annotations
@@ -16,51 +23,66 @@ import numpy as np
 
 from serve.errors import ApiError
 
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WebP", "TIFF", "PNM")
+"""What the server accepts: the formats whose size it can read before decoding."""
+ORIENT = {  # EXIF orientation -> how to turn the stored pixels into the displayed image
+    2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1), 6: lambda a: a[::-1].swapaxes(0, 1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1), 8: lambda a: a[:, ::-1].swapaxes(0, 1),
+}
+
 
 def decode_image(data: bytes, max_pixels: int, name: str = "image") -> np.ndarray:
-    """Bytes of an image file -> array in RGB(A) channel order, any dtype; ApiError otherwise."""
+    """Bytes of an image file -> array in RGB(A) channel order, any dtype, EXIF-oriented; ApiError otherwise."""
     if not data:
         raise ApiError(400, f"{name} is empty")
-    size = header_size(data)
-    if size is not None:
-        _check_pixels(size, max_pixels, name)
+    size, orientation = probe(data, name)
+    _check_pixels(size, max_pixels, name)
     try:
         arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error:
         arr = None
     if arr is None or arr.size == 0:
-        raise ApiError(400, f"{name} could not be decoded", "not an image, a truncated file or an unsupported format")
-    _check_pixels((arr.shape[1], arr.shape[0]), max_pixels, name)
-    if arr.ndim == 3 and arr.shape[2] == 3:
-        arr = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
-    elif arr.ndim == 3 and arr.shape[2] == 4:
-        arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA)
+        raise ApiError(400, f"{name} could not be decoded", "not an image, a truncated file or an unsupported variant")
+    _check_pixels((arr.shape[1], arr.shape[0]), max_pixels, name)  # a header that lied
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        arr = np.concatenate([arr[..., 2::-1], arr[..., 3:]], axis=2) if arr.shape[2] == 4 else arr[..., ::-1]
+    if orientation in ORIENT:
+        arr = ORIENT[orientation](arr)
     return arr
 
 
-def decode_plane(data: bytes, max_pixels: int, name: str) -> np.ndarray:
-    """A trimap or mask file -> its first channel, any dtype (``dugray.session.new_state``
-    reads and checks its values, as for every other entry point)."""
-    a = decode_image(data, max_pixels, name)
-    return a[..., 0] if a.ndim == 3 else a
-
-
-def header_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) read from the header of a PNG, JPEG, GIF, BMP or WebP file, else None."""
+def probe(data: bytes, name: str = "image") -> tuple[tuple[int, int], int]:
+    """((width, height), EXIF orientation or 1) from the header; ApiError 415 for other formats."""
     try:
-        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
-            return struct.unpack(">II", data[16:24])
-        if data[:6] in (b"GIF87a", b"GIF89a"):
-            return struct.unpack("<HH", data[6:10])
-        if data[:2] == b"BM":
-            w, h = struct.unpack("<ii", data[18:26])
-            return abs(w), abs(h)
-        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-            return _webp_size(data)
-        if data[:2] == b"\xff\xd8":
-            return _jpeg_size(data)
-    except struct.error:
-        return None  # too short to hold a header: let the decoder say it is broken
+        found = _probe(data)
+    except (struct.error, IndexError, ValueError):
+        found = None
+    if found is None:
+        raise ApiError(415, f"{name}: unsupported or unreadable image format", f"accepted: {', '.join(FORMATS)}")
+    return found
+
+
+def _probe(data: bytes):
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        return struct.unpack(">II", data[16:24]), 1
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return struct.unpack("<HH", data[6:10]), 1
+    if data[:2] == b"BM":
+        w, h = struct.unpack("<ii", data[18:26])
+        return (abs(w), abs(h)), 1
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        size = _webp_size(data)
+        return (size, 1) if size else None
+    if data[:2] == b"\xff\xd8":
+        return _jpeg(data)
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        tags = _tiff_tags(data, 0)
+        if 256 not in tags or 257 not in tags:
+            return None
+        return (tags[256], tags[257]), tags.get(274, 1)
+    if data[:1] == b"P" and data[1:2] in b"123456" and len(data) > 2:
+        return _pnm_size(data), 1
     return None
 
 
@@ -70,23 +92,72 @@ def _check_pixels(size: tuple[int, int], max_pixels: int, name: str) -> None:
         raise ApiError(413, f"{name} is too large", f"{w}x{h} = {w * h} pixels; the limit is {max_pixels}")
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF:
-            return None
+def _jpeg(data: bytes):
+    """JPEG size from its first start-of-frame and orientation from its EXIF (APP1) segment."""
+    i, orientation = 2, 1
+    while i + 3 < len(data):
+        if data[i] != 0xFF:  # junk between segments: libjpeg skips it, and so do we
+            i += 1
+            continue
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
             continue
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
-            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
-            return w, h
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+        if marker in (0xD8, 0x01, 0x00) or 0xD0 <= marker <= 0xD7:  # markers without a length
             i += 2
             continue
-        i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
+        length = struct.unpack(">H", data[i + 2 : i + 4])[0]
+        if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\x00\x00":
+            orientation = _tiff_tags(data[i + 10 : i + 2 + length], 0).get(274, 1)
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+            return (w, h), orientation
+        if marker == 0xDA:  # start of scan before any frame header: not a JPEG we can size
+            return None
+        i += 2 + length
     return None
+
+
+def _tiff_tags(data: bytes, base: int) -> dict[int, int]:
+    """The integer tags of a TIFF structure's first IFD (classic TIFF; BigTIFF is not read)."""
+    order = {b"II": "<", b"MM": ">"}.get(data[base : base + 2])
+    if order is None or struct.unpack(order + "H", data[base + 2 : base + 4])[0] != 42:
+        return {}
+    ifd = base + struct.unpack(order + "I", data[base + 4 : base + 8])[0]
+    count = struct.unpack(order + "H", data[ifd : ifd + 2])[0]
+    tags = {}
+    for k in range(min(count, 512)):
+        tag, typ, n = struct.unpack(order + "HHI", data[ifd + 2 + 12 * k : ifd + 10 + 12 * k])
+        if n == 1 and typ in (3, 4):  # SHORT or LONG, stored in the entry itself
+            raw = data[ifd + 10 + 12 * k : ifd + 14 + 12 * k]
+            tags[tag] = struct.unpack(order + ("H" if typ == 3 else "I"), raw[: 2 if typ == 3 else 4])[0]
+    return tags
+
+
+def _pnm_size(data: bytes) -> tuple[int, int]:
+    """Width and height of a PBM/PGM/PPM header (comments skipped)."""
+    fields, i = [], 2
+    while len(fields) < 2:
+        while data[i : i + 1].isspace():
+            i += 1
+        if data[i : i + 1] == b"#":
+            i = data.index(b"\n", i)
+            continue
+        j = i
+        while data[j : j + 1].isdigit():
+            j += 1
+        if j == i:
+            raise ValueError("bad PNM header")
+        fields.append(int(data[i:j]))
+        i = j
+    return fields[0], fields[1]
+
+
+def decode_plane(data: bytes, max_pixels: int, name: str) -> np.ndarray:
+    """A trimap or mask file -> its first channel, any dtype (``dugray.session.new_state``
+    reads and checks its values, as for every other entry point)."""
+    a = decode_image(data, max_pixels, name)
+    return a[..., 0] if a.ndim == 3 else a
 
 
 def _webp_size(data: bytes) -> tuple[int, int] | None:

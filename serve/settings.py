@@ -17,6 +17,9 @@ from dugray.session import SessionConfig
 
 ENV_MODEL = "DUGRAY_MODEL"
 ENV_REFINER = "DUGRAY_REFINER"
+ENV_API_KEYS = "DUGRAY_API_KEYS"
+DEFAULT_STORAGE = os.path.join("~", ".cache", "dugray", "sessions")
+"""Sessions are written here unless ``session_storage`` says otherwise (one folder per user)."""
 
 
 @dataclass
@@ -29,7 +32,17 @@ class ServeSettings:
     device : 'auto' (CUDA when the replica was given a GPU), 'cpu' or 'cuda'.
     torch_threads : intra-op threads per model replica; 0 keeps what Ray set (OMP_NUM_THREADS).
     max_pixels : largest accepted image (width x height); larger gets 413.
-    max_upload_bytes : largest accepted request body; larger gets 413.
+    max_upload_bytes : largest accepted upload (multipart body); larger gets 413.
+    max_json_bytes : largest accepted JSON body (labels, options); larger gets 413.
+    api_keys : accepted API keys (also ``DUGRAY_API_KEYS``, comma-separated); empty = no
+        authentication (then bind to 127.0.0.1 only). A session belongs to the key that made it.
+    max_sessions_per_owner : live sessions one key (or, without keys, one client address)
+        may hold; more gets 429.
+    rate_limit_per_s, rate_burst : requests per second per key / address (token bucket,
+        per ingress replica); past it 429 with Retry-After. 0 turns it off.
+    session_storage : where the store writes every session (a local folder, or any
+        pyarrow filesystem URI such as s3://bucket/dugray-sessions shared by the cluster),
+        so a restarted or second store replica serves them; 'none' keeps them in memory.
     max_sessions, session_ttl_s, max_store_bytes : bounds of the session store (LRU
         eviction past the count or the bytes, expiry after ttl seconds without use).
     max_rounds : network rounds per session (each adds 16 bytes per working pixel).
@@ -46,6 +59,12 @@ class ServeSettings:
     torch_threads: int = 0
     max_pixels: int = 40_000_000
     max_upload_bytes: int = 64 * 2**20
+    max_json_bytes: int = 2**20
+    api_keys: list = field(default_factory=list)
+    max_sessions_per_owner: int = 16
+    rate_limit_per_s: float = 20.0
+    rate_burst: float = 40.0
+    session_storage: str = DEFAULT_STORAGE
     max_sessions: int = 64
     session_ttl_s: float = 3600.0
     max_store_bytes: int = 2 * 2**30
@@ -62,6 +81,16 @@ class ServeSettings:
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.max_pixels < 64 or self.max_sessions < 1 or self.max_rounds < 1 or self.batch_size < 1:
             raise ValueError("max_pixels, max_sessions, max_rounds and batch_size must be positive")
+        if self.max_sessions_per_owner < 1 or self.max_json_bytes < 1024 or self.rate_limit_per_s < 0:
+            raise ValueError("max_sessions_per_owner must be >= 1, max_json_bytes >= 1024, rate_limit_per_s >= 0")
+        if isinstance(self.api_keys, str):
+            self.api_keys = [k.strip() for k in self.api_keys.split(",") if k.strip()]
+        if any(not isinstance(k, str) or len(k) < 16 for k in self.api_keys):
+            raise ValueError("every API key must be a string of at least 16 characters")
+        store_replicas = self.replicas.get("SessionStore", 1)
+        if store_replicas != 1 and str(self.session_storage).strip().lower() in ("", "none"):
+            raise ValueError(f"replicas: SessionStore={store_replicas} with session_storage 'none' would split the "
+                             "sessions between replicas; keep 1 replica or give a shared session_storage")
 
     def session_config(self) -> SessionConfig:
         """The SessionConfig of every session: the defaults with ``session``'s overrides."""
@@ -91,11 +120,14 @@ class ServeSettings:
             values["model"] = environ[ENV_MODEL]
         if environ.get(ENV_REFINER):
             values["refiner"] = environ[ENV_REFINER]
+        if environ.get(ENV_API_KEYS):
+            values["api_keys"] = environ[ENV_API_KEYS]
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(args or {}) - names)
         if unknown:
             raise ValueError(f"unknown serve settings {unknown}; known: {sorted(names)}")
-        values.update({k: _parse(v) if k not in ("model", "refiner") else v for k, v in (args or {}).items()})
+        values.update({k: _parse(v) if k not in ("model", "refiner", "session_storage") else v
+                       for k, v in (args or {}).items()})
         return cls(**values)
 
 

@@ -2,6 +2,7 @@
 and browser tests (one place, so both test the same set-up)."""
 
 import socket
+import tempfile
 from contextlib import contextmanager
 
 
@@ -27,7 +28,9 @@ def app_on_loopback(model: str, name: str, settings: dict):
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build({"model": model, "torch_threads": 1, **settings}), name=name, route_prefix="/")
+    storage = tempfile.mkdtemp(prefix="dugray-sessions-")  # each app its own: no test sees another's sessions
+    serve.run(build({"model": model, "torch_threads": 1, "session_storage": storage, **settings}), name=name,
+              route_prefix="/")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

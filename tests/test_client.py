@@ -118,7 +118,7 @@ def test_arrays_and_a_mask_pin_the_matte(api):
 def test_refusals_are_typed(api):
     with pytest.raises(DugrayApiError) as err:
         api.create_session(b"not an image")
-    assert err.value.status == 400 and "could not be decoded" in err.value.error
+    assert err.value.status == 415 and "unsupported or unreadable image format" in err.value.error
     s = api.create_session(picture())
     with pytest.raises(DugrayApiError) as err:
         api.label(s.id, [(999, "fg")])
@@ -137,7 +137,7 @@ def test_cli_through_the_server(server, tmp_path, capsys):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"junk")
     assert main(["cutout", str(bad), "--server", server["url"]]) == 2
-    assert "server: 400 image could not be decoded" in capsys.readouterr().err
+    assert "server: 415 image: unsupported or unreadable image format" in capsys.readouterr().err
     mask = np.zeros((H, W), np.uint8)
     mask[5:30, 10:40] = 255
     cv2.imwrite(str(tmp_path / "m.png"), mask)

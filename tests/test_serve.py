@@ -120,7 +120,7 @@ def _bad_uploads():
     huge = png(np.zeros((500, 500, 3), np.uint8))  # 250k pixels > MAX_PIXELS
     bomb = good[:16] + struct.pack(">II", 60_000, 60_000) + good[24:]
     return {
-        "not an image": ({"image": b"hello, not a picture"}, 400),
+        "not an image": ({"image": b"hello, not a picture"}, 415),
         "truncated": ({"image": good[: len(good) // 2]}, 400),
         "empty": ({"image": b""}, 400),
         "1x1": ({"image": png(np.zeros((1, 1, 3), np.uint8))}, 422),

@@ -14,7 +14,7 @@ from dugray.models import create_model
 from dugray.session import new_state, predict_round, predict_rounds
 from dugray.usermap import mask_to_trimap
 from serve.errors import ApiError
-from serve.imaging import decode_image, decode_plane, header_size
+from serve.imaging import decode_image, decode_plane, probe
 from serve.schemas import LabelRequest
 from serve.settings import ServeSettings
 from serve.store import SessionTable
@@ -130,10 +130,10 @@ def test_decode_gives_rgb_order_and_new_state_accepts_every_kind():
 
 def test_decode_refuses_garbage_truncation_and_size():
     png = _png(np.zeros((40, 40, 3), np.uint8))
-    for data in (b"hello", png[:60], b""):
+    for data, status in ((b"hello", 415), (png[:60], 400), (b"", 400)):
         with pytest.raises(ApiError) as err:
             decode_image(data, 10**6)
-        assert err.value.status == 400
+        assert err.value.status == status
     with pytest.raises(ApiError) as err:
         decode_image(png, 1000)
     assert err.value.status == 413
@@ -144,10 +144,81 @@ def test_decode_refuses_garbage_truncation_and_size():
     assert err.value.status == 413
 
 
-@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".webp"])
-def test_header_size_reads_common_formats(ext):
-    data = cv2.imencode(ext, np.zeros((37, 53, 3), np.uint8))[1].tobytes()
-    assert header_size(data) == (53, 37)
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".webp", ".tiff", ".ppm", ".pgm"])
+def test_the_size_of_every_accepted_format_is_read_from_its_header(ext):
+    image = np.zeros((37, 53), np.uint8) if ext == ".pgm" else np.zeros((37, 53, 3), np.uint8)
+    data = cv2.imencode(ext, image)[1].tobytes()
+    assert probe(data) == ((53, 37), 1)
+    assert decode_image(data, 10**6).shape[:2] == (37, 53)
+
+
+@pytest.mark.parametrize("ext", [".tiff", ".png", ".jpg", ".webp", ".bmp"])
+def test_a_decompression_bomb_of_each_format_is_refused_before_decoding(ext, monkeypatch):
+    """8000 x 8000 of one colour compresses to little; it must be refused without decoding it."""
+    params = [cv2.IMWRITE_TIFF_COMPRESSION, 8] if ext == ".tiff" else []  # 8: deflate
+    data = cv2.imencode(ext, np.zeros((8000, 8000), np.uint8), params)[1].tobytes()
+    if ext == ".tiff":
+        assert len(data) < 600_000  # the issue's 0.4 MB TIFF
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("decoded a bomb"))
+    with pytest.raises(ApiError) as err:
+        decode_image(data, 40_000_000)
+    assert err.value.status == 413 and "8000x8000" in err.value.detail
+
+
+def test_a_jpeg_with_junk_between_markers_is_still_sized_before_decoding():
+    data = cv2.imencode(".jpg", np.zeros((8000, 8000), np.uint8))[1].tobytes()
+    app0_end = 4 + struct.unpack(">H", data[4:6])[0]
+    junk = data[:app0_end] + b"\x00\x11junk\x22" + data[app0_end:]  # libjpeg decodes this, with a warning
+    assert probe(junk) == ((8000, 8000), 1)
+    with pytest.raises(ApiError) as err:
+        decode_image(junk, 40_000_000)
+    assert err.value.status == 413
+
+
+def test_formats_whose_size_cannot_be_read_are_refused_not_decoded():
+    hdr = cv2.imencode(".hdr", np.zeros((10, 12, 3), np.float32))[1].tobytes()
+    for data in (hdr, b"GIF8", b"\x00" * 100):
+        with pytest.raises(ApiError) as err:
+            decode_image(data, 10**6)
+        assert err.value.status == 415 and "accepted" in err.value.detail
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int16, np.float64])
+def test_float_and_signed_tiffs_are_4xx_never_500(dtype):
+    """A 3-channel float TIFF in [0, 1] is accepted (scaled to 8 bits); out of range or int16: 422."""
+    rng = np.random.default_rng(0)
+    ok = rng.random((30, 40, 3)).astype(dtype) if dtype != np.int16 else None
+    bad = (rng.random((30, 40, 3)) * 300 - 100).astype(dtype)
+    for a, good in ((ok, True), (bad, False)):
+        if a is None:
+            continue
+        decoded = decode_image(cv2.imencode(".tiff", a)[1].tobytes(), 10**6)
+        if good:
+            img = new_state(decoded).image
+            assert img.dtype == np.uint8 and abs(int(img[5, 7, 0]) - round(float(a[5, 7, 2]) * 255)) <= 1  # BGR -> RGB
+        else:
+            with pytest.raises(ValueError):
+                new_state(decoded)
+
+
+def test_exif_orientation_is_applied_as_the_cli_reader_does(tmp_path):
+    from PIL import Image
+
+    from dugray.data.io import read_rgb
+
+    rgb = np.zeros((30, 50, 3), np.uint8)
+    rgb[:10, :20] = (250, 20, 20)  # a red block in the stored top-left corner
+    for orientation in (3, 6, 8):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        path = tmp_path / f"o{orientation}.jpg"
+        Image.fromarray(rgb).save(path, exif=exif.tobytes(), quality=95)
+        data = path.read_bytes()
+        assert probe(data)[1] == orientation
+        served = decode_image(data, 10**6)
+        expected = read_rgb(path)
+        assert served.shape == expected.shape == ((50, 30, 3) if orientation in (6, 8) else (30, 50, 3))
+        assert np.abs(served.astype(int) - expected.astype(int)).max() <= 2
 
 
 def test_an_uploaded_mask_becomes_a_two_level_trimap():

@@ -5,6 +5,7 @@ masks (alpha, trimap) are single-channel uint8.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Mapping
 
@@ -48,6 +49,16 @@ def read_rgb(path) -> np.ndarray:
 def read_mask(path) -> np.ndarray:
     """HxW uint8 (alpha matte or trimap); colour files are converted to grey."""
     return _decode(path, cv2.IMREAD_GRAYSCALE, "mask")
+
+
+def write_atomic(path, data: bytes) -> None:
+    """Write via a hidden temporary file and a rename: readers never see a partial file, and a
+    crash mid-write leaves the old file (or none), never a truncated one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def write_png(path, array: np.ndarray, compression: int = 3) -> None:

@@ -20,6 +20,7 @@ the other is a :class:`CheckpointError`, not a network that silently misbehaves.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -30,6 +31,8 @@ from .default import DEFAULT, default_paths
 
 log = logging.getLogger(__name__)
 
+ALLOW_PICKLE_ENV = "DUGRAY_ALLOW_PICKLE"
+"""Set to 1 to let MLflow's pickled model be loaded when a run holds no dugray checkpoint."""
 KINDS = {"matting": "model", "refiner": "refiner"}
 """What each network is called here -> the kind its checkpoint records."""
 NONE = "none"
@@ -121,7 +124,11 @@ def kind_name(kind: str) -> str:
 
 
 def _load_mlflow(uri: str, kind: str, tracking_uri: str | None = None) -> nn.Module:
-    """Prefer the weights-only checkpoint logged beside the MLflow model; else MLflow's loader."""
+    """The weights-only dugray checkpoint logged beside the MLflow model (never unpickled).
+
+    MLflow's own loader unpickles, which runs whatever code the file holds; it is used only
+    when the operator opts in (``DUGRAY_ALLOW_PICKLE=1``) for a run that has no checkpoint.
+    """
     import mlflow
 
     if tracking_uri and uri.startswith("models:/"):  # download_artifacts resolves these against the global URI only
@@ -129,9 +136,14 @@ def _load_mlflow(uri: str, kind: str, tracking_uri: str | None = None) -> nn.Mod
         client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         uri = client.get_model_version_download_uri(name, version)
     local = Path(mlflow.artifacts.download_artifacts(uri, tracking_uri=tracking_uri))
+    refused = []
     for candidate in sorted(local.rglob("*.pt")):
         try:
             return load_checkpoint(candidate, kind=KINDS[kind])
-        except Exception:  # noqa: BLE001 - not one of ours (e.g. MLflow's pickled model); try the next
-            continue
+        except Exception as exc:  # noqa: BLE001 - not one of ours (e.g. MLflow's pickled model); try the next
+            refused.append(f"{candidate.name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    if os.environ.get(ALLOW_PICKLE_ENV) != "1":
+        why = f" ({'; '.join(refused)})" if refused else ""
+        raise CheckpointError(f"{uri} holds no dugray checkpoint{why}; loading MLflow's pickled model runs "
+                              f"arbitrary code: set {ALLOW_PICKLE_ENV}=1 only if you trust its source")
     return mlflow.pytorch.load_model(uri).eval()

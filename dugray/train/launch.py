@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
+import warnings
 from pathlib import Path
 
 import ray
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
+from dugray.data.io import write_atomic
 from dugray.train.config import TrainConfig
 from dugray.train.stage1 import stage1_loop
 from dugray.train.stage2 import stage2_loop
@@ -52,10 +53,36 @@ def ensure_ray(cfg: TrainConfig) -> None:
 
 
 def latest_checkpoint(storage: str, stage: str) -> str:
-    """The newest checkpoint directory any earlier run of ``stage`` left in ``storage``."""
+    """The newest complete checkpoint directory any earlier run of ``stage`` left in ``storage``.
+
+    Complete means both files load (``weights_only``): a checkpoint half-copied when the job
+    was killed is skipped with a warning, and the next newest one is used.
+    """
     found = [p for p in Path(storage).glob(f"stage{stage}-*/checkpoint_*") if p.is_dir()]  # not Ray's .json index
-    found.sort(key=lambda p: p.stat().st_mtime)
-    return str(found[-1]) if found else ""
+    found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    for d in found:
+        problem = checkpoint_problem(d)
+        if problem is None:
+            return str(d)
+        warnings.warn(f"skipping incomplete checkpoint {d}: {problem}", stacklevel=2)
+        print(f"[train] skipping incomplete checkpoint {d}: {problem}", flush=True)
+    return ""
+
+
+def checkpoint_problem(d: Path) -> str | None:
+    """Why the checkpoint directory ``d`` cannot be resumed from, or None when it can."""
+    import torch
+
+    from dugray.models import read_checkpoint
+
+    try:
+        read_checkpoint(d / "model.pt")
+        state = torch.load(d / "state.pt", map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - missing, truncated, not ours: all mean "skip it"
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    if not isinstance(state, dict) or not {"optimizer", "scheduler", "epoch"} <= set(state):
+        return "state.pt lacks the optimiser, schedule or epoch"
+    return None
 
 
 def fit_stage(cfg: TrainConfig, stage: str, storage: str, args: LoopArgs) -> tuple[str, dict]:
@@ -135,8 +162,8 @@ def run_training(cfg: TrainConfig) -> dict:
                 if stage == "1":
                     previous["matting_checkpoint"] = ckpt
                 previous["parent_run_id"] = parent.info.run_id
-                state_file.write_text(json.dumps(previous, indent=2))
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+                write_atomic(state_file, json.dumps(previous, indent=2).encode())
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str).encode())
     return summary
 
 
@@ -149,7 +176,7 @@ def _export(stage: str, ckpt_dir: str, out: Path, cfg: TrainConfig) -> Path:
     name = "matting" if stage == "1" else "refiner"
     final = out / f"{name}.pt"
     with ray.train.Checkpoint(ckpt_dir).as_directory() as d:
-        shutil.copyfile(Path(d) / "model.pt", final)
+        write_atomic(final, (Path(d) / "model.pt").read_bytes())  # never a half-copied final file
     model = load_checkpoint(final)
     registered = cfg.matting_model_name if stage == "1" else cfg.refiner_model_name
     mlflow.log_artifact(str(final), "weights")

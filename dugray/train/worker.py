@@ -192,7 +192,7 @@ def training_state(t: Training, epoch: int) -> dict:
 
 def _read_state(d: Path):
     model_payload = torch.load(d / "model.pt", map_location="cpu", weights_only=True)
-    state = torch.load(d / "state.pt", map_location="cpu", weights_only=False)
+    state = torch.load(d / "state.pt", map_location="cpu", weights_only=True)  # tensors and plain values only
     return model_payload, state
 
 

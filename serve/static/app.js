@@ -27,13 +27,30 @@ const state = {
 
 // ---------------------------------------------------------------- talking to the API
 
-async function request(path, options = {}) {
+const KEY_STORE = "dugray-api-key"; // sessionStorage: kept for this tab only, gone when it closes
+
+/** The headers that carry the API key, when the server asked for one. */
+function keyHeaders() {
+  const key = sessionStorage.getItem(KEY_STORE);
+  return key ? { "X-API-Key": key } : {};
+}
+
+async function request(path, options = {}, askedForKey = false) {
   let response;
   try {
-    response = await fetch(path, options);
+    response = await fetch(path, { ...options, headers: { ...(options.headers || {}), ...keyHeaders() } });
   } catch (err) {
     throw new Error(`the server cannot be reached (${err.message})`);
   }
+  if (response.status === 401 && !askedForKey) {
+    // this server needs an API key: ask once, keep it for the tab, and retry
+    const key = window.prompt("This dugray server needs an API key:", "");
+    if (key) {
+      sessionStorage.setItem(KEY_STORE, key.trim());
+      return request(path, options, true);
+    }
+  }
+  if (response.status === 401) sessionStorage.removeItem(KEY_STORE);
   if (!response.ok) throw Object.assign(new Error(await errorText(response)), { status: response.status });
   return response;
 }
@@ -119,7 +136,9 @@ function openSession(id) {
 
 /** Frees the current session on the server (best effort: it expires anyway). */
 function forget() {
-  if (state.session) fetch(`v1/sessions/${state.session.id}`, { method: "DELETE", keepalive: true }).catch(() => {});
+  if (state.session) {
+    fetch(`v1/sessions/${state.session.id}`, { method: "DELETE", keepalive: true, headers: keyHeaders() }).catch(() => {});
+  }
 }
 
 function apply() {
@@ -481,6 +500,24 @@ $("show-boxes").addEventListener("change", drawOverlay);
 $("download-cutout").addEventListener("click", () => {
   if (state.session) setStatus(`Cutout downloaded: ${$("clock").textContent}.`);
 });
+for (const id of ["download-cutout", "download-alpha"]) {
+  // a plain link cannot send the API key: with one, fetch the PNG and hand the browser a blob instead
+  $(id).addEventListener("click", async (e) => {
+    if (!sessionStorage.getItem(KEY_STORE) || !state.session) return;
+    e.preventDefault();
+    const link = e.currentTarget;
+    try {
+      const url = URL.createObjectURL(await (await request(link.href)).blob());
+      const save = Object.assign(document.createElement("a"), { href: url, download: link.download });
+      document.body.append(save);
+      save.click();
+      save.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+    } catch (err) {
+      setStatus(err.message);
+    }
+  });
+}
 
 const overlay = $("overlay");
 overlay.addEventListener("pointerdown", onPointerDown);
