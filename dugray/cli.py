@@ -529,6 +529,9 @@ def _start_server(args) -> str:
     if args.cpus is not None and args.cpus < need:  # Serve would wait for the CPUs forever
         raise UsageError(f"the app reserves {need:g} CPUs for its replicas; pass --cpus {math.ceil(need)} or more")
     print(f"starting Ray and the dugray app (model {args.model}) ...", flush=True)
+    from serve.memory import set_malloc_env
+
+    set_malloc_env()  # before Ray starts: its workers inherit it (flat memory under sustained load)
     ray.init(address="local", num_cpus=args.cpus, include_dashboard=False)  # replicas import the installed serve.app
     serve.start(http_options={"host": args.host, "port": args.port})
     try:

@@ -745,22 +745,26 @@ async def run_plan_async(plan, steps: Mapping[str, Any]):
         return done.value
 
 
-def warm_up(model=None, refiner=None, config: SessionConfig | None = None) -> float:
-    """One tiny session through every step a request can take (a round with ``model``, or a
-    made-up posterior without one; refinement with ``refiner``; the solve; the full-resolution
-    alpha, cutout and heat maps), so that a server's first user pays no JIT compile or lazy
-    initialisation. Returns the seconds it took."""
+def warm_up(model=None, refiner=None, config: SessionConfig | None = None, size: tuple[int, int] = (480, 640)) -> float:
+    """One session through every step a request can take (a round with ``model``, or a made-up
+    posterior without one; refinement with ``refiner``; the solve; the full-resolution alpha,
+    cutout and heat maps) on a ``size`` photo at the config's working size, so that a server's
+    first user pays no JIT compile or lazy initialisation and its heap is already the size
+    real requests need. Returns the seconds it took."""
     t0 = time.perf_counter()
-    config = SessionConfig.from_dict({**(config or SessionConfig()).to_dict(), "work_size": 48})
+    config = config or SessionConfig()
     rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (72, 96, 3), dtype=np.uint8)
-    image[18:54, 24:72] = (230, 200, 60)
+    h, w = size
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    image[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = (230, 200, 60)
     state = new_state(image, config)
     if model is not None:
         run_plan(round_plan(state, {}), MattingSession.from_state(state, model, refiner)._steps())
     else:
         h, w = state.work_shape
-        gamma = np.clip(rng.random((h, w)), 0.0, 1.0).astype(np.float32)
+        card = np.zeros((h, w), np.float32)
+        card[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = 1.0
+        gamma = np.clip(cv2.GaussianBlur(card, (0, 0), 6.0) + 0.05 * rng.standard_normal((h, w)), 0, 1).astype(np.float32)
         state.rounds.append(NIG(gamma, np.ones_like(gamma), np.full_like(gamma, 3.0), np.full_like(gamma, 0.1)))
         record_solve(state, solve_step(state))
     session = MattingSession.from_state(state, model, refiner)

@@ -67,6 +67,7 @@ from serve.blobs import SID, open_blobs
 from serve.errors import ApiError, install_error_handlers, unknown_session
 from serve.imaging import decode_image, decode_plane
 from serve.loading import load_matting, load_refiner, set_threads
+from serve.memory import trim
 from serve.schemas import LabelRequest, SessionPatch
 from serve.settings import ServeSettings
 from serve.store import SessionTable
@@ -139,7 +140,9 @@ class Matting:
         """Each input is (working image float HxWx3 in [0, 1], user map HxW) -> its NIG."""
         set_threads(self.settings)  # per thread in torch: this is not __init__'s thread
         # arrays arrive read-only (zero-copy from the object store); torch wants writable ones
-        return predict_rounds(self.model, [np.array(x) for x, _ in inputs], [np.array(u) for _, u in inputs])
+        out = predict_rounds(self.model, [np.array(x) for x, _ in inputs], [np.array(u) for _, u in inputs])
+        trim()
+        return out
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.05}, max_ongoing_requests=16)
@@ -164,12 +167,15 @@ class Proposal:
 class Solve:
     """The uncertainty-guided solve of the fused posterior with the user's labels (None when the session's config is off)."""
 
-    def __init__(self):
+    def __init__(self, settings: ServeSettings):
         warm_up_solve()  # compiles its numba kernels now, not in the first user's request
+        warm_up(config=settings.session_config())  # and a photo-sized solve: the heap real requests need
 
     def solve(self, state: SessionState, fused):
         """The solve of ``state``'s fused posterior and labels (None when the session's solve is off)."""
-        return solve_step(state, nig=fused)
+        result = solve_step(state, nig=fused)
+        trim()
+        return result
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=8)
@@ -184,16 +190,22 @@ class Refinement:
     def refine(self, state: SessionState, fused):
         """The refined working matte of the fused posterior (:func:`dugray.session.refine_step`)."""
         set_threads(self.settings)
-        return refine_step(state, self.refiner, nig=fused)
+        refined = refine_step(state, self.refiner, nig=fused)
+        trim()
+        return refined
 
     def render(self, state: SessionState, output: str) -> bytes:
         """One of OUTPUTS as PNG bytes at the input's full resolution."""
         if output == "image":
-            return encode_png(state.image)
-        s = MattingSession.from_state(state, None)
-        if output in ("epistemic", "aleatoric"):
-            return encode_png(heat(getattr(s, output)))
-        return encode_png(s.cutout() if output == "cutout" else s.alpha_u8)
+            png = encode_png(state.image)
+        else:
+            s = MattingSession.from_state(state, None)
+            if output in ("epistemic", "aleatoric"):
+                png = encode_png(heat(getattr(s, output)))
+            else:
+                png = encode_png(s.cutout() if output == "cutout" else s.alpha_u8)
+        trim()  # full-resolution temporaries: give them back to the system
+        return png
 
 
 @serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
@@ -425,7 +437,7 @@ def build(args: dict | None = None) -> serve.Application:
     """The application for ``settings`` (``serve run serve.app:build key=value`` / config ``args``)."""
     s = ServeSettings.from_args(args)
     n = lambda d: d.options(num_replicas=s.replicas[d.name]) if d.name in s.replicas else d  # noqa: E731
-    models = n(Matting).bind(s), n(Fusion).bind(), n(Proposal).bind(), n(Solve).bind(), n(Refinement).bind(s)
+    models = n(Matting).bind(s), n(Fusion).bind(), n(Proposal).bind(), n(Solve).bind(s), n(Refinement).bind(s)
     return n(APIIngress).bind(*models, n(SessionStore).bind(s), s)
 
 

@@ -196,8 +196,13 @@ def memory_table(samples: list, mark_s: float) -> dict:
     for name in sorted(set(mark) | set(end)):
         series = [s[1][name] for s in samples if name in s[1]]
         first, last = mark.get(name), end.get(name)
+        minutes = {}
+        for t, values in samples:  # one value per minute: the shape of the curve (growing or flat)
+            if name in values:
+                minutes.setdefault(int(t // 60), _mb(values[name]))
         table[name] = {"at_mark_mb": _mb(first), "end_mb": _mb(last), "peak_mb": _mb(max(series)),
-                       "end_over_mark": round(last / first, 3) if first and last else None}
+                       "end_over_mark": round(last / first, 3) if first and last else None,
+                       "per_minute_mb": list(minutes.values())}
     return table
 
 
@@ -224,6 +229,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--sample-s", type=float, default=5.0, help="memory sampling period (default 5 s)")
     p.add_argument("--mark-s", type=float, default=60.0, help="the reference memory sample's time (default 60 s)")
     p.add_argument("--max-growth", type=float, default=1.10, help="end / mark memory bound per replica (default 1.10)")
+    p.add_argument("--no-keys", action="store_true", help="run the server without API keys (clients send none)")
     p.add_argument("--json", help="write the report here too")
     p.add_argument("--seed", type=int, default=0)
     return p
@@ -240,14 +246,17 @@ def main(argv=None, prog: str = PROG) -> int:
 
     from serve.app import build
     from serve.benchmark import free_port
+    from serve.memory import set_malloc_env
 
     keys = [f"soak-client-{i:02d}-" + "k" * 12 for i in range(args.clients)]
     port = free_port()
     storage = tempfile.mkdtemp(prefix="dugray-soak-")
+    set_malloc_env()  # Ray's workers (the HTTP proxy included) inherit it
     ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     t = time.perf_counter()
-    serve.run(build({"model": args.model, "torch_threads": 1, "api_keys": keys, "session_storage": storage,
+    serve.run(build({"model": args.model, "torch_threads": 1, "api_keys": [] if args.no_keys else keys,
+                     "rate_limit_per_s": 0 if args.no_keys else 20.0, "session_storage": storage,
                      "max_sessions_per_owner": 4}), name="dugray-soak", route_prefix="/")
     url = f"http://127.0.0.1:{port}"
     print(f"{prog}: app ready in {time.perf_counter() - t:.0f} s at {url}; {args.clients} clients for {args.seconds:g} s",

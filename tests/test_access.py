@@ -209,3 +209,29 @@ def test_memory_blobs_and_ids_that_are_not_file_names(tmp_path):
     assert blobs.meta("../../etc/passwd") is None  # never a path outside the folder
     with pytest.raises(ValueError, match="invalid session id"):
         blobs.write("../x", 0, b"1", {})
+
+
+def test_serving_on_all_interfaces_without_keys_warns(capsys):
+    from app_on_loopback import free_port
+    from dugray.cli import main
+
+    port = str(free_port())
+    assert main(["serve", "--host", "0.0.0.0", "--port", port, "--cpus", "1"]) == 2  # stops at the CPU check
+    err = capsys.readouterr().err
+    assert "warning: listening on 0.0.0.0 without API keys" in err and "reserves" in err
+    assert main(["serve", "--host", "0.0.0.0", "--port", port, "--cpus", "1", "--api-key", KEY_A]) == 2
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_memory_helpers():
+    from serve.memory import MALLOC_ENV, set_malloc_env, trim
+
+    env = {"MALLOC_ARENA_MAX": "4"}
+    set_malloc_env(env)
+    assert env == {**MALLOC_ENV, "MALLOC_ARENA_MAX": "4"}  # the operator's value wins
+    env = {}
+    set_malloc_env(env)
+    assert env == MALLOC_ENV
+    import platform
+
+    assert trim() is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")

@@ -165,6 +165,16 @@ def test_a_decompression_bomb_of_each_format_is_refused_before_decoding(ext, mon
     assert err.value.status == 413 and "8000x8000" in err.value.detail
 
 
+@pytest.mark.parametrize("header", [b"GIF89a" + struct.pack("<HH", 8000, 8000) + b"\x00" * 64,
+                                    b"P5\n# a comment\n8000 8000\n255\n" + b"\x00" * 64,
+                                    b"BM" + b"\x00" * 16 + struct.pack("<ii", 8000, -8000) + b"\x00" * 64])
+def test_headers_of_gif_pnm_and_bmp_that_claim_a_huge_image_are_refused(header, monkeypatch):
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("decoded a bomb"))
+    with pytest.raises(ApiError) as err:
+        decode_image(header, 40_000_000)
+    assert err.value.status == 413 and "8000x8000" in err.value.detail
+
+
 def test_a_jpeg_with_junk_between_markers_is_still_sized_before_decoding():
     data = cv2.imencode(".jpg", np.zeros((8000, 8000), np.uint8))[1].tobytes()
     app0_end = 4 + struct.unpack(">H", data[4:6])[0]
@@ -278,6 +288,7 @@ def test_config_file_is_a_valid_serve_config_with_valid_args():
     ServeSettings.from_args(app.args, environ={})
     names = {d.name for d in app.deployments}
     assert names == {"APIIngress", "Matting", "Fusion", "Proposal", "Solve", "Refinement", "SessionStore"}
+    assert cfg.http_options.host == "127.0.0.1"  # loopback unless the operator opens it (with keys)
 
 
 def test_label_request_validation():

@@ -65,6 +65,16 @@ def refinement_batch(nig, image, alpha_gt, cfg, rng: np.random.Generator, fallba
     )
 
 
+def frozen_matting(checkpoint_dir: str, device) -> torch.nn.Module:
+    """Stage 1's matting network F from its Ray checkpoint, frozen: eval mode (batch-norm
+    statistics fixed) and no parameter requires a gradient, so stage 2 trains R only."""
+    with ray.train.Checkpoint(checkpoint_dir).as_directory() as d:
+        frozen = load_checkpoint(f"{d}/model.pt").to(device).eval()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    return frozen
+
+
 def initial_refiner(cfg):
     """The refiner to train: ``init_from``'s (a warm start) if given, else a new one."""
     if cfg.init_from:
@@ -114,10 +124,7 @@ def stage2_loop(loop_config: dict) -> None:
     cfg = args.config
     wc = worker_context(cfg)
     table = manifest_table(cfg)
-    with ray.train.Checkpoint(args.matting_checkpoint).as_directory() as d:
-        frozen = load_checkpoint(f"{d}/model.pt").to(wc.device).eval()
-    for p in frozen.parameters():
-        p.requires_grad_(False)
+    frozen = frozen_matting(args.matting_checkpoint, wc.device)
     epochs = cfg.stage2_epoch_count
     t = prepare_training(initial_refiner(cfg), args, wc, table, cfg.stage2_lr, epochs)
     refiner, opt, sched, steps = t.model, t.opt, t.sched, t.steps
