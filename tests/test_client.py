@@ -36,7 +36,8 @@ def server(tmp_path_factory, tiny_model):
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     cmd = [sys.executable, "-m", "dugray.cli", "serve", "--port", str(port), "--cpus", "2", "--model", tiny_model,
-           "--set", "torch_threads=1", "--set", "max_sessions=8"]
+           "--set", "torch_threads=1", "--set", "max_sessions=8",
+           "--set", f"session_storage={tmp_path_factory.mktemp('sessions')}"]  # not the user's ~/.cache
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

@@ -94,7 +94,8 @@ def test_serve_answers_health_outside_the_checkout(installed, tmp_path):
     bin_dir, _ = installed
     port = free_port()
     log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([str(bin_dir / "dugray"), "serve", "--port", str(port), "--cpus", "2"], cwd=tmp_path,
+    proc = subprocess.Popen([str(bin_dir / "dugray"), "serve", "--port", str(port), "--cpus", "2",
+                             "--set", f"session_storage={tmp_path / 'sessions'}"], cwd=tmp_path,
                             env=outside_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline, health = time.monotonic() + 240, None
