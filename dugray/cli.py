@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import sys
 import time
@@ -505,6 +506,10 @@ def _start_server(args) -> str:
         settings["refiner"] = args.refiner
     if args.api_key:
         settings["api_keys"] = list(args.api_key)
+    keys = settings.get("api_keys") or os.environ.get("DUGRAY_API_KEYS")
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not keys:
+        print(f"{PROG}: warning: listening on {args.host} without API keys: anyone who can reach this machine can use "
+              "the server; pass --api-key (and put it behind a TLS proxy)", file=sys.stderr, flush=True)
     session = {k: v for k, v in _session_overrides(args).items() if k != "solve"}  # interactive --web
     if session:
         settings.setdefault("session", session)
@@ -519,12 +524,8 @@ def _start_server(args) -> str:
     from serve.app import build, required_cpus
     from serve.settings import ServeSettings
 
-    resolved = ServeSettings.from_args(settings)  # bad settings fail here, before Ray starts
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not resolved.api_keys:  # flags or DUGRAY_API_KEYS
-        print(f"{PROG}: warning: listening on {args.host} without API keys: anyone who can reach this machine can use "
-              "the server; pass --api-key (and put it behind a TLS proxy)", file=sys.stderr, flush=True)
-    app = build(settings)
-    need = required_cpus(resolved)
+    app = build(settings)  # bad settings fail here, before Ray starts
+    need = required_cpus(ServeSettings.from_args(settings))
     if args.cpus is not None and args.cpus < need:  # Serve would wait for the CPUs forever
         raise UsageError(f"the app reserves {need:g} CPUs for its replicas; pass --cpus {math.ceil(need)} or more")
     print(f"starting Ray and the dugray app (model {args.model}) ...", flush=True)

@@ -745,43 +745,29 @@ async def run_plan_async(plan, steps: Mapping[str, Any]):
         return done.value
 
 
-WARM_UP_SIZE = (480, 640)
-"""The photo the warm-ups run on: a server's heap then starts at the size real requests need."""
-
-
-def _warm_up_state(config: SessionConfig | None) -> SessionState:
-    """A fresh state of a synthetic WARM_UP_SIZE photo (a yellow card on noise)."""
+def warm_up(model=None, refiner=None, config: SessionConfig | None = None, size: tuple[int, int] = (480, 640)) -> float:
+    """One session through every step a request can take (a round with ``model``, or a made-up
+    posterior without one; refinement with ``refiner``; the solve; the full-resolution alpha,
+    cutout and heat maps) on a ``size`` photo at the config's working size, so that a server's
+    first user pays no JIT compile or lazy initialisation and its heap is already the size
+    real requests need. Returns the seconds it took."""
+    t0 = time.perf_counter()
+    config = config or SessionConfig()
     rng = np.random.default_rng(0)
-    h, w = WARM_UP_SIZE
+    h, w = size
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     image[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = (230, 200, 60)
-    return new_state(image, config or SessionConfig())
-
-
-def warm_up_forward(model, config: SessionConfig | None = None) -> float:
-    """One forward pass of ``model`` on a photo-sized working image (what a network replica runs),
-    so a server's first request pays no lazy initialisation. Returns the seconds it took."""
-    t0 = time.perf_counter()
-    state = _warm_up_state(config)
-    predict_rounds(model, [working_float(state)], [state.user_map])
-    return time.perf_counter() - t0
-
-
-def warm_up(refiner=None, config: SessionConfig | None = None) -> float:
-    """Every step after the network on a photo-sized session (a made-up posterior; refinement
-    with ``refiner``; the solve; the full-resolution alpha, cutout and heat maps), so that a
-    server's first user pays no JIT compile or lazy initialisation and its heap is already the
-    size real requests need. Returns the seconds it took."""
-    t0 = time.perf_counter()
-    state = _warm_up_state(config)
-    h, w = state.work_shape
-    card = np.zeros((h, w), np.float32)
-    card[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = 1.0
-    noise = 0.05 * np.random.default_rng(1).standard_normal((h, w))
-    gamma = np.clip(cv2.GaussianBlur(card, (0, 0), 6.0) + noise, 0, 1).astype(np.float32)
-    state.rounds.append(NIG(gamma, np.ones_like(gamma), np.full_like(gamma, 3.0), np.full_like(gamma, 0.1)))
-    record_solve(state, solve_step(state))
-    session = MattingSession.from_state(state, None, refiner)
+    state = new_state(image, config)
+    if model is not None:
+        run_plan(round_plan(state, {}), MattingSession.from_state(state, model, refiner)._steps())
+    else:
+        h, w = state.work_shape
+        card = np.zeros((h, w), np.float32)
+        card[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = 1.0
+        gamma = np.clip(cv2.GaussianBlur(card, (0, 0), 6.0) + 0.05 * rng.standard_normal((h, w)), 0, 1).astype(np.float32)
+        state.rounds.append(NIG(gamma, np.ones_like(gamma), np.full_like(gamma, 3.0), np.full_like(gamma, 0.1)))
+        record_solve(state, solve_step(state))
+    session = MattingSession.from_state(state, model, refiner)
     if refiner is not None:
         session.refine()
     session.cutout(), session.alpha_u8, session.epistemic, session.aleatoric

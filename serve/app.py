@@ -58,9 +58,9 @@ from dugray.session import (
     solve_step,
     solve_switch_plan,
     warm_up,
-    warm_up_forward,
     working_float,
 )
+from dugray.solve import warm_up as warm_up_solve
 from dugray.visualize import heat
 from serve.access import Policy, RequestGuard
 from serve.blobs import SID, open_blobs
@@ -102,7 +102,7 @@ def owner_of(request: Request) -> str | None:
 
 
 def checked_sid(sid: str) -> str:
-    """A session id that can be one (else 404 before any work): what the store accepts as a file name."""
+    """A session id that can be one (else 404 before any work): the store's ids are 32 hex digits."""
     if not SID.fullmatch(sid):
         raise unknown_session(sid[:64])
     return sid
@@ -131,7 +131,7 @@ class Matting:
     def __init__(self, settings: ServeSettings):
         self.settings = settings
         self.model = load_matting(settings)
-        warm_up_forward(self.model, settings.session_config())  # ready means fast: the first request initialises nothing
+        warm_up(self.model, config=settings.session_config())  # ready means fast: the first request compiles nothing
         self.predict.set_max_batch_size(settings.batch_size)
         self.predict.set_batch_wait_timeout_s(settings.batch_wait_s)
 
@@ -168,7 +168,8 @@ class Solve:
     """The uncertainty-guided solve of the fused posterior with the user's labels (None when the session's config is off)."""
 
     def __init__(self, settings: ServeSettings):
-        warm_up(config=settings.session_config())  # numba kernels compiled, the heap photo-sized
+        warm_up_solve()  # compiles its numba kernels now, not in the first user's request
+        warm_up(config=settings.session_config())  # and a photo-sized solve: the heap real requests need
 
     def solve(self, state: SessionState, fused):
         """The solve of ``state``'s fused posterior and labels (None when the session's solve is off)."""
@@ -365,7 +366,15 @@ class APIIngress:
 
     async def _predict(self, state: SessionState):
         """One network run; retried while the Matting replica that had it is replaced."""
-        return await self._retrying("Matting", "matting model", self.matting.predict, (working_float(state), state.user_map))
+        deadline = time.monotonic() + self.settings.retry_s
+        while True:
+            try:
+                return await self.matting.predict.remote((working_float(state), state.user_map))
+            except MODEL_DIED as exc:
+                if time.monotonic() > deadline:
+                    raise ApiError(503, "matting model unavailable", type(exc).__name__) from None
+                log.warning("Matting replica lost (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(0.5)
 
     async def _new_state(self, request: Request, solve: bool | None = None) -> SessionState:
         form = await read_form(request, self.settings.max_upload_bytes)
@@ -401,19 +410,14 @@ class APIIngress:
 
     async def _store(self, method: str, *args):
         """A call on the session store, retried while its replica is replaced (its sessions are on storage)."""
-        return await self._retrying("SessionStore", "session store", getattr(self.store, method), *args)
-
-    async def _retrying(self, deployment: str, what: str, method, *args):
-        """``method.remote(*args)``, called again while the replica that had it is replaced, up to
-        ``retry_s``; then a 503 naming ``what``."""
         deadline = time.monotonic() + self.settings.retry_s
         while True:
             try:
-                return await method.remote(*args)
+                return await getattr(self.store, method).remote(*args)
             except MODEL_DIED as exc:
                 if time.monotonic() > deadline:
-                    raise ApiError(503, f"{what} unavailable", type(exc).__name__) from None
-                log.warning("%s replica lost (%s); retrying", deployment, type(exc).__name__)
+                    raise ApiError(503, "session store unavailable", type(exc).__name__) from None
+                log.warning("SessionStore replica lost (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(0.5)
 
 

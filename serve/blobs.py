@@ -34,8 +34,8 @@ class MemoryBlobs:
         self._data: dict[str, tuple[int, bytes]] = {}
         self._meta: dict[str, dict] = {}
 
-    def write(self, sid: str, version: int, blob: bytes, meta: dict, previous: int | None = None) -> None:
-        """Store ``blob`` as ``version`` of ``sid`` with its metadata (it replaces ``previous``)."""
+    def write(self, sid: str, version: int, blob: bytes, meta: dict) -> None:
+        """Store ``blob`` as ``version`` of ``sid`` with its metadata."""
         self._data[sid] = (version, blob)
         self._meta[sid] = meta
 
@@ -72,13 +72,13 @@ class FileBlobs:
         self.kind = "local folder" if self.local else type(self.fs).__name__
         self.fs.create_dir(self.root, recursive=True)
 
-    def write(self, sid: str, version: int, blob: bytes, meta: dict, previous: int | None = None) -> None:
-        """Write the state, then the meta that names it (both atomic); drop the superseded state
-        (``previous``: the version the caller read, so no second read of the meta is needed)."""
+    def write(self, sid: str, version: int, blob: bytes, meta: dict) -> None:
+        """Write the state, then the meta that names it (both atomic); drop the superseded state."""
+        old = self.meta(sid)
         self._put(self._blob_path(sid, version), blob)
         self._put(self._meta_path(sid), json.dumps({**meta, "version": version}).encode())
-        if previous is not None and previous != version:
-            self._delete(self._blob_path(sid, previous))
+        if old is not None and old.get("version") != version:
+            self._delete(self._blob_path(sid, old["version"]))
 
     def read(self, sid: str, version: int) -> bytes | None:
         """The bytes of ``version`` of ``sid``, or None when they are not there (deleted meanwhile)."""

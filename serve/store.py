@@ -123,8 +123,7 @@ class SessionTable:
         version = 0 if old is None else old.version + 1
         entry_owner = owner if old is None else old.owner
         self.blobs.write(sid, version, blob, {"sid": sid, "owner": entry_owner, "written": self.wall(),
-                                              "size": len(blob), "view": view},
-                         previous=None if old is None else old.version)  # old: just refreshed from storage
+                                              "size": len(blob), "view": view})
         if old is not None:
             self._bytes -= old.size
         self._entries[sid] = Entry(view, version, self.clock(), len(blob), entry_owner)

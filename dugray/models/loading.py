@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .checkpoint import CheckpointError, check_kind, load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint
 from .default import DEFAULT, default_paths
 
 log = logging.getLogger(__name__)
@@ -81,9 +81,7 @@ def load_model(uri: str | None = None, kind: str = "matting", tracking_uri: str 
     if not uri or uri == DEFAULT:
         return load_checkpoint(default_paths()[kind], kind=KINDS[kind])
     if is_mlflow_uri(uri):
-        net = _load_mlflow(uri, kind, tracking_uri)
-        check_kind(getattr(net, "kind", "model"), KINDS[kind], uri)
-        return net
+        return _check_kind(_load_mlflow(uri, kind, tracking_uri), kind, uri)
     p = Path(uri).expanduser()
     if p.is_dir():
         p = p / f"{kind}.pt"
@@ -111,6 +109,18 @@ def load_networks(model: str | None = DEFAULT, refiner: str | None = None, devic
                 raise  # asked for explicitly: a missing file is an error
             log.warning("no refiner beside model %r; refinement keeps the matte as it is", model)
     return net, ref
+
+
+def _check_kind(net: nn.Module, kind: str, source) -> nn.Module:
+    got = getattr(net, "kind", "model")
+    if got != KINDS[kind]:
+        raise CheckpointError(f"{source} holds a {kind_name(got)} network, not a {kind} network")
+    return net
+
+
+def kind_name(kind: str) -> str:
+    """'model' -> 'matting', 'refiner' -> 'refiner' (the checkpoint's word -> the user's)."""
+    return {v: k for k, v in KINDS.items()}.get(kind, kind)
 
 
 def _load_mlflow(uri: str, kind: str, tracking_uri: str | None = None) -> nn.Module:

@@ -186,3 +186,13 @@ def solve_matte(image: np.ndarray, nig: NIG, user_map: np.ndarray | None = None,
         out = np.where(inputs.fixed, inputs.fixed_value, post.gamma)
     stats.update(laplacian_s=t2 - t1, cg_s=t3 - t2, seconds=time.perf_counter() - t0, ic0_shift=cg.shift)
     return SolveResult(out.astype(np.float32), band, cg.iterations, cg.residual, verdict, stats)
+
+
+def warm_up() -> None:
+    """One tiny solve: compiles (or loads from numba's cache) every kernel a solve uses, so
+    a server's first request does not pay for it."""
+    g = np.tile(np.linspace(0.2, 0.8, 12), (10, 1))
+    ones = np.ones_like(g)
+    user = np.zeros_like(g)
+    user[:, 0], user[:, -1] = -1, 1
+    solve_matte(np.repeat(g[..., None], 3, axis=2), NIG(g, ones, 3 * ones, ones), user)
