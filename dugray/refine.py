@@ -141,23 +141,85 @@ def paste_patches(matte: np.ndarray, patches: np.ndarray, boxes: Sequence[Box]) 
     return np.where(count > 0, total / np.maximum(count, 1), base)
 
 
+FALLBACK_FRACTION = 0.01
+"""Share of the image refined when no pixel passes the filters: its most aleatoric 1%."""
+
+NOISES = ("aleatoric", "fixed", "none")
+"""How gamma_s is drawn (Table 4): each pixel's own E[sigma^2], one image-wide variance
+(the mean finite E[sigma^2]), or no noise (gamma_s = gamma)."""
+
+
 def refinement_boxes(
     aleatoric: np.ndarray,
     aleatoric_var: np.ndarray,
     max_patches: int = 64,
     reliable_quantile: float = 0.9,
     size: int = PATCH,
-    fallback_fraction: float = 0.0,
+    fallback_fraction: float = FALLBACK_FRACTION,
 ) -> list[Box]:
     """Where to refine: :func:`select_pixels` then :func:`patch_boxes`, scored by E[sigma^2].
 
-    The one selection used by both stage-2 training and the session. With
-    ``fallback_fraction`` > 0, an image where nothing passes the filters (e.g. alpha <= 2
-    everywhere) still yields boxes around its top fraction of aleatoric pixels: stage 2
-    uses this so every batch has patches to learn from; the session does not.
+    The one rule of both stage-2 training and inference (session, evaluation, serving),
+    fallback included: an image where nothing passes the filters - e.g. alpha <= 2
+    everywhere, where Var[sigma^2] is infinite, so no estimate is reliable in the
+    paper's sense - still gets boxes around its top ``fallback_fraction`` of aleatoric
+    pixels (E[sigma^2] is finite for every alpha > 1), so the refiner is trained on and
+    applied to the same kind of patches. ``fallback_fraction=0`` refines nothing then.
     """
+    if not 0 <= fallback_fraction < 1:
+        raise ValueError(f"fallback_fraction must be in [0, 1), got {fallback_fraction}")
     mask = select_pixels(aleatoric, aleatoric_var, reliable_quantile)
     if not mask.any() and fallback_fraction > 0:
-        ale = np.asarray(aleatoric, np.float64)
-        mask = ale >= np.quantile(ale, 1 - fallback_fraction)
+        mask = top_share(aleatoric, fallback_fraction)
     return patch_boxes(mask, aleatoric, size=size, max_patches=max_patches)
+
+
+def top_share(values: np.ndarray, share: float) -> np.ndarray:
+    """Bool mask of the ``share`` highest finite values (at least one pixel).
+
+    Pixels tied with the cut-off value are kept unless that would more than double the
+    share (a flat map with a few high pixels: only those are taken); a constant map
+    keeps everything.
+    """
+    v = np.asarray(values, np.float64)
+    finite = np.isfinite(v)
+    if not finite.any():
+        return np.zeros(v.shape, bool)
+    vals = v[finite]
+    k = max(1, int(np.ceil(share * vals.size)))
+    thr = np.partition(vals, vals.size - k)[vals.size - k]
+    mask = finite & (v >= thr)
+    if mask.sum() > 2 * k:
+        strict = finite & (v > thr)
+        mask = strict if strict.any() else mask
+    return mask
+
+
+def noise_variance(aleatoric, noise: str = "aleatoric"):
+    """The variance map gamma_s is sampled with, for a ``noise`` option of :data:`NOISES`.
+
+    numpy (H, W) or torch (B, 1, H, W) maps; "fixed" uses one variance per image (the mean
+    of its finite E[sigma^2]), "none" zeros. Stage 2 and inference share it, so a refiner
+    is applied with the noise it was trained with.
+    """
+    if noise not in NOISES:
+        raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
+    if noise == "aleatoric":
+        return aleatoric
+    try:
+        import torch
+
+        if isinstance(aleatoric, torch.Tensor):
+            if noise == "none":
+                return torch.zeros_like(aleatoric)
+            finite = torch.isfinite(aleatoric)
+            dims = tuple(range(1, aleatoric.ndim))
+            mean = torch.where(finite, aleatoric, 0).sum(dims, keepdim=True) / finite.sum(dims, keepdim=True).clamp_min(1)
+            return mean.expand_as(aleatoric).clone()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    a = np.asarray(aleatoric, np.float32)
+    if noise == "none":
+        return np.zeros_like(a)
+    finite = np.isfinite(a)
+    return np.full_like(a, float(a[finite].mean()) if finite.any() else 0.0)

@@ -78,7 +78,7 @@ from dugray import defaults
 from dugray.foreground import rgba_cutout
 from dugray.nig import NIG, aleatoric, aleatoric_variance, epistemic, nig_fold
 from dugray.proposal import DEFAULT_K, DEFAULT_N, DEFAULT_T, Proposal, propose
-from dugray.refine import extract_patches, paste_patches, refinement_boxes, sample_coarse
+from dugray.refine import NOISES, extract_patches, noise_variance, paste_patches, refinement_boxes, sample_coarse
 from dugray.solve import SolveParams, SolveResult, solve_matte
 from dugray.upsample import DEFAULT_EPS, DEFAULT_RADIUS, guided_upsample, resize_to_working
 from dugray.usermap import BACKGROUND, FOREGROUND, UNKNOWN, Box, label_value, mask_to_trimap, trimap_to_usermap
@@ -499,15 +499,15 @@ def set_solve(state: SessionState, enabled: bool) -> None:
 
 
 def refine_step(state: SessionState, refiner, config: SessionConfig | None = None, nig: NIG | None = None,
-                noise: str = "aleatoric") -> np.ndarray:
+                noise: str | None = None) -> np.ndarray:
     """Refinement (section 3.4) of the fused posterior, then, when the config solves, the solve
     with the refined matte as the posterior's mean: the working matte ``state.refined`` holds.
 
     Refine-then-solve is the order that won on train/ and synthetic data (README, "Uncertainty-
     guided solve"): the refiner was trained on the network's own mattes, and the solve then
     settles what it leaves against the image's colour lines and the labels. Deterministic:
-    the sample gamma_s is drawn from ``(config.seed, rounds)``. ``noise="fixed"`` is Table 4's
-    ablation (see :func:`refine_matte`).
+    the sample gamma_s is drawn from ``(config.seed, rounds)``. ``noise`` defaults to the
+    refiner's own (Table 4's options: see :func:`refine_matte`).
     """
     config = config or SessionConfig.from_dict(state.config)
     nig = nig if nig is not None else fused_nig(state, config)
@@ -563,23 +563,26 @@ def apply_user_labels(state: SessionState, labels) -> list[tuple[Box, float]]:
     return resolved
 
 
-NOISES = ("aleatoric", "fixed")
+def refiner_noise(refiner) -> str:
+    """The noise option ``refiner`` was trained with (its config's ``noise``; "aleatoric" for older refiners)."""
+    return (getattr(refiner, "config", None) or {}).get("noise", "aleatoric")
 
 
 def refine_matte(refiner, nig: NIG, image_w: np.ndarray, config: SessionConfig | None = None, rng=None,
-                 noise: str = "aleatoric") -> np.ndarray:
+                 noise: str | None = None) -> np.ndarray:
     """Section 3.4: refine high-aleatoric detail with R in 32x32 patches; gamma if R is None.
 
     gamma_s ~ N(gamma, E[sigma^2]) (one sample), pixels above Otsu's aleatoric threshold
     with a reliable Var[sigma^2] are covered by at most ``config.max_patches`` patches of
-    gamma_s (:func:`dugray.refine.refinement_boxes`), R refines them in one batch, and
-    the results are pasted into gamma, not into gamma_s: outside the patches the
-    sampling noise would only add error.
+    gamma_s (:func:`dugray.refine.refinement_boxes`: the rule and fallback stage 2 trained
+    with), R refines them in one batch, and the results are pasted into gamma, not into
+    gamma_s: outside the patches the sampling noise would only add error.
 
-    ``noise="fixed"`` is the Table-4 ablation: the same normal draws scaled by one
-    standard deviation for the whole image, sqrt of its mean (finite) aleatoric
-    uncertainty, instead of each pixel's own; the refined boxes are the same.
+    ``noise`` (:data:`dugray.refine.NOISES`) defaults to the one the refiner was trained
+    with (Table 4: "aleatoric", "fixed" = one image-wide variance, "none"); passing
+    another is an evaluation-time swap. The refined boxes are the same for every noise.
     """
+    noise = noise or refiner_noise(refiner)
     if noise not in NOISES:
         raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
     config = config or SessionConfig()
@@ -588,15 +591,10 @@ def refine_matte(refiner, nig: NIG, image_w: np.ndarray, config: SessionConfig |
         return gamma.copy()
     rng = rng if rng is not None else np.random.default_rng(config.seed)
     maps = uncertainty_maps(nig)
-    # the same selection stage-2 training uses (no fallback: nothing reliable, nothing to do)
     boxes = refinement_boxes(maps["aleatoric"], maps["aleatoric_variance"], config.max_patches, config.reliable_quantile)
     if not boxes:
         return gamma.copy()
-    variance = maps["aleatoric"]
-    if noise == "fixed":
-        finite = np.isfinite(variance)
-        variance = np.full_like(variance, float(variance[finite].mean()) if finite.any() else 0.0)
-    gamma_s = sample_coarse(gamma, variance, rng)
+    gamma_s = sample_coarse(gamma, noise_variance(maps["aleatoric"], noise), rng)
     coarse = extract_patches(gamma_s, boxes)[:, None]  # (P, 1, 32, 32)
     image = extract_patches(np.asarray(image_w, np.float32), boxes).transpose(0, 3, 1, 2)  # (P, 3, 32, 32)
     device = _device_of(refiner)

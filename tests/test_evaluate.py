@@ -31,8 +31,9 @@ from dugray.session import SessionConfig, refine_matte
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["free", "free_nosolve", "sel1", "sel1_nosolve", "sel2", "sel2_nosolve", "refined", "refined_nosolve",
-           "refined_gauss", "last_sel1", "last_sel1_nosolve", "last_sel2", "last_sel2_nosolve", "noenforce_sel1",
-           "noenforce_sel2", "trimap", "trimap_nosolve", "trimap_refined", "trimap_refined_nosolve", "cf_trimap"]
+           "refined_fixed", "refined_fixed_nosolve", "last_sel1", "last_sel1_nosolve", "last_sel2", "last_sel2_nosolve",
+           "noenforce_sel1", "noenforce_sel2", "noenforce_refined", "trimap", "trimap_nosolve", "trimap_refined",
+           "trimap_refined_nosolve", "trimap_refined_fixed", "trimap_refined_fixed_nosolve", "cf_trimap"]
 
 
 def _job():
@@ -48,6 +49,7 @@ def tiny_model(tmp_path_factory):
     torch.manual_seed(0)
     save_checkpoint(create_model("unet", widths=(8, 16, 16)), d / "matting.pt")
     save_checkpoint(create_refiner("hrnet_lite", widths=(8, 8), modules=(1, 1), blocks=1), d / "refiner.pt")
+    save_checkpoint(create_refiner("hrnet_lite", widths=(8, 8), modules=(1, 1), blocks=1, noise="fixed"), d / "refiner_fixed.pt")
     return d
 
 
@@ -67,7 +69,7 @@ def job_out(tiny_model, three_images, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
     proc = subprocess.run(
         [sys.executable, "jobs/evaluate.py", "--data", three_images, "--split", "test", "--model", tiny_model,
-         "--out", out, "--rounds", "2", "--figures", "1", "--quiet"],
+         "--out", out, "--rounds", "2", "--figures", "1", "--quiet", "--refiner-variant", f"fixed={tiny_model / 'refiner_fixed.pt'}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
@@ -235,7 +237,7 @@ def test_dataset_without_trimaps_gets_a_derived_one(tmp_path, tiny_model, three_
     summary = evaluate(data, tmp_path / "out", model=str(tiny_model), compare={"l1": str(tiny_model)},
                        config=cfg, progress=False)
     assert summary["split"] == "val" and summary["n_images"] == 1
-    assert list(summary["methods"]) == ["free", "sel1", "refined", "refined_gauss", "l1.free", "l1.sel1", "l1.refined"]
+    assert list(summary["methods"]) == ["free", "sel1", "refined", "l1.free", "l1.sel1", "l1.refined"]
     assert "derived from the GT" in summary["protocols"]["comp1k"]
     assert set(summary["figure7"]) == {"main", "l1"}
     pred = cv2.imread(str(tmp_path / "out" / "mattes" / "free" / f"{summary['images'][0]}.png"), cv2.IMREAD_GRAYSCALE)

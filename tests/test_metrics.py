@@ -77,7 +77,28 @@ def test_whole_image_hand_computed_4x4():
     assert m["mad"] == pytest.approx(0.6 / 16, rel=1e-12)
     assert m["sadt"] == pytest.approx(0.2 / 1000, rel=1e-12)
     assert m["sadbf"] == pytest.approx(0.4 / 1000, rel=1e-12)
-    assert set(m) == {"sad", "mse", "mad", "grad", "conn", "sadt", "sadbf"}
+    # P3M's split of SADbf follows the trimap: (3, 3) lies where the trimap says 0, so background
+    assert m["sadf"] == 0.0 and m["sadb"] == pytest.approx(0.4 / 1000, rel=1e-12)
+    trimap[2:, :] = 255
+    m = whole_image(pred, gt, trimap)
+    assert m["sadf"] == pytest.approx(0.4 / 1000, rel=1e-12) and m["sadb"] == 0.0
+    assert set(m) == {"sad", "mse", "mad", "grad", "conn", "sadt", "sadbf", "sadf", "sadb", "grad_p3m"}
+
+
+def test_p3m_gradient_of_a_ramp():
+    """P3M's whole-image Grad: gaussian_filter derivatives (sigma 1.4) of a ramp with slope s are
+    s in the interior (the filter's derivative of a linear function), so against a flat GT every
+    interior pixel adds s^2; sum / 10. Borders (reflect mode) are excluded by comparing two sizes."""
+    from dugray.metrics import p3m_gradient
+
+    s = 0.004
+    def grad_of(w):
+        ramp = np.tile(np.arange(w) * s, (64, 1))
+        return p3m_gradient(ramp, np.zeros_like(ramp))
+    # widening the image by 100 columns adds 100 * 64 interior pixels of error s^2 each
+    assert grad_of(200) - grad_of(100) == pytest.approx(100 * 64 * s * s / 10, rel=1e-3)
+    gt = np.zeros((32, 32))
+    assert p3m_gradient(gt, gt) == 0.0
 
 
 def test_identical_mattes_give_zeros():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dugray.refine import above_otsu, extract_patches, paste_patches, patch_boxes, sample_coarse, select_pixels
+from dugray.refine import above_otsu, extract_patches, paste_patches, patch_boxes, refinement_boxes, sample_coarse, select_pixels
 
 
 def test_sample_coarse_statistics_numpy_and_torch():
@@ -98,6 +98,111 @@ def test_refinement_boxes_uses_filters_and_fallback():
     boxes = refinement_boxes(ale, var, max_patches=4)
     assert len(boxes) == 1 and boxes[0][0] <= 40 and boxes[0][2] >= 44
     none_reliable = np.full((64, 64), np.inf)
-    assert refinement_boxes(ale, none_reliable) == []
-    fb = refinement_boxes(ale, none_reliable, fallback_fraction=0.01)
-    assert len(fb) >= 1
+    assert refinement_boxes(ale, none_reliable, fallback_fraction=0) == []
+    fb = refinement_boxes(ale, none_reliable)  # the default fallback: the top 1%, here the 4x4 square
+    assert len(fb) == 1 and fb == boxes
+
+
+# ------------------------------------------------- one rule for stage 2 and inference (issue 16)
+
+
+def _nig_maps(h=64, w=64, alpha_value=3.0, seed=0):
+    rng = np.random.default_rng(seed)
+    gamma = rng.random((h, w)).astype(np.float32)
+    nu = np.full((h, w), 2.0, np.float32)
+    alpha = np.full((h, w), alpha_value, np.float32)
+    beta = np.full((h, w), 0.001, np.float32)
+    beta[20:30, 10:50] = 0.2  # a high-aleatoric strip
+    return gamma, nu, alpha, beta
+
+
+def test_alpha_at_most_two_is_never_reliable_but_the_fallback_still_refines():
+    from dugray.nig import aleatoric, aleatoric_variance
+    from dugray.refine import FALLBACK_FRACTION, refinement_boxes, select_pixels
+
+    _, _, a, b = _nig_maps(alpha_value=1.8)  # the paper's alpha > 1 activation allows this
+    ale, var = aleatoric(a, b), aleatoric_variance(a, b)
+    assert np.isinf(var).all()
+    assert not select_pixels(ale, var).any()  # Var[sigma^2] undefined: no estimate is reliable
+    boxes = refinement_boxes(ale, var)
+    assert boxes, "the fallback must give the refiner patches"
+    covered = np.zeros(ale.shape, bool)
+    for y0, x0, y1, x1 in boxes:
+        covered[y0:y1, x0:x1] = True
+    top = np.argsort(-ale, axis=None, kind="stable")[: int(np.ceil(FALLBACK_FRACTION * ale.size))]
+    assert covered.flat[top].all() and np.allclose(ale.flat[top], 0.2 / 0.8)  # the strip's pixels
+    assert refinement_boxes(ale, var, fallback_fraction=0) == []
+    with pytest.raises(ValueError):
+        refinement_boxes(ale, var, fallback_fraction=1.0)
+
+
+def test_mixed_alpha_selects_only_reliable_pixels():
+    from dugray.nig import aleatoric, aleatoric_variance
+    from dugray.refine import select_pixels
+
+    _, _, a, b = _nig_maps()
+    a[20:25], b[20:25] = 1.5, 0.05  # the top half of the strip: the same E[sigma^2], but alpha <= 2
+    assert np.allclose(aleatoric(a, b)[20:30, 10:50], 0.1)
+    sel = select_pixels(aleatoric(a, b), aleatoric_variance(a, b), reliable_quantile=1.0)
+    assert not sel[20:25].any() and sel[25:30, 10:50].all() and not sel[:20].any()
+
+
+def test_stage2_and_inference_pick_the_same_boxes():
+    import torch
+
+    from dugray.nig import NIG
+    from dugray.session import SessionConfig, uncertainty_maps
+    from dugray.train.config import TrainConfig
+    from dugray.train.stage2 import refinement_batch
+
+    for alpha_value in (3.0, 1.8):  # the filter's rule, and its fallback
+        g, nu, a, b = _nig_maps(alpha_value=alpha_value)
+        as_t = lambda x: torch.from_numpy(x)[None, None]  # noqa: E731
+        cfg = TrainConfig(patches_per_image=64)
+        image = torch.rand(1, 3, 64, 64)
+        _, _, _, boxes_train, _ = refinement_batch(tuple(as_t(x) for x in (g, nu, a, b)), image, as_t(g), cfg,
+                                                   np.random.default_rng(0))
+        maps = uncertainty_maps(NIG(g, nu, a, b))
+        sc = SessionConfig()
+        boxes_infer = refinement_boxes(maps["aleatoric"], maps["aleatoric_variance"], sc.max_patches, sc.reliable_quantile)
+        assert boxes_train[0] == boxes_infer and boxes_infer
+
+
+def test_noise_options():
+    import torch
+
+    from dugray.refine import NOISES, noise_variance
+
+    ale = np.array([[0.01, 0.03], [np.inf, 0.02]], np.float32)
+    assert noise_variance(ale, "aleatoric") is ale
+    np.testing.assert_allclose(noise_variance(ale, "fixed"), np.full((2, 2), 0.02), rtol=1e-6)  # mean of the finite
+    assert (noise_variance(ale, "none") == 0).all()
+    t = torch.from_numpy(ale)[None, None]
+    for noise in NOISES:
+        np.testing.assert_allclose(noise_variance(t, noise)[0, 0].numpy(), noise_variance(ale, noise), rtol=1e-6)
+    with pytest.raises(ValueError):
+        noise_variance(ale, "uniform")
+
+
+def test_a_refiner_is_applied_with_the_noise_it_was_trained_with(tmp_path):
+    import torch
+
+    from dugray.models import create_refiner, load_checkpoint, save_checkpoint
+    from dugray.nig import NIG
+    from dugray.session import SessionConfig, refine_matte
+
+    torch.manual_seed(0)
+    g, nu, a, b = _nig_maps()
+    image = np.random.default_rng(1).random((64, 64, 3)).astype(np.float32)
+    outs = {}
+    for noise in ("aleatoric", "none"):
+        net = create_refiner("hrnet_lite", widths=(8, 8), modules=(1, 1), blocks=1, noise=noise)
+        torch.nn.init.normal_(net.out.weight, std=0.1)  # not the identity
+        save_checkpoint(net, tmp_path / f"{noise}.pt")
+        loaded = load_checkpoint(tmp_path / f"{noise}.pt").eval()
+        assert loaded.config["noise"] == noise
+        outs[noise] = [refine_matte(loaded, NIG(g, nu, a, b), image, SessionConfig(), np.random.default_rng(s)) for s in (1, 2)]
+    assert not np.array_equal(*outs["aleatoric"])  # gamma_s drawn per pixel: the draw matters
+    np.testing.assert_array_equal(*outs["none"])  # no noise: gamma_s = gamma whatever the draw
+    with pytest.raises(ValueError):
+        create_refiner("hrnet_lite", noise="uniform")

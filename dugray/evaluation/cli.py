@@ -64,6 +64,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--model", default="default", help="'default', a checkpoint, a training --out folder or models:/ URI")
     p.add_argument("--refiner", help="refiner URI when --model is a single file or an MLflow URI")
     p.add_argument("--compare", nargs="+", action="append", metavar="NAME=URI", help="more models evaluated the same way (e.g. l1=runs/l1)")
+    p.add_argument("--refiner-variant", nargs="+", action="append", metavar="NAME=URI",
+                   help="more trained refiners for the main model (Table 4: e.g. fixed=runs/t4_fixed/refiner.pt); "
+                        "rows refined_NAME and <trimap>_refined_NAME, each with the noise it was trained with")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
     p.add_argument("--max-side", type=int, help="downsize images (and GT) whose long side is larger, before evaluation")
     p.add_argument("--rounds", type=int, default=2, help="interaction rounds of the simulated user (default 2)")
@@ -89,6 +92,7 @@ def main(argv=None, prog: str = PROG) -> int:
     """Parse ``argv``, evaluate, print the table; returns the exit code (0, or 2 on bad input)."""
     args = build_parser(prog).parse_args(argv)
     compare = parse_compare(args.compare, prog)
+    refiner_variants = parse_compare(args.refiner_variant, prog)
     from dugray.evaluation import EvalConfig, EvalError, prepare, run
     from dugray.session import SessionConfig
 
@@ -97,7 +101,7 @@ def main(argv=None, prog: str = PROG) -> int:
         config = EvalConfig(rounds=args.rounds, split=args.split, limit=args.limit, max_side=args.max_side,
                             figures=args.figures, error_threshold=args.error_threshold,
                             ablations=not args.no_ablations, closed_form=not args.no_closed_form, session=session)
-        prep = prepare(args.data, args.model, compare, config, args.refiner, args.device)
+        prep = prepare(args.data, args.model, compare, config, args.refiner, args.device, refiner_variants)
     except (EvalError, ValueError) as exc:
         fail(str(exc), prog)
     try:

@@ -16,14 +16,14 @@ Variants (``Outcome.variant``); ``R`` is the number of interaction rounds:
 =====================  ===========================================================
 free                   no interaction: empty user map (trimap-free), NIG round 1
 sel<r>                 after r rounds of selections (eq. 2 fusion, labels enforced)
-refined                after R selections + refinement (per-pixel aleatoric noise),
-                       on the solved matte when the session solves
-refined_gauss          same boxes, gamma_s with fixed Gaussian noise whose variance
-                       is the image's mean aleatoric (Table 4; an eval-time variant:
-                       the refiner was trained with per-pixel noise)
+refined                after R selections + refinement with the main refiner (the noise
+                       it was trained with), on the solved matte when the session solves
+refined_<name>         the same with another trained refiner (``--refiner-variant``;
+                       Table 4: one refiner per stage-2 noise option)
 last_sel<r>            fusion="last": only the latest round, no NIG summation
 noenforce_sel<r>       enforce_labels=False and no solve: the paper's behaviour (labels
                        reach the matte only through U and the fusion)
+noenforce_refined      the same + refinement: the paper-faithful twin of ``refined``
 trimap, trimap2        the dataset trimap(s) as the initial user map, one round
 trimap_refined, ...    the same + refinement
 cf_trimap, cf_trimap2  closed-form matting (pymatting) given the same trimap
@@ -39,14 +39,18 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
+from dugray.refine import select_pixels
 from dugray.session import (
     MattingSession,
     SessionConfig,
     full_resolution_alpha,
     fused_nig,
     refine_step,
+    uncertainty_maps,
 )
 from dugray.usermap import oracle_label
+
+from .auroc import auroc
 
 from .closed_form import closed_form_alpha
 from .data import TRIMAP_COLUMNS, Example
@@ -66,6 +70,7 @@ class Outcome:
     selections: int | None = None  # interaction rounds behind this matte
     labels: int = 0  # labelled boxes so far
     epistemic: np.ndarray | None = None  # full-resolution Var[mu] of the fused NIG
+    aleatoric: dict = field(default_factory=dict)  # aleatoric_stats of the fused NIG behind this matte
 
     @property
     def method(self) -> str:
@@ -92,6 +97,7 @@ class Plan:
     session: SessionConfig = field(default_factory=SessionConfig)
     ablations: bool = True
     closed_form: bool = True
+    refiners: dict = field(default_factory=dict)  # name -> another trained refiner (Table 4 rows)
 
 
 NOSOLVE = "_nosolve"
@@ -111,8 +117,10 @@ def describe(variant: str, rounds: int) -> str:
         return "no interaction (trimap-free)"
     if variant == "refined":
         return f"{sel(rounds)} + refinement (per-pixel aleatoric noise)"
-    if variant == "refined_gauss":
-        return f"{sel(rounds)} + refinement, fixed Gaussian noise (Table 4, eval-time)"
+    if variant == "noenforce_refined":
+        return f"{sel(rounds)} + refinement, labels not enforced, no solve (paper)"
+    if variant.startswith("refined_"):
+        return f"{sel(rounds)} + refinement with refiner {variant[8:]!r} (Table 4)"
     for prefix, what in (("last_", "last round only, no NIG fusion"), ("noenforce_", "labels not enforced, no solve (paper)")):
         if variant.startswith(prefix + "sel"):
             return f"{sel(int(variant[len(prefix) + 3:]))}, {what}"
@@ -125,6 +133,8 @@ def describe(variant: str, rounds: int) -> str:
             return f"{key} as user map"
         if variant == key + "_refined":
             return f"{key} as user map + refinement"
+        if variant.startswith(key + "_refined_"):
+            return f"{key} as user map + refinement with refiner {variant[len(key) + 9:]!r} (Table 4)"
     return variant
 
 
@@ -138,6 +148,29 @@ def network_matte(session: MattingSession) -> np.ndarray:
     return fused_nig(session.state, session.config).gamma
 
 
+def band_of(gt_u8: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The GT transition band (0 < GT < 1, dilated 3 px) at ``shape`` (the working size)."""
+    gt = cv2.resize(np.asarray(gt_u8), (shape[1], shape[0]), interpolation=cv2.INTER_AREA) if gt_u8.shape != shape else gt_u8
+    band = ((gt > 0) & (gt < 255)).astype(np.uint8)
+    return cv2.dilate(band, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))) > 0
+
+
+def aleatoric_stats(session: MattingSession, gt_u8: np.ndarray) -> dict:
+    """How well the fused NIG's aleatoric map finds fine detail, at working resolution.
+
+    ``auroc_aleatoric_band``: AUROC of E[sigma^2] as a detector of the GT transition band
+    (:func:`band_of`); ``selected_share``: the share of the working image the refinement
+    filter (Otsu + reliability, :func:`dugray.refine.select_pixels`) keeps;
+    ``selected_in_band``: the share of those pixels inside the band (NaN if none kept).
+    """
+    maps = uncertainty_maps(fused_nig(session.state, session.config))
+    band = band_of(gt_u8, maps["aleatoric"].shape)
+    sel = select_pixels(maps["aleatoric"], maps["aleatoric_variance"], session.config.reliable_quantile)
+    kept = int(sel.sum())
+    return {"auroc_aleatoric_band": auroc(maps["aleatoric"], band), "selected_share": kept / sel.size,
+            "selected_in_band": float((sel & band).sum()) / kept if kept else float("nan")}
+
+
 def as_full_u8(session: MattingSession, matte_w: np.ndarray) -> np.ndarray:
     """``matte_w`` (working resolution) at ``session``'s full image size (guided upsampling), as uint8."""
     st = session.state
@@ -145,18 +178,19 @@ def as_full_u8(session: MattingSession, matte_w: np.ndarray) -> np.ndarray:
 
 
 def _twins(session: MattingSession, model_name: str, variant: str, alpha, seconds: float, selections, labels,
-           epistemic) -> list[Outcome]:
+           epistemic, gt_u8) -> list[Outcome]:
     """The row as configured, plus its ``_nosolve`` twin when the session solves."""
-    outs = [Outcome(model_name, variant, alpha, seconds, selections, labels, epistemic)]
+    stats = aleatoric_stats(session, gt_u8)
+    outs = [Outcome(model_name, variant, alpha, seconds, selections, labels, epistemic, stats)]
     if session.config.solve:
         solve_s = session.state.solve_info.get("seconds", 0.0)
         outs.append(Outcome(model_name, variant + NOSOLVE, as_full_u8(session, network_matte(session)),
-                            max(seconds - solve_s, 0.0), selections, labels, epistemic))
+                            max(seconds - solve_s, 0.0), selections, labels, epistemic, stats))
     return outs
 
 
 def run_interactive(ex: Example, model, refiner, config: SessionConfig, rounds: int, *, model_name: str = MAIN,
-                    prefix: str = "", emit_free: bool = True, refine: bool = True, gauss: bool = False):
+                    prefix: str = "", emit_free: bool = True, refine: bool = True, refiners: dict | None = None):
     """One session: round 1 with an empty map, ``rounds`` oracle rounds, then refinement.
 
     Returns (outcomes, trace). A round with no proposal left keeps the previous matte.
@@ -167,7 +201,7 @@ def run_interactive(ex: Example, model, refiner, config: SessionConfig, rounds: 
     outs = []
     trace = Trace(proposals=[p.box for p in s.proposals], initial=alpha, epistemic=s.epistemic)
     if emit_free:
-        outs += _twins(s, model_name, prefix + "free", alpha, time.perf_counter() - t0, 0, 0, s.epistemic)
+        outs += _twins(s, model_name, prefix + "free", alpha, time.perf_counter() - t0, 0, 0, s.epistemic, ex.gt)
     n_labels = 0
     for r in range(1, rounds + 1):
         labels = simulated_user(s, ex.gt)  # the simulated user's time is not counted
@@ -176,41 +210,48 @@ def run_interactive(ex: Example, model, refiner, config: SessionConfig, rounds: 
             s.label(labels)
         alpha = s.alpha_u8
         n_labels += len(labels)
-        outs += _twins(s, model_name, f"{prefix}sel{r}", alpha, time.perf_counter() - t0, r, n_labels, s.epistemic)
+        outs += _twins(s, model_name, f"{prefix}sel{r}", alpha, time.perf_counter() - t0, r, n_labels, s.epistemic, ex.gt)
     h, w = ex.gt.shape
     trace.user_map = cv2.resize(s.state.user_map, (w, h), interpolation=cv2.INTER_NEAREST)
     trace.interacted = alpha
     if refine:
-        outs += _refined_rows(s, refiner, model_name, prefix + "refined", rounds, n_labels, gauss)
+        outs += _refined_rows(s, refiner, model_name, prefix + "refined", rounds, n_labels, refiners, ex.gt)
         trace.refined = next(o.alpha for o in outs if o.variant == prefix + "refined")
     return outs, trace
 
 
-def _refined_rows(s: MattingSession, refiner, model_name: str, variant: str, rounds, n_labels, gauss: bool) -> list[Outcome]:
-    """``variant`` (the session's own refinement), its ``_nosolve`` twin and, with ``gauss``, Table 4's fixed noise."""
+def _refined_rows(s: MattingSession, refiner, model_name: str, variant: str, rounds, n_labels, refiners: dict | None,
+                  gt_u8) -> list[Outcome]:
+    """``variant`` (the session's own refinement), its ``_nosolve`` twin and, per extra trained refiner
+    (Table 4), ``<variant>_<name>`` with that refiner and the noise it was trained with."""
     fused = fused_nig(s.state, s.config)
+    stats = aleatoric_stats(s, gt_u8)
     t0 = time.perf_counter()
     refined = s.refine().alpha_u8
-    outs = [Outcome(model_name, variant, refined, time.perf_counter() - t0, rounds, n_labels, s.epistemic)]
+    outs = [Outcome(model_name, variant, refined, time.perf_counter() - t0, rounds, n_labels, s.epistemic, stats)]
     if s.config.solve:
         t0 = time.perf_counter()
         matte = refine_step(s.state, refiner, replace(s.config, solve=False), fused)
         outs.append(Outcome(model_name, variant + NOSOLVE, as_full_u8(s, matte), time.perf_counter() - t0, rounds,
-                            n_labels, s.epistemic))
-    if gauss:
-        t0 = time.perf_counter()
-        matte = refine_step(s.state, refiner, s.config, fused, noise="fixed")
-        outs.append(Outcome(model_name, variant + "_gauss", as_full_u8(s, matte), time.perf_counter() - t0, rounds,
-                            n_labels, s.epistemic))
+                            n_labels, s.epistemic, stats))
+    for name, other in (refiners or {}).items():
+        for config, suffix in ((s.config, ""), (replace(s.config, solve=False), NOSOLVE)):
+            if suffix and not s.config.solve:
+                continue
+            t0 = time.perf_counter()
+            matte = refine_step(s.state, other, config, fused)
+            outs.append(Outcome(model_name, f"{variant}_{name}{suffix}", as_full_u8(s, matte), time.perf_counter() - t0,
+                                rounds, n_labels, s.epistemic, stats))
     return outs
 
 
-def run_trimap(ex: Example, model, refiner, config: SessionConfig, key: str, model_name: str = MAIN) -> list[Outcome]:
+def run_trimap(ex: Example, model, refiner, config: SessionConfig, key: str, model_name: str = MAIN,
+               refiners: dict | None = None) -> list[Outcome]:
     """Trimap mode: the dataset trimap ``key`` as the initial user map; then refined (each with its no-solve twin)."""
     t0 = time.perf_counter()
     s = MattingSession(ex.image, model, refiner, config, trimap=ex.trimaps[key]).start()
-    outs = _twins(s, model_name, key, s.alpha_u8, time.perf_counter() - t0, None, 0, s.epistemic)
-    return outs + _refined_rows(s, refiner, model_name, key + "_refined", None, 0, gauss=False)
+    outs = _twins(s, model_name, key, s.alpha_u8, time.perf_counter() - t0, None, 0, s.epistemic, ex.gt)
+    return outs + _refined_rows(s, refiner, model_name, key + "_refined", None, 0, refiners, ex.gt)
 
 
 def run_closed_form(ex: Example, key: str) -> Outcome:
@@ -230,17 +271,18 @@ def run_image(ex: Example, models: dict, plan: Plan) -> tuple[list[Outcome], Tra
     trace = None
     for name, (net, refiner) in models.items():
         main = name == MAIN
-        outs, tr = run_interactive(ex, net, refiner, plan.session, plan.rounds, model_name=name, gauss=main)
+        extra = plan.refiners if main else None
+        outs, tr = run_interactive(ex, net, refiner, plan.session, plan.rounds, model_name=name, refiners=extra)
         outcomes += outs
         trace = tr if main else trace
         if main and plan.ablations and plan.rounds > 0:
             for prefix, change in (("last_", {"fusion": "last"}), ("noenforce_", {"enforce_labels": False, "solve": False})):
                 outs, _ = run_interactive(ex, net, refiner, replace(plan.session, **change), plan.rounds,
-                                          model_name=name, prefix=prefix, emit_free=False, refine=False)
+                                          model_name=name, prefix=prefix, emit_free=False, refine=prefix == "noenforce_")
                 outcomes += outs
         for key in TRIMAP_COLUMNS:
             if key in ex.trimaps:
-                outcomes += run_trimap(ex, net, refiner, plan.session, key, name)
+                outcomes += run_trimap(ex, net, refiner, plan.session, key, name, extra)
     if plan.closed_form:
         outcomes += [run_closed_form(ex, key) for key in TRIMAP_COLUMNS if key in ex.trimaps]
     return outcomes, trace

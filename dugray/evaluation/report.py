@@ -15,20 +15,23 @@ from .scoring import COMP1K, PROTOCOLS, WHOLE
 CSV_COLUMNS = (
     ["image", "method", "model", "variant", "selections", "labels"]
     + [f"{p}_{k}" for p, keys in PROTOCOLS.items() for k in keys]
-    + ["auroc_epistemic", "mean_epistemic", "seconds"]
+    + ["auroc_epistemic", "mean_epistemic", "seconds", "auroc_aleatoric_band", "selected_share", "selected_in_band"]
 )
+ALEATORIC_KEYS = ("auroc_aleatoric_band", "selected_share", "selected_in_band")
 PROTOCOL_TAG = {COMP1K: "c1k", WHOLE: "whole"}
-METRIC_TITLE = {"sad": "SAD", "mse": "MSE", "mad": "MAD", "grad": "Grad", "conn": "Conn", "sadt": "SADt", "sadbf": "SADbf"}
+METRIC_TITLE = {"sad": "SAD", "mse": "MSE", "mad": "MAD", "grad": "Grad (DIM)", "conn": "Conn", "sadt": "SADt", "sadbf": "SADbf",
+                "sadf": "SADf", "sadb": "SADb", "grad_p3m": "Grad (P3M)"}
 
 
-def record(image: str, o: Outcome, scores: dict, auroc: float, mean_epistemic: float) -> dict:
-    """One CSV row: an image scored for one method."""
+def record(image: str, o: Outcome, scores: dict, auroc: float, mean_epistemic: float, aleatoric: dict | None = None) -> dict:
+    """One CSV row: an image scored for one method (``aleatoric``: :func:`~.methods.aleatoric_stats`, or empty)."""
     r = {"image": image, "method": o.method, "model": o.model, "variant": o.variant,
          "selections": o.selections, "labels": o.labels}
     for p, keys in PROTOCOLS.items():
         for k in keys:
             r[f"{p}_{k}"] = float(scores[p][k])
     r.update(auroc_epistemic=auroc, mean_epistemic=mean_epistemic, seconds=float(o.seconds))
+    r.update({k: float((aleatoric or {}).get(k, math.nan)) for k in ALEATORIC_KEYS})
     return r
 
 
@@ -52,6 +55,8 @@ def summarise_methods(records: list[dict], rounds: int) -> dict:
         entry["auroc_images"] = len(aurocs)
         entry["mean_epistemic"] = mean_or_none(r["mean_epistemic"] for r in rs)
         entry["seconds"] = mean_or_none(r["seconds"] for r in rs)
+        for k in ALEATORIC_KEYS:
+            entry[k] = mean_or_none(r.get(k) for r in rs)
         out[method] = entry
     return out
 
@@ -139,6 +144,10 @@ def markdown(summary: dict) -> str:
     rows = [[_method_cell(m, e), fmt(e["auroc_epistemic"]), str(e["auroc_images"]), fmt(e["mean_epistemic"])]
             for m, e in methods.items() if e["mean_epistemic"] is not None]
     lines += _table(["method", "AUROC (epistemic)", "images with AUROC", "mean epistemic"], rows) + [""]
+    lines += ["## Aleatoric uncertainty and the refinement selection", ""]
+    rows = [[_method_cell(m, e)] + [fmt(e.get(k)) for k in ALEATORIC_KEYS]
+            for m, e in methods.items() if e.get("auroc_aleatoric_band") is not None and not m.endswith("_nosolve")]
+    lines += _table(["method", "AUROC of E[sigma^2] for the band", "share selected", "selected in band"], rows) + [""]
     lines += ["## Selections vs error and uncertainty (Figure 7, `figure7.png`)", ""]
     for model, c in s["figure7"].items():
         lines += [f"model `{model}`:", ""]

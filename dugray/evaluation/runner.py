@@ -91,6 +91,7 @@ class Prepared:
     uris: dict  # name -> URI
     losses: dict  # name -> "nig" / "l1" / None (read from the checkpoint's training metrics)
     device: str
+    refiners: dict = field(default_factory=dict)  # name -> another trained refiner of the main model (Table 4)
 
 
 def pick_device(device: str = "auto") -> str:
@@ -124,8 +125,9 @@ def trained_loss(net) -> str | None:
 
 
 def prepare(data, model: str = "default", compare: dict | None = None, config: EvalConfig | None = None,
-            refiner: str | None = None, device: str = "auto") -> Prepared:
-    """Check the config, read the manifest, pick the split, load the models."""
+            refiner: str | None = None, device: str = "auto", refiner_variants: dict | None = None) -> Prepared:
+    """Check the config, read the manifest, pick the split, load the models (and the
+    ``refiner_variants``: name -> refiner URI, rows ``refined_<name>`` of the main model)."""
     from dugray.data.manifest import load_or_build
 
     config = config or EvalConfig()
@@ -149,7 +151,13 @@ def prepare(data, model: str = "default", compare: dict | None = None, config: E
         models[name] = load_pair(uri, None, device)
         uris[name] = str(uri)
     losses = {k: trained_loss(net) for k, (net, _) in models.items()}
-    return Prepared(str(data), split, rows, unique_names(rows), models, uris, losses, device)
+    refiners = {}
+    for name, uri in (refiner_variants or {}).items():
+        if not name.isidentifier():
+            raise EvalError(f"refiner variant name {name!r} must be a plain identifier (letters, digits, _)")
+        refiners[name] = load_pair(model, uri, device)[1]
+        uris[f"refiner:{name}"] = str(uri)
+    return Prepared(str(data), split, rows, unique_names(rows), models, uris, losses, device, refiners)
 
 
 def run(prep: Prepared, out, config: EvalConfig | None = None, progress: bool = True) -> dict:
@@ -161,7 +169,7 @@ def run(prep: Prepared, out, config: EvalConfig | None = None, progress: bool = 
     config = config or EvalConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    plan = Plan(config.rounds, config.session, config.ablations, config.closed_form)
+    plan = Plan(config.rounds, config.session, config.ablations, config.closed_form, prep.refiners)
     records, skipped, sizes, derived = [], [], [], 0
     _warm_up(prep, config)
     t_start = time.perf_counter()
@@ -184,7 +192,7 @@ def run(prep: Prepared, out, config: EvalConfig | None = None, progress: bool = 
                 epi = float(np.mean(o.epistemic, dtype=np.float64))
             else:
                 auc = epi = math.nan
-            records.append(record(name, o, scores, auc, epi))
+            records.append(record(name, o, scores, auc, epi, o.aleatoric))
         if trace is not None and figures_left > 0:
             save_steps(out / f"steps_{name}.png", ex.image, ex.gt, trace)
             figures_left -= 1
@@ -257,9 +265,12 @@ def _summary(prep: Prepared, config: EvalConfig, records, skipped, sizes, derive
                         if max(evaluated) <= sc.work_size else
                         "larger images are reduced to it and their mattes come back to evaluation size by the "
                         "session's guided upsampling.")),
-        ("`refined_gauss` (Table 4) is an evaluation-time variant: the refiner was trained with per-pixel aleatoric "
-         "noise and is only fed fixed-variance noise here (same boxes, same normal draws, one standard deviation "
-         "sqrt(mean aleatoric of the image))."),
+        ("`refined_<name>` / `<trimap>_refined_<name>` (Table 4) use another trained refiner of the same network "
+         "(`--refiner-variant`), on the same boxes, sampling gamma_s with the noise that refiner was trained with "
+         "(its config's `noise`: aleatoric, fixed or none)."),
+        ("Aleatoric columns: AUROC of E[sigma^2] for the GT transition band (0 < GT < 1 dilated 3 px), the share of "
+         "the working image the refinement filter keeps (Otsu + reliability) and the share of those pixels in the "
+         "band; computed on the fused NIG behind the row, at working resolution."),
         ("`last_sel*` and `noenforce_sel*` share their first round with `free` (same network, empty user map), so "
          "that round is not repeated as a row."),
         ("Closed-form matting: pymatting `estimate_alpha_cf` with its defaults, solved at evaluation size in the "

@@ -24,7 +24,7 @@ COMP1K = "comp1k"
 WHOLE = "whole"
 PROTOCOLS = {
     COMP1K: ("sad", "mse", "mad", "grad", "conn"),
-    WHOLE: ("sad", "mse", "mad", "grad", "conn", "sadt", "sadbf"),
+    WHOLE: ("sad", "mse", "mad", "grad", "conn", "sadt", "sadbf", "sadf", "sadb", "grad_p3m"),
 }
 DERIVED_TRIMAP_KERNEL = 10
 """Side (px, elliptical) of the dilation/erosion deriving a trimap from a GT alpha."""

@@ -106,14 +106,20 @@ class HRNetLiteRefiner(nn.Module):
 
     ``widths``: channels of the branches (full, 1/2, 1/4 of the patch resolution);
     ``modules``: HR modules per stage (stage k runs the first k+1 branches).
+    ``noise``: how its input gamma_s was drawn in training (:data:`dugray.refine.NOISES`,
+    Table 4); kept in the checkpoint so inference samples the same way.
     """
 
-    def __init__(self, widths=(24, 64, 160), modules=(1, 3, 3), blocks=2, norm="bn"):
+    def __init__(self, widths=(24, 64, 160), modules=(1, 3, 3), blocks=2, norm="bn", noise="aleatoric"):
         super().__init__()
+        from dugray.refine import NOISES
+
         widths, modules = tuple(int(w) for w in widths), tuple(int(m) for m in modules)
         if len(modules) != len(widths):
             raise ValueError("need one module count per branch (stage k adds branch k)")
-        self.config = dict(name="hrnet_lite", widths=widths, modules=modules, blocks=blocks, norm=norm)
+        if noise not in NOISES:
+            raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
+        self.config = dict(name="hrnet_lite", widths=widths, modules=modules, blocks=blocks, norm=norm, noise=noise)
         self.stride = 2 ** (len(widths) - 1)
         self.stem = nn.Sequential(ConvNormAct(4, widths[0], 3, norm=norm), ConvNormAct(widths[0], widths[0], 3, norm=norm))
         self.new_branch = nn.ModuleList(

@@ -81,6 +81,14 @@ class TrainConfig:
     refiner_kwargs: dict = field(default_factory=dict)
     patches_per_image: int = 16
     reliable_quantile: float = 0.9
+    matting: str = ""
+    """Stage 2's frozen matting network when this job does not run stage 1 ('default', a
+    training output folder, a checkpoint file or an MLflow URI); empty = stage 1's of
+    the same ``out``. Lets several refiners be trained for one network (Table 4)."""
+    stage2_noise: str = "aleatoric"
+    """How stage 2 draws the refiner's input gamma_s (Table 4): 'aleatoric' (each pixel's
+    E[sigma^2], the method), 'fixed' (one variance per image, its mean E[sigma^2]) or
+    'none' (gamma_s = gamma). Stored in the refiner, which inference then follows."""
     # optimisation
     batch_size: int = 8
     lr: float = 5e-4
@@ -154,6 +162,10 @@ class TrainConfig:
             raise ValueError(f"extra_fraction must be in [0, 1), got {self.extra_fraction}")
         if self.extra_fraction and not self.extra_data:
             raise ValueError("extra_fraction needs extra_data")
+        from dugray.refine import NOISES
+
+        if self.stage2_noise not in NOISES:
+            raise ValueError(f"stage2_noise must be one of {', '.join(NOISES)}, got {self.stage2_noise!r}")
         if not 0.0 <= self.jitter_p <= 1.0:
             raise ValueError(f"jitter_p must be in [0, 1], got {self.jitter_p}")
 

@@ -120,6 +120,8 @@ def run_training(cfg: TrainConfig) -> dict:
     cfg.extra_data = [_absolute(p) for p in cfg.extra_data]
     if cfg.init_from and cfg.init_from != "default" and not cfg.init_from.startswith(("models:", "runs:")):
         cfg.init_from = _absolute(cfg.init_from)
+    if cfg.matting and cfg.matting != "default" and not cfg.matting.startswith(("models:", "runs:")):
+        cfg.matting = _absolute(cfg.matting)
     out = Path(cfg.out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     storage = cfg.storage or str(out / "ray")
@@ -146,8 +148,8 @@ def run_training(cfg: TrainConfig) -> dict:
                     mlflow.log_params(_flat_params(cfg))
                 resume = latest_checkpoint(storage, stage) if cfg.resume else ""
                 matting = summary["stages"].get("1", {}).get("checkpoint") or previous.get("matting_checkpoint", "")
-                if stage == "2" and not matting:
-                    raise FileNotFoundError("stage 2 needs a trained matting network: run stage 1 first (same --out)")
+                if stage == "2" and not matting and not cfg.matting:
+                    raise FileNotFoundError("stage 2 needs a trained matting network: run stage 1 first (same --out) or give --matting")
                 args = LoopArgs(config=cfg, stage=stage, tracking_uri=uri, mlflow_run_id=run.info.run_id,
                                 resume_path=resume, matting_checkpoint=matting)
                 print(f"[train] stage {stage}: {'resuming from ' + resume if resume else 'from scratch'}", flush=True)

@@ -18,7 +18,7 @@ import torch
 from dugray.models import create_refiner, load_checkpoint, load_networks
 from dugray.nig import aleatoric, aleatoric_variance
 from dugray.pipeline import SkipLedger
-from dugray.refine import extract_patches, paste_patches, refinement_boxes, sample_coarse
+from dugray.refine import extract_patches, noise_variance, paste_patches, refinement_boxes, sample_coarse
 from dugray.train.losses import stage2_loss
 from dugray.train.stage1 import fixed_steps
 from dugray.train.worker import (
@@ -36,11 +36,12 @@ from dugray.train.worker import (
 )
 
 
-def refinement_batch(nig, image, alpha_gt, cfg, rng: np.random.Generator, fallback: float = 0.01):
+def refinement_batch(nig, image, alpha_gt, cfg, rng: np.random.Generator, noise: str = "aleatoric"):
     """Patches of every image in a batch: (coarse, image, gt, boxes per image, gamma_s).
 
-    ``fallback`` guarantees patches for an image where nothing passes the filters, so
-    every worker runs the same number of backward passes.
+    The boxes come from the inference rule and its fallback (:func:`refinement_boxes`
+    with its defaults), so every image yields patches and every worker runs the same
+    number of backward passes; gamma_s is drawn with ``noise`` (Table 4's options).
     """
     g, nu, a, b = (t.detach().float().cpu().numpy()[:, 0] for t in nig)
     img = image.detach().cpu().permute(0, 2, 3, 1).numpy()
@@ -48,8 +49,8 @@ def refinement_batch(nig, image, alpha_gt, cfg, rng: np.random.Generator, fallba
     coarse, pix, target, boxes_all, sampled = [], [], [], [], []
     for i in range(g.shape[0]):
         ale, var = aleatoric(a[i], b[i]), aleatoric_variance(a[i], b[i])
-        boxes = refinement_boxes(ale, var, cfg.patches_per_image, cfg.reliable_quantile, fallback_fraction=fallback)
-        gs = sample_coarse(g[i], ale, rng)
+        boxes = refinement_boxes(ale, var, cfg.patches_per_image, cfg.reliable_quantile)
+        gs = sample_coarse(g[i], noise_variance(ale, noise), rng)
         coarse.append(extract_patches(gs, boxes))
         pix.append(extract_patches(img[i], boxes))
         target.append(extract_patches(gt[i], boxes))
@@ -65,11 +66,16 @@ def refinement_batch(nig, image, alpha_gt, cfg, rng: np.random.Generator, fallba
     )
 
 
-def frozen_matting(checkpoint_dir: str, device) -> torch.nn.Module:
-    """Stage 1's matting network F from its Ray checkpoint, frozen: eval mode (batch-norm
-    statistics fixed) and no parameter requires a gradient, so stage 2 trains R only."""
-    with ray.train.Checkpoint(checkpoint_dir).as_directory() as d:
-        frozen = load_checkpoint(f"{d}/model.pt").to(device).eval()
+def frozen_matting(checkpoint_dir: str, device, source: str = "") -> torch.nn.Module:
+    """Stage 1's matting network F from its Ray checkpoint (or, without one, the network
+    ``source`` names: config ``matting``), frozen: eval mode (batch-norm statistics fixed)
+    and no parameter requires a gradient, so stage 2 trains R only."""
+    if checkpoint_dir:
+        with ray.train.Checkpoint(checkpoint_dir).as_directory() as d:
+            frozen = load_checkpoint(f"{d}/model.pt")
+    else:
+        frozen = load_networks(source, "none", parts=("matting",))[0]
+    frozen = frozen.to(device).eval()
     for p in frozen.parameters():
         p.requires_grad_(False)
     return frozen
@@ -78,8 +84,10 @@ def frozen_matting(checkpoint_dir: str, device) -> torch.nn.Module:
 def initial_refiner(cfg):
     """The refiner to train: ``init_from``'s (a warm start) if given, else a new one."""
     if cfg.init_from:
-        return load_networks(cfg.init_from, refiner=cfg.init_from, parts=("refiner",))[1]  # named: must exist
-    return create_refiner(cfg.refiner, **cfg.refiner_kwargs)
+        refiner = load_networks(cfg.init_from, refiner=cfg.init_from, parts=("refiner",))[1]  # named: must exist
+        refiner.config["noise"] = cfg.stage2_noise  # trained from here on with this stage's noise
+        return refiner
+    return create_refiner(cfg.refiner, **{"noise": cfg.stage2_noise, **cfg.refiner_kwargs})
 
 
 @torch.no_grad()
@@ -92,7 +100,7 @@ def validate(frozen, refiner, cfg, table, wc, ledger) -> dict:
     sums = defaultdict(float)
     for batch in epoch_batches(cfg, table, wc, 0, ledger, train=False):
         nig = frozen(batch["image"], batch["user_map"])
-        coarse, pix, _, boxes, sampled = refinement_batch(nig, batch["image"], batch["alpha"], cfg, rng, fallback=0.0)
+        coarse, pix, _, boxes, sampled = refinement_batch(nig, batch["image"], batch["alpha"], cfg, rng, cfg.stage2_noise)
         refined = refiner(coarse.to(wc.device), pix.to(wc.device)).cpu().numpy()[:, 0] if coarse.shape[0] else None
         y = batch["alpha"].cpu().numpy()[:, 0]
         gamma = nig[0].cpu().numpy()[:, 0]
@@ -124,7 +132,7 @@ def stage2_loop(loop_config: dict) -> None:
     cfg = args.config
     wc = worker_context(cfg)
     table = manifest_table(cfg)
-    frozen = frozen_matting(args.matting_checkpoint, wc.device)
+    frozen = frozen_matting(args.matting_checkpoint, wc.device, cfg.matting)
     epochs = cfg.stage2_epoch_count
     t = prepare_training(initial_refiner(cfg), args, wc, table, cfg.stage2_lr, epochs)
     refiner, opt, sched, steps = t.model, t.opt, t.sched, t.steps
@@ -137,7 +145,7 @@ def stage2_loop(loop_config: dict) -> None:
         for i, batch in enumerate(fixed_steps(lambda: epoch_batches(cfg, table, wc, epoch, ledger), steps), 1):
             with torch.no_grad():
                 nig = frozen(batch["image"], batch["user_map"])
-            coarse, pix, target, _, _ = refinement_batch(nig, batch["image"], batch["alpha"], cfg, rng)
+            coarse, pix, target, _, _ = refinement_batch(nig, batch["image"], batch["alpha"], cfg, rng, cfg.stage2_noise)
             refined = refiner(coarse.to(wc.device), pix.to(wc.device))
             losses = stage2_loss(refined, target.to(wc.device))
             opt.zero_grad(set_to_none=True)
