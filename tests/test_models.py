@@ -20,6 +20,9 @@ from dugray.models import (
 from dugray.nig import nig_loss
 
 MODELS = available_models()
+# the faithful MODNet (tests/test_modnet.py) is official-size (6.5M), its semantic branch sees the
+# whole image (labels act globally), and its side heads learn only from MODNet's own losses
+LITE = [m for m in MODELS if m != "modnet"]
 
 
 @pytest.fixture(autouse=True)
@@ -65,7 +68,7 @@ def test_config_records_constructor_kwargs():
     assert tuple(net.config["widths"]) == (8, 16, 32) and net.config["alpha_min"] == 2.1
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", LITE)
 def test_default_sizes_are_lite(name):
     n = num_parameters(create_model(name))
     assert 300_000 < n < 1_600_000, n
@@ -108,7 +111,7 @@ def test_initial_prediction_is_sane(name):
     assert 0.3 < nu.median().item() < 3 and 1.5 < alpha.median().item() < 3 and 0.02 < beta.median().item() < 0.5
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", LITE)
 def test_user_map_changes_output_locally(name):
     net = create_model(name).eval()
     image = torch.rand(1, 3, 64, 64)
@@ -150,7 +153,7 @@ def test_network_learns_to_follow_labels(name):
 # ---------------------------------------------------------------- training
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", LITE)
 def test_gradients_reach_every_parameter(name):
     net = create_model(name)
     image, alpha = disc_batch(2, 64)

@@ -1,7 +1,7 @@
 """Matting networks with the NIG head, the refiner, a registry and checkpoints.
 
     from dugray.models import create_model, create_refiner
-    net = create_model("unet")                 # or "modnet_lite"
+    net = create_model("unet")                 # or "modnet_lite", "modnet"
     gamma, nu, alpha, beta = net(image, user_map)
     refiner = create_refiner("hrnet_lite")
     refined = refiner(coarse_patches, image_patches)
@@ -24,6 +24,7 @@ from .loading import load_model, load_networks, refiner_uri_for, resolve_device
 # Importing the model modules registers them.
 from .unet import UNetMatting
 from .modnet_lite import MODNetLite
+from .modnet import MODNet
 from .refiner import HRNetLiteRefiner
 
 __all__ = [
@@ -46,5 +47,6 @@ __all__ = [
     "resolve_device",
     "UNetMatting",
     "MODNetLite",
+    "MODNet",
     "HRNetLiteRefiner",
 ]

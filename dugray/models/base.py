@@ -6,10 +6,13 @@ A subclass sets ``stride`` (its total downsampling factor) and implements
 
 1. checks shapes;
 2. pads image and user map together to a multiple of ``stride`` (reflect);
-3. standardises the image (ImageNet mean/std) and turns the user map into
+3. standardises the image (:meth:`normalize`: ImageNet mean/std unless a network
+   overrides it) and turns the user map into
    fg/bg/transition planes (:func:`user_planes`);
 4. runs body + head on channels-last activations;
 5. crops every NIG map back to (H, W).
+
+Steps 1-3 are :meth:`prepare`, for a subclass whose ``forward`` returns more than the NIG.
 """
 
 from __future__ import annotations
@@ -34,16 +37,25 @@ class MattingNet(nn.Module):
         """The backbone's feature map for the NIG head; each registered network defines it."""
         raise NotImplementedError(f"{type(self).__name__} must define features()")
 
-    def forward(self, image: torch.Tensor, user_map: torch.Tensor) -> NIG:
-        """image (B,3,H,W) in [0,1], user_map (B,1,H,W) in {-1,0,0.5,1} -> NIG maps (B,1,H,W)."""
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        """Standardise the (padded) image in [0,1]: ImageNet statistics unless a network overrides it."""
+        return normalize_image(image)
+
+    def prepare(self, image: torch.Tensor, user_map: torch.Tensor):
+        """Steps 1-3 of ``forward``: -> (normalised image, user planes, crop box), padded to ``stride``."""
         if image.ndim != 4 or image.shape[1] != 3:
             raise ValueError(f"image must be (B,3,H,W), got {tuple(image.shape)}")
         if user_map.shape != (image.shape[0], 1, *image.shape[2:]):
             raise ValueError(f"user_map must be (B,1,H,W) = {(image.shape[0], 1, *image.shape[2:])}, got {tuple(user_map.shape)}")
         user_map = user_map.to(image.dtype)
         both, box = pad_to_multiple(torch.cat([image, user_map], dim=1), self.stride)
-        x, planes = normalize_image(both[:, :3]), user_planes(both[:, 3:])
+        x, planes = self.normalize(both[:, :3]), user_planes(both[:, 3:])
         if self.channels_last:
             x, planes = (t.contiguous(memory_format=torch.channels_last) for t in (x, planes))
+        return x, planes, box
+
+    def forward(self, image: torch.Tensor, user_map: torch.Tensor) -> NIG:
+        """image (B,3,H,W) in [0,1], user_map (B,1,H,W) in {-1,0,0.5,1} -> NIG maps (B,1,H,W)."""
+        x, planes, box = self.prepare(image, user_map)
         nig = self.head(self.features(x, planes))
         return NIG(*(crop(t, box).contiguous() for t in nig))

@@ -22,11 +22,15 @@ FLAGS = {  # flag -> (config key, type, help)
     "--extra-repeat": ("extra_repeat", int, "times each extra dataset's rows appear per epoch"),
     "--extra-fraction": ("extra_fraction", float, "share of training rows from the extra datasets (overrides --extra-repeat)"),
     "--jitter-p": ("jitter_p", float, "probability of a colour jitter per training image"),
-    "--init-from": ("init_from", str, "warm start: 'default', a training output folder or a checkpoint"),
+    "--init-from": ("init_from", str, "warm start: 'default', a training output folder, a checkpoint, "
+                                      "or modnet-official:PATH (official MODNet weights, stage 1, arch modnet)"),
     "--out": ("out", str, "output folder: weights, MLflow store, Ray checkpoints"),
     "--stage": ("stage", str, "1, 2 or all"),
     "--epochs": ("epochs", int, "epochs of stage 1 (and of stage 2 unless --stage2-epochs)"),
     "--stage2-epochs": ("stage2_epochs", int, "epochs of stage 2"),
+    "--stage2-noise": ("stage2_noise", str, "how stage 2 draws gamma_s: aleatoric (the method), fixed or none (Table 4)"),
+    "--matting": ("matting", str, "stage 2's frozen matting network when stage 1 is not run here "
+                                  "('default', a training output folder or a checkpoint)"),
     "--samples-per-epoch": ("samples_per_epoch", int, "examples per epoch (0 = every train row)"),
     "--num-workers": ("num_workers", int, "Ray Train workers"),
     "--cpus-per-worker": ("cpus_per_worker", float, "CPUs each worker reserves"),
@@ -44,6 +48,23 @@ FLAGS = {  # flag -> (config key, type, help)
 
 
 PROG = "train.py"
+
+
+def check_official_init(cfg, arch_flag) -> None:
+    """``--init-from modnet-official:PATH``: stages 1 or all (stage 2's refiner then starts new),
+    arch modnet; loads the file once (its errors now, not in a worker) and makes PATH absolute
+    for the workers."""
+    from dugray.models.modnet_official import PREFIX, load_official_modnet, official_path
+
+    if cfg.stage == "2":
+        raise ValueError(f"--init-from {PREFIX}PATH warm-starts the matting network (stage 1 or all); the refiner "
+                         "has no official weights")
+    if arch_flag is not None and arch_flag != "modnet":
+        raise ValueError(f"--init-from {PREFIX}PATH trains the modnet architecture, not --arch {arch_flag}")
+    kwargs = cfg.arch_kwargs if cfg.arch == "modnet" else {}
+    path = official_path(cfg.init_from).resolve()
+    load_official_modnet(path, **{"alpha_min": cfg.alpha_min, **kwargs})
+    cfg.arch, cfg.arch_kwargs, cfg.init_from = "modnet", kwargs, f"{PREFIX}{path}"
 
 
 def parse(argv, prog: str = PROG):
@@ -83,7 +104,9 @@ def main(argv=None, prog: str = PROG) -> int:
         from dugray.data.manifest import load_or_build
 
         load_or_build(cfg.data)  # fail fast, with the layout error, before Ray starts
-        if cfg.init_from:  # and with the loader's error (missing, unreadable, the wrong kind)
+        if cfg.init_from.startswith("modnet-official:"):
+            check_official_init(cfg, args.arch)
+        elif cfg.init_from:  # and with the loader's error (missing, unreadable, the wrong kind)
             from dugray.models import load_networks
 
             parts = tuple(p for p, stages in (("matting", "1 all"), ("refiner", "2 all")) if cfg.stage in stages.split())

@@ -118,7 +118,7 @@ def run_training(cfg: TrainConfig) -> dict:
     # workers run in other folders (and on other nodes): hand them absolute paths
     cfg.data = _absolute(cfg.data)
     cfg.extra_data = [_absolute(p) for p in cfg.extra_data]
-    if cfg.init_from and cfg.init_from != "default" and not cfg.init_from.startswith(("models:", "runs:")):
+    if cfg.init_from and cfg.init_from != "default" and not cfg.init_from.startswith(("models:", "runs:", "modnet-official:")):
         cfg.init_from = _absolute(cfg.init_from)
     if cfg.matting and cfg.matting != "default" and not cfg.matting.startswith(("models:", "runs:")):
         cfg.matting = _absolute(cfg.matting)

@@ -16,9 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from dugray.models import create_model, load_networks
+from dugray.models.modnet_official import PREFIX as OFFICIAL_PREFIX
+from dugray.models.modnet_official import load_official_modnet, official_path
 from dugray.nig import aleatoric, epistemic
 from dugray.pipeline import SkipLedger
 from dugray.train.losses import laplacian_loss, stage1_loss
+from dugray.train.modnet_losses import modnet_losses
 from dugray.train.visualize import sample_grid
 from dugray.train.worker import (
     LoopArgs,
@@ -35,17 +38,33 @@ from dugray.train.worker import (
 )
 
 
-def objective(cfg, nig, alpha_gt) -> dict:
-    """The configured stage-1 loss: the method's NIG loss, or the plain-L1 ablation."""
+def objective(cfg, nig, alpha_gt, aux=None, image=None) -> dict:
+    """The configured stage-1 loss: the method's NIG loss, or the plain-L1 ablation; plus
+    the backbone's own losses when it returns side outputs (``aux``: MODNet's semantic and
+    detail predictions, :func:`modnet_losses`, which also needs the ``image``)."""
     if cfg.loss == "l1":
         l1 = F.l1_loss(nig[0], alpha_gt)
         lap = laplacian_loss(nig[0], alpha_gt)
-        return {"total": l1 + cfg.matte_weight * lap, "l1": l1.detach(), "matte": lap.detach()}
-    return stage1_loss(nig, alpha_gt, lam=cfg.nig_lambda, matte_weight=cfg.matte_weight)
+        losses = {"total": l1 + cfg.matte_weight * lap, "l1": l1.detach(), "matte": lap.detach()}
+    else:
+        losses = stage1_loss(nig, alpha_gt, lam=cfg.nig_lambda, matte_weight=cfg.matte_weight)
+    if aux is not None:
+        own = modnet_losses(aux, nig[0], alpha_gt, image)
+        losses = {**losses, **own, "total": losses["total"] + own["total"]}
+    return losses
 
 
 def initial_network(cfg):
-    """The matting network to train: ``init_from``'s (a warm start) if given, else a new one."""
+    """The matting network to train: ``init_from``'s (a warm start) if given, else a new one.
+
+    ``init_from`` 'modnet-official:PATH' is the official MODNet checkpoint at PATH: the
+    network is then ``modnet`` (``arch_kwargs`` apply only when ``arch`` is 'modnet'),
+    with a fresh NIG head (:func:`load_official_modnet`)."""
+    if OFFICIAL_PREFIX in cfg.init_from:
+        # the part from the prefix on: tolerates a folder prepended by a path resolver
+        uri = cfg.init_from[cfg.init_from.index(OFFICIAL_PREFIX):]
+        kwargs = cfg.arch_kwargs if cfg.arch == "modnet" else {}
+        return load_official_modnet(official_path(uri), **{"alpha_min": cfg.alpha_min, **kwargs})
     if cfg.init_from:
         return load_networks(cfg.init_from, "none", parts=("matting",))[0]
     return create_model(cfg.arch, alpha_min=cfg.alpha_min, **cfg.arch_kwargs)
@@ -114,13 +133,17 @@ def stage1_loop(loop_config: dict) -> None:
     model, opt, sched, steps = t.model, t.opt, t.sched, t.steps
     ledger = SkipLedger.remote()
     mlf = MlflowLogger(args, wc)
+    aux_outputs = getattr(unwrap(model), "aux_outputs", False)
     for epoch in range(t.start_epoch, cfg.epochs):
         progress = Progress("1", epoch, cfg.epochs, steps, cfg.log_every, wc)
         sums = defaultdict(float)
         batches = fixed_steps(lambda: epoch_batches(cfg, table, wc, epoch, ledger), steps)
         for i, batch in enumerate(batches, 1):
-            nig = model(batch["image"], batch["user_map"])
-            losses = objective(cfg, nig, batch["alpha"])
+            if aux_outputs:  # MODNet: its semantic / detail predictions for its own losses
+                nig, aux = model(batch["image"], batch["user_map"], return_aux=True)
+            else:
+                nig, aux = model(batch["image"], batch["user_map"]), None
+            losses = objective(cfg, nig, batch["alpha"], aux, batch["image"])
             opt.zero_grad(set_to_none=True)
             losses["total"].backward()
             if cfg.grad_clip:

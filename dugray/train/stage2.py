@@ -82,8 +82,9 @@ def frozen_matting(checkpoint_dir: str, device, source: str = "") -> torch.nn.Mo
 
 
 def initial_refiner(cfg):
-    """The refiner to train: ``init_from``'s (a warm start) if given, else a new one."""
-    if cfg.init_from:
+    """The refiner to train: ``init_from``'s (a warm start) if given, else a new one (also when
+    ``init_from`` is the official MODNet, which has no refiner)."""
+    if cfg.init_from and not cfg.init_from.startswith("modnet-official:"):
         refiner = load_networks(cfg.init_from, refiner=cfg.init_from, parts=("refiner",))[1]  # named: must exist
         refiner.config["noise"] = cfg.stage2_noise  # trained from here on with this stage's noise
         return refiner
