@@ -278,3 +278,46 @@ def test_nosolve_twins_are_the_network_alone(tmp_path, tiny_model, three_images)
             np.testing.assert_array_equal(twin, plain)
             changed += int(np.any(solved != plain))
     assert changed > 0
+
+
+# ------------------------------------------------------------- the NIG head's diagnosis (issue 16)
+
+
+def test_nig_stats_figures_of_a_known_aleatoric_map():
+    from dugray.evaluation.methods import band_of
+    from dugray.evaluation.nig_stats import image_stats
+
+    gt = np.zeros((64, 64), np.uint8)
+    gt[:, 33:] = 255
+    gt[:, 32] = 128  # one column of transition: the band is columns 29..35 (dilated 3 px)
+    band = band_of(gt, gt.shape)
+    assert band[:, 29:36].all() and not band[:, :29].any() and not band[:, 36:].any()
+    ale = np.where(band, 0.1, 0.001)
+    maps = {"gamma": gt / 255.0, "aleatoric": ale, "aleatoric_variance": ale**2}
+    st = image_stats(maps, gt)
+    assert st["auroc_band"] == 1.0  # E[sigma^2] separates the band perfectly
+    assert st["selected_in_band"] == 1.0 and st["selected_share"] == pytest.approx(band.mean())  # Otsu keeps the band
+    assert st["auroc_band_of_error"] == 0.5  # a perfect matte: no error anywhere, all tied
+    assert st["aleatoric_in_band"] == pytest.approx(0.1) and st["aleatoric_outside"] == pytest.approx(0.001)
+    assert st["log_corr_aleatoric_variance"] == pytest.approx(1.0)
+
+
+def test_head_probe_trains_the_evidence_branches_and_leaves_the_matte_alone():
+    from dugray.evaluation.head_probe import evidence_only, mask_gamma
+    from dugray.nig import nig_loss
+
+    torch.manual_seed(0)
+    net = create_model("unet", widths=(8, 16, 16)).eval()
+    x, u = torch.rand(2, 3, 32, 32), torch.zeros(2, 1, 32, 32)
+    before = [t.detach().clone() for t in net(x, u)]
+    params = evidence_only(net)
+    opt = torch.optim.Adam(params, lr=1e-2)
+    for _ in range(3):
+        opt.zero_grad()
+        nig_loss(torch.rand(2, 1, 32, 32), net(x, u)).backward()
+        mask_gamma(net)
+        opt.step()
+    after = net(x, u)
+    assert torch.equal(after[0], before[0])  # gamma bit-identical
+    assert not torch.equal(after[3], before[3])  # beta learned
+    assert all(not p.requires_grad for n, p in net.named_parameters() if not n.startswith("head."))

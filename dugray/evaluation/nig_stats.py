@@ -9,7 +9,8 @@ For every image at the session's working size (long side 512) and every mode - `
 NIG is computed once; the job writes ``nig_stats.json`` (quantiles of gamma, nu, alpha, beta,
 E[sigma^2] and Var[sigma^2]; mean E[sigma^2] inside / outside the band; the AUROC of
 E[sigma^2] for the band; the share the refinement filter keeps and its share in the band;
-the correlation of log E[sigma^2] with log Var[sigma^2]), ``nig_stats.md`` (the same as
+the correlation of log E[sigma^2] with log Var[sigma^2]; for reference the AUROC of the
+network's own |gamma - GT| for the band, what an E[sigma^2] that tracked the error would reach), ``nig_stats.md`` (the same as
 tables) and ``nig_histograms.png`` (log10 histograms of nu, alpha - alpha_min, beta and
 E[sigma^2], one line per model and mode). No Ray, no training.
 """
@@ -55,7 +56,8 @@ def image_stats(maps: dict, gt_u8: np.ndarray, reliable_quantile: float = 0.9) -
     sel = select_pixels(ale, var, reliable_quantile)
     finite = np.isfinite(var) & (var > 0)
     corr = float(np.corrcoef(np.log(ale[finite]), np.log(var[finite]))[0, 1]) if finite.sum() > 2 else math.nan
-    return {"auroc_band": auroc(ale, band), "aleatoric_in_band": float(ale[band].mean()) if band.any() else math.nan,
+    err = np.abs(maps["gamma"] - np.asarray(gt_u8, np.float64) / 255.0)
+    return {"auroc_band": auroc(ale, band), "auroc_band_of_error": auroc(err, band), "aleatoric_in_band": float(ale[band].mean()) if band.any() else math.nan,
             "aleatoric_outside": float(ale[~band].mean()) if (~band).any() else math.nan,
             "selected_share": float(sel.mean()), "selected_in_band": float((sel & band).sum() / sel.sum()) if sel.any() else math.nan,
             "log_corr_aleatoric_variance": corr}
