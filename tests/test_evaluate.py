@@ -321,3 +321,19 @@ def test_head_probe_trains_the_evidence_branches_and_leaves_the_matte_alone():
     assert torch.equal(after[0], before[0])  # gamma bit-identical
     assert not torch.equal(after[3], before[3])  # beta learned
     assert all(not p.requires_grad for n, p in net.named_parameters() if not n.startswith("head."))
+
+
+def test_head_probe_reinit_restores_the_initial_evidence():
+    from dugray.evaluation.head_probe import reinit_evidence
+
+    torch.manual_seed(0)
+    net = create_model("unet", widths=(8, 16, 16), alpha_min=2.1).eval()
+    with torch.no_grad():
+        net.head.out.bias += 3.0  # a "trained" head, far from its initialisation
+    gamma_bias = float(net.head.out.bias[0])
+    reinit_evidence(net)
+    b = net.head.out.bias.detach()
+    assert float(b[0]) == gamma_bias  # gamma untouched
+    sp = torch.nn.functional.softplus
+    assert float(sp(b[1])) == pytest.approx(1.0) and float(sp(b[2])) == pytest.approx(1.0)  # nu 1, alpha = 2.1 + 1
+    assert float(sp(b[3])) / (2.1 + 1.0 - 1.0) == pytest.approx(0.1)  # E[sigma^2] = beta / (alpha - 1) = 0.1

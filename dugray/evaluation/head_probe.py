@@ -12,7 +12,9 @@ map (40%), a trimap (30%) or per-class labelled patches (30%). Tune-only data: n
 
 Variants: ``--lam`` (the evidence regulariser's weight), ``--band-noise`` (std of Gaussian noise
 added to the target inside the GT band: irreducible label noise the NLL can only explain as
-aleatoric). A diagnostic, not a training job: nothing is saved but the head's weights (``--save``).
+aleatoric), ``--alpha-min`` (the activation floor alpha = softplus + alpha_min; the paper's 1.0
+instead of the shipped 2.1), ``--reinit`` (the final layer's evidence channels start again from
+:class:`~dugray.models.nig_head.NIGHead`'s initialisation). A diagnostic, not a training job: nothing is saved but the head's weights (``--save``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,19 @@ def evidence_only(net) -> list[torch.nn.Parameter]:
     return params
 
 
+def reinit_evidence(net) -> None:
+    """Put the final 1x1 conv's nu/alpha/beta channels back to a fresh NIGHead's initialisation
+    (biases at nu 1, alpha alpha_min + 1, E[sigma^2] 0.1); the branch convs and their frozen
+    batch-norm statistics stay, so the features they see are still the trained ones."""
+    from dugray.models.nig_head import NIGHead
+
+    head = net.head
+    fresh = NIGHead(head.branches[0].in_channels, head.branches[0].out_channels // 4, alpha_min=head.alpha_min)
+    with torch.no_grad():
+        head.out.weight[1:] = fresh.out.weight[1:]
+        head.out.bias[1:] = fresh.out.bias[1:]
+
+
 def mask_gamma(net) -> None:
     """Zero the gradients of the gamma branch (first quarter of the branch channels, output 0)."""
     head = net.head
@@ -98,12 +113,18 @@ def main(argv=None) -> int:
     p.add_argument("--every", type=int, default=50)
     p.add_argument("--lam", type=float, default=0.01)
     p.add_argument("--band-noise", type=float, default=0.0)
+    p.add_argument("--alpha-min", type=float, help="change the head's activation floor (default: the model's)")
+    p.add_argument("--reinit", action="store_true", help="re-initialise the evidence branches first")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save")
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     net = load_networks(args.model, "none", parts=("matting",))[0].eval()  # batch-norm statistics fixed
+    if args.alpha_min is not None:
+        net.head.alpha_min = args.alpha_min
+    if args.reinit:
+        reinit_evidence(net)
     params = evidence_only(net)
     opt = torch.optim.Adam(params, lr=args.lr)
     pool = _photos(args.photos, "train") + _photos(args.synth, "train", limit=100)
