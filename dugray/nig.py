@@ -149,3 +149,25 @@ def nig_fold(rounds: Iterable[NIG | tuple]) -> NIG:
     if not rounds:
         raise ValueError("nig_fold needs at least one round")
     return NIG(*reduce(nig_sum, rounds))
+
+
+def nig_temper(nig: NIG | tuple, rounds: int) -> NIG:
+    """The fused NIG of ``rounds`` rounds weighed as one round's evidence (a tempered posterior).
+
+    eq. 2 treats every round as an independent observation, so m rounds of the same network
+    on nearly the same input would make the posterior m times surer than any one of them.
+    Tempering undoes the counting, not the information: nu / m, (alpha - (m - 1) / 2) / m
+    (eq. 2 adds 1/2 per summation) and beta / m. gamma is unchanged, disagreement between
+    the rounds still raises beta, and m identical rounds give back exactly that round:
+
+    >>> import numpy as np
+    >>> r = NIG(np.float64(0.7), np.float64(2.0), np.float64(3.0), np.float64(0.1))
+    >>> [round(float(v), 12) for v in nig_temper(nig_fold([r, r, r]), 3)]
+    [0.7, 2.0, 3.0, 0.1]
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    g, nu, a, b = nig
+    if rounds == 1:
+        return NIG(g, nu, a, b)
+    return NIG(g, nu / rounds, (a - 0.5 * (rounds - 1)) / rounds, b / rounds)

@@ -14,6 +14,7 @@ most one pixel and the grid covers every pixel exactly once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +56,7 @@ def propose(
     t: float = DEFAULT_T,
     labelled: np.ndarray | None = None,
     max_labelled_fraction: float = 0.5,
+    reach: Callable[[tuple[int, int, int, int]], np.ndarray] | None = None,
 ) -> list[Proposal]:
     """Algorithm 1: the top ``n`` grid cells whose mean epistemic uncertainty exceeds ``t``.
 
@@ -68,6 +70,11 @@ def propose(
         labelled over more than ``max_labelled_fraction`` of their area are skipped, so
         a later round does not ask the same question again (not in the paper, whose
         single round never meets the case).
+    reach : optional ``box -> (H, W) map in [0, 1]``: how strongly an answer about ``box``
+        would carry to each pixel (:mod:`dugray.propagate`). With it the cells are picked
+        greedily and, after each pick, every other cell's score is multiplied by
+        ``1 - mean reach`` over it: cells the picked cell's answer would already settle
+        are not asked about too (not in the paper).
 
     Returns proposals ordered by score, highest first; ties broken by raster order of the
     cell so the result is deterministic.
@@ -95,11 +102,19 @@ def propose(
     if labelled is not None:
         frac = cell_means(np.asarray(labelled) != 0, ye, xe)
         eligible &= frac <= max_labelled_fraction
-    flat = np.flatnonzero(eligible.ravel())
-    # stable sort on -score keeps raster order among equal scores
-    order = flat[np.argsort(-scores.ravel()[flat], kind="stable")][:n]
+    box = lambda i, j: (int(ye[i]), int(xe[j]), int(ye[i + 1]), int(xe[j + 1]))  # noqa: E731
+    if reach is None:
+        flat = np.flatnonzero(eligible.ravel())
+        # stable sort on -score keeps raster order among equal scores
+        order = flat[np.argsort(-scores.ravel()[flat], kind="stable")][:n]
+        return [Proposal(box(*divmod(int(idx), kx)), float(scores.flat[idx]), divmod(int(idx), kx)) for idx in order]
     out = []
-    for idx in order:
-        i, j = divmod(int(idx), kx)
-        out.append(Proposal((int(ye[i]), int(xe[j]), int(ye[i + 1]), int(xe[j + 1])), float(scores[i, j]), (i, j)))
+    left = np.where(eligible, scores, -np.inf)
+    while len(out) < n and np.isfinite(left).any():
+        idx = int(np.argmax(left))  # the first maximum in raster order
+        i, j = divmod(idx, kx)
+        out.append(Proposal(box(i, j), float(scores[i, j]), (i, j)))
+        left[i, j] = -np.inf
+        carried = cell_means(np.clip(reach(box(i, j)), 0.0, 1.0), ye, xe)
+        left = np.where(np.isfinite(left), left * (1.0 - carried), left)
     return out

@@ -67,7 +67,7 @@ import io
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import cv2
@@ -76,17 +76,30 @@ import torch
 
 from dugray import defaults
 from dugray.foreground import rgba_cutout
-from dugray.nig import NIG, aleatoric, aleatoric_variance, epistemic, nig_fold
+from dugray.nig import NIG, aleatoric, aleatoric_variance, epistemic, nig_fold, nig_temper
+from dugray.propagate import CarryParams, box_reach, carried_evidence, carry_labels, lab_image, released_band
+from dugray.propagate import warm_up as warm_up_propagate
 from dugray.proposal import DEFAULT_K, DEFAULT_N, DEFAULT_T, Proposal, propose
 from dugray.refine import NOISES, extract_patches, noise_variance, paste_patches, refinement_boxes, sample_coarse
 from dugray.solve import SolveParams, SolveResult, solve_matte
 from dugray.upsample import DEFAULT_EPS, DEFAULT_RADIUS, guided_upsample, resize_to_working
-from dugray.usermap import BACKGROUND, FOREGROUND, UNKNOWN, Box, label_value, mask_to_trimap, trimap_to_usermap
+from dugray.usermap import (
+    BACKGROUND,
+    FOREGROUND,
+    TRANSITION,
+    UNKNOWN,
+    Box,
+    label_value,
+    mask_to_trimap,
+    point_box,
+    trimap_to_usermap,
+)
 
 MIN_SIDE = 8
 """Smallest accepted image side in pixels."""
 
 FUSION_MODES = ("nig", "last")
+PROPOSAL_MODES = ("epistemic", "evidence", "spread")
 _STATE_FORMAT = 1
 
 
@@ -112,6 +125,18 @@ class SessionConfig:
         solve; the matte a session returns is the solved one (refinement refines the
         network's matte, then solves again from it: :func:`refine_step`).
     solve_params : :class:`dugray.solve.SolveParams` overrides (weights, pins, Laplacian, guard).
+    carry : the user's labels carry to the pixels that look like them and are connected to
+        them (:mod:`dugray.propagate`), as NIG evidence fused into the posterior.
+    carry_params : :class:`dugray.propagate.CarryParams` overrides.
+    proposals : what Algorithm 1 ranks: "epistemic" (the paper: the network's fused rounds),
+        "evidence" (the posterior with the labels' carried evidence: where it disagrees with
+        the network, eq. 2's beta and so the epistemic uncertainty rise) or "spread" (the
+        same, and each pick discounts the cells its answer would carry to, so one question
+        is asked per region).
+    temper_rounds : the posterior weighs the m fused network rounds as one round's evidence
+        (:func:`dugray.nig.nig_temper`): the rounds are the same network on nearly the same
+        input, not m independent observations, and eq. 2's summation alone would make every
+        new round hold the solve m times tighter to the network's matte (the paper: False).
     """
 
     work_size: int = defaults.WORK_SIZE
@@ -129,23 +154,33 @@ class SessionConfig:
     foreground_max_side: int | None = 1024
     solve: bool = True
     solve_params: dict = field(default_factory=dict)
+    carry: bool = True
+    carry_params: dict = field(default_factory=dict)
+    proposals: str = "evidence"
+    temper_rounds: bool = True
 
     def __post_init__(self):
         if self.work_size < MIN_SIDE:
             raise ValueError(f"work_size must be >= {MIN_SIDE}, got {self.work_size}")
         if self.k < 1 or self.n < 0:
             raise ValueError(f"need k >= 1 and n >= 0, got k={self.k}, n={self.n}")
+        if self.proposals not in PROPOSAL_MODES:
+            raise ValueError(f"proposals must be one of {PROPOSAL_MODES}, got {self.proposals!r}")
         if self.fusion not in FUSION_MODES:
             raise ValueError(f"fusion must be one of {FUSION_MODES}, got {self.fusion!r}")
         if self.upsample_guide not in ("color", "gray"):
             raise ValueError(f"upsample_guide must be 'color' or 'gray', got {self.upsample_guide!r}")
         if not 0 < self.reliable_quantile <= 1:
             raise ValueError(f"reliable_quantile must be in (0, 1], got {self.reliable_quantile}")
-        self.solve_parameters  # validated here: a typo fails when the config is made
+        self.solve_parameters, self.carry_parameters  # validated here: a typo fails when the config is made
 
     @property
     def solve_parameters(self) -> SolveParams:
         return SolveParams.from_dict(self.solve_params)
+
+    @property
+    def carry_parameters(self) -> CarryParams:
+        return CarryParams.from_dict(self.carry_params)
 
     def to_dict(self) -> dict:
         """Every field as a plain dict (what SessionState.config holds; :meth:`from_dict` reads it back)."""
@@ -455,11 +490,35 @@ def uncertainty_maps(nig: NIG) -> dict[str, np.ndarray]:
 
 
 def fused_nig(state: SessionState, config: SessionConfig | None = None) -> NIG:
-    """The state's rounds fused as its config says (labels enforced when configured)."""
+    """The state's posterior: its rounds fused as its config says (eq. 2; tempered to one
+    round's evidence with ``config.temper_rounds``), the labels' carried evidence summed in
+    (``config.carry``), labels enforced when configured."""
     config = config or SessionConfig.from_dict(state.config)
     if not state.rounds:
         raise RuntimeError("no round has been predicted yet; call start() / predict_round first")
-    return fuse_rounds(state.rounds, config.fusion, state.user_map, config.enforce_labels)
+    fused = fuse_rounds(state.rounds, config.fusion, state.user_map, enforce_labels=False)
+    if config.temper_rounds and config.fusion == "nig" and len(state.rounds) > 1:
+        fused = NIG(*(np.asarray(a, np.float32) for a in nig_temper(fused, len(state.rounds))))
+    if config.carry and state.label_log:
+        evidence = carried_evidence(state.image_w, state.user_map, label_boxes(state), config.carry_parameters,
+                                    nu=fused.nu, gamma=fused.gamma)
+        fused = carry_labels(fused, evidence)
+    if config.enforce_labels:
+        fused = fused._replace(gamma=enforce_user_labels(fused.gamma, state.user_map))
+    return fused
+
+
+def label_boxes(state: SessionState) -> list[tuple[Box, float]]:
+    """The user's labels so far (``state.label_log``) as (working-grid box, U value), oldest first."""
+    return [(working_box(state, entry["box"]), entry["value"]) for entry in state.label_log]
+
+
+def working_box(state: SessionState, box: Sequence[int]) -> Box:
+    """A full-resolution box on the working grid; a tiny box still covers one working pixel."""
+    y0, x0, y1, x1 = scale_box(box, state.full_shape, state.work_shape)
+    return (y0, x0, max(y1, y0 + 1), max(x1, x0 + 1))
+
+
 
 
 def solve_step(state: SessionState, config: SessionConfig | None = None, nig: NIG | None = None) -> SolveResult | None:
@@ -473,7 +532,23 @@ def solve_step(state: SessionState, config: SessionConfig | None = None, nig: NI
     if not config.solve:
         return None
     nig = nig if nig is not None else fused_nig(state, config)
-    return solve_matte(state.image_w, nig, state.user_map, config.solve_parameters)
+    user_map, unpinned = solve_labels(state, config)
+    return solve_matte(state.image_w, nig, user_map, config.solve_parameters, unpinned)
+
+
+def solve_labels(state: SessionState, config: SessionConfig) -> tuple[np.ndarray, np.ndarray | None]:
+    """(user map, pixels never pinned) as the solve reads them: the state's user map, and the
+    band the transition labels release (:func:`dugray.propagate.released_band`): marked
+    transition (``transition="release"``) or only unpinned (``"unpin"``)."""
+    mode = config.carry_parameters.transition if config.carry and state.label_log else "none"
+    if mode == "none":
+        return state.user_map, None
+    band = released_band(state.image_w, state.user_map, label_boxes(state), config.carry_parameters)
+    if mode == "unpin":
+        return state.user_map, band
+    u = state.user_map.copy()
+    u[band] = TRANSITION
+    return u, None
 
 
 def record_solve(state: SessionState, result: SolveResult | None) -> float:
@@ -516,7 +591,8 @@ def refine_step(state: SessionState, refiner, config: SessionConfig | None = Non
     if config.enforce_labels:
         matte = enforce_user_labels(matte, state.user_map)
     if config.solve:
-        matte = solve_matte(state.image_w, nig._replace(gamma=matte), state.user_map, config.solve_parameters).alpha
+        user_map, unpinned = solve_labels(state, config)
+        matte = solve_matte(state.image_w, nig._replace(gamma=matte), user_map, config.solve_parameters, unpinned).alpha
     return matte
 
 
@@ -528,9 +604,16 @@ def propose_patches(state: SessionState, config: SessionConfig | None = None, ni
     caller already has the fused NIG.
     """
     config = config or SessionConfig.from_dict(state.config)
+    if config.proposals == "epistemic" and config.carry and state.label_log:
+        nig = fused_nig(state, replace(config, carry=False))  # Algorithm 1 on the network's rounds alone
     nig = nig if nig is not None else fused_nig(state, config)
     epi = uncertainty_maps(nig)["epistemic"]
-    found = propose(epi, config.k, config.n, config.t, labelled=state.labelled)
+    reach = None
+    if config.proposals == "spread":
+        params = config.carry_parameters
+        lab = lab_image(state.image_w, params.smoothing)
+        reach = lambda box: box_reach(lab, box, params)  # noqa: E731
+    found = propose(epi, config.k, config.n, config.t, labelled=state.labelled, reach=reach)
     return [Proposal(scale_box(p.box, state.work_shape, state.full_shape), p.score, p.cell) for p in found]
 
 
@@ -538,8 +621,9 @@ def apply_user_labels(state: SessionState, labels) -> list[tuple[Box, float]]:
     """Paint labels into the working-resolution user map (in place); return them resolved.
 
     ``labels`` is a list of ``(target, label)`` pairs (or a mapping target -> label):
-    ``target`` is an index into ``state.proposals`` or an explicit full-resolution box
-    ``(y0, x0, y1, x1)``; ``label`` is "fg" / "bg" / "transition" / "unknown" or its U
+    ``target`` is an index into ``state.proposals``, a full-resolution point ``(y, x)`` (a
+    click: the box :func:`dugray.usermap.point_box` centred there) or an explicit
+    full-resolution box ``(y0, x0, y1, x1)``; ``label`` is "fg" / "bg" / "transition" / "unknown" or its U
     value. Everything is validated before anything is painted, so a bad entry leaves
     the state untouched. "unknown" erases earlier labels in the box.
     """
@@ -552,10 +636,8 @@ def apply_user_labels(state: SessionState, labels) -> list[tuple[Box, float]]:
             raise ValueError(f"label #{i} must be a (proposal index or box, label) pair, got {item!r}")
         target, label = item
         resolved.append((_resolve_target(state, target, i), _resolve_label(label, i)))
-    h, w = state.work_shape
     for box, value in resolved:
-        y0, x0, y1, x1 = scale_box(box, state.full_shape, state.work_shape)
-        y1, x1 = max(y1, y0 + 1), max(x1, x0 + 1)  # a tiny box still covers one working pixel
+        y0, x0, y1, x1 = working_box(state, box)
         state.user_map[y0:y1, x0:x1] = value
         state.labelled[y0:y1, x0:x1] = value != UNKNOWN
         state.label_log.append({"box": list(box), "value": value, "round": len(state.rounds)})
@@ -751,6 +833,7 @@ def warm_up(model=None, refiner=None, config: SessionConfig | None = None, size:
     real requests need. Returns the seconds it took."""
     t0 = time.perf_counter()
     config = config or SessionConfig()
+    warm_up_propagate()  # label carrying's geodesic kernel (the rounds below carry no label)
     rng = np.random.default_rng(0)
     h, w = size
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -942,7 +1025,8 @@ def _device_of(net) -> torch.device:
 
 
 def _resolve_target(state: SessionState, target, i: int) -> Box:
-    """A label's target as a full-resolution box: a proposal index or an explicit box."""
+    """A label's target as a full-resolution box: a proposal index, a (y, x) point (the box of
+    :func:`dugray.usermap.point_box` centred there) or an explicit box."""
     if isinstance(target, (bool, np.bool_)):
         raise ValueError(f"label #{i}: target must be a proposal index or a box, got {target!r}")
     if isinstance(target, (int, np.integer)):
@@ -960,7 +1044,17 @@ def _resolve_target(state: SessionState, target, i: int) -> Box:
         if y1 <= y0 or x1 <= x0:
             raise ValueError(f"label #{i}: box {tuple(target)} is empty or outside the {h}x{w} image")
         return (y0, x0, y1, x1)
-    raise ValueError(f"label #{i}: target must be a proposal index or a (y0, x0, y1, x1) box, got {target!r}")
+    if isinstance(target, (tuple, list, np.ndarray)) and len(target) == 2:
+        try:
+            y, x = (int(v) for v in target)
+        except (TypeError, ValueError):
+            raise ValueError(f"label #{i}: point {target!r} must be two integers (y, x)") from None
+        h, w = state.full_shape
+        if not (0 <= y < h and 0 <= x < w):
+            raise ValueError(f"label #{i}: point {tuple(target)} is outside the {h}x{w} image")
+        return point_box(y, x, state.full_shape)
+    raise ValueError(f"label #{i}: target must be a proposal index, a (y, x) point or a (y0, x0, y1, x1) box, "
+                     f"got {target!r}")
 
 
 def _resolve_label(label, i: int) -> float:

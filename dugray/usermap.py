@@ -26,6 +26,10 @@ LABELS = {"foreground": FOREGROUND, "background": BACKGROUND, "transition": TRAN
 
 Box = tuple[int, int, int, int]
 
+CLICK_FRACTION = 0.02
+"""A click labels a square of this share of the image's long side (at least :data:`MIN_CLICK` pixels)."""
+MIN_CLICK = 8
+
 
 def label_value(label: str | float) -> float:
     """Turn 'foreground' / 'fg' / 1.0 ... into the user-map value; ValueError otherwise.
@@ -63,6 +67,23 @@ def oracle_label(alpha: np.ndarray, box: Box, tol: float = 1e-3) -> float:
     if patch.max() <= tol:
         return BACKGROUND
     return TRANSITION
+
+
+def click_side(shape: tuple[int, int]) -> int:
+    """The side of a click's box: max(MIN_CLICK, round(CLICK_FRACTION x the image's long side)) pixels."""
+    return max(MIN_CLICK, int(round(CLICK_FRACTION * max(shape))))
+
+
+def point_box(y: int, x: int, shape: tuple[int, int]) -> Box:
+    """The box a click at (y, x) labels: a square of :func:`click_side` centred there, clipped to the image.
+
+    >>> point_box(100, 0, (400, 800))
+    (92, 0, 108, 8)
+    """
+    h, w = shape
+    side = click_side(shape)
+    y0, x0 = int(y) - side // 2, int(x) - side // 2
+    return (max(y0, 0), max(x0, 0), min(y0 + side, h), min(x0 + side, w))
 
 
 def paint_box(user_map: np.ndarray, box: Box, label: str | float) -> np.ndarray:

@@ -180,8 +180,9 @@ def test_last_fusion_returns_the_last_round(model):
         fuse_rounds([r1], "mean")
     with pytest.raises(ValueError, match="at least one"):
         fuse_rounds([], "nig")
-    # in a session without the solve, "last" means the matte is the latest network output (labels enforced)
-    s = MattingSession(img, model, config=SessionConfig(fusion="last", solve=False, **CFG)).start()
+    # in a session without the solve and label carrying, "last" means the matte is the latest network output
+    # (labels enforced)
+    s = MattingSession(img, model, config=SessionConfig(fusion="last", solve=False, carry=False, **CFG)).start()
     s.label(oracle_labels(s, gt))
     r_last = predict_round(model, working_float(s.state), s.state.user_map)
     hard = np.isin(s.state.user_map, (1, -1))
@@ -278,7 +279,10 @@ def test_bad_labels_raise_clear_errors(model):
         ([(0, "maybe")], "unknown label"),
         ([(0, 0.3)], "not one of"),
         ([((200, 200, 300, 300), "fg")], "outside"),
-        ([((1, 2, 3), "fg")], "proposal index or"),
+        ([((1, 2, 3), "fg")], r"proposal index, a \(y, x\) point or"),
+        ([((96, 5), "fg")], "point .* outside"),
+        ([((-1, 5), "fg")], "point .* outside"),
+        ([(("a", 5), "fg")], "two integers"),
         ([(True, "fg")], "proposal index or a box"),
         (["fg"], "pair"),
         ([], "no labels"),
@@ -402,7 +406,8 @@ def test_estimated_foreground_removes_the_background_halo():
 
 def test_a_label_spreads_along_colour_lines_through_the_solve(model):
     """One fg box in a quarter of a flat grey block inside the disc: the solve carries it over
-    the whole block (one colour, so one alpha); the network alone only changes near the box."""
+    the whole block (one colour, so one alpha) even without label carrying; the network alone
+    only changes near the box."""
     img, gt = scene(bg_grey=False)
     ys, xs = FG_GREY
     box = (ys.start, xs.start, ys.start + 12, xs.start + 15)  # the block's top-left quarter
@@ -410,8 +415,8 @@ def test_a_label_spreads_along_colour_lines_through_the_solve(model):
     rest[FG_GREY] = True
     rest[box[0]:box[2], box[1]:box[3]] = False
     rest[ys.start:ys.start + 17, xs.start:xs.start + 20] = False  # leave the network's 5x5 reach out too
-    solved = MattingSession(img, model, config=SessionConfig(**CFG)).start().label([(box, "fg")])
-    plain = MattingSession(img, model, config=SessionConfig(solve=False, **CFG)).start().label([(box, "fg")])
+    solved = MattingSession(img, model, config=SessionConfig(carry=False, **CFG)).start().label([(box, "fg")])
+    plain = MattingSession(img, model, config=SessionConfig(solve=False, carry=False, **CFG)).start().label([(box, "fg")])
     assert np.abs(solved.alpha[rest] - 1).mean() < 0.05
     assert np.abs(plain.alpha[rest] - 1).mean() > 0.3
     assert solved.state.solve_info["guard"] == "ok" and "solve_s" in solved.state.timings[-1]

@@ -131,8 +131,8 @@ class SolveResult:
         return self.guard != "ok"
 
 
-def solve_matte(image: np.ndarray, nig: NIG, user_map: np.ndarray | None = None,
-                params: SolveParams | None = None) -> SolveResult:
+def solve_matte(image: np.ndarray, nig: NIG, user_map: np.ndarray | None = None, params: SolveParams | None = None,
+                unpinned: np.ndarray | None = None) -> SolveResult:
     """The uncertainty-guided matte of ``image`` (see the module doc).
 
     Parameters
@@ -141,6 +141,8 @@ def solve_matte(image: np.ndarray, nig: NIG, user_map: np.ndarray | None = None,
     nig : the (fused) posterior, four (h, w) maps; labels already enforced or not.
     user_map : (h, w) U values (1 fg, -1 bg, 0.5 transition, 0 unknown), or None.
     params : :class:`SolveParams` (defaults if None).
+    unpinned : optional (h, w) bool, pixels never fixed to 0 / 1 by the posterior (the band a
+        user's transition label releases, :mod:`dugray.propagate`); labels still fix theirs.
 
     Raises ValueError for mismatched shapes, a non-finite or out-of-range posterior, or an
     image smaller than one Laplacian window. Never loops unbounded: at most
@@ -158,7 +160,7 @@ def solve_matte(image: np.ndarray, nig: NIG, user_map: np.ndarray | None = None,
     inputs = solve_inputs(post, user_map, weight_scale=params.weight_scale, uncertainty_kind=params.uncertainty,
                           pin_uncertainty=params.pin_uncertainty, pin_margin=params.pin_margin,
                           pin_sigmas=params.pin_sigmas, band_dilation=params.band_dilation,
-                          transition_weight=params.transition_weight)
+                          transition_weight=params.transition_weight, unpinned=unpinned)
     band = inputs.band
     out = inputs.fixed_value.copy()
     n = int(band.sum())

@@ -87,7 +87,8 @@ def uncertainty(nig: NIG, kind: str = "epistemic") -> np.ndarray:
 
 def solve_inputs(nig: NIG, user_map: np.ndarray | None, *, weight_scale: float, uncertainty_kind: str = "epistemic",
                  pin_uncertainty: float = np.inf, pin_margin: float = 0.05, pin_sigmas: float = 0.0,
-                 band_dilation: int = 0, transition_weight: float = 1.0) -> SolveInputs:
+                 band_dilation: int = 0, transition_weight: float = 1.0,
+                 unpinned: np.ndarray | None = None) -> SolveInputs:
     """Fixed pixels, their values, the target and the weights (see the module doc).
 
     ``nig`` must have passed :func:`check_posterior`.
@@ -104,6 +105,8 @@ def solve_inputs(nig: NIG, user_map: np.ndarray | None, *, weight_scale: float, 
         margin = np.minimum(np.maximum(pin_margin, pin_sigmas * np.sqrt(var)), MAX_PIN_MARGIN)
         near_binary = (g <= margin) | (g >= 1.0 - margin)
         pinned = near_binary & (var < pin_uncertainty) & ~fixed & ~transition
+        if unpinned is not None:
+            pinned &= ~np.asarray(unpinned, bool)
         if band_dilation > 0:  # keep a margin of solved pixels around everything uncertain
             size = 2 * band_dilation + 1
             near = cv2.dilate((~pinned & ~fixed).astype(np.uint8), np.ones((size, size), np.uint8)) > 0

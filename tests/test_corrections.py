@@ -1,0 +1,234 @@
+"""Corrections that propagate: the corrective-click protocol, geodesic label evidence, tempered
+rounds, point labels. Known answers throughout: hand-built mattes, closed forms, a toy network
+that is confidently wrong about a region."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from dugray.evaluation.clicks import ClickRun, corrective_click, most_interior, run_clicks, summarise_runs, worst_region
+from dugray.nig import NIG, nig_fold, nig_temper
+from dugray.propagate import CarryParams, Evidence, carried_evidence, carry_labels, geodesic_distance
+from dugray.session import MattingSession, SessionConfig, fused_nig
+from dugray.usermap import BACKGROUND, FOREGROUND, point_box
+
+# --------------------------------------------------------------------------- the simulated user
+
+
+def test_the_user_clicks_the_interior_of_the_component_with_the_largest_summed_error():
+    gt = np.zeros((60, 80), np.uint8)
+    alpha = np.zeros_like(gt)
+    gt[5:15, 5:15] = 255  # 100 pixels missed entirely: summed error 100
+    alpha[30:50, 30:70] = 90  # 800 pixels at 0.35 too high: summed error 282
+    click = corrective_click(alpha, gt)
+    # the wide shallow error wins by its sum; its most interior pixel is the middle of the block
+    assert (click.y, click.x) in {(39, 49), (39, 50), (40, 49), (40, 50)}
+    assert click.box == point_box(click.y, click.x, gt.shape) and click.label == "bg"
+    assert click.box[2] - click.box[0] == 8  # max(8, round(0.02 * 80))
+    alpha[30:50, 30:70] = 0
+    click = corrective_click(alpha, gt)  # now only the missed square is wrong
+    assert (click.y, click.x) in {(9, 9), (9, 10), (10, 9), (10, 10)} and click.label == "fg"
+    assert corrective_click(gt, gt) is None  # nothing wrong, nothing to click
+
+
+def test_below_threshold_errors_and_the_image_edge():
+    gt = np.zeros((40, 40), np.uint8)
+    alpha = np.full_like(gt, 76)  # 0.298: never "wrong" (threshold 0.3)
+    assert worst_region(alpha, gt) is None
+    alpha[:, :10] = 255  # a strip along the left edge: the edge is the component's border too
+    y, x = most_interior(worst_region(alpha, gt))
+    assert x in (4, 5) and 4 <= y <= 35
+    assert corrective_click(alpha, gt).box[1] == max(0, x - 4)
+
+
+def test_a_transition_click_and_the_box_clipped_at_the_corner():
+    gt = np.zeros((100, 500), np.uint8)
+    gt[:, 255:] = 255
+    gt[:, 245:255] = 128
+    alpha = np.zeros_like(gt)  # the band (wrong by 0.5) and the fg beside it: one component
+    click = corrective_click(alpha, gt)
+    assert click.label == "fg" and click.x > 300  # its interior lies deep in the fg
+    alpha = gt.copy()
+    alpha[:, 245:255] = 0  # only the band is wrong
+    click = corrective_click(alpha, gt)
+    assert click.label == "transition" and click.box == (44, 244, 54, 254)  # side 10 = round(0.02 * 500)
+    assert point_box(0, 0, gt.shape) == (0, 0, 5, 5)  # clipped at the corner
+
+
+def test_run_clicks_counts_noc_and_the_clicks_that_hurt():
+    gt = np.zeros((50, 50), np.uint8)
+    gt[10:40, 10:40] = 255
+    start = np.zeros_like(gt)
+    mattes = iter([np.where(gt > 0, 255, 0).astype(np.uint8)])
+
+    run = run_clicks(start, lambda click: next(mattes), gt)
+    assert run.sad == [pytest.approx(0.9), 0.0] and len(run.clicks) == 1  # then nothing is left to click
+    assert run.noc(0.5) == 1 and run.noc(1.0) == 0 and run.sad_after(10) == 0.0
+
+    worse = ClickRun(sad=[10.0, 10.1, 10.5, 5.0])
+    assert worse.worse() == [False, True, False]  # +1% is within the 2% tolerance, +4% is not
+    s = summarise_runs({"a": worse, "b": ClickRun(sad=[4.0, 2.0])}, {"a": 3.0, "b": 2.0})
+    assert s["per_image"]["a"]["noc_1.5x"] == 10 and s["per_image"]["a"]["noc_2x"] == 3
+    assert s["per_image"]["b"]["noc_1.5x"] == 1 and s["per_image"]["b"]["noc_2x"] == 0
+    assert s["mean"]["worse_clicks"] == 1 and s["mean"]["clicks"] == 4 and s["mean"]["worse_share"] == 0.25
+    assert s["mean"]["sad_1"] == pytest.approx((10.1 + 2.0) / 2) and s["mean"]["sad_10"] == pytest.approx((5 + 2) / 2)
+
+
+# --------------------------------------------------------------------------- geodesic distance
+
+
+def test_geodesic_distance_on_a_uniform_cost_is_the_chamfer_distance():
+    seeds = np.zeros((9, 9), bool)
+    seeds[4, 4] = True
+    d = geodesic_distance(np.ones((9, 9)), seeds)
+    assert d[4, 8] == 4.0 and d[0, 4] == 4.0
+    assert d[0, 0] == pytest.approx(4 * np.sqrt(2))
+    assert d[1, 8] == pytest.approx(3 * np.sqrt(2) + 1)
+    assert np.isinf(geodesic_distance(np.ones((3, 3)), np.zeros((3, 3), bool))).all()
+
+
+def test_a_wall_of_expensive_pixels_is_walked_around_when_there_is_a_gap():
+    cost = np.ones((20, 20))
+    cost[:, 10] = 1000.0
+    seeds = np.zeros_like(cost, bool)
+    seeds[5, 5] = True
+    assert geodesic_distance(cost, seeds)[5, 15] > 1000  # no way round
+    cost[19, 10] = 1.0  # a gap at the bottom
+    d = geodesic_distance(cost, seeds)[5, 15]
+    assert 20 < d < 40  # down, through the gap and up again: about 14 + 14 steps
+    with pytest.raises(ValueError):
+        geodesic_distance(-cost, seeds)
+
+
+# --------------------------------------------------------------------------- label evidence
+
+
+def two_colour_image():
+    """Left half red, right half blue, and a red island inside the blue half."""
+    img = np.zeros((40, 80, 3), np.uint8)
+    img[:, :40] = (200, 40, 40)
+    img[:, 40:] = (40, 40, 200)
+    img[15:25, 60:70] = (200, 40, 40)
+    return img
+
+
+def test_a_label_carries_over_its_colour_and_stops_at_another():
+    img = two_colour_image()
+    u = np.zeros((40, 80), np.float32)
+    u[18:22, 18:22] = BACKGROUND
+    ev = carried_evidence(img, u, [((18, 18, 22, 22), BACKGROUND)], CarryParams())
+    red = np.zeros((40, 80), bool)
+    red[:, :37] = True  # (the blur mixes the two colours at the edge)
+    red[18:22, 18:22] = False  # the label itself carries nothing (it is enforced)
+    assert ev.strength[red].min() > 0.9 and (ev.target[red] == 0).all()
+    assert ev.strength[:, 45:55].max() < 1e-3  # blue: a colour the label's model does not explain
+    assert ev.strength[15:25, 60:70].max() < 1e-3  # red, but only reachable across blue
+    assert (ev.strength[u != 0] == 0).all()
+
+
+def test_fg_and_bg_evidence_cancel_where_both_reach():
+    img = np.full((20, 60, 3), 128, np.uint8)  # one colour: both labels reach everything
+    u = np.zeros((20, 60), np.float32)
+    u[8:12, 2:6] = FOREGROUND
+    u[8:12, 54:58] = BACKGROUND
+    boxes = [((8, 2, 12, 6), FOREGROUND), ((8, 54, 12, 58), BACKGROUND)]  # 24 columns from x = 29.5 each
+    ev = carried_evidence(img, u, boxes, CarryParams(step_cost=0.5))
+    assert ev.target[10, 10] == 1 and ev.target[10, 50] == 0
+    assert ev.strength[10, 29] == pytest.approx(ev.strength[10, 30], abs=1e-6)  # half a step either side: a tie
+    assert ev.strength[10, 29] < 0.02
+    assert ev.target[10, 29] == 1 and ev.target[10, 30] == 0
+    assert ev.strength[10, 10] > ev.strength[10, 20] > ev.strength[10, 28]
+
+
+def test_carry_labels_is_nig_summation_with_a_pseudo_observation():
+    g, nu, a, b = (np.array([0.9, 0.9, 0.2]), np.array([2.0, 2.0, 1.0]), np.array([3.0, 3.0, 3.0]),
+                   np.array([0.1, 0.1, 0.1]))
+    ev = Evidence(np.array([0.0, 0.0, 1.0], np.float32), np.array([0.0, 0.75, 0.5], np.float32))
+    out = carry_labels(NIG(g, nu, a, b), ev)
+    np.testing.assert_allclose(out.gamma, [0.9, 0.25 * 0.9, 0.5 * 0.2 + 0.5], rtol=1e-6)  # (1 - s) gamma + s target
+    np.testing.assert_allclose(out.nu, [2.0, 8.0, 2.0], rtol=1e-6)  # nu / (1 - s)
+    np.testing.assert_allclose(out.alpha, [3.0, 4.5, 4.5])  # + alpha_L = 1 + 1/2, where anything is carried
+    nu_l = 6.0  # second pixel: eq. 2's beta
+    expected = 0.1 + 0.5 * 2 * (0.9 - 0.225) ** 2 + 0.5 * nu_l * (0 - 0.225) ** 2
+    assert out.beta[0] == pytest.approx(0.1) and out.beta[1] == pytest.approx(expected, rel=1e-5)
+
+
+# --------------------------------------------------------------------------- tempered rounds
+
+
+def test_tempering_m_identical_rounds_gives_back_the_round():
+    rng = np.random.default_rng(0)
+    r = NIG(rng.random(5), 0.5 + rng.random(5), 2.1 + rng.random(5), 0.01 + rng.random(5))
+    for m in (2, 3, 7):
+        for x, y in zip(nig_temper(nig_fold([r] * m), m), r):
+            np.testing.assert_allclose(x, y, rtol=1e-12)
+    with pytest.raises(ValueError):
+        nig_temper(r, 0)
+
+
+class ConfidentlyWrong(nn.Module):
+    """Bright = foreground with high evidence, everywhere; a fg/bg label only moves the pixels it covers
+    (and a pixel around them), like a network whose answer to a label is a small blob."""
+
+    def forward(self, image, user_map):
+        logit = 14 * (image.mean(1, keepdim=True) - 0.45)
+        labelled = torch.nn.functional.max_pool2d(user_map.abs(), 3, 1, 1) * torch.sign(
+            torch.nn.functional.avg_pool2d(user_map, 3, 1, 1))
+        gamma = torch.sigmoid(logit + 40 * labelled)
+        nu = 0.2 + 10 * torch.tanh(logit.abs() / 3)
+        return NIG(gamma, nu, torch.full_like(gamma, 3.0), 0.01 + 0.2 * gamma * (1 - gamma))
+
+
+def wrong_region_scene():
+    """A white disc (the object) and a yellow square (background the toy network calls fg) on dark."""
+    h, w = 96, 128
+    yy, xx = np.mgrid[:h, :w]
+    img = np.full((h, w, 3), 25, np.uint8)
+    disc = np.hypot(yy - 48, xx - 36) < 24
+    img[disc] = (235, 235, 235)
+    square = (slice(24, 72), slice(76, 120))
+    img[square] = (230, 200, 40)
+    gt = disc.astype(np.float32)
+    return img, gt, disc, square
+
+
+@pytest.mark.parametrize("solve", [True, False])
+def test_one_click_fixes_the_whole_region_the_network_was_sure_and_wrong_about(solve):
+    img, gt, disc, square = wrong_region_scene()
+    model = ConfidentlyWrong().eval()
+    results = {}
+    for carry in (True, False):
+        s = MattingSession(img, model, config=SessionConfig(k=8, n=4, solve=solve, carry=carry)).start()
+        assert s.alpha[square].mean() > 0.9  # sure and wrong
+        s.label([((48, 98), "bg")])  # one click in the middle of the square
+        results[carry] = s.alpha
+    assert results[True][square].mean() < 0.05  # the label carried to the whole square
+    assert results[False][square].mean() > 0.8  # without carrying: a small square around the click
+    assert results[True][disc].mean() > 0.95  # the object, another colour across the dark, kept
+    assert np.abs(results[True] - gt).sum() < 0.2 * np.abs(results[False] - gt).sum()
+
+
+def test_a_round_that_adds_nothing_leaves_the_matte_as_it_is():
+    img = np.zeros((48, 96, 3), np.uint8)
+    img[:] = np.clip(np.linspace(-100, 360, 96), 0, 255).astype(np.uint8)[None, :, None]  # dark, a ramp, bright
+    model = ConfidentlyWrong().eval()
+    mattes = {}
+    for temper in (True, False):
+        s = MattingSession(img, model, config=SessionConfig(k=8, n=4, temper_rounds=temper)).start()
+        before = s.alpha.copy()
+        s.label([((0, 0, 4, 4), "unknown")])  # no information: the network answers exactly as in round 1
+        mattes[temper] = (before, s.alpha)
+    np.testing.assert_allclose(*mattes[True], atol=1e-6)
+    assert np.abs(mattes[False][0] - mattes[False][1]).max() > 1e-3  # eq. 2 alone: twice as sure, another matte
+
+
+def test_a_point_labels_the_click_box():
+    img, gt, disc, square = wrong_region_scene()
+    model = ConfidentlyWrong().eval()
+    a = MattingSession(img, model, config=SessionConfig(k=8, n=4)).start().label([((48, 98), "bg")])
+    b = MattingSession(img, model, config=SessionConfig(k=8, n=4)).start().label([(point_box(48, 98, (96, 128)), "bg")])
+    np.testing.assert_array_equal(a.state.user_map, b.state.user_map)
+    np.testing.assert_array_equal(a.alpha, b.alpha)
+    assert a.state.label_log[0]["box"] == [44, 94, 52, 102]
+    np.testing.assert_array_equal(fused_nig(a.state).gamma, fused_nig(b.state).gamma)
