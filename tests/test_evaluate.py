@@ -31,8 +31,9 @@ from dugray.session import SessionConfig, refine_matte
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ["free", "free_nosolve", "sel1", "sel1_nosolve", "sel2", "sel2_nosolve", "refined", "refined_nosolve",
-           "refined_fixed", "refined_fixed_nosolve", "last_sel1", "last_sel1_nosolve", "last_sel2", "last_sel2_nosolve",
-           "noenforce_sel1", "noenforce_sel2", "noenforce_refined", "trimap", "trimap_nosolve", "trimap_refined",
+           "refined_fixed", "refined_fixed_nosolve", "alg1_sel1", "alg1_sel1_nosolve", "alg1_sel2", "alg1_sel2_nosolve",
+           "last_sel1", "last_sel1_nosolve", "last_sel2", "last_sel2_nosolve", "noenforce_sel1", "noenforce_sel2",
+           "noenforce_refined", "click0", "click1", "click2", "click3", "trimap", "trimap_nosolve", "trimap_refined",
            "trimap_refined_nosolve", "trimap_refined_fixed", "trimap_refined_fixed_nosolve", "cf_trimap"]
 
 
@@ -69,7 +70,7 @@ def job_out(tiny_model, three_images, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
     proc = subprocess.run(
         [sys.executable, "jobs/evaluate.py", "--data", three_images, "--split", "test", "--model", tiny_model,
-         "--out", out, "--rounds", "2", "--figures", "1", "--quiet", "--refiner-variant", f"fixed={tiny_model / 'refiner_fixed.pt'}"],
+         "--out", out, "--rounds", "2", "--figures", "1", "--quiet", "--clicks", "3", "--refiner-variant", f"fixed={tiny_model / 'refiner_fixed.pt'}"],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
@@ -167,6 +168,19 @@ def test_job_writes_every_output(job_out, three_images):
     report = (job_out / "report.md").read_text()
     assert "## Composition-1k protocol" in report and "## Whole-image protocol (P3M)" in report
     assert "clamped to the trimap" in report and "AUROC" in report
+    # the corrective-click user: SAD after k clicks = the click<k> rows, NoC against the cf_trimap row
+    corrective = summary["corrective"]
+    assert "## Corrective clicks" in report and set(corrective["per_image"]) == set(names)
+    for name in names:
+        mine = {r["method"]: r for r in rows if r["image"] == name}
+        c = corrective["per_image"][name]
+        for k in (0, 1, 2, 3):
+            assert float(mine[f"click{k}"]["whole_sad"]) == pytest.approx(c[f"sad_{k}"])
+        assert c["cf_sad"] == pytest.approx(float(mine["cf_trimap"]["whole_sad"]))
+        noc = next(k for k in range(4) if c[f"sad_{k}"] <= 2 * c["cf_sad"]) if min(
+            c[f"sad_{k}"] for k in range(4)) <= 2 * c["cf_sad"] else 3
+        assert c["noc_2x"] == noc and int(mine["click2"]["noc_2x"]) == noc
+        assert 0 <= c["worse_clicks"] <= c["clicks"] <= 3
 
 
 def test_job_numbers_are_consistent(job_out, three_images):
@@ -233,7 +247,7 @@ def test_dataset_without_trimaps_gets_a_derived_one(tmp_path, tiny_model, three_
         (data / sub).mkdir(parents=True)
         for p in sorted((three_images / "test" / sub).glob("*.png"))[:1]:
             (data / sub / p.name).write_bytes(p.read_bytes())
-    cfg = EvalConfig(rounds=1, figures=0, ablations=False, max_side=48, session=SessionConfig(n=4, solve=False))
+    cfg = EvalConfig(rounds=1, figures=0, ablations=False, max_side=48, clicks=0, session=SessionConfig(n=4, solve=False))
     summary = evaluate(data, tmp_path / "out", model=str(tiny_model), compare={"l1": str(tiny_model)},
                        config=cfg, progress=False)
     assert summary["split"] == "val" and summary["n_images"] == 1

@@ -4,7 +4,8 @@
         [--compare NAME=URI ...] [--limit N] [--max-side S] [--rounds 2] [--mlflow]
 
 For every image of the split, the GT oracle answers each round's proposals; the report
-has no interaction (trimap-free), 1..R selections, + refinement, the ablations that
+has no interaction (trimap-free), 1..R selections, + refinement, the corrective-click user
+(one click per round where the matte is most wrong: SAD after 0..10 clicks, NoC), the ablations that
 need no extra training (last round only instead of NIG fusion; labels not enforced;
 fixed-variance Gaussian noise in refinement), trimap mode with the dataset's trimap(s),
 closed-form matting given the same trimaps, and every --compare model (e.g. one trained
@@ -80,6 +81,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                    help="rows use the uncertainty-guided solve, each beside its *_nosolve twin (default: yes)")
     p.add_argument("--no-ablations", action="store_true", help="skip the fusion / label-enforcement ablation sessions")
     p.add_argument("--no-closed-form", action="store_true", help="skip the closed-form matting reference")
+    p.add_argument("--clicks", type=int, default=10,
+                   help="corrective clicks per image (rows click0..click10, NoC against closed-form; 0: none; default 10)")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda[:i]")
     p.add_argument("--mlflow", action="store_true", help="log one MLflow run (params, metrics, artifacts)")
     p.add_argument("--experiment", default="dugray-eval", help="MLflow experiment name")
@@ -100,7 +103,8 @@ def main(argv=None, prog: str = PROG) -> int:
         session = SessionConfig(work_size=args.work_size, k=args.k, n=args.n, solve=args.solve)
         config = EvalConfig(rounds=args.rounds, split=args.split, limit=args.limit, max_side=args.max_side,
                             figures=args.figures, error_threshold=args.error_threshold,
-                            ablations=not args.no_ablations, closed_form=not args.no_closed_form, session=session)
+                            ablations=not args.no_ablations, closed_form=not args.no_closed_form, clicks=args.clicks,
+                            session=session)
         prep = prepare(args.data, args.model, compare, config, args.refiner, args.device, refiner_variants)
     except (EvalError, ValueError) as exc:
         fail(str(exc), prog)
@@ -119,6 +123,11 @@ def main(argv=None, prog: str = PROG) -> int:
     print(f"{summary['n_images']} images of {summary['dataset']} ({summary['split']}) in {summary['timing']['total_s']:.1f} s")
     for name, e in methods.items():
         print(f"  {name:<22} c1k SAD {e['comp1k']['sad']:9.3f}   whole SAD {e['whole']['sad']:9.3f}   {e['label']}")
+    if summary.get("corrective"):
+        c = summary["corrective"]["mean"]
+        print(f"  corrective clicks: whole SAD {' '.join(f'@{k} {v:.2f}' for k, v in c.items() if k.startswith('sad_'))}; "
+              f"NoC@1.5x {c.get('noc_1.5x', float('nan')):.2f}, NoC@2x {c.get('noc_2x', float('nan')):.2f}; "
+              f"{c['worse_clicks']}/{c['clicks']} clicks made an image worse by > 2%")
     print(f"report: {(out / 'report.md').resolve()}")
     return 0
 

@@ -20,6 +20,8 @@ refined                after R selections + refinement with the main refiner (th
                        it was trained with), on the solved matte when the session solves
 refined_<name>         the same with another trained refiner (``--refiner-variant``;
                        Table 4: one refiner per stage-2 noise option)
+alg1_sel<r>            proposals="epistemic": Algorithm 1 on the network's rounds alone (the
+                       paper's proposals), everything else as configured
 last_sel<r>            fusion="last": only the latest round, no NIG summation
 noenforce_sel<r>       enforce_labels=False and no solve: the paper's behaviour (labels
                        reach the matte only through U and the fusion)
@@ -28,6 +30,8 @@ trimap, trimap2        the dataset trimap(s) as the initial user map, one round
 trimap_refined, ...    the same + refinement
 cf_trimap, cf_trimap2  closed-form matting (pymatting) given the same trimap
 <row>_nosolve          the same session's network matte without the solve (see above)
+click<k>               after k corrective clicks (:mod:`.clicks`: one click per round where
+                       the matte is most wrong), k in 0, 1, 2, 3, 5, 10
 =====================  ===========================================================
 """
 
@@ -52,6 +56,7 @@ from dugray.usermap import oracle_label
 
 from .auroc import auroc
 
+from .clicks import REPORT_CLICKS, ClickRun, run_clicks, session_labeler
 from .closed_form import closed_form_alpha
 from .data import TRIMAP_COLUMNS, Example
 from .scoring import to_u8
@@ -98,6 +103,7 @@ class Plan:
     ablations: bool = True
     closed_form: bool = True
     refiners: dict = field(default_factory=dict)  # name -> another trained refiner (Table 4 rows)
+    clicks: int = 10  # corrective clicks per image (0: no click rows)
 
 
 NOSOLVE = "_nosolve"
@@ -121,11 +127,15 @@ def describe(variant: str, rounds: int) -> str:
         return f"{sel(rounds)} + refinement, labels not enforced, no solve (paper)"
     if variant.startswith("refined_"):
         return f"{sel(rounds)} + refinement with refiner {variant[8:]!r} (Table 4)"
-    for prefix, what in (("last_", "last round only, no NIG fusion"), ("noenforce_", "labels not enforced, no solve (paper)")):
+    for prefix, what in (("last_", "last round only, no NIG fusion"), ("noenforce_", "labels not enforced, no solve (paper)"),
+                         ("alg1_", "Algorithm 1's proposals (epistemic of the network's rounds)")):
         if variant.startswith(prefix + "sel"):
             return f"{sel(int(variant[len(prefix) + 3:]))}, {what}"
     if variant.startswith("sel"):
         return sel(int(variant[3:]))
+    if variant.startswith("click") and variant[5:].isdigit():
+        k = int(variant[5:])
+        return f"after {k} corrective click{'s' if k != 1 else ''} (one per round, where the matte is most wrong)"
     if variant.startswith("cf_"):
         return f"closed-form matting given {variant[3:]} (pymatting reference)"
     for key in TRIMAP_COLUMNS:
@@ -261,14 +271,26 @@ def run_closed_form(ex: Example, key: str) -> Outcome:
     return Outcome(MAIN, f"cf_{key}", to_u8(alpha), time.perf_counter() - t0)
 
 
-def run_image(ex: Example, models: dict, plan: Plan) -> tuple[list[Outcome], Trace | None]:
+def run_corrective(ex: Example, model, refiner, config: SessionConfig, clicks: int, model_name: str = MAIN):
+    """The corrective-click user (:mod:`.clicks`) on one session: rows ``click<k>`` and the run."""
+    t0 = time.perf_counter()
+    s = MattingSession(ex.image, model, refiner, config).start()
+    run = run_clicks(s.alpha_u8, session_labeler(s), ex.gt, clicks, keep_mattes=True)
+    per_round = (time.perf_counter() - t0) / len(run.sad)
+    outs = [Outcome(model_name, f"click{k}", run.mattes[min(k, len(run.mattes) - 1)], per_round, None,
+                    min(k, len(run.clicks))) for k in REPORT_CLICKS if k <= clicks]
+    return outs, run
+
+
+def run_image(ex: Example, models: dict, plan: Plan) -> tuple[list[Outcome], Trace | None, ClickRun | None]:
     """Every row for one image; ``models`` maps a name (MAIN first) to (network, refiner).
 
     The main model gets all rows; a ``--compare`` model gets the interactive rows and
-    trimap mode (no ablations, no reference), so rows differ only by the network.
+    trimap mode (no ablations, no reference), so rows differ only by the network. The
+    third value is the main model's corrective-click run (None with ``plan.clicks == 0``).
     """
     outcomes: list[Outcome] = []
-    trace = None
+    trace = clicked = None
     for name, (net, refiner) in models.items():
         main = name == MAIN
         extra = plan.refiners if main else None
@@ -276,13 +298,19 @@ def run_image(ex: Example, models: dict, plan: Plan) -> tuple[list[Outcome], Tra
         outcomes += outs
         trace = tr if main else trace
         if main and plan.ablations and plan.rounds > 0:
-            for prefix, change in (("last_", {"fusion": "last"}), ("noenforce_", {"enforce_labels": False, "solve": False})):
+            changes = [("last_", {"fusion": "last"}), ("noenforce_", {"enforce_labels": False, "solve": False})]
+            if plan.session.proposals != "epistemic":
+                changes.insert(0, ("alg1_", {"proposals": "epistemic"}))
+            for prefix, change in changes:
                 outs, _ = run_interactive(ex, net, refiner, replace(plan.session, **change), plan.rounds,
                                           model_name=name, prefix=prefix, emit_free=False, refine=prefix == "noenforce_")
                 outcomes += outs
+        if main and plan.clicks > 0:
+            outs, clicked = run_corrective(ex, net, refiner, plan.session, plan.clicks, name)
+            outcomes += outs
         for key in TRIMAP_COLUMNS:
             if key in ex.trimaps:
                 outcomes += run_trimap(ex, net, refiner, plan.session, key, name, extra)
     if plan.closed_form:
         outcomes += [run_closed_form(ex, key) for key in TRIMAP_COLUMNS if key in ex.trimaps]
-    return outcomes, trace
+    return outcomes, trace, clicked

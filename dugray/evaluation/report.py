@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .clicks import sad_table
 from .methods import MAIN, Outcome, describe
 from .scoring import COMP1K, PROTOCOLS, WHOLE
 
@@ -16,11 +17,23 @@ CSV_COLUMNS = (
     ["image", "method", "model", "variant", "selections", "labels"]
     + [f"{p}_{k}" for p, keys in PROTOCOLS.items() for k in keys]
     + ["auroc_epistemic", "mean_epistemic", "seconds", "auroc_aleatoric_band", "selected_share", "selected_in_band"]
+    + ["noc_1.5x", "noc_2x", "worse_clicks", "clicks"]
 )
+CLICK_COLUMNS = ("noc_1.5x", "noc_2x", "worse_clicks", "clicks")
+"""The corrective-click numbers of an image, on its ``click<k>`` rows of per_image.csv."""
 ALEATORIC_KEYS = ("auroc_aleatoric_band", "selected_share", "selected_in_band")
 PROTOCOL_TAG = {COMP1K: "c1k", WHOLE: "whole"}
 METRIC_TITLE = {"sad": "SAD", "mse": "MSE", "mad": "MAD", "grad": "Grad (DIM)", "conn": "Conn", "sadt": "SADt", "sadbf": "SADbf",
                 "sadf": "SADf", "sadb": "SADb", "grad_p3m": "Grad (P3M)"}
+
+
+CORRECTIVE_NOTE = (
+    "A simulated user clicks once per round where the matte is most wrong: the 8-connected component of "
+    "|alpha - GT| > 0.3 with the largest summed error, at its most interior pixel, labelling the box of "
+    "max(8, 2% of the long side) px centred there from the GT (fg / bg / transition). Whole-image SAD after k "
+    "clicks; NoC@m = clicks until the SAD is at most m times closed-form matting's whole-image SAD given the full "
+    "`trimap` (the `cf_trimap` row of this run), 10 when never; the last columns count the clicks that raised "
+    "the SAD by more than 2% and the labels given (f/b/t).")
 
 
 def record(image: str, o: Outcome, scores: dict, auroc: float, mean_epistemic: float, aleatoric: dict | None = None) -> dict:
@@ -84,7 +97,7 @@ def write_csv(path: Path, records: list[dict]) -> None:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         w.writeheader()
         for r in records:
-            w.writerow({k: ("" if r[k] is None or (isinstance(r[k], float) and not math.isfinite(r[k])) else r[k])
+            w.writerow({k: ("" if r.get(k) is None or (isinstance(r[k], float) and not math.isfinite(r[k])) else r[k])
                         for k in CSV_COLUMNS})
 
 
@@ -140,6 +153,12 @@ def markdown(summary: dict) -> str:
         header = ["method"] + [f"{PROTOCOL_TAG[p]} {METRIC_TITLE[k]}" for k in PROTOCOLS[p]]
         rows = [[_method_cell(m, e)] + [fmt(e[p][k]) for k in PROTOCOLS[p]] for m, e in methods.items()]
         lines += _table(header, rows) + [""]
+    if s.get("corrective"):
+        c = s["corrective"]["mean"]
+        lines += ["## Corrective clicks", "", CORRECTIVE_NOTE, "",
+                  sad_table(s["corrective"]), "",
+                  f"{c['worse_clicks']} of {c['clicks']} clicks ({c['worse_share']:.0%}) made an image's whole-image SAD "
+                  "worse by more than 2%.", ""]
     lines += ["## Calibration (Appendix C.2)", "", s["auroc_definition"], ""]
     rows = [[_method_cell(m, e), fmt(e["auroc_epistemic"]), str(e["auroc_images"]), fmt(e["mean_epistemic"])]
             for m, e in methods.items() if e["mean_epistemic"] is not None]

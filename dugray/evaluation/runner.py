@@ -24,10 +24,12 @@ import torch
 from dugray.session import SessionConfig
 
 from .auroc import ERROR_THRESHOLD, error_detection_auroc
+from .clicks import summarise_runs
 from .data import DataError, load_item, select_rows, unique_names
 from .figures import save_figure7, save_steps
 from .methods import MAIN, Plan, run_image
 from .report import (
+    CLICK_COLUMNS,
     figure7_curves,
     markdown,
     record,
@@ -52,6 +54,8 @@ class EvalConfig:
     figures : Figure-5 strips for the first N images.
     error_threshold : |alpha error| defining the "large errors" of the AUROC.
     ablations, closed_form : run the fusion / enforcement ablations; the pymatting reference.
+    clicks : corrective clicks per image (:mod:`.clicks`; 0: none), NoC against closed-form
+        matting's whole-image SAD given the dataset's ``trimap`` (needs ``closed_form``).
     session : the SessionConfig of every dugray row (its ablations change one field).
     """
 
@@ -63,6 +67,7 @@ class EvalConfig:
     error_threshold: float = ERROR_THRESHOLD
     ablations: bool = True
     closed_form: bool = True
+    clicks: int = 10
     session: SessionConfig = field(default_factory=SessionConfig)
 
     def validate(self) -> None:
@@ -75,6 +80,8 @@ class EvalConfig:
             raise EvalError(f"max_side must be >= 16 pixels, got {self.max_side}")
         if self.figures < 0:
             raise EvalError(f"figures must be >= 0, got {self.figures}")
+        if not 0 <= self.clicks <= 100:
+            raise EvalError(f"clicks must be in [0, 100], got {self.clicks}")
         if not 0 < self.error_threshold < 1:
             raise EvalError(f"error_threshold must be in (0, 1), got {self.error_threshold}")
 
@@ -169,8 +176,8 @@ def run(prep: Prepared, out, config: EvalConfig | None = None, progress: bool = 
     config = config or EvalConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    plan = Plan(config.rounds, config.session, config.ablations, config.closed_form, prep.refiners)
-    records, skipped, sizes, derived = [], [], [], 0
+    plan = Plan(config.rounds, config.session, config.ablations, config.closed_form, prep.refiners, config.clicks)
+    records, skipped, sizes, derived, click_runs = [], [], [], 0, {}
     _warm_up(prep, config)
     t_start = time.perf_counter()
     figures_left = config.figures
@@ -183,7 +190,9 @@ def run(prep: Prepared, out, config: EvalConfig | None = None, progress: bool = 
             continue
         sizes.append((ex.original_shape, ex.gt.shape))
         derived += ex.trimap_derived
-        outcomes, trace = run_image(ex, prep.models, plan)
+        outcomes, trace, clicked = run_image(ex, prep.models, plan)
+        if clicked is not None:
+            click_runs[name] = clicked
         for o in outcomes:
             write_png(out / "mattes" / o.method / f"{name}.png", o.alpha)
             scores = score_matte(o.alpha, ex.gt, ex.comp1k_trimap, ex.whole_trimap)
@@ -199,12 +208,27 @@ def run(prep: Prepared, out, config: EvalConfig | None = None, progress: bool = 
     if not records:
         raise EvalError(f"no image of {prep.data} ({prep.split}) could be read: {skipped[0]['reason'] if skipped else 'none listed'}")
     total = time.perf_counter() - t_start
+    corrective = corrective_summary(click_runs, records, config.clicks) if click_runs else None
     summary = _summary(prep, config, records, skipped, sizes, derived, total)
+    summary["corrective"] = corrective
     write_csv(out / "per_image.csv", records)
     write_json(out / "summary.json", summary)
     (out / "report.md").write_text(markdown(summary))
     if summary["figure7"]:
         save_figure7(out / "figure7.png", summary["figure7"])
+    return summary
+
+
+def corrective_summary(runs: dict, records: list[dict], clicks: int) -> dict:
+    """The corrective-click runs summarised (:func:`.clicks.summarise_runs`) against each image's
+    closed-form whole-image SAD (the ``cf_trimap`` row, when it ran), and their NoC / worse-click
+    numbers added to the image's ``click<k>`` records (per_image.csv)."""
+    cf = {r["image"]: r["whole_sad"] for r in records if r["method"] == "cf_trimap"}
+    summary = summarise_runs(runs, cf, clicks)
+    for r in records:
+        row = summary["per_image"].get(r["image"])
+        if row is not None and r["method"].startswith("click"):
+            r.update({k: row[k] for k in CLICK_COLUMNS})
     return summary
 
 
