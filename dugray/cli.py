@@ -45,13 +45,14 @@ examples:
 
 {EXIT_CODES}"""
 
-LABEL_HELP = """labels: one or more of INDEX+LABEL or y0,x0,y1,x1:LABEL separated by spaces, where
-LABEL is f(g), b(g), t(ransition) or u(nknown, erases); e.g. '0f 1b 2t' or '10,20,40,60:bg'.
+LABEL_HELP = """labels: one or more of INDEX+LABEL (a proposal), y,x=LABEL (a click at that pixel) or
+y0,x0,y1,x1:LABEL (a box) separated by spaces, where LABEL is f(g), b(g), t(ransition) or
+u(nknown, erases); e.g. '0f 1b 2t', '120,340=bg' or '10,20,40,60:bg'. Each line is one round.
 'done' (or end of input) finishes, 'help' repeats this."""
 
 LABELS = {"f": "fg", "fg": "fg", "b": "bg", "bg": "bg", "t": "transition", "transition": "transition",
           "u": "unknown", "unknown": "unknown"}
-LABEL_TOKEN = re.compile(r"(\d+(?:,\d+){3}|\d+)[:=]?([a-z]+)")
+LABEL_TOKEN = re.compile(r"(\d+(?:,\d+){3}|\d+,\d+|\d+)[:=]?([a-z]+)")
 
 
 class UsageError(Exception):
@@ -362,12 +363,12 @@ def cmd_interactive(args) -> int:
 
 
 def parse_labels(line: str) -> list[tuple]:
-    """'0f 1b 10,20,40,60:t' -> [(0, 'fg'), (1, 'bg'), ((10, 20, 40, 60), 'transition')]."""
+    """'0f 1b 5,7=bg 10,20,40,60:t' -> [(0, 'fg'), (1, 'bg'), ((5, 7), 'bg'), ((10, 20, 40, 60), 'transition')]."""
     labels = []
     for token in line.split():
         m = LABEL_TOKEN.fullmatch(token)
         if not m or m.group(2) not in LABELS:
-            raise ValueError(f"cannot read {token!r}; expected e.g. 0f, 1b, 2t or y0,x0,y1,x1:bg")
+            raise ValueError(f"cannot read {token!r}; expected e.g. 0f, 1b, 2t, y,x=bg or y0,x0,y1,x1:bg")
         target = tuple(int(v) for v in m.group(1).split(",")) if "," in m.group(1) else int(m.group(1))
         labels.append((target, LABELS[m.group(2)]))
     return labels

@@ -183,10 +183,10 @@ def _solve_param(solve: bool | None) -> dict:
 def _label_item(target, label: str) -> dict:
     if isinstance(target, int) and not isinstance(target, bool):
         return {"index": target, "label": label}
-    box = [int(v) for v in target]
-    if len(box) != 4:
-        raise ValueError(f"a label target is a proposal index or a (y0, x0, y1, x1) box, got {target!r}")
-    return {"box": box, "label": label}
+    values = [int(v) for v in target]
+    if len(values) not in (2, 4):
+        raise ValueError(f"a label target is a proposal index, a (y, x) point or a (y0, x0, y1, x1) box, got {target!r}")
+    return {"box" if len(values) == 4 else "point": values, "label": label}
 
 
 def _files(image, trimap, mask) -> dict:

@@ -60,6 +60,7 @@ from dugray.session import (
     warm_up,
     working_float,
 )
+from dugray.propagate import warm_up as warm_up_propagate
 from dugray.solve import warm_up as warm_up_solve
 from dugray.visualize import heat
 from serve.access import Policy, RequestGuard
@@ -147,7 +148,10 @@ class Matting:
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.05}, max_ongoing_requests=16)
 class Fusion:
-    """Eq. 2 over all rounds of a state (user labels enforced)."""
+    """Eq. 2 over all rounds of a state, the labels' carried evidence summed in (user labels enforced)."""
+
+    def __init__(self):
+        warm_up_propagate()  # the geodesic kernel of label carrying: compiled (or loaded) now, not in a request
 
     def fuse(self, state: SessionState):
         """The rounds of ``state`` fused as its session config says (eq. 2; labels enforced when configured)."""
@@ -157,6 +161,9 @@ class Fusion:
 @serve.deployment(ray_actor_options={"num_cpus": 0.05}, max_ongoing_requests=16)
 class Proposal:
     """Algorithm 1: the next patches to ask about, and the uncertainty summary, from the fused NIG."""
+
+    def __init__(self):
+        warm_up_propagate()  # "spread" proposals measure each answer's reach with the geodesic kernel
 
     def propose(self, state: SessionState, fused) -> tuple:
         """(proposals with full-resolution boxes, mean epistemic / aleatoric summary) from the fused NIG."""

@@ -15,7 +15,9 @@ compare like with like:
    deleting it, until --load-requests rounds or --load-seconds, with 1 then 2 Matting
    replicas (rounds per second);
 4. one shot: p50 / p95 of ``POST /v1/matte`` (RGBA cut-out) on a --matte-size photo,
-   with the uncertainty-guided solve and without it (``?solve=false``), interleaved.
+   with the uncertainty-guided solve and without it (``?solve=false``), interleaved;
+5. click to fix: p50 / p95 of one click round (``POST .../labels`` with one ``point``, what
+   the web page's click mode sends) on the --matte-size photo, and the same round in process.
 
 Goals: label round <= 1.5x a forward in process and <= 2x over HTTP; 2 replicas >= 1.6x
 the throughput of 1. Numbers on a shared machine are noisy: the table says what ran.
@@ -95,6 +97,20 @@ class Client:
         """``DELETE /v1/sessions/{sid}`` (the response is not checked)."""
         self.http.delete(f"{self.base}/v1/sessions/{sid}", timeout=60)
 
+    def click(self, sid, i, shape):
+        """One click round: a ``point`` label at a pseudo-random pixel of the ``shape`` (h, w) image."""
+        h, w = shape
+        point = [int((37 * i + 11) % h), int((53 * i + 17) % w)]
+        body = {"labels": [{"point": point, "label": "fg" if i % 2 else "bg"}]}
+        r = self.http.post(f"{self.base}/v1/sessions/{sid}/labels", json=body, timeout=300)
+        r.raise_for_status()
+
+    def create_from(self, png):
+        """``POST /v1/sessions`` with ``png``; the new session's id."""
+        r = self.http.post(f"{self.base}/v1/sessions", files={"image": ("i.png", png, "image/png")}, timeout=300)
+        r.raise_for_status()
+        return r.json()["id"]
+
     def matte(self, png, solve: bool):
         """``POST /v1/matte`` of ``png`` (one-shot RGBA cut-out) with the solve on or off."""
         r = self.http.post(f"{self.base}/v1/matte?solve={str(solve).lower()}", files={"image": ("i.png", png, "image/png")},
@@ -132,6 +148,29 @@ def bench_one_shot(client, png, repeats):
     for _ in range(repeats):
         for solve in out:
             out[solve].append(timed(client.matte, png, solve)[0])
+    return out
+
+
+def bench_clicks(client, png, shape, repeats, rounds_per_session=8):
+    """Seconds of click rounds over HTTP on ``png`` (sessions of at most ``rounds_per_session`` clicks)."""
+    out = []
+    while len(out) < repeats:
+        sid = client.create_from(png)
+        for i in range(min(rounds_per_session, repeats - len(out))):
+            out.append(timed(client.click, sid, len(out) + i, shape)[0])
+        client.delete(sid)
+    return out
+
+
+def clicks_in_process(model, refiner, photo, repeats, rounds_per_session=8):
+    """Seconds of the same click rounds in process (``MattingSession.label`` with a point)."""
+    h, w = photo.shape[:2]
+    out = []
+    while len(out) < repeats:
+        s = MattingSession(photo, model, refiner).start()
+        for i in range(min(rounds_per_session, repeats - len(out))):
+            j = len(out)
+            out.append(timed(s.label, [((int((37 * j + 11) % h), int((53 * j + 17) % w)), "fg" if j % 2 else "bg")])[0])
     return out
 
 
@@ -246,6 +285,10 @@ def main(argv=None):
                     shots = bench_one_shot(client, photo_png, args.repeats)
                     rows += [(f"matte {args.matte_size}, solve", shots[True]), (f"matte {args.matte_size}, no solve", shots[False])]
                     ratios["matte with / without the solve"] = statistics.median(shots[True]) / statistics.median(shots[False])
+                    clicks = bench_clicks(client, photo_png, (mh, mw), args.repeats)
+                    local = clicks_in_process(model, None, photo, args.repeats)
+                    rows += [(f"click {args.matte_size}, HTTP", clicks), (f"click {args.matte_size}, in process", local)]
+                    ratios["click HTTP / click in process"] = statistics.median(clicks) / statistics.median(local)
                 throughput[replicas] = bench_throughput(client, args.concurrency, args.load_requests, args.load_seconds)
         finally:
             serve.shutdown()

@@ -16,21 +16,26 @@ class LabelItem(BaseModel):
 
     index: StrictInt | None = Field(None, ge=0, description="index into the session's current proposals")
     box: list[StrictInt] | None = Field(None, min_length=4, max_length=4, description="[y0, x0, y1, x1], full-resolution pixels")
+    point: list[StrictInt] | None = Field(None, min_length=2, max_length=2,
+                                          description="[y, x], full-resolution pixels: a click, labelling the square of "
+                                                      "max(8, 2% of the long side) pixels centred there")
     label: LabelName = Field(description="fg, bg or transition; unknown erases earlier labels in the box")
 
     @model_validator(mode="after")
     def _one_target(self):
-        if (self.index is None) == (self.box is None):
-            raise ValueError("give exactly one of index or box")
+        if sum(t is not None for t in (self.index, self.box, self.point)) != 1:
+            raise ValueError("give exactly one of index, box or point")
         return self
 
     def pair(self) -> tuple:
         """The ``(target, label)`` pair :func:`dugray.session.apply_user_labels` takes."""
-        return (self.index if self.index is not None else tuple(self.box), self.label)
+        if self.index is not None:
+            return (self.index, self.label)
+        return (tuple(self.box if self.box is not None else self.point), self.label)
 
 
 class LabelRequest(BaseModel):
-    """``{"labels": [{"index": 0, "label": "fg"}, {"box": [y0, x0, y1, x1], "label": "bg"}]}``."""
+    """``{"labels": [{"index": 0, "label": "fg"}, {"box": [y0, x0, y1, x1], "label": "bg"}, {"point": [y, x], "label": "bg"}]}``."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -139,23 +139,25 @@ def test_a_real_process_exits_2_without_a_traceback(tmp_path):
 
 
 def test_parse_labels():
-    assert parse_labels("0f 1bg 12:t 3=u 10,20,40,60:bg") == [
-        (0, "fg"), (1, "bg"), (12, "transition"), (3, "unknown"), ((10, 20, 40, 60), "bg")]
-    for bad in ("0x", "f0", "1,2,3:fg", "-1f"):
+    assert parse_labels("0f 1bg 12:t 3=u 10,20,40,60:bg 120,340=bg 5,6f") == [
+        (0, "fg"), (1, "bg"), (12, "transition"), (3, "unknown"), ((10, 20, 40, 60), "bg"), ((120, 340), "bg"),
+        ((5, 6), "fg")]
+    for bad in ("0x", "f0", "1,2,3:fg", "-1f", "1,2,3,4,5:bg", "-3,4=fg"):
         with pytest.raises(ValueError, match="cannot read"):
             parse_labels(bad)
 
 
 def test_interactive_from_a_pipe(tiny_model, image, tmp_path, monkeypatch, capsys):
     """Round 1, a bad line (reported, ignored), labels, then a whole-image fg box: alpha all 255."""
-    answers = f"0f 1b\nnonsense\n99f\n0,0,{H},{W}:fg\ndone\n"
+    answers = f"0f 1b\nnonsense\n99f\n{H + 5},3=bg\n0,0,{H},{W}:fg\n{H // 2},{W // 2}=fg\ndone\n"
     monkeypatch.setattr(sys, "stdin", io.StringIO(answers))
     out, preview = tmp_path / "c.png", tmp_path / "p.png"
     assert main(["interactive", str(image), "-o", str(out), "--model", tiny_model, "--preview", str(preview)]) == 0
     cap = capsys.readouterr()
-    assert "round 2" in cap.out and "round 3" in cap.out and "round 4" not in cap.out
-    assert "after 3 round(s), 3 label(s), refined" in cap.out
+    assert "round 2" in cap.out and "round 4" in cap.out and "round 5" not in cap.out
+    assert "after 4 round(s), 4 label(s), refined" in cap.out
     assert "cannot read 'nonsense'" in cap.err and "proposal index 99 out of range" in cap.err
+    assert f"point ({H + 5}, 3) is outside" in cap.err  # a click below the image
     rgba = read(out)
     assert rgba.shape == (H, W, 4) and (rgba[..., 3] == 255).all()
     assert read(preview).shape[0] == 512 + 18  # the proposals | matte strip, with its title bar

@@ -148,6 +148,9 @@ def test_other_bad_requests_get_their_4xx_and_the_server_keeps_serving(base_url)
         {"labels": [{"box": [500, 500, 600, 600], "label": "fg"}]},  # outside the image
         {"labels": [{"index": 0, "label": "maybe"}]},
         {"labels": [{"label": "fg"}]},
+        {"labels": [{"point": [500, 5], "label": "bg"}]},  # a click outside the image
+        {"labels": [{"point": [5], "label": "bg"}]},
+        {"labels": [{"point": [5, 5], "box": [0, 0, 4, 4], "label": "bg"}]},  # two targets
         {"labels": []},
         {"nothing": 1},
     ]
@@ -233,3 +236,42 @@ def test_the_solve_switch_gives_what_the_session_computes_in_process(base_url, t
     assert requests.patch(f"{base_url}/v1/sessions/{sid}", json={"solve": True, "x": 1}, timeout=30).status_code == 422
     assert requests.patch(f"{base_url}/v1/sessions/{'0' * 32}", json={"solve": True}, timeout=30).status_code == 404
     assert requests.post(f"{base_url}/v1/matte?solve=maybe", files=image, timeout=30).status_code == 422
+
+
+def test_the_corrective_click_user_gets_the_same_mattes_over_http_as_in_process(base_url, tiny_model):
+    """The simulated user of the corrective-click protocol, driving the session API with boxes, sees
+    exactly the mattes of the in-process session (one implementation); a point label is that box."""
+    import torch
+
+    from dugray.evaluation.clicks import http_labeler, run_clicks, session_labeler
+    from dugray.models import load_model
+    from dugray.session import MattingSession, SessionConfig
+    from dugray.client import DugrayClient
+
+    bgr = picture(60, 80, seed=5)
+    rgb = np.ascontiguousarray(bgr[..., ::-1])
+    yy, xx = np.mgrid[:60, :80]
+    gt = np.where(np.hypot(yy - 30, xx - 40) < 20, 255, 0).astype(np.uint8)  # the disc
+    net = load_model(str(Path(tiny_model) / "matting.pt"), "matting").eval()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the replica runs it
+    try:
+        s = MattingSession(rgb, net, config=SessionConfig()).start()
+        local = run_clicks(s.alpha_u8, session_labeler(s), gt, 3, keep_mattes=True)
+    finally:
+        torch.set_num_threads(threads)
+    with DugrayClient(base_url) as api:
+        view = api.create_session(bgr[..., ::-1].copy())
+        first = decoded(requests.get(f"{base_url}/v1/sessions/{view.id}/alpha.png", timeout=120))
+        remote = run_clicks(first, http_labeler(api, view.id), gt, 3, keep_mattes=True)
+        assert [c.box for c in remote.clicks] == [c.box for c in local.clicks] and len(local.clicks) == 3
+        for a, b in zip(remote.mattes, local.mattes):
+            np.testing.assert_array_equal(a, b)
+        # the same click as a point: the same round
+        click = local.clicks[0]
+        other = api.create_session(bgr[..., ::-1].copy())
+        r = requests.post(f"{base_url}/v1/sessions/{other.id}/labels",
+                          json={"labels": [{"point": [click.y, click.x], "label": click.label}]}, timeout=120)
+        assert r.status_code == 200, r.text
+        got = decoded(requests.get(f"{base_url}/v1/sessions/{other.id}/alpha.png", timeout=120))
+        np.testing.assert_array_equal(got, local.mattes[1])

@@ -287,6 +287,41 @@ def test_a_session_created_elsewhere_opens_from_its_id(page, base_url, tmp_path)
     expect(page.get_by_role("alert")).to_be_hidden()
 
 
+def test_click_to_fix_one_click_is_one_round(page, tmp_path):
+    """Click to fix: a left click says foreground, a right click (or a left one with the toggle) background;
+    each is one round through a point label, no Apply; the page shows the server's matte and the click."""
+    view = open_image(page, write(tmp_path / "fix.png", picture()))
+    page.get_by_label("Alpha").check()
+    page.wait_for_selector('#view[data-drawn="alpha:1"]')
+    page.keyboard.press("c")  # the key turns the mode on
+    assert page.is_checked("#click-fix")
+    page.mouse.click(*box_point(page, [H // 2, W // 2, H // 2, W // 2]))  # left: foreground, on the disc
+    page.wait_for_selector('#view[data-drawn="alpha:2"]')
+    now = session(page)
+    assert now["round"] == 2 and now["labels"] == 1
+    served = alpha(page, now)
+    assert served[H // 2, W // 2] == 255 and np.array_equal(canvas_alpha(page), served)
+    expect(page.locator("#apply")).to_be_disabled()  # nothing pending: the click was the round
+    page.mouse.click(*box_point(page, [6, 6, 6, 6]), button="right")  # right: background, in the corner
+    page.wait_for_selector('#view[data-drawn="alpha:3"]')
+    assert alpha(page, session(page))[6, 6] == 0
+    page.get_by_label("as background").check()
+    corner = box_point(page, [H - 6, W - 6, H - 6, W - 6])
+    page.mouse.click(*corner)  # left with the toggle: background
+    page.wait_for_selector('#view[data-drawn="alpha:4"]')
+    last = session(page)
+    assert last["round"] == 4 and last["labels"] == 3 and alpha(page, last)[H - 6, W - 6] == 0
+    dot = page.evaluate("([x, y]) => { const c = document.getElementById('overlay'); const r = c.getBoundingClientRect();"
+                        " return Array.from(c.getContext('2d').getImageData(Math.floor((x - r.left) * c.width / r.width),"
+                        " Math.floor((y - r.top) * c.height / r.height), 1, 1).data); }", list(corner))
+    assert dot == [76, 141, 255, 255]  # the last click is drawn where it was, in the background colour
+    expect(page.locator("#status")).to_contain_text("Round 4")
+    shot(page, "15-click-to-fix")
+    page.select_option("#brush", "fg")  # painting turns the click mode off
+    assert not page.is_checked("#click-fix")
+    assert view["id"] == last["id"]
+
+
 @pytest.mark.parametrize("page", [{"viewport": {"width": 1024, "height": 768}, "has_touch": True}], indirect=True)
 def test_tablet_touch(page, tmp_path):
     view = open_image(page, write(tmp_path / "disc.png", picture()))

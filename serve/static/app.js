@@ -19,6 +19,7 @@ const state = {
   labels: new Map(), // proposal index -> "fg" | "bg" | "transition", until applied
   strokes: [], // painted strokes {label, boxes: [[y0, x0, y1, x1], ...]}, until applied
   lastPoint: null, // [y, x] of the stroke being painted
+  clicks: [], // this session's fixing clicks {point: [y, x], label}, drawn as dots
   selected: 0,
   layers: new Map(), // output name -> Promise<ImageBitmap>, for the current round
   openedAt: 0,
@@ -152,6 +153,19 @@ function apply() {
   });
 }
 
+/** Click to fix: one click at (y, x) is one round, labelling the square the API centres there. */
+function fixAt(y, x, label) {
+  const s = state.session;
+  if (!s || state.busy) return;
+  const point = [Math.min(s.height - 1, Math.max(0, Math.floor(y))), Math.min(s.width - 1, Math.max(0, Math.floor(x)))];
+  return run(`Round ${s.round + 1}: ${LABELS[label]} at ${point[1]}, ${point[0]}…`, "Could not apply the click", async () => {
+    const body = JSON.stringify({ labels: [{ point, label }] });
+    const view = await json(`v1/sessions/${s.id}/labels`, { method: "POST", headers: { "content-type": "application/json" }, body });
+    state.clicks.push({ point, label });
+    show(view);
+  });
+}
+
 /** The solve switch: the matte from the network alone, or solved with the image's colour lines. */
 function setSolve(enabled) {
   const s = state.session;
@@ -181,6 +195,7 @@ function show(view) {
     state.strokes = [];
     state.selected = 0;
   }
+  if (old && old.id !== view.id) state.clicks = [];
   state.session = view;
   state.layers.clear();
   $("dropzone").hidden = true;
@@ -393,6 +408,15 @@ function drawOverlay() {
     ctx.fillStyle = "#111111";
     ctx.fillText(tag, r[0] + pad, r[1] + dpr);
   });
+  for (const { point, label } of state.clicks) { // the fixing clicks, on top
+    ctx.beginPath();
+    ctx.arc((point[1] + 0.5) * k, (point[0] + 0.5) * k, 5 * dpr, 0, 2 * Math.PI);
+    ctx.fillStyle = COLOUR[label];
+    ctx.fill();
+    ctx.lineWidth = 1.5 * dpr;
+    ctx.strokeStyle = "#111111";
+    ctx.stroke();
+  }
 }
 
 // ---------------------------------------------------------------- pointer: click boxes or paint
@@ -407,6 +431,11 @@ function imagePoint(event) {
 function onPointerDown(event) {
   if (!state.session || state.busy) return;
   const [y, x] = imagePoint(event);
+  if ($("click-fix").checked) {
+    const background = event.button === 2 || $("click-bg").checked;
+    fixAt(y, x, background ? "bg" : "fg");
+    return;
+  }
   if ($("brush").value) {
     $("overlay").setPointerCapture(event.pointerId);
     state.strokes.push({ label: $("brush").value, boxes: [] });
@@ -459,6 +488,7 @@ function onKey(event) {
     select(state.selected + 1);
   } else if (key === "a") apply();
   else if (key === "r") refine();
+  else if (key === "c") setClickFix(!$("click-fix").checked);
   else if (key === "v") setView(VIEWS[(VIEWS.indexOf(currentView()) + 1) % VIEWS.length]);
   else if (key === "h") {
     $("show-boxes").checked = !$("show-boxes").checked;
@@ -493,7 +523,21 @@ $("strokes-clear").addEventListener("click", () => {
   drawOverlay();
   refreshControls();
 });
-$("brush").addEventListener("change", () => $("stage").classList.toggle("painting", Boolean($("brush").value)));
+$("brush").addEventListener("change", () => {
+  if ($("brush").value) setClickFix(false);
+  $("stage").classList.toggle("painting", Boolean($("brush").value));
+});
+$("click-fix").addEventListener("change", () => setClickFix($("click-fix").checked));
+
+/** Click to fix on or off (painting off while it is on: a click is a round, not a stroke). */
+function setClickFix(on) {
+  $("click-fix").checked = on;
+  if (on && $("brush").value) {
+    $("brush").value = "";
+    $("stage").classList.remove("painting");
+  }
+  $("stage").classList.toggle("fixing", on);
+}
 for (const radio of document.querySelectorAll("input[name=view]")) radio.addEventListener("change", draw);
 $("colour").addEventListener("input", () => setView("colour"));
 $("show-boxes").addEventListener("change", drawOverlay);
@@ -521,6 +565,9 @@ for (const id of ["download-cutout", "download-alpha"]) {
 
 const overlay = $("overlay");
 overlay.addEventListener("pointerdown", onPointerDown);
+overlay.addEventListener("contextmenu", (e) => {
+  if ($("click-fix").checked) e.preventDefault(); // the right click is "background" in click-to-fix mode
+});
 overlay.addEventListener("pointermove", (e) => {
   if (overlay.hasPointerCapture(e.pointerId)) paintTo(...imagePoint(e));
 });
