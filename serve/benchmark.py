@@ -17,7 +17,9 @@ compare like with like:
 4. one shot: p50 / p95 of ``POST /v1/matte`` (RGBA cut-out) on a --matte-size photo,
    with the uncertainty-guided solve and without it (``?solve=false``), interleaved;
 5. click to fix: p50 / p95 of one click round (``POST .../labels`` with one ``point``, what
-   the web page's click mode sends) on the --matte-size photo, and the same round in process.
+   the web page's click mode sends) on the --matte-size photo, the clicks those of the
+   corrective-click user (:mod:`dugray.evaluation.clicks`, reading the sample's true alpha),
+   and the same rounds in process.
 
 Goals: label round <= 1.5x a forward in process and <= 2x over HTTP; 2 replicas >= 1.6x
 the throughput of 1. Numbers on a shared machine are noisy: the table says what ran.
@@ -97,19 +99,17 @@ class Client:
         """``DELETE /v1/sessions/{sid}`` (the response is not checked)."""
         self.http.delete(f"{self.base}/v1/sessions/{sid}", timeout=60)
 
-    def click(self, sid, i, shape):
-        """One click round: a ``point`` label at a pseudo-random pixel of the ``shape`` (h, w) image."""
-        h, w = shape
-        point = [int((37 * i + 11) % h), int((53 * i + 17) % w)]
-        body = {"labels": [{"point": point, "label": "fg" if i % 2 else "bg"}]}
-        r = self.http.post(f"{self.base}/v1/sessions/{sid}/labels", json=body, timeout=300)
-        r.raise_for_status()
-
     def create_from(self, png):
         """``POST /v1/sessions`` with ``png``; the new session's id."""
         r = self.http.post(f"{self.base}/v1/sessions", files={"image": ("i.png", png, "image/png")}, timeout=300)
         r.raise_for_status()
         return r.json()["id"]
+
+    def alpha(self, sid) -> np.ndarray:
+        """The session's alpha matte (``GET .../alpha.png``)."""
+        r = self.http.get(f"{self.base}/v1/sessions/{sid}/alpha.png", timeout=300)
+        r.raise_for_status()
+        return cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_UNCHANGED)
 
     def matte(self, png, solve: bool):
         """``POST /v1/matte`` of ``png`` (one-shot RGBA cut-out) with the solve on or off."""
@@ -151,27 +151,43 @@ def bench_one_shot(client, png, repeats):
     return out
 
 
-def bench_clicks(client, png, shape, repeats, rounds_per_session=8):
-    """Seconds of click rounds over HTTP on ``png`` (sessions of at most ``rounds_per_session`` clicks)."""
+def bench_clicks(client, png, gt, repeats):
+    """Seconds of the corrective-click user's rounds over HTTP on ``png`` (its true alpha ``gt``):
+    the label request alone (the matte it then reads is not timed)."""
+    from dugray.evaluation.clicks import run_clicks
+
     out = []
     while len(out) < repeats:
         sid = client.create_from(png)
-        for i in range(min(rounds_per_session, repeats - len(out))):
-            out.append(timed(client.click, sid, len(out) + i, shape)[0])
+
+        def label(click):
+            t = time.perf_counter()
+            client.http.post(f"{client.base}/v1/sessions/{sid}/labels", timeout=300,
+                             json={"labels": [{"point": [click.y, click.x], "label": click.label}]}).raise_for_status()
+            out.append(time.perf_counter() - t)
+            return client.alpha(sid)
+
+        if not run_clicks(client.alpha(sid), label, gt, min(10, repeats - len(out))).clicks:
+            raise RuntimeError("the benchmark photo's matte needs no click: nothing to time")
         client.delete(sid)
-    return out
+    return out[:repeats]
 
 
-def clicks_in_process(model, refiner, photo, repeats, rounds_per_session=8):
-    """Seconds of the same click rounds in process (``MattingSession.label`` with a point)."""
-    h, w = photo.shape[:2]
+def clicks_in_process(model, refiner, photo, gt, repeats):
+    """Seconds of the same user's rounds in process (``MattingSession.label`` with the point)."""
+    from dugray.evaluation.clicks import run_clicks
+
     out = []
     while len(out) < repeats:
         s = MattingSession(photo, model, refiner).start()
-        for i in range(min(rounds_per_session, repeats - len(out))):
-            j = len(out)
-            out.append(timed(s.label, [((int((37 * j + 11) % h), int((53 * j + 17) % w)), "fg" if j % 2 else "bg")])[0])
-    return out
+
+        def label(click):
+            out.append(timed(s.label, [((click.y, click.x), click.label)])[0])
+            return s.alpha_u8
+
+        if not run_clicks(s.alpha_u8, label, gt, min(10, repeats - len(out))).clicks:
+            raise RuntimeError("the benchmark photo's matte needs no click: nothing to time")
+    return out[:repeats]
 
 
 def bench_throughput(client, concurrency, max_rounds, max_seconds):
@@ -273,7 +289,9 @@ def main(argv=None):
                 deploy({**base_args, "replicas": {"Matting": replicas}}, port, args.cpus)
                 if replicas == 1:
                     mw, mh = (int(v) for v in args.matte_size.lower().split("x"))
-                    photo = cv2.resize(generate_sample(1, size=max(mw, mh), seed=1)["image"], (mw, mh), interpolation=cv2.INTER_AREA)
+                    sample = generate_sample(1, size=max(mw, mh), seed=1)
+                    photo = cv2.resize(sample["image"], (mw, mh), interpolation=cv2.INTER_AREA)
+                    photo_gt = cv2.resize(sample["alpha"], (mw, mh), interpolation=cv2.INTER_AREA)
                     photo_png = cv2.imencode(".png", photo[..., ::-1])[1].tobytes()
                     first = [timed(client.matte, photo_png, True)[0] for _ in range(10)]  # the app's very first requests
                     rows += [("matte, 1st request after start", first[:1]), ("matte, 10th request", first[-1:])]
@@ -285,8 +303,8 @@ def main(argv=None):
                     shots = bench_one_shot(client, photo_png, args.repeats)
                     rows += [(f"matte {args.matte_size}, solve", shots[True]), (f"matte {args.matte_size}, no solve", shots[False])]
                     ratios["matte with / without the solve"] = statistics.median(shots[True]) / statistics.median(shots[False])
-                    clicks = bench_clicks(client, photo_png, (mh, mw), args.repeats)
-                    local = clicks_in_process(model, None, photo, args.repeats)
+                    clicks = bench_clicks(client, photo_png, photo_gt, args.repeats)
+                    local = clicks_in_process(model, None, photo, photo_gt, args.repeats)
                     rows += [(f"click {args.matte_size}, HTTP", clicks), (f"click {args.matte_size}, in process", local)]
                     ratios["click HTTP / click in process"] = statistics.median(clicks) / statistics.median(local)
                 throughput[replicas] = bench_throughput(client, args.concurrency, args.load_requests, args.load_seconds)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from dugray.metrics import TRANSITION_DILATION_RADIUS, composition1k, whole_image
+from dugray.metrics import TRANSITION_DILATION_RADIUS, composition1k, whole_image, whole_sad
 
 U8 = np.uint8
 
@@ -413,3 +413,13 @@ def test_input_validation():
     pred = gt.copy()
     pred[2, 3] = 77
     assert composition1k(pred[..., None], gt[..., None], tri[..., None]) == composition1k(pred, gt, tri)
+
+
+def test_whole_sad_is_the_whole_image_protocols_sad():
+    rng = np.random.default_rng(7)
+    pred, gt = rng.integers(0, 256, (30, 40), dtype=np.uint8), rng.integers(0, 256, (30, 40), dtype=np.uint8)
+    assert whole_sad(pred, gt) == pytest.approx(whole_image(pred, gt)["sad"], rel=1e-12)
+    assert whole_sad(pred, gt) == pytest.approx(np.abs(pred / 255.0 - gt / 255.0).sum() / 1000, rel=1e-12)
+    assert whole_sad(pred / 255.0, pred) == 0.0
+    with pytest.raises(ValueError):
+        whole_sad(pred, gt[:10])

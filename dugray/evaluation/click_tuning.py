@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dugray.metrics import whole_image
+from dugray.metrics import whole_sad
 from dugray.session import MattingSession, SessionConfig
 
 from .clicks import MAX_CLICKS, NOC_MULTIPLES, REPORT_CLICKS, run_clicks, session_labeler, summarise_runs
@@ -49,19 +49,19 @@ def load_examples(data, split: str | None, limit: int | None = None) -> list:
 
 def closed_form_sads(examples) -> dict[str, float]:
     """Closed-form matting's whole-image SAD given each image's full trimap (the NoC reference)."""
-    return {ex.name: whole_image(to_u8(closed_form_alpha(ex.image, ex.trimaps["trimap"])), ex.gt)["sad"]
+    return {ex.name: whole_sad(to_u8(closed_form_alpha(ex.image, ex.trimaps["trimap"])), ex.gt)
             for ex in examples if "trimap" in ex.trimaps}
 
 
 def proposal_sads(ex, model, refiner, config: SessionConfig, rounds: int = PROPOSAL_ROUNDS) -> list[float]:
     """Whole-image SAD after 0..rounds rounds of the proposal user (the oracle answers every proposal)."""
     s = MattingSession(ex.image, model, refiner, config).start()
-    sads = [whole_image(s.alpha_u8, ex.gt)["sad"]]
+    sads = [whole_sad(s.alpha_u8, ex.gt)]
     for _ in range(rounds):
         labels = simulated_user(s, ex.gt)
         if labels:
             s.label(labels)
-        sads.append(whole_image(s.alpha_u8, ex.gt)["sad"])
+        sads.append(whole_sad(s.alpha_u8, ex.gt))
     return sads
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from dugray.metrics import whole_image
+from dugray.metrics import whole_sad
 from dugray.usermap import BACKGROUND, FOREGROUND, Box, oracle_label, point_box
 
 ERROR_THRESHOLD = 0.3
@@ -127,16 +127,16 @@ class ClickRun:
 
 
 def run_clicks(first_matte: np.ndarray, label: Callable[[Click], np.ndarray], gt_u8: np.ndarray,
-               max_clicks: int = MAX_CLICKS, keep_mattes: bool = False, trimap: np.ndarray | None = None) -> ClickRun:
+               max_clicks: int = MAX_CLICKS, keep_mattes: bool = False) -> ClickRun:
     """Drive ``label`` (one click in, the new uint8 full-resolution matte out) with the simulated user.
 
-    ``first_matte`` is the matte before any click. ``trimap`` only splits the SAD the way the
-    whole-image protocol does (it does not change the SAD).
+    ``first_matte`` is the matte before any click; the SAD is the whole-image protocol's
+    (:func:`dugray.metrics.whole_sad`).
     """
     run = ClickRun()
     matte = np.asarray(first_matte)
     for k in range(max_clicks + 1):
-        run.sad.append(whole_image(matte, gt_u8, trimap)["sad"])
+        run.sad.append(whole_sad(matte, gt_u8))
         if keep_mattes:
             run.mattes.append(matte)
         if k == max_clicks:
