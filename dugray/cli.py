@@ -124,9 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("cutout", help="cut out one image (RGBA or alpha PNG)", formatter_class=raw,
                        description=CUTOUT_DOC + "\n\n" + EXIT_CODES)
     c.add_argument("image", help="image file or URI (png, jpg, bmp, tif, webp; s3://, gs://, file://)")
-    c.add_argument("-o", "--out", help="output .png (default: IMAGE's name + _cutout.png or _alpha.png, here)")
+    c.add_argument("-o", "--out", help="output .png, .jpg or .webp (default: IMAGE's name + _cutout or _alpha, here)")
     _add_prior(c)
     c.add_argument("--alpha-only", action="store_true", help="write the grey alpha matte instead of the RGBA cut-out")
+    c.add_argument("--format", choices=("png", "jpg", "webp"), help="output format (default: -o's suffix, else png); "
+                   "JPEG has no alpha: without --bg-color it is composited over white")
+    c.add_argument("--bg-color", metavar="HEX", help="composite the cut-out over this colour (e.g. 81d4fa or '#fff')")
+    c.add_argument("--crop", action="store_true", help="crop to the object's bounding box (alpha > 0)")
+    c.add_argument("--crop-margin", default="0", metavar="N|Npx|N%", help="margin around the crop: pixels or a "
+                   "percentage of the box's longer side (default 0)")
+    c.add_argument("--max-side", type=int, metavar="PX", help="shrink the result so its long side is at most PX (a preview)")
     c.add_argument("--server", metavar="URL", help="use a running server's API (e.g. http://127.0.0.1:8000) instead of "
                    "running the model here")
     c.add_argument("--api-key", help="with --server: the API key to send (default: $DUGRAY_API_KEY)")
@@ -221,32 +228,34 @@ a running dugray server instead.
   dugray cutout photo.jpg -o cut.png
   dugray cutout photo.jpg -o alpha.png --alpha-only --trimap trimap.png --no-refine
   dugray cutout photo.jpg -o cut.png --model runs/exp1
-  dugray cutout photo.jpg -o cut.png --server http://127.0.0.1:8000"""
+  dugray cutout photo.jpg -o cut.png --server http://127.0.0.1:8000
+  dugray cutout photo.jpg -o product.jpg --bg-color ffffff --crop --crop-margin 5% --max-side 1000"""
 
 
 def cmd_cutout(args) -> int:
     """``dugray cutout``: matte one image here (or on ``--server``) and write the RGBA cut-out or the alpha
     PNG; returns 0 (errors are raised and turned into exit codes by :func:`main`).
     """
-    out = _out_path(args.out, args.image, "alpha" if args.alpha_only else "cutout")
+    options = _output_options(args)
+    out = _out_path(args.out, args.image, "alpha" if args.alpha_only else "cutout", options.suffix)
     t0 = time.perf_counter()
     if args.server:
         _server_side_model(args)
         from dugray.client import DugrayClient
 
         with DugrayClient(args.server, api_key=args.api_key) as api:
-            png = api.cutout(_local_file(args.image), output="alpha" if args.alpha_only else "rgba",
-                             trimap=_local_file(args.trimap), mask=_local_file(args.mask), refine=args.refine,
-                             solve=args.solve)
+            data = api.cutout(_local_file(args.image), output="alpha" if args.alpha_only else "rgba",
+                              trimap=_local_file(args.trimap), mask=_local_file(args.mask), refine=args.refine,
+                              solve=args.solve, **_option_fields(options))
         size = ""
     else:
-        from dugray.data.io import encode_png
+        from dugray.compose import render_alpha, render_cutout
 
         session = _session(args)
-        png = encode_png(session.alpha_u8 if args.alpha_only else session.cutout())
+        data = render_alpha(session.alpha_u8, options) if args.alpha_only else render_cutout(session.cutout(), options)
         h, w = session.state.full_shape
         size = f"{w}x{h}, "
-    _write(out, png)
+    _write(out, data)
     print(f"wrote {out} ({size}{'alpha' if args.alpha_only else 'RGBA'}, {time.perf_counter() - t0:.1f} s)")
     return EXIT_OK
 
@@ -278,12 +287,42 @@ def _session_overrides(args) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
-def _out_path(out: str | None, image: str, kind: str) -> Path:
+def _out_path(out: str | None, image: str, kind: str, suffix: str = ".png") -> Path:
+    """The output file: ``out``, whose suffix must be ``suffix`` (the format), or IMAGE's name + _kind + suffix."""
     if out is None:
-        return Path(f"{Path(image.split('://')[-1]).stem}_{kind}.png")
-    if Path(out).suffix.lower() != ".png":
-        raise UsageError(f"the output must be a .png file (it may hold an alpha channel), got {out}")
+        return Path(f"{Path(image.split('://')[-1]).stem}_{kind}{suffix}")
+    given = Path(out).suffix.lower().replace(".jpeg", ".jpg")
+    if given != suffix:
+        raise UsageError(f"the output {out} does not end in {suffix} (the {suffix[1:]} format asked for)")
     return Path(out).expanduser()
+
+
+def _output_options(args):
+    """The cut-out's delivery (:class:`dugray.compose.OutputOptions`) from the flags; the format
+    comes from ``--format``, else from ``-o``'s suffix, else png."""
+    from dugray.compose import FORMATS, OutputOptions
+
+    fmt = getattr(args, "format", None)
+    if fmt is None and args.out:
+        fmt = Path(args.out).suffix.lower().lstrip(".")
+        if fmt not in FORMATS:
+            raise UsageError(f"the output must be a .png, .jpg or .webp file, got {args.out}")
+    try:
+        return OutputOptions(bg_color=getattr(args, "bg_color", None), format=fmt or "png",
+                             crop=getattr(args, "crop", False), crop_margin=getattr(args, "crop_margin", "0"),
+                             max_side=getattr(args, "max_side", None))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _option_fields(options) -> dict:
+    """OutputOptions as the API's query parameters (the defaults left out)."""
+    from dataclasses import asdict
+
+    from dugray.compose import OutputOptions
+
+    plain = asdict(OutputOptions())
+    return {k: v for k, v in asdict(options).items() if v != plain[k]}
 
 
 def _local_file(path: str | None) -> Path | None:

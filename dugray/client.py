@@ -151,11 +151,22 @@ class DugrayClient:
         self._call("DELETE", f"/v1/sessions/{sid}")
 
     def cutout(self, image: ImageInput, output: str = "rgba", trimap: ImageInput | None = None,
-               mask: ImageInput | None = None, refine: bool = True, solve: bool | None = None) -> bytes:
-        """One shot, no session: PNG bytes of the RGBA cutout (``rgba``) or the alpha matte (``alpha``)."""
+               mask: ImageInput | None = None, refine: bool = True, solve: bool | None = None,
+               bg_color: str | None = None, format: str | None = None, crop: bool = False,
+               crop_margin: str | int | None = None, max_side: int | None = None) -> bytes:
+        """One shot, no session: the file bytes of the RGBA cutout (``rgba``) or the alpha matte (``alpha``).
+
+        As background-removal services deliver it: ``bg_color`` (hex) composites over a colour,
+        ``format`` is png (default), jpg or webp, ``crop`` (with ``crop_margin``: pixels, "12px"
+        or "10%") crops to the object, ``max_side`` returns a preview size.
+        """
         if output not in ("rgba", "alpha"):
             raise ValueError(f"output must be 'rgba' or 'alpha', got {output!r}")
         params = {"output": output, "refine": str(bool(refine)).lower(), **_solve_param(solve)}
+        extra = {"bg_color": bg_color, "format": format, "crop_margin": crop_margin, "max_side": max_side}
+        params.update({k: str(v) for k, v in extra.items() if v is not None})
+        if crop:
+            params["crop"] = "true"
         return self._call("POST", "/v1/matte", params=params, files=_files(image, trimap, mask)).content
 
     # ---- plumbing

@@ -33,6 +33,25 @@ def usermap_rgb(user_map: np.ndarray, image: np.ndarray | None = None) -> np.nda
     return out
 
 
+def checkerboard(rgba: np.ndarray, square: int = 12) -> np.ndarray:
+    """An RGBA cut-out over a light-grey checkerboard (RGB uint8): what "transparent" looks like."""
+    h, w = rgba.shape[:2]
+    yy, xx = np.mgrid[:h, :w]
+    board = np.where(((yy // square + xx // square) % 2)[..., None] == 0, 235, 200).astype(np.float32)
+    a = rgba[..., 3:].astype(np.float32) / 255.0
+    return np.clip(np.rint(rgba[..., :3] * a + board * (1 - a)), 0, 255).astype(np.uint8)
+
+
+def draw_points(image: np.ndarray, points: Sequence[tuple[int, int, str]], radius: int = 7) -> np.ndarray:
+    """Dots at (y, x) on a copy of an RGB image, green for "fg", blue for "bg", orange otherwise."""
+    colours = {"fg": (46, 204, 113), "bg": (76, 141, 255)}
+    out = np.ascontiguousarray(image.copy())
+    for y, x, label in points:
+        cv2.circle(out, (int(x), int(y)), radius, colours.get(label, (255, 159, 26)), -1)
+        cv2.circle(out, (int(x), int(y)), radius, (17, 17, 17), 2)
+    return out
+
+
 def draw_boxes(image: np.ndarray, boxes: Sequence[Sequence[int]], colour=(0, 200, 255)) -> np.ndarray:
     """Outline and number boxes (y0, x0, y1, x1) on a copy of an RGB image."""
     out = np.ascontiguousarray(image.copy())

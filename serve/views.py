@@ -34,7 +34,7 @@ def session_view(sid: str, state: SessionState, uncertainty: dict, prefix: str =
         "uncertainty": uncertainty,
         "labels": len(state.label_log),
         "refined": state.refined is not None,
-        "solve": {"enabled": bool(state.config.get("solve")), **state.solve_info},
+        "solve": {"enabled": state.config.solve, **state.solve_info},
         "timings": dict(state.timings[-1]) if state.timings else {},
         "links": {name: f"{prefix}/{sid}/{name}.png" for name in OUTPUTS},
     }

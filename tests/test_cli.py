@@ -68,6 +68,27 @@ def test_cutout_rgba_and_alpha_only(tiny_model, image, tmp_path, capsys):
     assert np.array_equal(alpha, rgba[..., 3])  # the cut-out carries the same (deterministic) matte
 
 
+def test_cutout_delivered_as_background_removal_clients_expect(tiny_model, image, tmp_path):
+    """--bg-color, --crop, --max-side and the format from -o's suffix: the same cut-out, delivered."""
+    from dugray.compose import OutputOptions, compose, encode
+
+    assert main(["cutout", str(image), "-o", str(tmp_path / "c.png"), "--model", tiny_model, "--no-refine"]) == 0
+    rgba = cv2.cvtColor(read(tmp_path / "c.png"), cv2.COLOR_BGRA2RGBA)
+    out = tmp_path / "c.webp"
+    argv = ["cutout", str(image), "-o", str(out), "--model", tiny_model, "--no-refine", "--bg-color", "102030",
+            "--max-side", "20"]
+    assert main(argv) == 0
+    webp = cv2.cvtColor(read(out), cv2.COLOR_BGR2RGB)
+    options = OutputOptions(bg_color="102030", max_side=20, format="webp")
+    expected = compose(rgba, options)
+    assert webp.shape == expected.shape == (round(H * 20 / max(H, W)), round(W * 20 / max(H, W)), 3)
+    lossy = cv2.imdecode(np.frombuffer(encode(expected, options), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(read(out), lossy)  # exactly the composed picture, through the same (lossy) WebP
+    assert main(["cutout", str(image), "--model", tiny_model, "--no-refine", "--format", "jpg", "--crop", "-o",
+                 str(tmp_path / "c.jpeg")]) == 0
+    assert read(tmp_path / "c.jpeg").ndim == 3
+
+
 def test_cutout_with_the_shipped_model_is_the_library_session(image, tmp_path):
     """The command adds nothing to the session code: same matte as MattingSession + load_default."""
     from dugray.models import load_default
@@ -100,7 +121,10 @@ def test_trimap_and_mask_are_obeyed(tiny_model, image, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["cutout", "{bad}"], "cannot decode image"),
     (["cutout", "{missing}"], "no such file"),
-    (["cutout", "{image}", "-o", "out.jpg"], "must be a .png"),
+    (["cutout", "{image}", "-o", "out.gif"], "must be a .png, .jpg or .webp"),
+    (["cutout", "{image}", "-o", "out.png", "--format", "jpg"], "does not end in .jpg"),
+    (["cutout", "{image}", "--bg-color", "reddish"], "hex colour"),
+    (["cutout", "{image}", "--crop", "--crop-margin", "5em"], "crop_margin"),
     (["cutout", "{image}", "--model", "{bad}"], "checkpoint"),
     (["cutout", "{image}", "--trimap", "{image}", "--mask", "{image}"], "not allowed with"),
     (["cutout", "{image}", "--work-size", "many"], "invalid int"),

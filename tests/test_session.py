@@ -432,7 +432,7 @@ def test_the_solve_switch_and_the_state_round_trip(model):
     np.testing.assert_array_equal(restored.alpha, solved)
     assert restored.state.solve_info == s.state.solve_info
     s.set_solve(False)
-    assert s.state.solved is None and not s.config.solve and s.state.config["solve"] is False
+    assert s.state.solved is None and not s.config.solve and s.state.config.solve is False
     np.testing.assert_allclose(s.alpha, full_resolution_alpha(fused_nig(s.state).gamma, s.state.image, s.config,
                                                               image_w=s.state.image_w))
     s.set_solve(True)

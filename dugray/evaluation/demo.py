@@ -7,7 +7,12 @@ there (../shared/data/alphamatting-lowres/val), else one synthetic sample. Given
 ground-truth alpha, a simulated user (the GT oracle) answers each round's proposals,
 and the whole-image SAD is printed after every step. Writes, per image, a
 Figure-5-style strip (input, initial matte, epistemic, user map, after interaction,
-after refinement) and the RGBA cutout.
+after refinement) and the RGBA cutout. ``--figure PATH`` also writes the README's picture for
+the first image (with a GT): the photo, the trimap-free cut-out, the cut-out after
+``--clicks`` corrective clicks (the simulated user of ``jobs/evaluate.py``, clicks drawn), and
+the uncertainty maps.
+
+    python jobs/demo.py --figure docs/images/overview.png --limit 1
 
 Exit codes: 0 done, 2 bad arguments or unreadable files.
 """
@@ -81,6 +86,22 @@ def run_one(name, image, gt, model, refiner, args, out: Path) -> None:
     save_rgb(out / f"{name}_cutout.png", s.cutout())
 
 
+def overview(image, gt, model, refiner, clicks: int = 3) -> np.ndarray:
+    """The README's picture: photo | trimap-free cut-out | after ``clicks`` corrective clicks | epistemic | aleatoric."""
+    from dugray.evaluation.clicks import run_clicks, session_labeler
+    from dugray.session import MattingSession
+    from dugray.visualize import checkerboard, draw_points, heat, strip
+
+    s = MattingSession(image, model, refiner).start()
+    first = checkerboard(s.cutout())
+    run = run_clicks(s.alpha_u8, session_labeler(s), gt, clicks)
+    after = draw_points(checkerboard(s.cutout()), [(c.y, c.x, c.label) for c in run.clicks])
+    n = len(run.clicks)
+    titles = ["photo", f"trimap-free cut-out (SAD {run.sad[0]:.1f})",
+              f"after {n} click{'s' if n != 1 else ''} (SAD {run.sad[-1]:.1f})", "epistemic (asks)", "aleatoric (refines)"]
+    return strip([image, first, after, heat(s.epistemic), heat(s.aleatoric)], titles, height=300)
+
+
 def main(argv=None) -> int:
     """Parse the flags, load the model and run every input; returns 0, or 2 when an input or the model
     cannot be read.
@@ -92,6 +113,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="demo_out")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--limit", type=int, default=6, help="most val photos to run")
+    p.add_argument("--figure", help="also write the README's overview picture (PNG) of the first image with a GT")
+    p.add_argument("--clicks", type=int, default=3, help="corrective clicks in the --figure picture (default 3)")
     args = p.parse_args(argv)
     from dugray.models import load_networks
 
@@ -105,6 +128,16 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for name, image, gt in items:
         run_one(name, image, gt, model, refiner, args, out)
+    if args.figure:
+        from dugray.visualize import save_rgb
+
+        name, image, gt = next(((n, i, g) for n, i, g in items if g is not None), (None, None, None))
+        if gt is None:
+            print("demo.py: error: --figure needs an image with its ground-truth alpha", file=sys.stderr)
+            return 2
+        Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
+        save_rgb(args.figure, overview(image, gt, model, refiner, args.clicks))
+        print(f"wrote the overview of {name} to {Path(args.figure).resolve()}")
     print(f"wrote step strips and cutouts to {out.resolve()}")
     return 0
 

@@ -302,7 +302,7 @@ def _summary(prep: Prepared, config: EvalConfig, records, skipped, sizes, derive
     ]
     if sc.solve:
         notes.append("Rows without a suffix use the uncertainty-guided solve (`dugray.solve`, parameters in "
-                     "session_config.solve_params; defaults where empty); each `*_nosolve` row is the same session's "
+                     "session_config.solve_params); each `*_nosolve` row is the same session's "
                      "network matte before the solve, so the pair differs only by it. `noenforce_sel*` (the paper's "
                      "protocol) runs without enforcement and without the solve.")
     else:

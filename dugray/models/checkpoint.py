@@ -64,6 +64,17 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     return ckpt
 
 
+KIND_WORDS = {"model": "matting network", "refiner": "refiner"}
+"""A checkpoint's recorded kind -> what a user calls that network (one vocabulary for every message)."""
+
+
+def check_kind(found: str, wanted: str, source) -> None:
+    """CheckpointError when ``source`` holds a network of kind ``found`` but ``wanted`` was asked for
+    (checkpoint kinds: 'model', 'refiner')."""
+    if found != wanted:
+        raise CheckpointError(f"{source} holds a {KIND_WORDS.get(found, found)}, not a {KIND_WORDS.get(wanted, wanted)}")
+
+
 def load_checkpoint(path, map_location="cpu", kind: str | None = None) -> nn.Module:
     """Rebuild the network saved at ``path`` (via the registry) and load its weights.
 
@@ -72,10 +83,8 @@ def load_checkpoint(path, map_location="cpu", kind: str | None = None) -> nn.Mod
     ('model' or 'refiner') is checked against the checkpoint's before anything is built.
     """
     ckpt = read_checkpoint(path, map_location)
-    if kind is not None and ckpt.get("kind", "model") != kind:
-        words = {"model": "matting network", "refiner": "refiner"}
-        raise CheckpointError(f"{path} holds a {words.get(ckpt.get('kind', 'model'), ckpt.get('kind'))}, "
-                              f"not a {words.get(kind, kind)}")
+    if kind is not None:
+        check_kind(ckpt.get("kind", "model"), kind, path)
     try:
         model = create(ckpt.get("kind", "model"), ckpt["name"], **ckpt["config"])
     except (ValueError, TypeError) as e:

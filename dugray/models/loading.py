@@ -26,8 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .checkpoint import CheckpointError, load_checkpoint
-from .default import DEFAULT, default_paths
+from .checkpoint import CheckpointError, check_kind, load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +36,14 @@ KINDS = {"matting": "model", "refiner": "refiner"}
 """What each network is called here -> the kind its checkpoint records."""
 NONE = "none"
 """The refiner URI that turns refinement off."""
+DEFAULT = "default"
+"""The model URI of the weights shipped in the package."""
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+
+
+def default_paths() -> dict[str, Path]:
+    """Where the shipped matting network and refiner lie."""
+    return {"matting": WEIGHTS / "matting.pt", "refiner": WEIGHTS / "refiner.pt"}
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -81,7 +88,9 @@ def load_model(uri: str | None = None, kind: str = "matting", tracking_uri: str 
     if not uri or uri == DEFAULT:
         return load_checkpoint(default_paths()[kind], kind=KINDS[kind])
     if is_mlflow_uri(uri):
-        return _check_kind(_load_mlflow(uri, kind, tracking_uri), kind, uri)
+        net = _load_mlflow(uri, kind, tracking_uri)
+        check_kind(getattr(net, "kind", "model"), KINDS[kind], uri)
+        return net
     p = Path(uri).expanduser()
     if p.is_dir():
         p = p / f"{kind}.pt"
@@ -109,18 +118,6 @@ def load_networks(model: str | None = DEFAULT, refiner: str | None = None, devic
                 raise  # asked for explicitly: a missing file is an error
             log.warning("no refiner beside model %r; refinement keeps the matte as it is", model)
     return net, ref
-
-
-def _check_kind(net: nn.Module, kind: str, source) -> nn.Module:
-    got = getattr(net, "kind", "model")
-    if got != KINDS[kind]:
-        raise CheckpointError(f"{source} holds a {kind_name(got)} network, not a {kind} network")
-    return net
-
-
-def kind_name(kind: str) -> str:
-    """'model' -> 'matting', 'refiner' -> 'refiner' (the checkpoint's word -> the user's)."""
-    return {v: k for k, v in KINDS.items()}.get(kind, kind)
 
 
 def _load_mlflow(uri: str, kind: str, tracking_uri: str | None = None) -> nn.Module:

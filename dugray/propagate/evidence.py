@@ -37,13 +37,14 @@ pins away.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 
 from dugray.nig import NIG
+from dugray.typed import from_dict
 from dugray.usermap import BACKGROUND, FOREGROUND, TRANSITION
 
 from .geodesic import DEFAULT_PASSES, geodesic_distance, mahalanobis_cost
@@ -120,11 +121,7 @@ class CarryParams:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "CarryParams":
         """Defaults overridden by ``d``; unknown keys are an error."""
-        d = dict(d or {})
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown label-carrying parameters: {unknown}")
-        return cls(**d)
+        return from_dict(cls, d, "label-carrying parameters")
 
 
 @dataclass

@@ -30,13 +30,14 @@ True
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 import scipy.sparse
 
 from dugray.nig import NIG
+from dugray.typed import from_dict
 
 from .guard import GUARDS, guard_verdict
 from .laplacian import DEFAULT_EPSILON, DEFAULT_RADIUS, band_laplacian, full_image_laplacian, LAPLACIANS
@@ -105,11 +106,7 @@ class SolveParams:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "SolveParams":
         """Defaults overridden by ``d``; unknown keys are an error."""
-        d = dict(d or {})
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown solve parameters: {unknown}")
-        return cls(**d)
+        return from_dict(cls, d, "solve parameters")
 
 
 @dataclass

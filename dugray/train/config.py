@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from dugray.typed import check_known
 
 DEPRECATED_KEYS = {"model": "arch", "model_kwargs": "arch_kwargs"}
 """Old config names still read (with a DeprecationWarning) for one release."""
@@ -133,10 +135,7 @@ class TrainConfig:
                 if new in values and values[new] != values[old]:
                     raise ValueError(f"both {old!r} (deprecated) and {new!r} given, with different values")
                 values[new] = values.pop(old)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys: {', '.join(unknown)}")
+        check_known(cls, values, "config keys")
         cfg = cls(**values)
         cfg.validate()
         return cfg

@@ -1,0 +1,292 @@
+"""SessionState: everything a session knows, separable from the models, and how it is made.
+
+A server stores it anywhere (:meth:`SessionState.to_bytes`: arrays as .npz entries, the
+small fields and the config as one JSON entry, no pickle) and continues it in any replica.
+:func:`new_state` is where every entry point's input is checked: images, trimaps, masks
+and user maps (ValueError with a one-line reason).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from dugray.nig import NIG
+from dugray.proposal import Proposal
+from dugray.upsample import resize_to_working
+from dugray.usermap import BACKGROUND, FOREGROUND, UNKNOWN, Box, mask_to_trimap, trimap_to_usermap
+
+from .config import MIN_SIDE, SessionConfig
+
+_STATE_FORMAT = 1
+
+
+@dataclass
+class SessionState:
+    """Everything a session knows, separable from the models (a server stores it anywhere).
+
+    image : full-resolution RGB uint8 (H, W, 3).
+    image_w : working-resolution RGB uint8 (h, w, 3) (the same array when no resize).
+    user_map : working-resolution float32 user map U (h, w).
+    labelled : working-resolution bool mask of pixels the user has answered for; cells
+        mostly covered by it are not proposed again. Initial trimap pixels count only
+        where they are fg or bg: the trimap's grey band means "not decided".
+    rounds : one NIG per network run, each four float32 (h, w) arrays.
+    proposals : the current proposals, boxes in full-resolution pixels.
+    solved : the solve's working-resolution matte of the current round, or None (solve
+        off, or not run yet); reset by new labels and every new round.
+    solve_info : the last solve's numbers (band fraction, iterations, guard, seconds).
+    refined : refined working-resolution matte, or None (reset by every new round).
+    timings : per round a dict of seconds ("predict_s", "fuse_s", "propose_s", ...).
+    label_log : every applied label as {"box": full-res box, "value": U value, "round": m}.
+    config : the session's :class:`SessionConfig`, so a restored session continues identically.
+    """
+
+    image: np.ndarray
+    image_w: np.ndarray
+    user_map: np.ndarray
+    labelled: np.ndarray
+    rounds: list[NIG] = field(default_factory=list)
+    proposals: list[Proposal] = field(default_factory=list)
+    solved: np.ndarray | None = None
+    solve_info: dict = field(default_factory=dict)
+    refined: np.ndarray | None = None
+    timings: list[dict] = field(default_factory=list)
+    label_log: list[dict] = field(default_factory=list)
+    config: SessionConfig = field(default_factory=SessionConfig)
+
+    @property
+    def full_shape(self) -> tuple[int, int]:
+        return tuple(self.image.shape[:2])
+
+    @property
+    def work_shape(self) -> tuple[int, int]:
+        return tuple(self.image_w.shape[:2])
+
+    @property
+    def round_count(self) -> int:
+        """Network rounds so far."""
+        return len(self.rounds)
+
+    def working(self, rounds: bool = True) -> "WorkingState":
+        """What the steps after the network need, without the full-size image (shares the arrays):
+        what a server sends to its fusion, proposal, solve and refinement replicas. ``rounds=False``
+        leaves the rounds out too (the proposals, the solve and refinement take the fused posterior)."""
+        return WorkingState(self.image_w, self.user_map, self.labelled, self.label_log, self.config,
+                            self.full_shape, list(self.rounds) if rounds else [], self.round_count)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held in arrays (the serialised size is about this, plus a little JSON)."""
+        arrays = [self.image, self.user_map, self.labelled] + [a for r in self.rounds for a in r]
+        if self.image_w is not self.image:
+            arrays.append(self.image_w)
+        arrays += [a for a in (self.solved, self.refined) if a is not None]
+        return int(sum(a.nbytes for a in arrays))
+
+    def to_bytes(self, compress: bool = False) -> bytes:
+        """Serialise to an in-memory .npz: arrays as arrays, small fields as one JSON entry.
+
+        No pickle anywhere, so :meth:`from_bytes` is safe on untrusted input. ``compress``
+        trades CPU (deflate) for size; image arrays compress well, NIG maps little.
+        """
+        arrays: dict[str, np.ndarray] = {"image": self.image, "user_map": self.user_map, "labelled": self.labelled}
+        same_working = self.image_w is self.image or (
+            self.image_w.shape == self.image.shape and np.array_equal(self.image_w, self.image)
+        )
+        if not same_working:
+            arrays["image_w"] = self.image_w
+        for m, r in enumerate(self.rounds):
+            for name, a in zip(NIG._fields, r):
+                arrays[f"round{m}_{name}"] = a
+        for name in ("solved", "refined"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
+        meta = {
+            "format": _STATE_FORMAT,
+            "rounds": len(self.rounds),
+            "same_working": same_working,
+            "proposals": [p.to_dict() for p in self.proposals],
+            "timings": self.timings,
+            "label_log": self.label_log,
+            "solve_info": self.solve_info,
+            "config": self.config.to_dict(),
+        }
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)
+        buf = io.BytesIO()
+        (np.savez_compressed if compress else np.savez)(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "SessionState":
+        """Inverse of :meth:`to_bytes` (allow_pickle=False)."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
+        except Exception as exc:  # noqa: BLE001 - any decoding failure means "not a state"
+            raise ValueError(f"not a serialised SessionState: {exc}") from exc
+        if meta.get("format") != _STATE_FORMAT:
+            raise ValueError(f"unsupported SessionState format {meta.get('format')!r}")
+        image = arrays["image"]
+        rounds = [NIG(*(arrays[f"round{m}_{n}"] for n in NIG._fields)) for m in range(meta["rounds"])]
+        proposals = [Proposal(tuple(p["box"]), float(p["score"]), tuple(p["cell"])) for p in meta["proposals"]]
+        return cls(
+            image=image,
+            image_w=image if meta["same_working"] else arrays["image_w"],
+            user_map=arrays["user_map"],
+            labelled=arrays["labelled"],
+            rounds=rounds,
+            proposals=proposals,
+            solved=arrays.get("solved"),
+            solve_info=meta.get("solve_info", {}),
+            refined=arrays.get("refined"),
+            timings=meta["timings"],
+            label_log=meta["label_log"],
+            config=SessionConfig.from_dict(meta["config"]),
+        )
+
+
+@dataclass
+class WorkingState:
+    """A session at working resolution (:meth:`SessionState.working`): every step after the network
+    reads only these (``rounds`` may be empty where the step takes the fused posterior instead)."""
+
+    image_w: np.ndarray
+    user_map: np.ndarray
+    labelled: np.ndarray
+    label_log: list[dict]
+    config: SessionConfig
+    full_shape: tuple[int, int]
+    rounds: list[NIG] = field(default_factory=list)
+    round_count: int = 0
+
+    @property
+    def work_shape(self) -> tuple[int, int]:
+        return tuple(self.image_w.shape[:2])
+
+
+def new_state(
+    image: np.ndarray,
+    config: SessionConfig | None = None,
+    user_map: np.ndarray | None = None,
+    trimap: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+) -> SessionState:
+    """A fresh state for ``image``: validated, reduced to working size, initial U painted.
+
+    ``user_map`` (U values, image-sized) or ``trimap`` (uint8 0/128/255, or a 0/1 mask,
+    image-sized) is resized to the working grid with nearest neighbour. A binary mask
+    has no grey band, so it labels every pixel fg or bg; erode/dilate it into a trimap
+    first if the edges should be solved. ``mask`` is such a mask in any form
+    :func:`dugray.usermap.mask_to_trimap` reads (0/1, 0/255, 16-bit, float). This is
+    where every entry point's input is checked (ValueError with a one-line reason).
+    """
+    config = config or SessionConfig()
+    img = as_rgb_uint8(image)
+    image_w, _ = resize_to_working(img, config.work_size)
+    if min(image_w.shape[:2]) < MIN_SIDE:
+        raise ValueError(
+            f"image {img.shape[0]}x{img.shape[1]} is too elongated: at work_size {config.work_size} its short "
+            f"side would be {min(image_w.shape[:2])} < {MIN_SIDE} pixels"
+        )
+    if sum(x is not None for x in (user_map, trimap, mask)) > 1:
+        raise ValueError("give at most one of user_map, trimap or mask")
+    if mask is not None:
+        trimap = mask_to_trimap(_check_plane(mask, img.shape[:2], "mask"))
+    u, labelled = _initial_user_map(img.shape[:2], image_w.shape[:2], user_map, trimap)
+    return SessionState(image=img, image_w=image_w, user_map=u, labelled=labelled, config=config)
+
+
+def _initial_user_map(full_shape, work_shape, user_map, trimap) -> tuple[np.ndarray, np.ndarray]:
+    """(U, labelled) on the working grid from a trimap, a user map or nothing."""
+    if trimap is not None:
+        u = _resize_nearest(trimap_to_usermap(_check_plane(trimap, full_shape, "trimap")), work_shape)
+        return u, (u == FOREGROUND) | (u == BACKGROUND)
+    if user_map is not None:
+        u = np.asarray(_check_plane(user_map, full_shape, "user_map"), np.float32)
+        if not np.all(np.isin(u, (FOREGROUND, BACKGROUND, 0.5, UNKNOWN))):
+            raise ValueError("user_map values must be 1 (fg), -1 (bg), 0.5 (transition) or 0 (unknown)")
+        u = _resize_nearest(u, work_shape)
+        return u, u != UNKNOWN
+    return np.zeros(work_shape, np.float32), np.zeros(work_shape, bool)
+
+
+def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """Validate and normalise an input image to RGB uint8 (H, W, 3); ValueError otherwise.
+
+    Accepts grey HxW / HxWx1 (replicated), RGB, RGBA (alpha dropped); uint8, uint16
+    (divided by 257) or float in [0, 1]. Channel order is taken as RGB (OpenCV's
+    ``imread`` gives BGR: convert before calling).
+    """
+    a = np.asarray(image)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+        raise ValueError(f"image must be HxW, HxWx3 or HxWx4, got shape {a.shape}")
+    if min(a.shape[:2]) < MIN_SIDE:
+        raise ValueError(f"image is {a.shape[0]}x{a.shape[1]}; both sides must be at least {MIN_SIDE} pixels")
+    if a.shape[2] == 4:
+        a = a[..., :3]
+    elif a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    if a.dtype == np.uint8:
+        return np.ascontiguousarray(a)
+    # 16-bit and float images are scaled by OpenCV straight into uint8 (rounded, saturated):
+    # no full-size float copy of a large upload
+    if a.dtype == np.uint16:
+        return cv2.convertScaleAbs(np.ascontiguousarray(a), alpha=1 / 257.0)
+    if a.dtype in (np.float32, np.float64):
+        if not np.isfinite(a.min()) or not np.isfinite(a.max()) or a.min() < 0 or a.max() > 1:
+            raise ValueError("a float image must be finite with values in [0, 1]")
+        return cv2.convertScaleAbs(np.ascontiguousarray(a), alpha=255.0)
+    raise ValueError(f"image dtype must be uint8, uint16 or float32/64 in [0, 1], got {a.dtype}")
+
+
+def working_float(state: SessionState) -> np.ndarray:
+    """The working image as float32 in [0, 1], the network's input range."""
+    return state.image_w.astype(np.float32) / 255.0
+
+
+def scale_box(box: Sequence[int], src_shape: tuple[int, int], dst_shape: tuple[int, int]) -> Box:
+    """Map a (y0, x0, y1, x1) box between two resolutions of the same image, clipped.
+
+    Edges are rounded, so enlarging a box and shrinking it back gives the original box.
+    """
+    (sh, sw), (dh, dw) = src_shape, dst_shape
+    y0, x0, y1, x1 = box
+    fy, fx = dh / sh, dw / sw
+    clip = lambda v, hi: int(min(max(round(v), 0), hi))  # noqa: E731
+    return (clip(y0 * fy, dh), clip(x0 * fx, dw), clip(y1 * fy, dh), clip(x1 * fx, dw))
+
+
+def working_box(state: SessionState, box: Sequence[int]) -> Box:
+    """A full-resolution box on the working grid; a tiny box still covers one working pixel."""
+    y0, x0, y1, x1 = scale_box(box, state.full_shape, state.work_shape)
+    return (y0, x0, max(y1, y0 + 1), max(x1, x0 + 1))
+
+
+def label_boxes(state: SessionState) -> list[tuple[Box, float]]:
+    """The user's labels so far (``state.label_log``) as (working-grid box, U value), oldest first."""
+    return [(working_box(state, entry["box"]), entry["value"]) for entry in state.label_log]
+
+
+def _check_plane(a, shape: tuple[int, int], name: str) -> np.ndarray:
+    arr = np.asarray(a)
+    if arr.ndim == 3 and arr.shape[2] in (1, 3, 4):
+        arr = arr[..., 0]
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name} must have the image's size {tuple(shape)}, got shape {arr.shape}")
+    return arr
+
+
+def _resize_nearest(u: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    u = np.asarray(u, np.float32)
+    if u.shape == tuple(shape):
+        return u.copy()
+    return cv2.resize(u, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)

@@ -1,0 +1,95 @@
+"""The steps after the network: proposals (Algorithm 1) and the uncertainty-guided solve.
+
+Each is a plain function of the session's working-resolution data (``image_w``,
+``user_map``, ``labelled``, ``label_log``, ``config`` and the full size for boxes) and
+the fused posterior, so a server can run it in any replica without the full-size image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from dugray.nig import NIG
+from dugray.propagate import box_reach, lab_image, released_band
+from dugray.proposal import Proposal, propose
+from dugray.solve import SolveResult, solve_matte
+from dugray.usermap import TRANSITION
+
+from .config import SessionConfig
+from .posterior import fused_nig, network_posterior, uncertainty_maps
+from .state import SessionState, label_boxes, scale_box
+
+
+def propose_patches(state: SessionState, config: SessionConfig | None = None, nig: NIG | None = None) -> list[Proposal]:
+    """Algorithm 1 on the fused epistemic map; boxes returned in FULL-resolution pixels.
+
+    What the map is comes from ``config.proposals`` (:class:`SessionConfig`). Computed on the
+    working grid (cells mostly labelled already are skipped), then each box is scaled to the
+    full image and clipped to it. ``nig`` saves re-fusing when the caller has the posterior.
+    """
+    config = config or state.config
+    if config.proposals == "epistemic" and config.carry and state.label_log:
+        nig = network_posterior(state, config)  # Algorithm 1 on the network's rounds alone
+    nig = nig if nig is not None else fused_nig(state, config)
+    epi = uncertainty_maps(nig)["epistemic"]
+    reach = None
+    if config.proposals == "spread":
+        params = config.carry_params
+        lab = lab_image(state.image_w, params.smoothing)
+        reach = lambda box: box_reach(lab, box, params)  # noqa: E731
+    found = propose(epi, config.k, config.n, config.t, labelled=state.labelled, reach=reach)
+    return [Proposal(scale_box(p.box, state.work_shape, state.full_shape), p.score, p.cell) for p in found]
+
+
+def solve_step(state: SessionState, config: SessionConfig | None = None, nig: NIG | None = None) -> SolveResult | None:
+    """The uncertainty-guided solve of the state's fused posterior and user map (None if off).
+
+    Runs :func:`dugray.solve.solve_matte` at working resolution; the caller stores
+    ``result.alpha`` in ``state.solved`` (see :func:`record_solve`). ``nig`` saves
+    re-fusing when the caller already has the fused NIG.
+    """
+    config = config or state.config
+    if not config.solve:
+        return None
+    nig = nig if nig is not None else fused_nig(state, config)
+    user_map, unpinned = solve_labels(state, config)
+    return solve_matte(state.image_w, nig, user_map, config.solve_params, unpinned)
+
+
+def solve_labels(state: SessionState, config: SessionConfig) -> tuple[np.ndarray, np.ndarray | None]:
+    """(user map, pixels never pinned) as the solve reads them: the state's user map, and the
+    band the transition labels release (:func:`dugray.propagate.released_band`): marked
+    transition (``transition="release"``) or only unpinned (``"unpin"``)."""
+    mode = config.carry_params.transition if config.carry and state.label_log else "none"
+    if mode == "none":
+        return state.user_map, None
+    band = released_band(state.image_w, state.user_map, label_boxes(state), config.carry_params)
+    if mode == "unpin":
+        return state.user_map, band
+    u = state.user_map.copy()
+    u[band] = TRANSITION
+    return u, None
+
+
+def record_solve(state: SessionState, result: SolveResult | None) -> float:
+    """Store a solve's matte and numbers in the state; returns its seconds (0 when off)."""
+    if result is None:
+        state.solved, state.solve_info = None, {}
+        return 0.0
+    state.solved = result.alpha
+    state.solve_info = {"band_fraction": round(float(result.stats["band_fraction"]), 4),
+                        "iterations": result.iterations, "residual": float(result.residual),
+                        "guard": result.guard, "seconds": float(result.stats.get("seconds", 0.0))}
+    return state.solve_info["seconds"]
+
+
+def set_solve(state: SessionState, enabled: bool) -> None:
+    """Switch the solve on or off for this session (its config travels with the state).
+
+    Drops the solved and the refined matte (both depend on it); the caller runs
+    :func:`solve_step` again when switching on (a started session has a posterior to solve).
+    """
+    state.config = replace(state.config, solve=bool(enabled))
+    state.solved, state.solve_info, state.refined = None, {}, None
