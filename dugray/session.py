@@ -77,7 +77,7 @@ import torch
 from dugray import defaults
 from dugray.foreground import rgba_cutout
 from dugray.nig import NIG, aleatoric, aleatoric_variance, epistemic, nig_fold, nig_temper
-from dugray.propagate import CarryParams, box_reach, carried_evidence, carry_labels, lab_image, released_band
+from dugray.propagate import CarryParams, box_reach, carried_evidence, carry_labels, features, released_band
 from dugray.propagate import warm_up as warm_up_propagate
 from dugray.proposal import DEFAULT_K, DEFAULT_N, DEFAULT_T, Proposal, propose
 from dugray.refine import NOISES, extract_patches, noise_variance, paste_patches, refinement_boxes, sample_coarse
@@ -611,7 +611,7 @@ def propose_patches(state: SessionState, config: SessionConfig | None = None, ni
     reach = None
     if config.proposals == "spread":
         params = config.carry_parameters
-        lab = lab_image(state.image_w, params.smoothing)
+        lab = features(state.image_w, nig.gamma, params)
         reach = lambda box: box_reach(lab, box, params)  # noqa: E731
     found = propose(epi, config.k, config.n, config.t, labelled=state.labelled, reach=reach)
     return [Proposal(scale_box(p.box, state.work_shape, state.full_shape), p.score, p.cell) for p in found]
