@@ -11,4 +11,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/pip install --quiet "torch==${DUGRAY_TORCH_VERSION:-2.13.0}"
 fi
 .venv/bin/pip install --quiet -e ".[dev]"
+# compile the numba kernels now, into numba's cache: a server (or the first cut-out) then loads them
+# in milliseconds instead of compiling them in every replica on its first start
+.venv/bin/python -m dugray.solve.cache
 echo "dugray installed in $(pwd)/.venv"

@@ -136,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--max-side", type=int, metavar="PX", help="shrink the result so its long side is at most PX (a preview)")
     c.add_argument("--server", metavar="URL", help="use a running server's API (e.g. http://127.0.0.1:8000) instead of "
                    "running the model here")
-    c.add_argument("--api-key", help="with --server: the API key to send (default: $DUGRAY_API_KEY)")
+    c.add_argument("--api-key-file", metavar="FILE", help="with --server: a file holding the API key to send "
+                   "(default: $DUGRAY_API_KEY; never on the command line, where ps shows it)")
+    c.add_argument("--api-key", help=argparse.SUPPRESS)  # refused: see _no_key_on_the_command_line
     _add_model(c)
     c.set_defaults(func=cmd_cutout)
 
@@ -209,13 +211,42 @@ def _add_model(p) -> None:
 def _add_server_flags(p) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all: "
                    "then use API keys, behind a TLS proxy)")
-    p.add_argument("--api-key", action="append", default=[], metavar="KEY",
-                   help="an API key the server accepts and this command sends (repeatable; at least 16 characters; "
-                        "default: $DUGRAY_API_KEYS for the server, $DUGRAY_API_KEY for the client)")
+    p.add_argument("--api-key-file", metavar="FILE",
+                   help="a file of API keys the server accepts, one per line (at least 16 characters each; this "
+                        "command sends the first); default: $DUGRAY_API_KEYS or $DUGRAY_API_KEYS_FILE. Never on the "
+                        "command line, where ps shows it to every user")
+    p.add_argument("--api-key", action="append", default=[], help=argparse.SUPPRESS)  # refused
     p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    p.add_argument("--wait", type=float, default=600, metavar="SECONDS",
+                   help="how long to wait for GET /v1/health to say every deployment can serve before giving up "
+                        "(exit 3; default 600)")
     p.add_argument("--cpus", type=int, help="CPUs of the local Ray instance (default: all)")
     p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                    help="any serve.settings.ServeSettings field, e.g. --set max_sessions=16 (repeatable)")
+
+
+def _no_key_on_the_command_line(args) -> None:
+    if getattr(args, "api_key", None):
+        raise UsageError("an API key on the command line is visible to every user of this machine (ps); put it in a "
+                         "file (--api-key-file FILE) or in $DUGRAY_API_KEY (client) / $DUGRAY_API_KEYS (server)")
+
+
+def _key_file(path: str) -> list[str]:
+    from serve.settings import read_keys
+
+    try:
+        keys = read_keys(path)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not keys:
+        raise UsageError(f"no API key in {path}")
+    return keys
+
+
+def _client_key(args) -> str | None:
+    """The key a client command sends: the first of --api-key-file, else None ($DUGRAY_API_KEY applies)."""
+    _no_key_on_the_command_line(args)
+    return _key_file(args.api_key_file)[0] if getattr(args, "api_key_file", None) else None
 
 
 # --------------------------------------------------------------------------- cutout
@@ -243,7 +274,7 @@ def cmd_cutout(args) -> int:
         _server_side_model(args)
         from dugray.client import DugrayClient
 
-        with DugrayClient(args.server, api_key=args.api_key) as api:
+        with DugrayClient(args.server, api_key=_client_key(args)) as api:
             data = api.cutout(_local_file(args.image), output="alpha" if args.alpha_only else "rgba",
                               trimap=_local_file(args.trimap), mask=_local_file(args.mask), refine=args.refine,
                               solve=args.solve, **_option_fields(options))
@@ -454,12 +485,13 @@ def _interactive_web(args) -> int:
     if args.server:
         _server_side_model(args)
     image, trimap, mask = _local_file(args.image), _local_file(args.trimap), _local_file(args.mask)
+    _no_key_on_the_command_line(args)
     url = (args.server or _start_server(args)).rstrip("/")
     from dugray.client import DugrayClient
 
     t0 = time.perf_counter()
     try:
-        with DugrayClient(url, api_key=(args.api_key or [None])[0]) as api:
+        with DugrayClient(url, api_key=_client_key(args)) as api:
             view = api.create_session(image, trimap=trimap, mask=mask, solve=args.solve)
     except BaseException:
         if not args.server:
@@ -523,33 +555,53 @@ def cmd_batch(args) -> int:
 # --------------------------------------------------------------------------- serve
 
 SERVE_DOC = """Start the dugray Serve app (the web page at /, the HTTP API under /v1) on a private
-local Ray and print its URL; Ctrl-C stops it. The same app as 'serve run serve.app:build'
-(the installed ``serve`` package). On a cluster, use
-'serve deploy serve/config.yaml'.
+local Ray, wait until GET /v1/health says every deployment can serve (--wait), and print
+its URL. SIGTERM or Ctrl-C (SIGINT) stops it cleanly: requests in flight finish, Serve and
+Ray shut down, exit code 0; this is the command to run under a process manager (systemd,
+a container). The same app as 'serve run serve.app:build' (the installed ``serve``
+package). On a cluster, use 'serve deploy serve/config.yaml'.
+
+API keys: --api-key-file FILE (one per line), or $DUGRAY_API_KEYS / $DUGRAY_API_KEYS_FILE;
+never on the command line, where ps shows them to every user.
 
   dugray serve
-  dugray serve --port 8080 --model runs/exp1 --set max_sessions=16 --set 'session={"n": 5}'"""
+  dugray serve --port 8080 --model runs/exp1 --set max_sessions=16 --set 'session={"n": 5}'
+  DUGRAY_API_KEYS_FILE=/etc/dugray/keys dugray serve --host 0.0.0.0"""
+
+STOP_SIGNALS = ("SIGTERM", "SIGINT")
+"""What stops ``dugray serve`` cleanly (a process manager sends SIGTERM, a terminal SIGINT)."""
 
 
 def cmd_serve(args) -> int:
-    """``dugray serve``: start Ray, Serve and the app locally, then block until Ctrl-C or SIGTERM; returns 0."""
-    _start_server(args)
-    return _serve_until_stopped()
+    """``dugray serve``: start Ray, Serve and the app locally, wait until it is ready, then block until
+    SIGTERM or SIGINT and stop cleanly; returns 0 (3 when it did not become ready within --wait)."""
+    with _stop_signals() as stopped:
+        try:
+            _start_server(args, stopped)
+        except _Stopped:  # stopped while starting: _start_server has shut everything down
+            print("stopped", flush=True)
+            return EXIT_OK
+        return _serve_until_stopped(stopped)
 
 
-def _start_server(args) -> str:
-    """Start Ray + Serve + the app on host:port; the URL to reach it."""
+class _Stopped(Exception):
+    """SIGTERM or SIGINT arrived while the server was starting."""
+
+
+def _start_server(args, stopped=None) -> str:
+    """Start Ray + Serve + the app on host:port and wait until /v1/health says it is ready; the URL."""
     import socket
 
     settings = {"model": args.model, **dict(_key_value(s) for s in args.settings)}
     if args.refiner:
         settings["refiner"] = args.refiner
-    if args.api_key:
-        settings["api_keys"] = list(args.api_key)
-    keys = settings.get("api_keys") or os.environ.get("DUGRAY_API_KEYS")
+    _no_key_on_the_command_line(args)
+    if args.api_key_file:
+        settings["api_keys"] = _key_file(args.api_key_file)
+    keys = settings.get("api_keys") or os.environ.get("DUGRAY_API_KEYS") or os.environ.get("DUGRAY_API_KEYS_FILE")
     if args.host not in ("127.0.0.1", "localhost", "::1") and not keys:
         print(f"{PROG}: warning: listening on {args.host} without API keys: anyone who can reach this machine can use "
-              "the server; pass --api-key (and put it behind a TLS proxy)", file=sys.stderr, flush=True)
+              "the server; pass --api-key-file (and put it behind a TLS proxy)", file=sys.stderr, flush=True)
     session = {k: v for k, v in _session_overrides(args).items() if k != "solve"}  # interactive --web
     if session:
         settings.setdefault("session", session)
@@ -569,19 +621,59 @@ def _start_server(args) -> str:
     if args.cpus is not None and args.cpus < need:  # Serve would wait for the CPUs forever
         raise UsageError(f"the app reserves {need:g} CPUs for its replicas; pass --cpus {math.ceil(need)} or more")
     print(f"starting Ray and the dugray app (model {args.model}) ...", flush=True)
+    from serve.access import set_proxy_env
     from serve.memory import set_malloc_env
 
     set_malloc_env()  # before Ray starts: its workers inherit it (flat memory under sustained load)
+    set_proxy_env()  # Ray's HTTP proxy believes no X-Forwarded-For; the app trusts its trusted_proxies itself
+    t0 = time.monotonic()
     ray.init(address="local", num_cpus=args.cpus, include_dashboard=False)  # replicas import the installed serve.app
-    serve.start(http_options={"host": args.host, "port": args.port})
-    try:
-        serve.run(app, name="dugray", route_prefix="/")
-    except Exception as exc:  # noqa: BLE001 - e.g. a replica that cannot load the model; Ray says why
-        raise UsageError(f"the app did not start: {str(exc).strip().splitlines()[0]}") from None
+    if stopped is not None:
+        stopped.install()  # ours again: Ray's handler would abort with a native trace instead of stopping cleanly
     host = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
     url = f"http://{host}:{args.port}"
-    print(f"dugray is serving {url}  (web page {url}/, API {url}/v1, docs {url}/docs)", flush=True)
+    try:
+        serve.start(http_options={"host": args.host, "port": args.port})
+        serve.run_many([serve.RunTarget(app, name="dugray", route_prefix="/")], wait_for_applications_running=False)
+        _wait_until_ready(url, args.wait, stopped)
+    except BaseException:
+        _stop_server()
+        raise
+    print(f"dugray is serving {url}  (web page {url}/, API {url}/v1, docs {url}/docs); ready in "
+          f"{time.monotonic() - t0:.0f} s", flush=True)
     return url
+
+
+def _wait_until_ready(url: str, seconds: float, stopped=None) -> None:
+    """Poll GET /v1/health until it answers 200 (every deployment can serve): what a load balancer
+    waits for. A failed deployment is a UsageError with Serve's reason; past ``seconds``, a
+    :class:`dugray.client.ServerUnreachable` (exit 3)."""
+    import requests
+    from ray import serve
+
+    from dugray.client import ServerUnreachable
+
+    deadline, said = time.monotonic() + seconds, None
+    while True:
+        if stopped is not None and stopped.is_set():
+            raise _Stopped
+        app = serve.status().applications.get("dugray")
+        if app is not None and app.status == "DEPLOY_FAILED":
+            raise UsageError(f"the app did not start: {(app.message or 'a deployment failed').strip().splitlines()[0]}")
+        try:
+            r = requests.get(f"{url}/v1/health", timeout=5)
+            if r.status_code == 200:
+                return
+            waiting = r.json().get("not_ready") if r.headers.get("content-type", "").startswith("application/json") else None
+        except (requests.RequestException, ValueError):
+            waiting = None
+        if waiting and waiting != said:
+            print(f"  waiting for {', '.join(waiting)} ...", flush=True)
+            said = waiting
+        if time.monotonic() > deadline:
+            raise ServerUnreachable(f"the app was not ready within {seconds:g} s (--wait); still starting: "
+                                    f"{', '.join(waiting or ['the HTTP proxy'])}")
+        time.sleep(0.5)
 
 
 def _key_value(item: str) -> tuple[str, str]:
@@ -591,29 +683,70 @@ def _key_value(item: str) -> tuple[str, str]:
     return key, value
 
 
-def _serve_until_stopped() -> int:
-    """Block until Ctrl-C or SIGTERM, then shut Serve and Ray down."""
-    import signal
+class _stop_signals:
+    """While active (``with _stop_signals() as stopped``), SIGTERM and SIGINT only set a flag
+    (``stopped.is_set()``, ``stopped.wait(s)``) instead of interrupting whatever Python runs
+    (a Ray call cut in half leaves Ray half down); the old handlers come back afterwards.
+    ``ray.init`` installs Ray's own handler (a native crash trace and an abort), so
+    :func:`_start_server` installs ours again after it (``stopped.install()``)."""
 
-    def stop(*_):
-        raise KeyboardInterrupt
+    def __enter__(self):
+        import threading
 
-    signal.signal(signal.SIGTERM, stop)
-    print("Ctrl-C to stop", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        print("stopping", flush=True)
-    finally:
-        _stop_server()
+        self._event, self._old = threading.Event(), {}
+        self.install()
+        return self
+
+    def install(self) -> None:
+        import signal
+
+        for name in STOP_SIGNALS:
+            sig = getattr(signal, name)
+            self._old.setdefault(sig, signal.signal(sig, lambda signum, frame: self._event.set()))
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        return self._event.wait(seconds)
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        return False
+
+
+def _serve_until_stopped(stopped=None) -> int:
+    """Block until SIGTERM or SIGINT, then drain and shut Serve and Ray down; returns 0."""
+    if stopped is None:
+        with _stop_signals() as own:
+            return _serve_until_stopped(own)
+    print("SIGTERM or Ctrl-C stops it", flush=True)
+    while not stopped.wait(1.0):
+        pass
+    print("stopping: finishing requests in flight, shutting Serve and Ray down ...", flush=True)
+    _stop_server(drain_s=30.0)  # further signals only set the flag again: the shutdown is never cut short
+    print("stopped", flush=True)
     return EXIT_OK
 
 
-def _stop_server() -> None:
+def _stop_server(drain_s: float = 0.0) -> None:
+    """Shut Serve and Ray down; with ``drain_s``, first let the app finish the requests in flight
+    (new ones get 503 meanwhile, so a load balancer moves on)."""
     import ray
     from ray import serve
 
+    if not ray.is_initialized():
+        return
+    if drain_s > 0:
+        try:
+            left = serve.get_app_handle("dugray").drain.remote(drain_s).result(timeout_s=drain_s + 10)
+            if left:
+                print(f"{left} requests still running after {drain_s:g} s; stopping anyway", flush=True)
+        except Exception as exc:  # noqa: BLE001 - no app to drain (it failed to start): just stop
+            print(f"could not drain the app ({type(exc).__name__}); stopping", flush=True)
     serve.shutdown()
     ray.shutdown()
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
@@ -66,9 +66,10 @@ from dugray.visualize import heat
 from serve.access import Policy, RequestGuard
 from serve.blobs import SID, open_blobs
 from serve.errors import ApiError, install_error_handlers, unknown_session
-from serve.imaging import decode_image, decode_plane
+from serve.imaging import CEILING_ENV, ceiling_in_effect, decode_image, decode_plane, decoder_env
 from serve.loading import load_matting, load_refiner, set_threads
 from serve.memory import trim
+from serve.readiness import Readiness
 from serve.schemas import LabelRequest, SessionPatch
 from serve.settings import ServeSettings
 from serve.store import SessionTable
@@ -78,6 +79,7 @@ from serve.views import OUTPUTS, session_view, uncertainty_summary, with_request
 api = FastAPI(
     title="dugray",
     version="1",
+    redoc_url=None,  # /docs only (off on a server with keys: serve/access.py)
     description="Uncertainty-guided interactive image matting (dugMatting). Errors are "
     '`{"error": ..., "detail": ...}`; boxes are `[y0, x0, y1, x1]` in full-resolution pixels.',
 )
@@ -93,8 +95,13 @@ SAVE_ERRORS = {
     "conflict": (409, "session changed meanwhile; reload it and retry"),
     "too_large": (413, "session state too large for the store"),
     "quota": (429, "too many live sessions", "delete one of yours (DELETE /v1/sessions/{id}) or wait for one to expire"),
+    "share": (429, "session store share used up", "your sessions hold your share of the store's bytes; delete one of "
+              "yours (DELETE /v1/sessions/{id}) or wait for one to expire"),
+    "storage": (503, "session storage failed", "the session could not be written; retry"),
 }
 WEB_FILES = ("index.html", "app.js", "style.css")
+GRAPH = ("Matting", "Fusion", "Proposal", "Solve", "Refinement", "SessionStore", "APIIngress")
+"""The deployments of the app, by name: /v1/health is ok only when each can serve (DEPLOYMENTS below)."""
 
 
 def owner_of(request: Request) -> str | None:
@@ -218,11 +225,16 @@ class Refinement:
 @serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
 class SessionStore(SessionTable):
     """All sessions, bounded and owned (see serve/store.py), written through to ``session_storage``
-    so a restarted replica (or a second one on shared storage) serves every live session."""
+    so a restarted replica serves every live session. Exactly one replica: last-access times
+    live in it, and a second would expire what the first serves (refused at start)."""
 
     def __init__(self, settings: ServeSettings):
+        replicas = serve.get_replica_context().world_size  # None when autoscaled
+        if replicas != 1:
+            raise RuntimeError(f"SessionStore must have exactly 1 replica, not {replicas} (serve/store.py)")
         super().__init__(settings.max_sessions, settings.session_ttl_s, settings.max_store_bytes,
-                         blobs=open_blobs(settings.session_storage), max_per_owner=settings.max_sessions_per_owner)
+                         blobs=open_blobs(settings.session_storage), max_per_owner=settings.max_sessions_per_owner,
+                         max_bytes_per_owner=settings.max_store_bytes_per_owner)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=64)
@@ -231,9 +243,13 @@ class APIIngress:
     """HTTP under /v1: validates input, runs the session steps on the deployments above; the web page at /."""
 
     def __init__(self, matting, fusion, proposal, solver, refinement, store, settings: ServeSettings):
+        if not ceiling_in_effect(settings.max_pixels):  # the decoder's own limit under the header checks
+            raise RuntimeError(f"OpenCV's {CEILING_ENV} is not {settings.max_pixels} (max_pixels) in this replica: it "
+                               "must be in the ingress's environment when cv2 is loaded (serve.app.build puts it there)")
         self.matting, self.fusion, self.proposal, self.solver = matting, fusion, proposal, solver
         self.refinement, self.store = refinement, store
         self.settings, self.config = settings, settings.session_config()
+        self.readiness = Readiness(serve.get_replica_context().app_name, GRAPH)
         RequestGuard.install(Policy.from_settings(settings))
 
     @api.get("/", include_in_schema=False)
@@ -337,13 +353,31 @@ class APIIngress:
         png = await self.refinement.render.remote(state, "cutout" if output == "rgba" else "alpha")
         return Response(png, media_type="image/png")
 
-    @api.get("/v1/health")
-    async def health(self) -> dict:
-        """Liveness, open to all (no key): ``status`` ok, which model (``default`` or a hash of its URI,
-        never a path), whether keys are required, and the session store's counters.
+    @api.get("/v1/health", responses={503: {"description": "a deployment cannot serve (yet)"}})
+    async def health(self):
+        """Readiness, open to all (no key): 200 ``{"status": "ok"}`` only when every deployment of
+        the graph can serve (a replica past its warm-up), else 503 with ``status`` ``starting``
+        (never ready yet) or ``unavailable`` and the deployments in ``not_ready``; which model
+        (``default`` or a hash of its URI, never a path), whether keys are required, and the
+        session store's counters.
         """
-        return {"status": "ok", "model": model_id(self.settings.model), "auth": bool(self.settings.api_keys),
-                "store": await self._store("stats")}
+        missing = await self.readiness.check()
+        stats = None
+        if "SessionStore" not in missing:
+            try:
+                stats = await asyncio.wait_for(self.store.stats.remote(), timeout=2.0)
+            except (asyncio.TimeoutError, *MODEL_DIED):
+                missing = [*missing, "SessionStore"]
+        body = {"status": "ok" if not missing else "unavailable" if self.readiness.ever_ready else "starting",
+                "model": model_id(self.settings.model), "auth": bool(self.settings.api_keys), "store": stats}
+        if missing:
+            return JSONResponse({**body, "not_ready": missing}, status_code=503, headers={"Retry-After": "5"})
+        return body
+
+    async def drain(self, timeout_s: float = 30.0) -> int:
+        """A clean stop (``dugray serve`` on SIGTERM / SIGINT, through a handle, not HTTP): refuse new
+        requests with 503 and wait up to ``timeout_s`` for those in flight; how many were left."""
+        return await RequestGuard.drain(timeout_s)
 
     # ---- the session module's plans, each step on its deployment
 
@@ -405,8 +439,15 @@ class APIIngress:
         got = await self._store("get", checked_sid(sid), owner_of(request))
         if got is None:
             raise unknown_session(sid)
+        if isinstance(got, dict):  # its stored state was missing or cut short: quarantined by the store
+            raise ApiError(410, "session lost", "its stored state could not be read; start a new session")
         blob, view, version = got
-        return SessionState.from_bytes(blob), view, version
+        try:
+            return SessionState.from_bytes(blob), view, version
+        except Exception as exc:  # noqa: BLE001 - any unreadable state: the session is gone, the replica is not
+            log.warning("session %s: stored state unreadable (%s); quarantined", sid, type(exc).__name__)
+            await self._store("quarantine", sid, f"unreadable state ({type(exc).__name__})")
+            raise ApiError(410, "session lost", "its stored state could not be read; start a new session") from None
 
     async def _save(self, sid: str, state: SessionState, view: dict, version: int | None, owner: str | None) -> None:
         result = await self._store("put", sid, state.to_bytes(), view, version, owner)
@@ -440,12 +481,23 @@ def required_cpus(settings: ServeSettings) -> float:
     return round(total, 4)  # Ray counts resources in units of 1e-4
 
 
+def ingress_options(settings: ServeSettings) -> dict:
+    """The ingress's actor options: its decorator's, and OpenCV's ceiling in its environment
+    (read once, when cv2 is loaded: it has to be there when the replica's process starts).
+    A config file's ``ray_actor_options`` for APIIngress replace these: give the variable there
+    (serve/config.yaml does); the ingress refuses to start when it is missing."""
+    options = dict(APIIngress.ray_actor_options)
+    runtime_env = dict(options.get("runtime_env") or {})
+    runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **decoder_env(settings.max_pixels)}
+    return {**options, "runtime_env": runtime_env}
+
+
 def build(args: dict | None = None) -> serve.Application:
     """The application for ``settings`` (``serve run serve.app:build key=value`` / config ``args``)."""
     s = ServeSettings.from_args(args)
     n = lambda d: d.options(num_replicas=s.replicas[d.name]) if d.name in s.replicas else d  # noqa: E731
     models = n(Matting).bind(s), n(Fusion).bind(), n(Proposal).bind(), n(Solve).bind(s), n(Refinement).bind(s)
-    return n(APIIngress).bind(*models, n(SessionStore).bind(s), s)
+    return n(APIIngress).options(ray_actor_options=ingress_options(s)).bind(*models, n(SessionStore).bind(s), s)
 
 
 deployment = build()

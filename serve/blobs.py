@@ -8,11 +8,18 @@ write, size, the JSON view), each written atomically (a temporary name and a ren
 local disks; object stores make a single PUT atomic themselves). The state is written
 before the meta that names it, so a crash between the two leaves the previous version
 readable; the superseded state is deleted afterwards.
+
+What cannot be read is never fatal: a meta file that is not valid JSON, names another
+session, or has an invalid id, version, time or size, and a state file whose size is not
+the one its meta recorded, are moved to ``quarantine/`` under the root (and logged), and
+the session is gone (404); the store replica starts and serves every other session.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import re
 import uuid
@@ -22,6 +29,28 @@ import pyarrow.fs as pafs
 
 SID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """Session ids the store accepts (they become file names)."""
+QUARANTINE = "quarantine"
+"""Folder under the root where unreadable files are moved (kept for a human to look at)."""
+log = logging.getLogger("ray.serve")
+
+
+def meta_problem(meta, sid: str | None = None) -> str | None:
+    """Why ``meta`` (a parsed meta file) cannot describe a session (``sid``'s, if given), or None."""
+    if not isinstance(meta, dict):
+        return "not a JSON object"
+    if not isinstance(meta.get("sid"), str) or not SID.fullmatch(meta["sid"]) or (sid is not None and meta["sid"] != sid):
+        return f"invalid session id {str(meta.get('sid'))[:80]!r}"
+    for key in ("version", "size"):
+        if not isinstance(meta.get(key), int) or isinstance(meta.get(key), bool) or meta[key] < 0:
+            return f"invalid {key} {str(meta.get(key))[:40]!r}"
+    written = meta.get("written")
+    if not isinstance(written, (int, float)) or isinstance(written, bool) or not math.isfinite(written):
+        return f"invalid time {str(written)[:40]!r}"
+    if meta.get("owner") is not None and not (isinstance(meta["owner"], str) and len(meta["owner"]) <= 100):
+        return "invalid owner"
+    if not isinstance(meta.get("view", {}), dict):
+        return "invalid view"
+    return None
 
 
 class MemoryBlobs:
@@ -56,6 +85,11 @@ class MemoryBlobs:
     def all_meta(self) -> list[dict]:
         """Every stored session's metadata (for a store that starts)."""
         return list(self._meta.values())
+
+    def quarantine(self, sid: str, reason: str) -> None:
+        """Drop a session whose bytes cannot be read (nothing to keep in memory)."""
+        log.warning("session %s dropped: %s", sid, reason)
+        self.delete(sid)
 
 
 class FileBlobs:
@@ -95,7 +129,7 @@ class FileBlobs:
                 meta = json.loads(f.read())
         except (FileNotFoundError, OSError, ValueError):
             return None
-        return meta if isinstance(meta, dict) and isinstance(meta.get("version"), int) else None
+        return meta if meta_problem(meta, sid) is None else None
 
     def delete(self, sid: str) -> None:
         """Remove the meta first (the session is gone at once), then its state files."""
@@ -105,24 +139,59 @@ class FileBlobs:
             self._delete(self._blob_path(sid, meta["version"]))
 
     def all_meta(self) -> list[dict]:
-        """Every stored session's metadata; stray state files of unfinished writes are removed."""
+        """Every readable session's metadata: unreadable metas and states are quarantined,
+        stray state files of unfinished writes removed."""
         infos = self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
-        metas, states = [], []
+        metas, states = [], {}
         for info in infos:
             name = info.base_name
+            if info.type != pafs.FileType.File:
+                continue
             if name.endswith(".meta.json"):
-                meta = self.meta(name[: -len(".meta.json")])
-                if meta is not None:
-                    metas.append(meta)
+                metas.append(name[: -len(".meta.json")])
             elif name.endswith(".npz"):
-                states.append(name)
+                states[name] = info.size
             elif ".part-" in name:
                 self._delete(info.path)
-        live = {f"{m['sid']}.{m['version']}.npz" for m in metas if "sid" in m}
+        good = []
+        for sid in metas:
+            meta, problem = self._read_meta(sid)
+            state = f"{sid}.{meta['version']}.npz" if problem is None else None
+            if problem is None and states.get(state) != meta["size"]:
+                problem = "state missing" if state not in states else f"state of {states[state]} bytes, not {meta['size']}"
+            if problem is not None:
+                self._quarantine_files(sid, [n for n in states if n.startswith(sid + ".")], problem)
+                continue
+            good.append(meta)
+        live = {f"{m['sid']}.{m['version']}.npz" for m in good}
         for name in states:
-            if name not in live:
+            if name not in live:  # superseded, or written by a replica that died before its meta (or quarantined)
                 self._delete(f"{self.root}/{name}")
-        return metas
+        return good
+
+    def quarantine(self, sid: str, reason: str) -> None:
+        """Move a session's files (meta and states) to ``quarantine/``, and log why."""
+        infos = self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
+        self._quarantine_files(sid, [i.base_name for i in infos if i.base_name.startswith(sid + ".")
+                                     and i.base_name.endswith(".npz")], reason)
+
+    def _read_meta(self, name: str) -> tuple[dict | None, str | None]:
+        try:
+            with self.fs.open_input_stream(f"{self.root}/{name}.meta.json") as f:
+                meta = json.loads(f.read())
+        except (OSError, ValueError) as exc:
+            return None, f"unreadable meta ({type(exc).__name__})"
+        return meta, meta_problem(meta, name)
+
+    def _quarantine_files(self, sid: str, states: list[str], reason: str) -> None:
+        folder = f"{self.root}/{QUARANTINE}"
+        self.fs.create_dir(folder, recursive=True)
+        for name in [f"{sid}.meta.json", *states]:
+            try:
+                self.fs.move(f"{self.root}/{name}", f"{folder}/{name}")
+            except (FileNotFoundError, OSError):
+                pass
+        log.warning("session %s quarantined in %s: %s", sid[:80], folder, reason)
 
     def _blob_path(self, sid: str, version: int) -> str:
         return f"{self.root}/{_checked(sid)}.{int(version)}.npz"

@@ -11,13 +11,16 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from dugray.session import SessionConfig
+from serve.access import Networks
 
 ENV_MODEL = "DUGRAY_MODEL"
 ENV_REFINER = "DUGRAY_REFINER"
 ENV_API_KEYS = "DUGRAY_API_KEYS"
+ENV_API_KEYS_FILE = "DUGRAY_API_KEYS_FILE"
 DEFAULT_STORAGE = os.path.join("~", ".cache", "dugray", "sessions")
 """Sessions are written here unless ``session_storage`` says otherwise (one folder per user)."""
 
@@ -34,15 +37,25 @@ class ServeSettings:
     max_pixels : largest accepted image (width x height); larger gets 413.
     max_upload_bytes : largest accepted upload (multipart body); larger gets 413.
     max_json_bytes : largest accepted JSON body (labels, options); larger gets 413.
-    api_keys : accepted API keys (also ``DUGRAY_API_KEYS``, comma-separated); empty = no
-        authentication (then bind to 127.0.0.1 only). A session belongs to the key that made it.
+    api_keys : accepted API keys (also ``DUGRAY_API_KEYS``, comma-separated, or a file named by
+        ``DUGRAY_API_KEYS_FILE``, one per line); empty = no authentication (then bind to
+        127.0.0.1 only). A session belongs to the key that made it.
     max_sessions_per_owner : live sessions one key (or, without keys, one client address)
         may hold; more gets 429.
+    max_store_bytes_per_owner : bytes of session state one owner may hold in the store (its
+        share of ``max_store_bytes``; default a quarter of it); more gets 429, so one client
+        cannot fill the store and evict everyone else's sessions.
+    trusted_proxies : addresses or networks (``10.0.0.0/8``) of the proxies in front of the
+        server whose ``X-Forwarded-For`` names the client; from anyone else it is ignored.
+    allowed_hosts : without keys, the host names a request may address the server by (its
+        ``Host``; IP addresses always may): a page of another site cannot reach it through a
+        DNS name it controls. ``["*"]`` allows any.
     rate_limit_per_s, rate_burst : requests per second per key / address (token bucket,
-        per ingress replica); past it 429 with Retry-After. 0 turns it off.
+        per ingress replica); past it 429 with Retry-After. A rate of 0 turns it off; the
+        burst is at least 1.
     session_storage : where the store writes every session (a local folder, or any
-        pyarrow filesystem URI such as s3://bucket/dugray-sessions shared by the cluster),
-        so a restarted or second store replica serves them; 'none' keeps them in memory.
+        pyarrow filesystem URI such as s3://bucket/dugray-sessions), so a restarted store
+        replica serves them; 'none' keeps them in memory.
     max_sessions, session_ttl_s, max_store_bytes : bounds of the session store (LRU
         eviction past the count or the bytes, expiry after ttl seconds without use).
     max_rounds : network rounds per session (each adds 16 bytes per working pixel).
@@ -50,7 +63,8 @@ class ServeSettings:
     retry_s : how long the ingress keeps retrying a model call whose replica died.
     session : SessionConfig overrides (work_size, k, n, t, fusion, ...).
     replicas : fixed replica counts per deployment name, e.g. {"Matting": 2} (else the
-        decorators' or the config file's).
+        decorators' or the config file's). SessionStore has exactly one: it holds the
+        sessions' last-access times, and a second one would expire what the first serves.
     """
 
     model: str = "default"
@@ -62,6 +76,9 @@ class ServeSettings:
     max_json_bytes: int = 2**20
     api_keys: list = field(default_factory=list)
     max_sessions_per_owner: int = 16
+    max_store_bytes_per_owner: int | None = None
+    trusted_proxies: list = field(default_factory=list)
+    allowed_hosts: list = field(default_factory=lambda: ["localhost"])
     rate_limit_per_s: float = 20.0
     rate_burst: float = 40.0
     session_storage: str = DEFAULT_STORAGE
@@ -83,14 +100,27 @@ class ServeSettings:
             raise ValueError("max_pixels, max_sessions, max_rounds and batch_size must be positive")
         if self.max_sessions_per_owner < 1 or self.max_json_bytes < 1024 or self.rate_limit_per_s < 0:
             raise ValueError("max_sessions_per_owner must be >= 1, max_json_bytes >= 1024, rate_limit_per_s >= 0")
+        if self.rate_burst < 1:
+            raise ValueError(f"rate_burst must be at least 1 (a request), got {self.rate_burst}")
+        if self.max_store_bytes_per_owner is None:
+            self.max_store_bytes_per_owner = self.max_store_bytes // 4
+        if not 1 <= self.max_store_bytes_per_owner <= self.max_store_bytes:
+            raise ValueError("max_store_bytes_per_owner must be between 1 and max_store_bytes")
+        for name in ("trusted_proxies", "allowed_hosts"):
+            value = getattr(self, name)
+            setattr(self, name, [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value))
+        try:
+            Networks(self.trusted_proxies)
+        except ValueError as exc:
+            raise ValueError(f"trusted_proxies: {exc}") from None
         if isinstance(self.api_keys, str):
             self.api_keys = [k.strip() for k in self.api_keys.split(",") if k.strip()]
         if any(not isinstance(k, str) or len(k) < 16 for k in self.api_keys):
             raise ValueError("every API key must be a string of at least 16 characters")
         store_replicas = self.replicas.get("SessionStore", 1)
-        if store_replicas != 1 and str(self.session_storage).strip().lower() in ("", "none"):
-            raise ValueError(f"replicas: SessionStore={store_replicas} with session_storage 'none' would split the "
-                             "sessions between replicas; keep 1 replica or give a shared session_storage")
+        if store_replicas != 1:
+            raise ValueError(f"replicas: SessionStore={store_replicas}; the store has exactly one replica (each "
+                             "replica keeps its own last-access times, so a second would expire what the first serves)")
 
     def session_config(self) -> SessionConfig:
         """The SessionConfig of every session: the defaults with ``session``'s overrides."""
@@ -122,6 +152,8 @@ class ServeSettings:
             values["refiner"] = environ[ENV_REFINER]
         if environ.get(ENV_API_KEYS):
             values["api_keys"] = environ[ENV_API_KEYS]
+        elif environ.get(ENV_API_KEYS_FILE):
+            values["api_keys"] = read_keys(environ[ENV_API_KEYS_FILE])
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(args or {}) - names)
         if unknown:
@@ -129,6 +161,16 @@ class ServeSettings:
         values.update({k: _parse(v) if k not in ("model", "refiner", "session_storage") else v
                        for k, v in (args or {}).items()})
         return cls(**values)
+
+
+def read_keys(path) -> list[str]:
+    """API keys from a file, one per line (blank lines and ``#`` comments skipped): keys given
+    this way never appear in a command line (``ps`` shows those to every user)."""
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read the API key file {path}: {exc.strerror}") from None
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
 
 
 def _parse(value):

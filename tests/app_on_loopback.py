@@ -1,6 +1,7 @@
 """The real Serve app (tiny checkpoints: conftest's ``tiny_model``) on a free loopback port, for the HTTP
 and browser tests (one place, so both test the same set-up)."""
 
+import os
 import socket
 import tempfile
 from contextlib import contextmanager
@@ -13,8 +14,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def app_on_loopback(model: str, name: str, settings: dict):
-    """Yield the base URL of ``serve.app.build(model=model, **settings)`` on 127.0.0.1.
+def app_on_loopback(model: str, name: str, settings: dict, route_prefix: str = "/"):
+    """Yield the base URL of ``serve.app.build(model=model, **settings)`` on 127.0.0.1 (under ``route_prefix``).
 
     Starts a private local Ray (2 CPUs) unless this process already has one; tears the
     app (and that Ray) down afterwards."""
@@ -25,14 +26,18 @@ def app_on_loopback(model: str, name: str, settings: dict):
 
     started = not ray.is_initialized()
     if started:  # replicas import the installed serve.app
+        from serve.access import set_proxy_env
+
+        set_proxy_env()  # as dugray serve: Ray's proxy believes no X-Forwarded-For (the app decides)
+        os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")  # a busy 2-core CI: the proxy starts slowly
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     storage = tempfile.mkdtemp(prefix="dugray-sessions-")  # each app its own: no test sees another's sessions
     serve.run(build({"model": model, "torch_threads": 1, "session_storage": storage, **settings}), name=name,
-              route_prefix="/")
+              route_prefix=route_prefix)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}" + route_prefix.rstrip("/")
     finally:
         serve.shutdown()
         if started:

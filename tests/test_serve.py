@@ -275,3 +275,26 @@ def test_the_corrective_click_user_gets_the_same_mattes_over_http_as_in_process(
         assert r.status_code == 200, r.text
         got = decoded(requests.get(f"{base_url}/v1/sessions/{other.id}/alpha.png", timeout=120))
         np.testing.assert_array_equal(got, local.mattes[1])
+
+
+def test_without_keys_other_sites_and_forged_addresses_get_nothing(base_url):
+    """Issue 23: a foreign page's POST and a DNS name that is not ours get 403; rotating
+    X-Forwarded-For does not give a client a fresh rate-limit bucket (nor a fresh quota)."""
+    port = base_url.rsplit(":", 1)[1]
+    image = {"image": ("i.png", png(picture(40, 50)))}
+    r = requests.post(f"{base_url}/v1/matte", files=image, headers={"Origin": "http://evil.example"}, timeout=60)
+    assert r.status_code == 403 and r.json()["error"] == "cross-origin request refused", r.text
+    r = requests.get(f"{base_url}/", headers={"Host": f"rebound.example:{port}"}, timeout=60)
+    assert r.status_code == 403 and r.json()["error"] == "unknown host"
+    own = requests.post(f"{base_url}/v1/matte", files=image, headers={"Origin": base_url}, timeout=120)
+    assert own.status_code == 200 and "frame-ancestors 'none'" in own.headers["content-security-policy"]
+    from concurrent.futures import ThreadPoolExecutor
+
+    def forged(i):
+        return requests.get(f"{base_url}/v1/sessions/{'0' * 32}", headers={"X-Forwarded-For": f"10.{i // 250}.{i % 250}.1"},
+                            timeout=60).status_code
+
+    with ThreadPoolExecutor(8) as pool:  # faster than the bucket refills (burst 40, 20/s)
+        codes = list(pool.map(forged, range(200)))
+    assert codes.count(404) >= 30 and codes.count(429) >= 20, codes
+    time.sleep(3)  # the bucket (this module's only client address) refills for the other tests

@@ -1,9 +1,19 @@
 """The app as an operator exposes it: API keys, sessions owned by keys, limits on every input,
-quotas and rate limits, and sessions that survive the death of the store and model replicas.
+quotas and rate limits, and sessions that survive the death of the store and model replicas;
+health that tells the truth, and ``dugray serve`` that stops cleanly.
 
-Real Serve on a real local Ray, through HTTP (slow)."""
+Real Serve on a real local Ray, through HTTP (slow). The app runs under route_prefix /dugray:
+every check below holds under a prefix."""
 
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -15,15 +25,23 @@ from dugray.cli import main
 from dugray.client import DugrayApiError, DugrayClient
 
 pytestmark = pytest.mark.slow
-KEY_A, KEY_B, KEY_C = "alice-" + "a" * 20, "bob-" + "b" * 20, "carol-" + "c" * 20
+KEY_A, KEY_B, KEY_C, KEY_D = "alice-" + "a" * 20, "bob-" + "b" * 20, "carol-" + "c" * 20, "dave-" + "d" * 20
 APP = "dugray-exposed"
+PREFIX = "/dugray"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def base_url(tiny_model):
-    settings = {"api_keys": [KEY_A, KEY_B, KEY_C], "max_sessions_per_owner": 2, "max_json_bytes": 4096,
-                "rate_limit_per_s": 4, "rate_burst": 12, "retry_s": 120, "max_pixels": 1_000_000}
-    with app_on_loopback(tiny_model, APP, settings) as url:
+def storage(tmp_path_factory):
+    return tmp_path_factory.mktemp("exposed-sessions")
+
+
+@pytest.fixture(scope="module")
+def base_url(tiny_model, storage):
+    settings = {"api_keys": [KEY_A, KEY_B, KEY_C, KEY_D], "max_sessions_per_owner": 2, "max_json_bytes": 4096,
+                "rate_limit_per_s": 4, "rate_burst": 12, "retry_s": 120, "max_pixels": 1_000_000,
+                "session_storage": str(storage)}
+    with app_on_loopback(tiny_model, APP, settings, route_prefix=PREFIX) as url:
         yield url
 
 
@@ -51,7 +69,14 @@ def test_every_route_but_health_needs_a_key(base_url):
     text = health.text
     assert "/tmp" not in text and "dugray-sessions" not in text and "tiny_model" not in text  # no paths
     assert health.json()["model"].startswith("sha256:")
-    assert requests.get(base_url + "/", timeout=30).status_code == 200  # the page asks for the key itself
+    page = requests.get(base_url + "/", timeout=30)
+    assert page.status_code == 200  # the page asks for the key itself
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"] and "https:" not in page.text
+    assert base_url.endswith(PREFIX)  # all of the above under the app's route prefix
+    assert requests.get(base_url + "/openapi.json", timeout=30).status_code == 401
+    assert requests.get(base_url + "/openapi.json", headers=auth(KEY_A), timeout=30).json()["info"]["title"] == "dugray"
+    docs = requests.get(base_url + "/docs", headers=auth(KEY_A), timeout=30)
+    assert docs.status_code == 404 and "cdn" not in docs.text  # no third-party script on the origin of the key
 
 
 def test_a_session_belongs_to_the_key_that_made_it(base_url):
@@ -104,24 +129,34 @@ def test_a_key_holds_a_bounded_number_of_sessions(base_url):
 
 
 def test_a_client_that_floods_gets_429_with_retry_after(base_url):
-    codes, retry = [], None
-    for _ in range(30):
-        r = requests.get(f"{base_url}/v1/sessions/{'0' * 32}", headers=auth(KEY_C), timeout=30)
-        codes.append(r.status_code)
-        retry = retry or r.headers.get("retry-after")
-    assert codes[0] == 404 and 429 in codes and int(retry) >= 1, codes
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(_):
+        r = requests.get(f"{base_url}/v1/sessions/{'0' * 32}", headers=auth(KEY_C), timeout=60)
+        return r.status_code, r.headers.get("retry-after")
+
+    with ThreadPoolExecutor(6) as pool:  # faster than the bucket refills (4/s) even on a busy machine
+        answers = list(pool.map(one, range(40)))
+    codes = [code for code, _ in answers]
+    retry = next(r for code, r in answers if code == 429) if 429 in codes else None
+    assert codes.count(404) >= 12 and 429 in codes and int(retry) >= 1, codes
     time.sleep(3)  # the bucket refills
     assert requests.get(f"{base_url}/v1/sessions/{'0' * 32}", headers=auth(KEY_C), timeout=30).status_code == 404
 
 
-def test_the_cli_sends_its_key(base_url, tmp_path, capsys):
+def test_the_cli_sends_its_key_from_a_file_or_the_environment(base_url, tmp_path, capsys, monkeypatch):
     image = tmp_path / "p.png"
     image.write_bytes(picture())
     out = tmp_path / "cut.png"
-    assert main(["cutout", str(image), "-o", str(out), "--server", base_url, "--api-key", KEY_A]) == 0
+    keyfile, wrong = tmp_path / "key", tmp_path / "wrong"
+    keyfile.write_text(KEY_A + "\n")
+    wrong.write_text("wrong" * 4)
+    assert main(["cutout", str(image), "-o", str(out), "--server", base_url, "--api-key-file", str(keyfile)]) == 0
     assert cv2.imread(str(out), cv2.IMREAD_UNCHANGED).shape == (64, 80, 4)
-    assert main(["cutout", str(image), "-o", str(out), "--server", base_url, "--api-key", "wrong" * 4]) == 2
+    assert main(["cutout", str(image), "-o", str(out), "--server", base_url, "--api-key-file", str(wrong)]) == 2
     assert "401 invalid API key" in capsys.readouterr().err
+    monkeypatch.setenv("DUGRAY_API_KEY", KEY_A)
+    assert main(["cutout", str(image), "-o", str(out), "--server", base_url]) == 0
 
 
 def _kill(fragment: str) -> int:
@@ -149,3 +184,202 @@ def test_a_labelling_session_survives_the_death_of_its_store_and_model_replicas(
         assert alice.png(view.id, "cutout")[:8] == b"\x89PNG\r\n\x1a\n"
         print(f"continued {time.monotonic() - t0:.1f} s after the kills")
         alice.delete(view.id)
+
+
+# --------------------------------------------------------------------------- issue 23
+
+
+def _post_raw(url: str, path: str, headers: list, body: bytes) -> tuple[int, dict]:
+    """POST with headers exactly as given (requests cannot send one twice)."""
+    import json
+
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
+    try:
+        conn.putrequest("POST", u.path + path, skip_accept_encoding=True)
+        for k, v in [*headers, ("Content-Length", str(len(body)))]:
+            conn.putheader(k, v)
+        conn.endheaders()
+        conn.send(body)
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def test_bad_bodies_get_a_clear_4xx_and_never_stall_health(base_url):
+    key = ("Authorization", f"Bearer {KEY_D}")
+    labels = b'{"labels": [' + b'{"index": 0, "label": "fg"},' * 800 + b'{"index": 0, "label": "fg"}]}'  # 23 kB
+    status, body = _post_raw(base_url, f"/v1/sessions/{'0' * 32}/labels",
+                             [key, ("Content-Type", "application/json"), ("Content-Type", "multipart/form-data; boundary=x")],
+                             labels)
+    assert status == 400 and body["error"] == "duplicate header", body
+    r = requests.post(f"{base_url}/v1/sessions/{'0' * 32}/labels", data=(labels[i:i + 1000] for i in range(0, len(labels), 1000)),
+                      headers={**auth(KEY_D), "content-type": "application/json"}, timeout=60)  # chunked
+    assert r.status_code == 413 and r.json()["error"] == "request body too large", r.text
+    # a multipart part header of 4 MB of quoted ";" (the old parser: ~2 s of event loop per 480 kB, quadratic)
+    bomb = (b'--xyz\r\nContent-Disposition: form-data; name="image"; x="' + b'";"' * 1_400_000 + b'"\r\n\r\nabc\r\n--xyz--\r\n')
+    result = {}
+    t0 = time.perf_counter()
+    sender = threading.Thread(target=lambda: result.update(r=_post_raw(base_url, "/v1/matte", [
+        key, ("Content-Type", "multipart/form-data; boundary=xyz")], bomb), s=time.perf_counter() - t0))
+    sender.start()
+    worst = 0.0
+    while sender.is_alive():
+        t = time.perf_counter()
+        assert requests.get(f"{base_url}/v1/health", timeout=60).status_code == 200
+        worst = max(worst, time.perf_counter() - t)
+    sender.join()
+    assert result["r"][0] == 400 and result["r"][1]["error"] == "malformed multipart body", result
+    assert result["s"] < 10 and worst < 10, (result["s"], worst)  # minutes with the old parser
+    images = {
+        "pnm with a CR comment": (b"P5\n# x\r6000 6000\n# \n64 64\n255\n" + bytes(64 * 64), 413),
+        "tiff with two widths": (_tiff_twice(), 415),
+        "jpeg with 3000 scans": (_many_scans(3000), 413),
+    }
+    for name, (data, expected) in images.items():
+        r = requests.post(f"{base_url}/v1/matte", files={"image": ("x", data)}, headers=auth(KEY_D), timeout=60)
+        assert r.status_code == expected and set(r.json()) == {"error", "detail"}, (name, r.text)
+
+
+def _tiff_twice() -> bytes:
+    from test_serve_parts import _tiff_with_tag_twice
+
+    return _tiff_with_tag_twice(256, 6000)
+
+
+def _many_scans(n: int) -> bytes:
+    from test_serve_parts import _progressive_jpeg
+
+    return _progressive_jpeg(n)
+
+
+def test_a_corrupt_stored_state_is_gone_and_the_server_keeps_serving(base_url, storage):
+    """A state cut short (store: size check) and one of the right size but garbage (ingress: it
+    cannot load it) each answer 410 once, then 404; both go to quarantine; nothing else is hurt."""
+    with DugrayClient(base_url, api_key=KEY_D) as dave:
+        cut, garbage = dave.create_session(picture(seed=3)).id, dave.create_session(picture(seed=4)).id
+    (storage / f"{cut}.0.npz").write_bytes(b"PK\x03\x04")
+    size = (storage / f"{garbage}.0.npz").stat().st_size
+    (storage / f"{garbage}.0.npz").write_bytes(os.urandom(size))
+    for sid in (cut, garbage):
+        r = requests.post(f"{base_url}/v1/sessions/{sid}/refine", headers=auth(KEY_D), timeout=60)
+        assert r.status_code == 410 and r.json()["error"] == "session lost", r.text
+        assert requests.get(f"{base_url}/v1/sessions/{sid}", headers=auth(KEY_D), timeout=60).status_code == 404
+    quarantined = {p.name for p in (storage / "quarantine").iterdir()}
+    assert {f"{cut}.meta.json", f"{garbage}.meta.json"} <= quarantined
+    health = requests.get(f"{base_url}/v1/health", timeout=30)
+    assert health.status_code == 200 and health.json()["store"]["lost"] >= 2
+    with DugrayClient(base_url, api_key=KEY_D) as dave:  # the quota was given back, the store serves
+        dave.delete(dave.create_session(picture()).id)
+
+
+def test_health_is_503_until_every_deployment_can_serve(base_url, tiny_model):
+    """An app whose Matting can never be placed: its ingress answers, and health says 503
+    "starting" naming Matting (and only it, once the others have warmed up)."""
+    from ray import serve
+
+    from serve.app import APIIngress, Fusion, Matting, Proposal, Refinement, SessionStore, Solve, ingress_options
+    from serve.settings import ServeSettings
+
+    s = ServeSettings.from_args({"model": tiny_model, "torch_threads": 1, "session_storage": "none"}, environ={})
+    zero, never = {"num_cpus": 0}, {"num_cpus": 0, "resources": {"no-such-resource": 1}}
+    app = APIIngress.options(ray_actor_options={**ingress_options(s), **zero}).bind(
+        Matting.options(ray_actor_options=never).bind(s), Fusion.options(ray_actor_options=zero).bind(),
+        Proposal.options(ray_actor_options=zero).bind(), Solve.options(ray_actor_options=zero).bind(s),
+        Refinement.options(ray_actor_options=zero).bind(s), SessionStore.options(ray_actor_options=zero).bind(s), s)
+    serve.run_many([serve.RunTarget(app, name="dugray-starting", route_prefix="/starting")],
+                   wait_for_applications_running=False)
+    url = base_url[: -len(PREFIX)] + "/starting"
+    seen = []
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            try:
+                r = requests.get(url + "/v1/health", timeout=10)
+                body = r.json()
+            except (requests.RequestException, ValueError):
+                time.sleep(1)
+                continue
+            if "status" in body:
+                seen.append((r.status_code, body.get("not_ready")))
+                if r.status_code == 200 or body.get("not_ready") == ["Matting"]:
+                    break
+            time.sleep(1)
+        assert seen and all(code == 503 for code, _ in seen), seen
+        assert seen[-1] == (503, ["Matting"]) and body["status"] == "starting" and int(r.headers["retry-after"]) > 0
+        assert all("Matting" in names for _, names in seen)
+    finally:
+        serve.delete("dugray-starting")
+
+
+def test_health_is_503_while_a_deployment_cannot_serve(base_url):
+    assert requests.get(f"{base_url}/v1/health", timeout=30).status_code == 200
+    assert _kill("Matting") >= 1
+    seen, deadline = [], time.monotonic() + 300
+    while time.monotonic() < deadline:
+        r = requests.get(f"{base_url}/v1/health", timeout=30)
+        seen.append(r.status_code)
+        if r.status_code == 503:
+            assert r.json()["status"] == "unavailable" and "Matting" in r.json()["not_ready"], r.text
+        elif 503 in seen:
+            break
+        time.sleep(0.5)
+    assert 503 in seen and seen[-1] == 200, seen
+
+
+def _session_processes(sid: int) -> list[int]:
+    """Processes of the session ``sid`` (a process started with start_new_session and its children)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # after pid (comm): state, ppid, pgrp, session
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+def test_dugray_serve_stops_cleanly_on_a_signal(tiny_model, tmp_path, name):
+    """What a process manager (SIGTERM to the process) and a terminal's Ctrl-C (SIGINT to the
+    process group) do: requests in flight finish, Serve and Ray shut down, exit 0, no crash
+    trace, no process left."""
+    from app_on_loopback import free_port
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "dugray.cli", "serve", "--model", tiny_model, "--port", str(port), "--cpus", "2",
+           "--set", f"session_storage={tmp_path}", "--set", "torch_threads=1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 900
+        while not any("dugray is serving" in line for line in lines):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)[-3000:]
+            time.sleep(1)
+        url = f"http://127.0.0.1:{port}"
+        assert requests.get(url + "/v1/health", timeout=30).status_code == 200  # --wait: ready when it says so
+        slow = {}
+        inflight = threading.Thread(target=lambda: slow.update(r=requests.post(
+            url + "/v1/matte", files={"image": ("p.png", picture(240, 320))}, timeout=300)))
+        inflight.start()
+        time.sleep(0.5)
+        sig = getattr(signal, name)
+        os.kill(proc.pid, sig) if name == "SIGTERM" else os.killpg(proc.pid, sig)
+        rc = proc.wait(timeout=180)
+        inflight.join(300)
+        reader.join(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    out = "".join(lines)
+    assert rc == 0 and "stopped" in out, out[-3000:]
+    for crash in ("Traceback", "Check failed", "*** SIG", "core dumped", "Aborted"):
+        assert crash not in out, out[-3000:]
+    assert slow["r"].status_code == 200  # the request in flight was answered, not cut
+    time.sleep(3)
+    assert _session_processes(proc.pid) == [], "processes left behind"

@@ -308,3 +308,277 @@ def test_label_request_validation():
     for body in bad:
         with pytest.raises(ValueError):
             LabelRequest.model_validate(body)
+
+
+# --------------------------------------------------------------------------- issue 23: uploads, probe and decoder
+
+
+def _raw_multipart(disposition: bytes, boundary: bytes = b"xyz", parts: int = 1) -> tuple[bytes, str]:
+    part = b"--" + boundary + b"\r\nContent-Disposition: " + disposition + b"\r\n\r\nabc\r\n"
+    return part * parts + b"--" + boundary + b"--\r\n", "multipart/form-data; boundary=" + boundary.decode()
+
+
+def test_multipart_part_headers_are_bounded_and_cheap():
+    """A 480 kB Content-Disposition of quoted ';' took seconds in the old parser; now it is refused at once."""
+    import time
+
+    body, ctype = _raw_multipart(b'form-data; name="image"; x="' + b'";"' * 160_000 + b'"')
+    t = time.perf_counter()
+    with pytest.raises(ApiError) as err:
+        parse_form(body, ctype)
+    assert err.value.status == 400 and time.perf_counter() - t < 0.5
+    with pytest.raises(ApiError) as err:  # more parts than any upload needs
+        parse_form(*_raw_multipart(b'form-data; name="image"', parts=9))
+    assert err.value.status == 400 and "parts" in err.value.detail
+    assert parse_form(*_raw_multipart(b'form-data; name="image"; filename="a;b.png"')) == {"image": b"abc"}
+
+
+def test_uploads_are_parsed_off_the_event_loop(monkeypatch):
+    """While a big upload is parsed, the event loop (and /v1/health) keeps running."""
+    import asyncio
+    import time
+
+    import serve.uploads as uploads
+
+    def slow_parse(body, ctype):
+        time.sleep(0.6)  # stands for CPU-bound parsing
+        return {"image": body}
+
+    monkeypatch.setattr(uploads, "parse_form", slow_parse)
+
+    class Req:
+        headers = {"content-type": "multipart/form-data; boundary=x"}
+
+        async def stream(self):
+            yield b"data"
+
+    async def run():
+        ticks = []
+
+        async def ticker():
+            while True:
+                ticks.append(time.perf_counter())
+                await asyncio.sleep(0.05)
+
+        task = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0)
+        form = await uploads.read_form(Req(), 100)
+        task.cancel()
+        return form, ticks
+
+    form, ticks = asyncio.run(run())
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    assert form == {"image": b"data"} and len(ticks) >= 5 and max(gaps) < 0.3, gaps  # the loop ran all along
+
+
+@pytest.mark.parametrize("header", [b"P5\n#c\r40 30\n#\n8 8\n255\n", b"P5 #c\n40 30 255\n", b"P5\n\x0b40\x0c30 255\n",
+                                    b"P5\n# a\n#b\r40 30\n255\n", b"P5\n040 030 255\n"])
+def test_the_pnm_probe_reads_what_opencv_decodes(header):
+    data = header + bytes(1200)
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert decoded is not None and probe(data)[0] == (decoded.shape[1], decoded.shape[0]) == (40, 30)
+
+
+def test_a_pnm_comment_ending_in_cr_cannot_hide_a_bomb(monkeypatch):
+    """OpenCV ends a comment at CR: the header below is 6000x6000 for it, and so for the probe."""
+    bomb = b"P5\n# x\r6000 6000\n# \n64 64\n255\n" + bytes(64 * 64)
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("decoded a bomb"))
+    with pytest.raises(ApiError) as err:
+        decode_image(bomb, 1_000_000)
+    assert err.value.status == 413 and "6000x6000" in err.value.detail
+    with pytest.raises(ApiError) as err:  # a header we would have to read far for: refused, not guessed
+        decode_image(b"P5" + b" " * 100_000 + b"40 30 255\n", 1_000_000)
+    assert err.value.status == 415
+
+
+def _tiff_with_tag_twice(tag: int, value: int) -> bytes:
+    """A small TIFF whose first IFD gives ``tag`` a second time (last, as a LONG)."""
+    data = bytearray(cv2.imencode(".tiff", np.zeros((30, 40), np.uint8))[1].tobytes())
+    assert data[:2] == b"II"
+    ifd = struct.unpack("<I", data[4:8])[0]
+    n = struct.unpack("<H", data[ifd:ifd + 2])[0]
+    entries = data[ifd + 2: ifd + 2 + 12 * n] + struct.pack("<HHII", tag, 4, 1, value)
+    next_ifd = data[ifd + 2 + 12 * n: ifd + 6 + 12 * n]
+    new_ifd = len(data)
+    data += struct.pack("<H", n + 1) + entries + next_ifd
+    data[4:8] = struct.pack("<I", new_ifd)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("tag", [256, 257])
+def test_a_tiff_that_gives_its_size_twice_is_refused(tag, monkeypatch):
+    data = _tiff_with_tag_twice(tag, 8000)
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("decoded an ambiguous TIFF"))
+    with pytest.raises(ApiError) as err:
+        decode_image(data, 40_000_000)
+    assert err.value.status == 415 and "twice" in err.value.detail
+
+
+def _progressive_jpeg(extra_scans: int) -> bytes:
+    """A progressive JPEG, with ``extra_scans`` more copies of its last scan before EOI."""
+    data = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8),
+                        [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    last = data.rindex(b"\xff\xda")
+    return data[:-2] + data[last:-2] * extra_scans + data[-2:]
+
+
+def test_a_jpeg_with_thousands_of_scans_is_refused_before_decoding(monkeypatch):
+    ok = _progressive_jpeg(0)
+    assert 2 < ok.count(b"\xff\xda") < 20 and decode_image(ok, 10**6).shape == (64, 64, 3)  # honest progressive
+    many = _progressive_jpeg(2000)
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("decoded 2000 scans"))
+    with pytest.raises(ApiError) as err:
+        decode_image(many, 10**6)
+    assert err.value.status == 413 and "scans" in err.value.error
+
+
+def test_tiff_orientation_is_applied_once(tmp_path):
+    """OpenCV orients a TIFF by itself (IMREAD_UNCHANGED too): the server must not turn it again."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    rgb = np.zeros((30, 50, 3), np.uint8)
+    rgb[:10, :20] = (250, 20, 20)
+    for orientation in (3, 6, 8):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, format="TIFF", exif=exif.tobytes())
+        data = buf.getvalue()
+        assert probe(data)[1] == orientation
+        shown = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+        np.testing.assert_array_equal(decode_image(data, 10**6), shown)
+
+
+def test_opencv_ceiling_is_in_the_ingress_environment_and_checked():
+    """OPENCV_IO_MAX_IMAGE_PIXELS is read when cv2 loads: the app puts it in the ingress's environment
+    (and config.yaml in every replica's), and a process where it is in effect refuses larger images
+    even when the probe is fooled."""
+    import subprocess
+    import sys
+
+    from serve.app import ingress_options
+    from serve.imaging import CEILING_ENV, ceiling_in_effect
+
+    options = ingress_options(ServeSettings(max_pixels=123_456))
+    assert options["runtime_env"]["env_vars"][CEILING_ENV] == "123456" and options["num_cpus"] > 0
+    cfg = yaml.safe_load((ROOT / "serve" / "config.yaml").read_text())["applications"][0]
+    assert cfg["runtime_env"]["env_vars"][CEILING_ENV] == str(cfg["args"]["max_pixels"])
+    assert not ceiling_in_effect(123_456)  # this process has OpenCV's default
+    code = ("import numpy as np, cv2, serve.imaging as im; from serve.errors import ApiError\n"
+            "assert im.ceiling_in_effect(1000) and not im.ceiling_in_effect(2000)\n"
+            "im.probe = lambda data, name='image': ((10, 10), 1)  # a fooled probe\n"
+            "try:\n    im.decode_image(cv2.imencode('.png', np.zeros((40, 40), np.uint8))[1].tobytes(), 10**6)\n"
+            "except ApiError as e:\n    print(e.status)\n")
+    proc = subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, CEILING_ENV: "1000"},
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0 and proc.stdout.strip() == "413", proc.stderr[-2000:]
+
+
+def test_the_upload_routes_are_the_multipart_routes_of_the_app():
+    from serve.access import UPLOAD_ROUTES
+    from serve.app import api
+
+    multipart = {(method.upper(), path) for path, ops in api.openapi()["paths"].items() for method, op in ops.items()
+                 if "multipart/form-data" in op.get("requestBody", {}).get("content", {})}
+    assert multipart == set(UPLOAD_ROUTES)
+
+
+# --------------------------------------------------------------------------- issue 23: readiness
+
+
+class _Dep:
+    def __init__(self, running):
+        self.replica_states = {"RUNNING": running, "STARTING": 1} if running is not None else {"STARTING": 1}
+
+
+class _Status:
+    def __init__(self, app, deps):
+        self.applications = {app: type("A", (), {"deployments": deps})()} if deps is not None else {}
+
+
+def test_not_ready_names_every_deployment_without_a_running_replica():
+    from serve.app import DEPLOYMENTS, GRAPH
+    from serve.readiness import not_ready
+
+    assert GRAPH == tuple(d.name for d in DEPLOYMENTS)
+    deps = {name: _Dep(1) for name in GRAPH}
+    assert not_ready(_Status("dugray", deps), "dugray", GRAPH) == []
+    deps.update(Matting=_Dep(None), Solve=_Dep(0))
+    del deps["Refinement"]
+    assert not_ready(_Status("dugray", deps), "dugray", GRAPH) == ["Matting", "Solve", "Refinement"]
+    assert not_ready(_Status("dugray", None), "dugray", GRAPH) == list(GRAPH)
+
+
+def test_readiness_asks_the_controller_at_most_once_per_second_and_never_makes_health_wait():
+    import asyncio
+
+    from serve.readiness import Readiness
+
+    calls, now = [], [0.0]
+
+    def fetch():
+        calls.append(now[0])
+        if len(calls) == 3:
+            raise RuntimeError("controller away")
+        return _Status("app", {"A": _Dep(1), "B": _Dep(len(calls) - 1)})
+
+    r = Readiness("app", ["A", "B"], fetch=fetch, ttl_s=1.0, max_age_s=5.0, clock=lambda: now[0])
+
+    async def run():
+        first = await asyncio.gather(*[r.check() for _ in range(5)])  # nothing known yet: one fetch, shared
+        now[0] = 0.5
+        cached = await r.check()
+        now[0] = 2.0
+        stale = await r.check()  # answered at once from the last answer; a refresh starts
+        await asyncio.sleep(0.2)
+        now[0] = 2.5
+        ready = await r.check()
+        now[0] = 20.0
+        lost = await r.check()  # too old: waited for, and the controller does not answer
+        return first, cached, stale, ready, lost
+
+    first, cached, stale, ready, lost = asyncio.run(run())
+    assert first == [["B"]] * 5 and cached == ["B"] and stale == ["B"] and len(calls) == 3
+    assert ready == [] and r.ever_ready and lost == ["A", "B"]
+
+
+@pytest.mark.slow
+def test_setup_compiles_every_numba_kernel_into_the_cache(tmp_path):
+    """``python -m dugray.solve.cache`` (setup.sh) leaves every @njit(cache=True) kernel of dugray,
+    and pymatting's, in numba's cache, so no replica compiles one when it starts."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    kernels = set()
+    for path in (ROOT / "dugray").rglob("*.py"):
+        for name in re.findall(r"@njit\([^)]*cache=True[^)]*\)\s*\ndef (\w+)", path.read_text()):
+            kernels.add(f"{path.stem}.{name}")
+    assert {"pcg._pcg", "laplacian._band_cf_kernel", "geodesic._scan"} <= kernels
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "dugray.solve.cache"], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cached = {p.name.split("-")[0] for p in tmp_path.rglob("*.nbi")}
+    assert kernels <= cached, kernels - cached
+    # pymatting (the cut-out's foreground colours) compiles its kernels when it is imported
+    assert "estimate_foreground_ml._estimate_fb_ml" in cached and len(cached) >= len(kernels) + 20
+
+
+def test_a_second_session_store_replica_is_refused(monkeypatch):
+    """However it is asked for (settings, or a config file's num_replicas / autoscaling), a store
+    that is not alone refuses to start: each replica would expire what the other serves."""
+    import serve.app as app
+
+    with pytest.raises(ValueError, match="exactly one replica"):
+        ServeSettings(replicas={"SessionStore": 2})
+    for world_size in (2, None):
+        monkeypatch.setattr(app.serve, "get_replica_context", lambda: type("Ctx", (), {"world_size": world_size})())
+        with pytest.raises(RuntimeError, match="exactly 1 replica"):
+            app.SessionStore.func_or_class(ServeSettings(session_storage="none"))
+    monkeypatch.setattr(app.serve, "get_replica_context", lambda: type("Ctx", (), {"world_size": 1})())
+    store = app.SessionStore.func_or_class(ServeSettings(session_storage="none", max_store_bytes=4000))
+    assert store.stats()["max_bytes_per_owner"] == 1000

@@ -72,6 +72,9 @@ class CarryParams:
     edge_cost : cost per Lab unit of the image's gradient magnitude (Sobel / 8) on top of the
         colour cost: an edge between two colours the model explains still costs to cross.
     regrow : times the colour model is refitted on what the label reaches (see :func:`region_strength`).
+    network_weight : > 0 adds the network's matte gamma, times this many Lab units, as a fourth
+        feature of every model: a label then also stops where the network's own opinion changes
+        (another object the network told apart, even in the same colour). 0: colour only.
     confidence_gate : rho > 0 scales a region's strength at pixel p by min(1, rho nu_r / nu_p),
         nu_r the network's mean evidence over the labelled region and nu_p at p: a label that
         corrects the network where it was only so sure carries to pixels the network is about
@@ -96,6 +99,7 @@ class CarryParams:
     max_strength: float = 0.99
     edge_cost: float = 0.0
     confidence_gate: float = 0.0
+    network_weight: float = 0.0
     regrow: int = 0
     transition: str = "none"
     release_distance: float = 1.0
@@ -110,7 +114,7 @@ class CarryParams:
             raise ValueError(f"transition must be one of {TRANSITION_MODES}, got {self.transition!r}")
         if not (self.smoothing >= 0 and self.colour_floor > 0 and self.match_sd >= 0 and self.step_cost > 0
                 and self.scale > 0 and 0 < self.max_strength < 1 and self.release_distance > 0
-                and self.passes >= 1 and self.edge_cost >= 0 and self.confidence_gate >= 0 and 0 <= self.regrow <= 4):
+                and self.passes >= 1 and self.edge_cost >= 0 and self.confidence_gate >= 0 and self.network_weight >= 0 and 0 <= self.regrow <= 4):
             raise ValueError("need smoothing >= 0, colour_floor > 0, match_sd >= 0, step_cost > 0, scale > 0, "
                              "0 < max_strength < 1, release_distance > 0 and passes >= 1")
 
@@ -142,11 +146,21 @@ def lab_image(image: np.ndarray, smoothing: float) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_RGB2LAB)
 
 
+def features(image: np.ndarray, gamma: np.ndarray | None, params: CarryParams) -> np.ndarray:
+    """What the labels' models describe per pixel: Lab colour (:func:`lab_image`), plus the network's
+    matte times ``network_weight`` when that is > 0 and a matte is given."""
+    lab = lab_image(image, params.smoothing)
+    if params.network_weight <= 0 or gamma is None:
+        return lab
+    return np.concatenate([lab, (np.asarray(gamma, np.float32) * params.network_weight)[..., None]], axis=2)
+
+
 def colour_cost(lab: np.ndarray, region: np.ndarray, params: CarryParams) -> np.ndarray:
     """Per-pixel cost of ``region``'s colour model: step_cost + max(0, Mahalanobis - match_sd)."""
     pts = lab[region].astype(np.float64)
     mean = pts.mean(axis=0)
-    cov = (np.cov(pts.T) if len(pts) > 1 else np.zeros((3, 3))) + np.eye(3) * params.colour_floor ** 2
+    c = lab.shape[2]
+    cov = (np.cov(pts.T) if len(pts) > 1 else np.zeros((c, c))) + np.eye(c) * params.colour_floor ** 2
     whiten = np.linalg.cholesky(np.linalg.inv(cov))  # inv(cov) = W W': m^2 = |(x - mean) W|^2
     cost = mahalanobis_cost(lab, mean, whiten, params.step_cost, params.match_sd)
     if params.edge_cost > 0:
@@ -214,7 +228,7 @@ def carried_evidence(image_w: np.ndarray, user_map: np.ndarray, label_boxes: Seq
         return Evidence(zeros, zeros.copy())
     if params.method == "grabcut":
         return grabcut_evidence(image_w, u, gamma, regions, params)
-    lab = lab_image(image_w, params.smoothing)
+    lab = features(image_w, gamma, params)
     gate = params.confidence_gate > 0 and nu is not None
     if gate:
         nu = np.maximum(np.asarray(nu, np.float64), 1e-6)

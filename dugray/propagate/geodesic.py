@@ -49,29 +49,31 @@ def _scan(dist, cost, passes):  # pragma: no cover - numba
 
 
 @njit(cache=True, nogil=True)
-def _whitened_cost(lab, mean, whiten, step_cost, match_sd, out):  # pragma: no cover - numba
-    h, w, _ = lab.shape
+def _whitened_cost(feat, mean, whiten, step_cost, match_sd, out):  # pragma: no cover - numba
+    h, w, c = feat.shape
+    d = np.empty(c)
     for y in range(h):
         for x in range(w):
-            d0 = lab[y, x, 0] - mean[0]
-            d1 = lab[y, x, 1] - mean[1]
-            d2 = lab[y, x, 2] - mean[2]
+            for i in range(c):
+                d[i] = feat[y, x, i] - mean[i]
             m2 = 0.0
-            for j in range(3):
-                z = d0 * whiten[0, j] + d1 * whiten[1, j] + d2 * whiten[2, j]
+            for j in range(c):
+                z = 0.0
+                for i in range(c):
+                    z += d[i] * whiten[i, j]
                 m2 += z * z
             excess = np.sqrt(m2) - match_sd
             out[y, x] = step_cost + (excess if excess > 0.0 else 0.0)
     return out
 
 
-def mahalanobis_cost(lab: np.ndarray, mean: np.ndarray, whiten: np.ndarray, step_cost: float,
+def mahalanobis_cost(features: np.ndarray, mean: np.ndarray, whiten: np.ndarray, step_cost: float,
                      match_sd: float) -> np.ndarray:
-    """Per pixel ``step_cost + max(0, |(lab - mean) whiten| - match_sd)`` (float64 HxW): the cost
-    of a colour model with inverse covariance ``whiten whiten'``."""
-    lab = np.ascontiguousarray(lab, np.float32)
-    out = np.empty(lab.shape[:2], np.float64)
-    return _whitened_cost(lab, np.asarray(mean, np.float64), np.ascontiguousarray(whiten, np.float64),
+    """Per pixel ``step_cost + max(0, |(f - mean) whiten| - match_sd)`` (float64 HxW) for an (H, W, C)
+    feature image: the cost of a Gaussian model with inverse covariance ``whiten whiten'``."""
+    features = np.ascontiguousarray(features, np.float32)
+    out = np.empty(features.shape[:2], np.float64)
+    return _whitened_cost(features, np.asarray(mean, np.float64), np.ascontiguousarray(whiten, np.float64),
                           float(step_cost), float(match_sd), out)
 
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from dugray.nig import NIG
-from dugray.propagate import box_reach, lab_image, released_band
+from dugray.propagate import box_reach, features, released_band
 from dugray.proposal import Proposal, propose
 from dugray.solve import SolveResult, solve_matte
 from dugray.usermap import TRANSITION
@@ -37,7 +37,7 @@ def propose_patches(state: SessionState, config: SessionConfig | None = None, ni
     reach = None
     if config.proposals == "spread":
         params = config.carry_params
-        lab = lab_image(state.image_w, params.smoothing)
+        lab = features(state.image_w, nig.gamma, params)
         reach = lambda box: box_reach(lab, box, params)  # noqa: E731
     found = propose(epi, config.k, config.n, config.t, labelled=state.labelled, reach=reach)
     return [Proposal(scale_box(p.box, state.work_shape, state.full_shape), p.score, p.cell) for p in found]
