@@ -19,7 +19,8 @@ The ingress only parses requests and runs the session module's plans
 step, no round and no one-shot path, and input is checked by ``dugray.session`` (a
 ValueError becomes a 422). A session's state lives in the store between requests, so any replica can serve any request and a model replica
 may die between (or during: the call is retried) two rounds without losing a session.
-The ingress also serves the web page (serve/static, plain files) at ``/``.
+The ingress also serves the web page (serve/static, plain files) at ``/``. The model-side
+deployments are in serve/deployments.py; :func:`build` below wires the graph.
 """
 
 import asyncio
@@ -30,51 +31,39 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
 
-from dugray.data.io import encode_png
+from dugray.compose import OutputOptions
 from dugray.session import (
     FUSE,
+    OUTPUTS,
     PREDICT,
     PROPOSE,
     REFINE,
     SOLVE,
-    MattingSession,
     SessionState,
     apply_user_labels,
-    fused_nig,
     new_state,
-    predict_rounds,
-    propose_patches,
     refine_plan,
-    refine_step,
     round_plan,
     run_plan_async,
-    solve_step,
     solve_switch_plan,
-    warm_up,
     working_float,
 )
-from dugray.propagate import warm_up as warm_up_propagate
-from dugray.solve import warm_up as warm_up_solve
-from dugray.visualize import heat
 from serve.access import Policy, RequestGuard
-from serve.blobs import SID, open_blobs
-from serve.errors import ApiError, install_error_handlers, unknown_session
+from serve.blobs import SID
+from serve.errors import ApiError, install_error_handlers, save_error, unknown_session
 from serve.imaging import CEILING_ENV, ceiling_in_effect, decode_image, decode_plane, decoder_env
-from serve.loading import load_matting, load_refiner, set_threads
-from serve.memory import trim
 from serve.readiness import Readiness
 from serve.schemas import LabelRequest, SessionPatch
 from serve.settings import ServeSettings
-from serve.store import SessionTable
 from serve.uploads import read_form, upload_openapi
-from serve.views import OUTPUTS, session_view, uncertainty_summary, with_request_time
+from serve.deployments import Fusion, Matting, Proposal, Refinement, SessionStore, Solve
+from serve.views import session_view, with_request_time
 
 api = FastAPI(
     title="dugray",
@@ -90,15 +79,7 @@ api.add_middleware(RequestGuard)  # keys, rate limit and body limits before any 
 log = logging.getLogger("ray.serve")
 MODEL_DIED = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError)
 PNG = {200: {"content": {"image/png": {}}}}  # for /docs
-SAVE_ERRORS = {
-    "missing": (404, "session expired or deleted"),
-    "conflict": (409, "session changed meanwhile; reload it and retry"),
-    "too_large": (413, "session state too large for the store"),
-    "quota": (429, "too many live sessions", "delete one of yours (DELETE /v1/sessions/{id}) or wait for one to expire"),
-    "share": (429, "session store share used up", "your sessions hold your share of the store's bytes; delete one of "
-              "yours (DELETE /v1/sessions/{id}) or wait for one to expire"),
-    "storage": (503, "session storage failed", "the session could not be written; retry"),
-}
+ONE_SHOT = {200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}}}
 WEB_FILES = ("index.html", "app.js", "style.css")
 GRAPH = ("Matting", "Fusion", "Proposal", "Solve", "Refinement", "SessionStore", "APIIngress")
 """The deployments of the app, by name: /v1/health is ok only when each can serve (DEPLOYMENTS below)."""
@@ -130,111 +111,6 @@ def web_file(name: str) -> FileResponse:
     if name not in WEB_FILES:
         raise ApiError(404, "not found", name)
     return FileResponse(Path(__file__).parent / "static" / name, headers={"cache-control": "no-cache"})
-
-
-@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=8)
-class Matting:
-    """The matting network F; concurrent requests are batched (same shapes share a pass)."""
-
-    def __init__(self, settings: ServeSettings):
-        self.settings = settings
-        self.model = load_matting(settings)
-        warm_up(self.model, config=settings.session_config())  # ready means fast: the first request compiles nothing
-        self.predict.set_max_batch_size(settings.batch_size)
-        self.predict.set_batch_wait_timeout_s(settings.batch_wait_s)
-
-    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01)
-    async def predict(self, inputs: list[tuple]) -> list:
-        """Each input is (working image float HxWx3 in [0, 1], user map HxW) -> its NIG."""
-        set_threads(self.settings)  # per thread in torch: this is not __init__'s thread
-        # arrays arrive read-only (zero-copy from the object store); torch wants writable ones
-        out = predict_rounds(self.model, [np.array(x) for x, _ in inputs], [np.array(u) for _, u in inputs])
-        trim()
-        return out
-
-
-@serve.deployment(ray_actor_options={"num_cpus": 0.05}, max_ongoing_requests=16)
-class Fusion:
-    """Eq. 2 over all rounds of a state, the labels' carried evidence summed in (user labels enforced)."""
-
-    def __init__(self):
-        warm_up_propagate()  # the geodesic kernel of label carrying: compiled (or loaded) now, not in a request
-
-    def fuse(self, state: SessionState):
-        """The rounds of ``state`` fused as its session config says (eq. 2; labels enforced when configured)."""
-        return fused_nig(state)
-
-
-@serve.deployment(ray_actor_options={"num_cpus": 0.05}, max_ongoing_requests=16)
-class Proposal:
-    """Algorithm 1: the next patches to ask about, and the uncertainty summary, from the fused NIG."""
-
-    def __init__(self):
-        warm_up_propagate()  # "spread" proposals measure each answer's reach with the geodesic kernel
-
-    def propose(self, state: SessionState, fused) -> tuple:
-        """(proposals with full-resolution boxes, mean epistemic / aleatoric summary) from the fused NIG."""
-        return propose_patches(state, nig=fused), uncertainty_summary(fused)
-
-
-@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=16)
-class Solve:
-    """The uncertainty-guided solve of the fused posterior with the user's labels (None when the session's config is off)."""
-
-    def __init__(self, settings: ServeSettings):
-        warm_up_solve()  # compiles its numba kernels now, not in the first user's request
-        warm_up(config=settings.session_config())  # and a photo-sized solve: the heap real requests need
-
-    def solve(self, state: SessionState, fused):
-        """The solve of ``state``'s fused posterior and labels (None when the session's solve is off)."""
-        result = solve_step(state, nig=fused)
-        trim()
-        return result
-
-
-@serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=8)
-class Refinement:
-    """The refiner R, and every full-resolution output (alpha, RGBA cutout, heat maps)."""
-
-    def __init__(self, settings: ServeSettings):
-        self.settings = settings
-        self.refiner = load_refiner(settings)
-        warm_up(refiner=self.refiner, config=settings.session_config())  # refinement, solve and every render
-
-    def refine(self, state: SessionState, fused):
-        """The refined working matte of the fused posterior (:func:`dugray.session.refine_step`)."""
-        set_threads(self.settings)
-        refined = refine_step(state, self.refiner, nig=fused)
-        trim()
-        return refined
-
-    def render(self, state: SessionState, output: str) -> bytes:
-        """One of OUTPUTS as PNG bytes at the input's full resolution."""
-        if output == "image":
-            png = encode_png(state.image)
-        else:
-            s = MattingSession.from_state(state, None)
-            if output in ("epistemic", "aleatoric"):
-                png = encode_png(heat(getattr(s, output)))
-            else:
-                png = encode_png(s.cutout() if output == "cutout" else s.alpha_u8)
-        trim()  # full-resolution temporaries: give them back to the system
-        return png
-
-
-@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
-class SessionStore(SessionTable):
-    """All sessions, bounded and owned (see serve/store.py), written through to ``session_storage``
-    so a restarted replica serves every live session. Exactly one replica: last-access times
-    live in it, and a second would expire what the first serves (refused at start)."""
-
-    def __init__(self, settings: ServeSettings):
-        replicas = serve.get_replica_context().world_size  # None when autoscaled
-        if replicas != 1:
-            raise RuntimeError(f"SessionStore must have exactly 1 replica, not {replicas} (serve/store.py)")
-        super().__init__(settings.max_sessions, settings.session_ttl_s, settings.max_store_bytes,
-                         blobs=open_blobs(settings.session_storage), max_per_owner=settings.max_sessions_per_owner,
-                         max_bytes_per_owner=settings.max_store_bytes_per_owner)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=64)
@@ -330,7 +206,7 @@ class APIIngress:
         if output not in OUTPUTS:
             raise ApiError(404, "unknown output", f"expected one of {list(OUTPUTS)}")
         state, _, _ = await self._load(sid, request)
-        return Response(await self.refinement.render.remote(state, output), media_type="image/png")
+        return Response(await self._render(state, output), media_type="image/png")
 
     @api.delete("/v1/sessions/{sid}", status_code=204)
     async def delete_session(self, sid: str, request: Request) -> Response:
@@ -339,19 +215,33 @@ class APIIngress:
             raise unknown_session(sid)
         return Response(status_code=204)
 
-    @api.post("/v1/matte", response_class=Response, openapi_extra=upload_openapi("image", "trimap", "mask"), responses=PNG)
-    async def matte(self, request: Request, output: str = "rgba", refine: bool = False,
-                    solve: bool | None = None) -> Response:
+    @api.post("/v1/matte", response_class=Response, openapi_extra=upload_openapi("image", "trimap", "mask"),
+              responses=ONE_SHOT)
+    async def matte(self, request: Request, output: str = "rgba", refine: bool = False, solve: bool | None = None,
+                    bg_color: str | None = None, format: str = "png", crop: bool = False, crop_margin: str = "0",
+                    max_side: int | None = None) -> Response:
         """One shot, no session: the RGBA cutout (``output=rgba``) or the alpha matte (``alpha``);
-        ``solve`` as for sessions, ``refine`` runs the refiner after it."""
+        ``solve`` as for sessions, ``refine`` runs the refiner (then the solve from it).
+
+        Delivered as background-removal clients expect (:mod:`dugray.compose`): ``bg_color``
+        (hex, e.g. ``81d4fa``) composites the cut-out over a colour, ``format`` is png, jpg or
+        webp (JPEG without ``bg_color``: over white), ``crop`` crops to the object with
+        ``crop_margin`` (pixels, ``12px`` or ``10%``), ``max_side`` shrinks to a preview size.
+        Every option is checked before the upload is read (422).
+        """
         if output not in ("rgba", "alpha"):
             raise ApiError(422, "invalid request", "output must be rgba or alpha")
+        try:
+            options = OutputOptions(bg_color=bg_color, format=format, crop=crop, crop_margin=crop_margin,
+                                    max_side=max_side)
+            if output == "alpha" and bg_color is not None:
+                raise ValueError("bg_color applies to output=rgba, not to the alpha matte")
+        except ValueError as exc:
+            raise ApiError(422, "invalid option", str(exc)) from None
         state = await self._new_state(request, solve)
-        await self._run(round_plan(state, propose=False))  # the one-shot path: nobody to ask
-        if refine:
-            await self._run(refine_plan(state))
-        png = await self.refinement.render.remote(state, "cutout" if output == "rgba" else "alpha")
-        return Response(png, media_type="image/png")
+        await self._run(round_plan(state, propose=False, refine=refine))  # the one-shot path: nobody to ask
+        data = await self._render(state, "cutout" if output == "rgba" else "alpha", options)
+        return Response(data, media_type=options.media_type)
 
     @api.get("/v1/health", responses={503: {"description": "a deployment cannot serve (yet)"}})
     async def health(self):
@@ -383,38 +273,51 @@ class APIIngress:
 
     async def _run(self, plan) -> dict:
         """Run a plan of :mod:`dugray.session`; returns the proposals' uncertainty summary
-        (empty when the plan proposed nothing)."""
+        (empty when the plan proposed nothing). Each deployment gets the session at working
+        resolution (:meth:`SessionState.working`): never the full-size image, and the rounds
+        only where they are fused."""
         summary: dict = {}
 
         async def predict(state):
-            return await self._predict(state)
+            return await self._call(self.matting.predict, (working_float(state), state.user_map))
 
         async def fuse(state):
-            return self.fusion.fuse.remote(state)  # handed on to Proposal / Solve / Refinement by reference
+            return self.fusion.fuse.remote(state.working())  # handed on to the next steps by reference
 
         async def propose(state, fused):
-            proposals, summary["uncertainty"] = await self.proposal.propose.remote(replace(state, rounds=[]), fused)
+            proposals, summary["uncertainty"] = await self._call(self.proposal.propose, state.working(False), fused)
             return proposals
 
         async def solve(state, fused):
-            return await self.solver.solve.remote(replace(state, rounds=[]), fused)
+            return await self._call(self.solver.solve, state.working(False), fused)
 
         async def refine(state, fused):
-            return await self.refinement.refine.remote(state, fused)
+            return await self._call(self.refinement.refine, state.working(False), fused)
 
         await run_plan_async(plan, {PREDICT: predict, FUSE: fuse, PROPOSE: propose, SOLVE: solve, REFINE: refine})
         return summary.get("uncertainty", {})
 
-    async def _predict(self, state: SessionState):
-        """One network run; retried while the Matting replica that had it is replaced."""
+    async def _render(self, state: SessionState, output: str, options: OutputOptions | None = None) -> bytes:
+        """One output of a session, rendered by the Refinement deployment from what it needs: the
+        current working matte, or the fused posterior (fused here only when the output needs it)."""
+        matte_w = state.refined if state.refined is not None else state.solved
+        needs_posterior = output in ("epistemic", "aleatoric") or (output in ("alpha", "cutout") and matte_w is None)
+        fused = self.fusion.fuse.remote(state.working()) if needs_posterior else None
+        return await self._call(self.refinement.render, output, state.image, state.image_w, state.config, matte_w,
+                                fused, options)
+
+    async def _call(self, method, *args):
+        """``await method.remote(*args)``, retried while the replica that had it is replaced (a model
+        replica holds nothing a request needs; the store's sessions are on storage)."""
         deadline = time.monotonic() + self.settings.retry_s
         while True:
             try:
-                return await self.matting.predict.remote((working_float(state), state.user_map))
+                return await method.remote(*args)
             except MODEL_DIED as exc:
+                name = method.deployment_name
                 if time.monotonic() > deadline:
-                    raise ApiError(503, "matting model unavailable", type(exc).__name__) from None
-                log.warning("Matting replica lost (%s); retrying", type(exc).__name__)
+                    raise ApiError(503, f"{name} unavailable", type(exc).__name__) from None
+                log.warning("%s replica lost (%s); retrying", name, type(exc).__name__)
                 await asyncio.sleep(0.5)
 
     async def _new_state(self, request: Request, solve: bool | None = None) -> SessionState:
@@ -452,21 +355,11 @@ class APIIngress:
     async def _save(self, sid: str, state: SessionState, view: dict, version: int | None, owner: str | None) -> None:
         result = await self._store("put", sid, state.to_bytes(), view, version, owner)
         if not result["ok"]:
-            status, error, detail = SAVE_ERRORS[result["error"]]
-            headers = {"Retry-After": str(min(60, int(self.settings.session_ttl_s)))} if status == 429 else None
-            raise ApiError(status, error, detail if detail is not None else sid, headers=headers)
+            raise save_error(result["error"], sid, self.settings.session_ttl_s)
 
     async def _store(self, method: str, *args):
-        """A call on the session store, retried while its replica is replaced (its sessions are on storage)."""
-        deadline = time.monotonic() + self.settings.retry_s
-        while True:
-            try:
-                return await getattr(self.store, method).remote(*args)
-            except MODEL_DIED as exc:
-                if time.monotonic() > deadline:
-                    raise ApiError(503, "session store unavailable", type(exc).__name__) from None
-                log.warning("SessionStore replica lost (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(0.5)
+        """A call on the session store (:meth:`_call`: retried while its replica is replaced)."""
+        return await self._call(getattr(self.store, method), *args)
 
 
 DEPLOYMENTS = (Matting, Fusion, Proposal, Solve, Refinement, SessionStore, APIIngress)
@@ -496,7 +389,7 @@ def build(args: dict | None = None) -> serve.Application:
     """The application for ``settings`` (``serve run serve.app:build key=value`` / config ``args``)."""
     s = ServeSettings.from_args(args)
     n = lambda d: d.options(num_replicas=s.replicas[d.name]) if d.name in s.replicas else d  # noqa: E731
-    models = n(Matting).bind(s), n(Fusion).bind(), n(Proposal).bind(), n(Solve).bind(s), n(Refinement).bind(s)
+    models = n(Matting).bind(s), n(Fusion).bind(s), n(Proposal).bind(s), n(Solve).bind(s), n(Refinement).bind(s)
     return n(APIIngress).options(ray_actor_options=ingress_options(s)).bind(*models, n(SessionStore).bind(s), s)
 
 

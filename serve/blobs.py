@@ -63,8 +63,8 @@ class MemoryBlobs:
         self._data: dict[str, tuple[int, bytes]] = {}
         self._meta: dict[str, dict] = {}
 
-    def write(self, sid: str, version: int, blob: bytes, meta: dict) -> None:
-        """Store ``blob`` as ``version`` of ``sid`` with its metadata."""
+    def write(self, sid: str, version: int, blob: bytes, meta: dict, replaces: int | None = None) -> None:
+        """Store ``blob`` as ``version`` of ``sid`` with its metadata (``replaces``: the version it supersedes)."""
         self._data[sid] = (version, blob)
         self._meta[sid] = meta
 
@@ -106,13 +106,13 @@ class FileBlobs:
         self.kind = "local folder" if self.local else type(self.fs).__name__
         self.fs.create_dir(self.root, recursive=True)
 
-    def write(self, sid: str, version: int, blob: bytes, meta: dict) -> None:
-        """Write the state, then the meta that names it (both atomic); drop the superseded state."""
-        old = self.meta(sid)
+    def write(self, sid: str, version: int, blob: bytes, meta: dict, replaces: int | None = None) -> None:
+        """Write the state, then the meta that names it (both atomic); then drop ``replaces``, the
+        version it supersedes (the store knows it: no second read of the meta)."""
         self._put(self._blob_path(sid, version), blob)
         self._put(self._meta_path(sid), json.dumps({**meta, "version": version}).encode())
-        if old is not None and old.get("version") != version:
-            self._delete(self._blob_path(sid, old["version"]))
+        if replaces is not None and replaces != version:
+            self._delete(self._blob_path(sid, replaces))
 
     def read(self, sid: str, version: int) -> bytes | None:
         """The bytes of ``version`` of ``sid``, or None when they are not there (deleted meanwhile)."""

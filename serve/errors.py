@@ -26,6 +26,24 @@ class ApiError(Exception):
         self.status, self.error, self.detail, self.headers = status, error, detail, headers
 
 
+SAVE_ERRORS = {  # the session store's refusals (serve/store.py) as HTTP
+    "missing": (404, "session expired or deleted"),
+    "conflict": (409, "session changed meanwhile; reload it and retry"),
+    "too_large": (413, "session state too large for the store"),
+    "quota": (429, "too many live sessions", "delete one of yours (DELETE /v1/sessions/{id}) or wait for one to expire"),
+    "share": (429, "session store share used up", "your sessions hold your share of the store's bytes; delete one of "
+              "yours (DELETE /v1/sessions/{id}) or wait for one to expire"),
+    "storage": (503, "session storage failed", "the session could not be written; retry"),
+}
+
+
+def save_error(reason: str, sid: str, ttl_s: float) -> ApiError:
+    """The refusal for a session the store would not save (``reason`` from SessionTable.put)."""
+    status, error, detail = (SAVE_ERRORS[reason] + (None,))[:3]
+    headers = {"Retry-After": str(min(60, int(ttl_s)))} if status == 429 else None
+    return ApiError(status, error, detail if detail is not None else sid, headers=headers)
+
+
 def unknown_session(sid: str) -> ApiError:
     """The 404 for a session id the store does not hold (never created, expired or deleted)."""
     return ApiError(404, "unknown session", sid)

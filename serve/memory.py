@@ -8,7 +8,7 @@ classic complaint about Python image servers). Two remedies, both cheap:
 - :data:`MALLOC_ENV` (``MALLOC_ARENA_MAX=2``, fixed mmap and trim thresholds) in the
   environment of every Ray worker:
   ``dugray serve`` and the soak job set it before Ray starts (workers, the HTTP proxy
-  included, inherit it); ``serve run`` users export it first (README);
+  included, inherit it); ``serve run`` users export it first (docs/serving.md);
 - :func:`trim` (``malloc_trim(0)``) after the requests that allocate the most (full-size
   renders, refinement, the network's batches).
 """

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dugray.session import SessionConfig
+from dugray.typed import check_known
 from serve.access import Networks
 
 ENV_MODEL = "DUGRAY_MODEL"
@@ -154,10 +155,7 @@ class ServeSettings:
             values["api_keys"] = environ[ENV_API_KEYS]
         elif environ.get(ENV_API_KEYS_FILE):
             values["api_keys"] = read_keys(environ[ENV_API_KEYS_FILE])
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(args or {}) - names)
-        if unknown:
-            raise ValueError(f"unknown serve settings {unknown}; known: {sorted(names)}")
+        check_known(cls, args or {}, "serve settings", list_known=True)
         values.update({k: _parse(v) if k not in ("model", "refiner", "session_storage") else v
                        for k, v in (args or {}).items()})
         return cls(**values)

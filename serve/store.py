@@ -143,7 +143,8 @@ class SessionTable:
                 self._pending.add(sid)
             try:
                 self.blobs.write(sid, version, blob, {"sid": sid, "owner": entry_owner, "written": self.wall(),
-                                                      "size": len(blob), "view": view})
+                                                      "size": len(blob), "view": view},
+                                 replaces=None if old is None else old.version)
             except OSError:
                 with self._lock:
                     self._pending.discard(sid)

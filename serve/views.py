@@ -7,10 +7,7 @@ import time
 import numpy as np
 
 from dugray.nig import NIG
-from dugray.session import SessionState, uncertainty_maps
-
-OUTPUTS = ("image", "alpha", "cutout", "epistemic", "aleatoric")
-"""The PNGs of a session at full resolution: the input image itself (RGB, as decoded), then the results."""
+from dugray.session import OUTPUTS, SessionState, uncertainty_maps
 
 
 def uncertainty_summary(nig: NIG) -> dict:

@@ -481,10 +481,10 @@ class SlowBlobs(MemoryBlobs):
 
         self.writing, self.release = threading.Event(), threading.Event()
 
-    def write(self, sid, version, blob, meta):
+    def write(self, sid, version, blob, meta, replaces=None):
         self.writing.set()
         assert self.release.wait(10)
-        super().write(sid, version, blob, meta)
+        super().write(sid, version, blob, meta, replaces)
 
 
 def test_blob_io_happens_outside_the_lock_and_in_flight_writes_are_safe():

@@ -4,7 +4,7 @@ Two photos of the real-photo validation split (never trained on), at reduced siz
 out in trimap mode with the benchmark's trimap, scored under the Composition-1k
 protocol, network alone and solved; and trimap-free after one round of the simulated
 user, whole image, solved. The bounds are the figures measured when the model was shipped plus a
-margin (see README "Default model"), so a regression in the weights, the session or
+margin (see docs/training.md, "Default model"), so a regression in the weights, the session or
 the pipeline fails here. Closed-form matting with the same trimap is scored alongside
 as a sanity anchor for the data (its figure does not depend on our model).
 """

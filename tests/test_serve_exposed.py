@@ -5,7 +5,6 @@ health that tells the truth, and ``dugray serve`` that stops cleanly.
 Real Serve on a real local Ray, through HTTP (slow). The app runs under route_prefix /dugray:
 every check below holds under a prefix."""
 
-import http.client
 import os
 import signal
 import subprocess
@@ -13,7 +12,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -190,21 +188,13 @@ def test_a_labelling_session_survives_the_death_of_its_store_and_model_replicas(
 
 
 def _post_raw(url: str, path: str, headers: list, body: bytes) -> tuple[int, dict]:
-    """POST with headers exactly as given (requests cannot send one twice)."""
+    """POST with headers exactly as given (requests cannot send one twice): (status, JSON body)."""
     import json
 
-    u = urlsplit(url)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
-    try:
-        conn.putrequest("POST", u.path + path, skip_accept_encoding=True)
-        for k, v in [*headers, ("Content-Length", str(len(body)))]:
-            conn.putheader(k, v)
-        conn.endheaders()
-        conn.send(body)
-        r = conn.getresponse()
-        return r.status, json.loads(r.read() or b"{}")
-    finally:
-        conn.close()
+    from dugray.benchmarks.hostile import raw_post
+
+    r = raw_post(url, path, headers, body, timeout=120)
+    return r.status_code, json.loads(r.text or "{}")
 
 
 def test_bad_bodies_get_a_clear_4xx_and_never_stall_health(base_url):

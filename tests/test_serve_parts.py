@@ -13,7 +13,7 @@ from dugray.data.io import encode_png
 from dugray.models import create_model
 from dugray.session import new_state, predict_round, predict_rounds
 from dugray.usermap import mask_to_trimap
-from serve.errors import ApiError
+from serve.errors import SAVE_ERRORS, ApiError, save_error
 from serve.imaging import decode_image, decode_plane, probe
 from serve.schemas import LabelRequest
 from serve.settings import ServeSettings
@@ -82,6 +82,17 @@ def test_table_versions_refuse_lost_updates():
 def _multipart(files=None, data=None):
     req = httpx.Request("POST", "http://x/", files=files, data=data)
     return req.read(), req.headers["content-type"]
+
+
+@pytest.mark.parametrize("reason, status", [("missing", 404), ("conflict", 409), ("too_large", 413),
+                                            ("quota", 429), ("share", 429), ("storage", 503)])
+def test_every_refusal_of_the_store_becomes_its_http_error(reason, status):
+    """A lost update is a 409 to retry, not a 500 (the two-field entries once failed to unpack)."""
+    assert set(SAVE_ERRORS) == {"missing", "conflict", "too_large", "quota", "share", "storage"}
+    err = save_error(reason, "ab" * 16, ttl_s=600)
+    assert err.status == status and err.error
+    assert err.detail == ("ab" * 16 if len(SAVE_ERRORS[reason]) == 2 else SAVE_ERRORS[reason][2])
+    assert (err.headers or {}).get("Retry-After") == ("60" if status == 429 else None)
 
 
 def test_parse_form_returns_every_field_byte_exact():

@@ -447,3 +447,24 @@ def test_labels_reset_the_solved_matte_until_the_next_round(model):
     state.solved = np.zeros(state.work_shape, np.float32)
     apply_user_labels(state, [((0, 0, 10, 10), "bg")])
     assert state.solved is None
+
+
+def test_pictures_render_from_arrays_alone_like_the_session():
+    """What a server's render replica gets (no session object) gives the session's own outputs:
+    the current matte when there is one, else the fused posterior's gamma (a session without the solve)."""
+    from dugray.session import current_matte, picture
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (24, 40, 3), np.uint8)
+    gamma = rng.uniform(0, 1, (24, 40)).astype(np.float32)
+    ones = np.ones_like(gamma)
+    fused = NIG(gamma, ones, ones * 2, ones)
+    cfg = SessionConfig()
+    from_posterior = picture("alpha", image, image, cfg, None, fused)
+    np.testing.assert_array_equal(from_posterior, np.rint(gamma * 255).astype(np.uint8))
+    matte = np.zeros_like(gamma)
+    assert (picture("alpha", image, image, cfg, matte, fused) == 0).all()  # the given matte wins over the posterior
+    assert picture("cutout", image, image, cfg, matte, None).shape == (24, 40, 4)
+    with pytest.raises(ValueError, match="fused posterior is needed"):
+        picture("alpha", image, image, cfg, None, None)
+    assert current_matte(None, matte, fused) is matte

@@ -24,7 +24,7 @@ def test_a_minute_of_mixed_load_gives_no_5xx_and_loses_no_session(tiny_model, tm
     assert report["requests"] > 50 and report["latency"]["label"]["n"] > 5
     refused = {int(k) for k in report["status"]} - {200, 201, 204}
     assert refused and all(400 <= code < 500 for code in refused)  # the bad requests got their 4xx
-    from serve.soak import BAD
+    from dugray.benchmarks.soak import BAD
 
     kinds = {k for k in report["latency"] if k.startswith("bad: ")}
     assert len(kinds) == len(BAD), kinds

@@ -266,27 +266,14 @@ def params_of(prep: Prepared, config: EvalConfig) -> dict:
     return p
 
 
-def _summary(prep: Prepared, config: EvalConfig, records, skipped, sizes, derived: int, total: float) -> dict:
-    n = len({r["image"] for r in records})
-    methods = summarise_methods(records, config.rounds)
+def _notes(prep: Prepared, config: EvalConfig, comp1k_source: str, largest: int, skipped) -> list[str]:
+    """The report's notes: how each kind of row was made (report prose)."""
     sc = config.session
-    comp1k_source = ("the dataset's trimap (`trimap`)" if derived == 0 else
-                     f"a trimap derived from the GT with `make_trimap` (elliptical kernel {DERIVED_TRIMAP_KERNEL} px, "
-                     f"at evaluation size) for {derived} of the {n} images, which have no trimap"
-                     + ("" if derived == n else "; the dataset's trimap for the others"))
-    longest = [max(o) for o, _ in sizes]
-    evaluated = [max(e) for _, e in sizes]
-    if config.max_side and max(longest) > config.max_side:
-        size_note = (f"`--max-side {config.max_side}`: image and GT reduced with area interpolation, trimaps with "
-                     f"nearest neighbour, long side {min(longest)}-{max(longest)} px -> {min(evaluated)}-{max(evaluated)} px; "
-                     "all metrics at the reduced size")
-    else:
-        size_note = f"original size (long side {min(longest)}-{max(longest)} px)"
     notes = [
         f"Composition-1k numbers use {comp1k_source}.",
         (f"The network, proposals and fusion run at a working size of long side <= {sc.work_size} px inside the "
          "session; " + ("every image here is within it, so no resampling happens."
-                        if max(evaluated) <= sc.work_size else
+                        if largest <= sc.work_size else
                         "larger images are reduced to it and their mattes come back to evaluation size by the "
                         "session's guided upsampling.")),
         ("`refined_<name>` / `<trimap>_refined_<name>` (Table 4) use another trained refiner of the same network "
@@ -320,6 +307,26 @@ def _summary(prep: Prepared, config: EvalConfig, records, skipped, sizes, derive
     if skipped:
         notes.append(f"{len(skipped)} image(s) could not be read and were skipped: "
                      + "; ".join(f"{s['image']} ({s['reason']})" for s in skipped[:5]))
+    return notes
+
+
+def _summary(prep: Prepared, config: EvalConfig, records, skipped, sizes, derived: int, total: float) -> dict:
+    n = len({r["image"] for r in records})
+    methods = summarise_methods(records, config.rounds)
+    sc = config.session
+    comp1k_source = ("the dataset's trimap (`trimap`)" if derived == 0 else
+                     f"a trimap derived from the GT with `make_trimap` (elliptical kernel {DERIVED_TRIMAP_KERNEL} px, "
+                     f"at evaluation size) for {derived} of the {n} images, which have no trimap"
+                     + ("" if derived == n else "; the dataset's trimap for the others"))
+    longest = [max(o) for o, _ in sizes]
+    evaluated = [max(e) for _, e in sizes]
+    if config.max_side and max(longest) > config.max_side:
+        size_note = (f"`--max-side {config.max_side}`: image and GT reduced with area interpolation, trimaps with "
+                     f"nearest neighbour, long side {min(longest)}-{max(longest)} px -> {min(evaluated)}-{max(evaluated)} px; "
+                     "all metrics at the reduced size")
+    else:
+        size_note = f"original size (long side {min(longest)}-{max(longest)} px)"
+    notes = _notes(prep, config, comp1k_source, max(evaluated), skipped)
     device = prep.device if prep.device != "cpu" else f"cpu, {torch.get_num_threads()} torch threads, {platform.machine()}"
     return {
         "dataset": prep.data,

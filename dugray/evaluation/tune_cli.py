@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data", required=True, help="dataset folder or manifest .parquet")
     c.add_argument("--split", help="split (default: test if present, else val); never tune on val")
     c.add_argument("--report-only", action="store_true",
-                   help="allow --split val: for the README's table of every variant on val, after the choice was made")
+                   help="allow --split val: for the docs' table of every variant on val, after the choice was made")
     c.add_argument("--limit", type=int, help="first N images")
     c.add_argument("--rounds", type=int, default=2, help="oracle rounds (default 2)")
     c.add_argument("--model", default="default", help="matting network URI (default: the shipped one)")

@@ -1,6 +1,6 @@
 """The shipped default model: the weights inside the package (``dugray/weights/``).
 
-They are produced by this project's own training job (the README gives the command).
+They are produced by this project's own training job (docs/training.md gives the command).
 Every model, this one included, is loaded by :mod:`dugray.models.loading` (which knows where
 these weights lie); this module only names the shortcut.
 """

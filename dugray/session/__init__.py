@@ -71,7 +71,7 @@ from .config import FUSION_MODES, MIN_SIDE, PROPOSAL_MODES, SessionConfig
 from .facade import MattingSession
 from .labels import apply_user_labels
 from .network import device_of, predict_round, predict_rounds
-from .outputs import full_resolution_alpha, resize_map
+from .outputs import OUTPUTS, alpha_u8, current_matte, full_resolution_alpha, picture, resize_map
 from .plans import (
     FUSE,
     PREDICT,
@@ -100,9 +100,9 @@ from .steps import propose_patches, record_solve, set_solve, solve_labels, solve
 from .warmup import warm_up, warm_up_network, warm_up_outputs, warm_up_posterior
 
 __all__ = [
-    "FUSE", "FUSION_MODES", "MIN_SIDE", "PREDICT", "PROPOSAL_MODES", "PROPOSE", "REFINE", "SOLVE",
+    "FUSE", "FUSION_MODES", "MIN_SIDE", "OUTPUTS", "PREDICT", "PROPOSAL_MODES", "PROPOSE", "REFINE", "SOLVE",
     "MattingSession", "SessionConfig", "SessionState", "WorkingState",
-    "apply_user_labels", "as_rgb_uint8", "device_of", "enforce_user_labels", "full_resolution_alpha",
+    "alpha_u8", "apply_user_labels", "as_rgb_uint8", "current_matte", "picture", "device_of", "enforce_user_labels", "full_resolution_alpha",
     "fuse_rounds", "fused_nig", "label_boxes", "network_posterior", "new_state", "predict_round",
     "predict_rounds", "propose_patches", "record_solve", "refine_matte", "refine_plan", "refine_step",
     "refiner_noise", "resize_map", "round_plan", "run_plan", "run_plan_async", "scale_box", "set_solve",

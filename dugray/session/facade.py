@@ -15,7 +15,7 @@ from dugray.proposal import Proposal
 from .config import SessionConfig
 from .labels import apply_user_labels
 from .network import predict_round
-from .outputs import full_resolution_alpha, resize_map
+from .outputs import alpha_u8, current_matte, full_resolution_alpha, resize_map
 from .plans import FUSE, PREDICT, PROPOSE, REFINE, SOLVE, refine_plan, round_plan, run_plan, solve_switch_plan
 from .posterior import fused_nig, uncertainty_maps
 from .refinement import refine_step
@@ -108,11 +108,8 @@ class MattingSession:
         """Current matte at working resolution: refined if refine() ran since the last round,
         else the solved matte (when the config solves), else the fused gamma."""
         self._require_started()
-        if self.state.refined is not None:
-            return self.state.refined
-        if self.state.solved is not None:
-            return self.state.solved
-        return self._fused().gamma
+        st = self.state
+        return current_matte(st.refined, st.solved, self._fused() if st.refined is None and st.solved is None else None)
 
     @property
     def alpha(self) -> np.ndarray:
@@ -124,7 +121,7 @@ class MattingSession:
 
     @property
     def alpha_u8(self) -> np.ndarray:
-        return np.clip(np.rint(self.alpha * 255.0), 0, 255).astype(np.uint8)
+        return alpha_u8(self.alpha)
 
     @property
     def epistemic(self) -> np.ndarray:

@@ -26,7 +26,7 @@ PREDICT, FUSE, PROPOSE, SOLVE, REFINE = "predict", "fuse", "propose", "solve", "
 """
 
 
-def round_plan(state: SessionState, timing: dict | None = None, propose: bool = True):
+def round_plan(state: SessionState, timing: dict | None = None, propose: bool = True, refine: bool = False):
     """One round (predict, fuse, propose and solve), written once for every runner.
 
     A plan is a generator: it yields a tuple of step requests ``(name, *args)`` that may
@@ -34,12 +34,14 @@ def round_plan(state: SessionState, timing: dict | None = None, propose: bool = 
     results come in. :func:`run_plan` runs it in process (:class:`dugray.session.MattingSession`),
     and :func:`run_plan_async` with each step on its own Serve deployment (proposals and
     solve side by side); neither re-implements the round. ``propose=False`` is the
-    one-shot path (no user, so nothing to ask). Timings go to ``timing`` and then to
-    ``state.timings``: predict_s, fuse_s, propose_solve_s (proposals and solve, side by
-    side where the runner can), solve_s (the solve alone), total_s (the round, and
-    label_s if the caller put it there).
+    one-shot path (no user, so nothing to ask); ``refine=True`` refines the round's posterior
+    instead of solving it (:func:`dugray.session.refine_step` solves from the refined matte),
+    so a one-shot refined matte is fused and solved once, not twice. Timings go to ``timing``
+    and then to ``state.timings``: predict_s, fuse_s, propose_solve_s (proposals and solve,
+    side by side where the runner can), solve_s (the solve alone), refine_s, total_s (the
+    round, and label_s if the caller put it there).
     """
-    solve = state.config.solve
+    solve = state.config.solve and not refine
     timing = {} if timing is None else timing
     t0 = time.perf_counter()
     (nig,) = yield ((PREDICT, state),)
@@ -48,14 +50,16 @@ def round_plan(state: SessionState, timing: dict | None = None, propose: bool = 
     (fused,) = yield ((FUSE, state),)
     t2 = time.perf_counter()
     steps = ((PROPOSE, state, fused),) if propose else ()
-    steps += ((SOLVE, state, fused),) if solve else ()
+    steps += ((SOLVE, state, fused),) if solve else ((REFINE, state, fused),) if refine else ()
     results = list((yield steps)) if steps else []
     state.proposals = results.pop(0) if propose else []
-    state.refined = None
     solve_s = record_solve(state, results.pop(0) if solve else None)
+    state.refined = results.pop(0) if refine else None
     timing.update(predict_s=t1 - t0, fuse_s=t2 - t1, propose_solve_s=time.perf_counter() - t2)
     if solve:
         timing["solve_s"] = solve_s
+    if refine:
+        timing["refine_s"] = time.perf_counter() - t2
     timing["total_s"] = timing.get("label_s", 0.0) + time.perf_counter() - t0
     state.timings.append(timing)
 

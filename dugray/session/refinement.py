@@ -21,7 +21,7 @@ def refine_step(state: SessionState, refiner, config: SessionConfig | None = Non
     """Refinement (section 3.4) of the fused posterior, then, when the config solves, the solve
     with the refined matte as the posterior's mean: the working matte ``state.refined`` holds.
 
-    Refine-then-solve is the order that won on train/ and synthetic data (README, "Uncertainty-
+    Refine-then-solve is the order that won on train/ and synthetic data (docs/solve.md, "Uncertainty-
     guided solve"): the refiner was trained on the network's own mattes, and the solve then
     settles what it leaves against the image's colour lines and the labels. Deterministic:
     the sample gamma_s is drawn from ``(config.seed, rounds)``. ``noise`` defaults to the

@@ -16,7 +16,7 @@ out):
 * ``energy``: the Laplacian energy of the network's matte over that of the solution,
   E(gamma) / E(a*), per band pixel; above ``limit`` the solve flattened structure the
   network saw (the measure the calibration prototype suggested; it does not separate
-  good from bad solves on train/ or synthetic data, see the README's variant table).
+  good from bad solves on train/ or synthetic data, see the variant table in docs/solve.md).
 
 Falling back keeps the labels and the near-certain pixels fixed, so it is never worse
 than the network with the user's labels.

@@ -48,7 +48,7 @@ from .weights import UNCERTAINTIES, check_posterior, solve_inputs
 @dataclass(frozen=True)
 class SolveParams:
     """Every choice of the solve; the defaults are the values tuned on train/ and synthetic
-    data (``jobs/tune_solve.py``; README "Uncertainty-guided solve").
+    data (``jobs/tune_solve.py``; docs/solve.md).
 
     laplacian : "cf" (closed-form matting Laplacian, built on the band only), or "knn" /
         "lbdm" (pymatting's KNN and learning-based Laplacians; whole-image cost).

@@ -3,7 +3,7 @@
 Defaults follow the authors' released recipe where this machine allows it (Adam with
 betas (0.5, 0.999), linear warm-up then cosine decay to 1e-6, lambda = 0.01, horizontal
 flip and crops centred on the transition band half of the time) and are scaled down
-where it does not (crop size, batch, epochs: see the README for the default model).
+where it does not (crop size, batch, epochs: see docs/training.md, "Default model").
 """
 
 from __future__ import annotations

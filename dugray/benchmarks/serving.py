@@ -21,13 +21,18 @@ compare like with like:
    corrective-click user (:mod:`dugray.evaluation.clicks`, reading the sample's true alpha),
    and the same rounds in process.
 
-Goals: label round <= 1.5x a forward in process and <= 2x over HTTP; 2 replicas >= 1.6x
-the throughput of 1. Numbers on a shared machine are noisy: the table says what ran.
+6. the label round at --matte-size over HTTP vs in process (sessions of 4 rounds each), and
+   the bytes a round moves through the object store, before and after the graph sent
+   working-resolution arrays instead of the session state (``--only-label``: only this).
+
+Goals: label round <= 1.5x a forward in process and <= 2x over HTTP; at 800x600 the HTTP
+label round <= 1.25x the in-process one; 2 replicas >= 1.6x the throughput of 1. Numbers on a shared machine are noisy: the table says what ran.
 """
 
 from __future__ import annotations
 
 import argparse
+import pickle
 import socket
 import statistics
 import tempfile
@@ -251,8 +256,42 @@ def free_port():
         return s.getsockname()[1]
 
 
-def main(argv=None):
-    """Parse the flags, run the in-process, HTTP latency, throughput and one-shot measurements, print the table."""
+def label_rounds_in_process(model, image, repeats, labels_per_session=4):
+    """Seconds of label rounds in process, in sessions like :func:`bench_latency`'s (proposal 0, at
+    most ``labels_per_session`` rounds each), after a warm-up session."""
+    rounds = []
+    MattingSession(image, model).start().label([(0, "bg")])  # warm-up
+    while len(rounds) < repeats:
+        session = MattingSession(image, model).start()
+        for i in range(min(labels_per_session, repeats - len(rounds))):
+            rounds.append(timed(session.label, [(0, "fg" if i % 2 else "bg")])[0])
+    return rounds
+
+
+def bytes_per_round(model, image) -> dict:
+    """Serialised bytes one label round moves between the ingress and the deployments (pickle
+    protocol 5, what Ray's object store holds): ``before``, the graph that sent the session state
+    (full-size image included) to Fusion, Proposal and Solve; ``now``, working-resolution arrays
+    only (:meth:`SessionState.working`). Both count the network's input and output, the fused
+    posterior, the solved matte and the session store's get and put of the state's blob."""
+    from dataclasses import replace
+
+    from dugray.session import fused_nig
+
+    session = MattingSession(image, model).start()
+    session.label([(0, "bg")])
+    state = session.state
+
+    def size(obj) -> int:
+        return len(pickle.dumps(obj, protocol=5))
+
+    common = (size((working_float(state), state.user_map)) + size(state.rounds[-1]) + size(fused_nig(state))
+              + size(state.solved) + 2 * len(state.to_bytes()))
+    return {"before": common + size(state) + 2 * size(replace(state, rounds=[])),
+            "now": common + size(state.working()) + 2 * size(state.working(False))}
+
+
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="default", help="'default', a checkpoint, a training folder or models:/...")
     ap.add_argument("--size", type=int, default=512)
@@ -264,8 +303,77 @@ def main(argv=None):
     ap.add_argument("--load-seconds", type=float, default=120, help="time cap per throughput run")
     ap.add_argument("--matte-size", default="800x600", help="WxH of the one-shot /v1/matte photo (default 800x600)")
     ap.add_argument("--skip-http", action="store_true")
-    args = ap.parse_args(argv)
+    ap.add_argument("--only-label", action="store_true", help="only the label round at --matte-size, HTTP vs in "
+                    "process, and its bytes per round (no throughput, one-shot or click figures)")
+    return ap
 
+
+def _photo(matte_size: str) -> tuple:
+    """(image, true alpha, PNG bytes) of a synthetic photo of ``WxH`` pixels."""
+    mw, mh = (int(v) for v in matte_size.lower().split("x"))
+    sample = generate_sample(1, size=max(mw, mh), seed=1)
+    photo = cv2.resize(sample["image"], (mw, mh), interpolation=cv2.INTER_AREA)
+    gt = cv2.resize(sample["alpha"], (mw, mh), interpolation=cv2.INTER_AREA)
+    return photo, gt, cv2.imencode(".png", photo[..., ::-1])[1].tobytes()
+
+
+def _one_replica_figures(args, client, model, rows, ratios, rnd, f50) -> None:
+    """Everything measured with one Matting replica: first requests, latency, label round at
+    --matte-size, one shot and clicks (into ``rows`` and ``ratios``)."""
+    photo, photo_gt, photo_png = _photo(args.matte_size)
+    if not args.only_label:
+        first = [timed(client.matte, photo_png, True)[0] for _ in range(10)]  # the app's very first requests
+        rows += [("matte, 1st request after start", first[:1]), ("matte, 10th request", first[-1:])]
+        ratios["1st / 10th request after start"] = first[0] / first[-1]
+        creates, labels = bench_latency(client, args.repeats)
+        rows += [("create, HTTP", creates), ("label, HTTP", labels)]
+        ratios["label HTTP / forward in process"] = statistics.median(labels) / f50
+        ratios["label HTTP / label in process"] = statistics.median(labels) / statistics.median(rnd)
+    photo_client = Client(client.base, photo_png)
+    http_rounds = bench_latency(photo_client, args.repeats)[1]
+    local_rounds = label_rounds_in_process(model, photo, args.repeats)
+    rows += [(f"label {args.matte_size}, HTTP", http_rounds), (f"label {args.matte_size}, in process", local_rounds)]
+    ratios[f"label {args.matte_size} HTTP / in process"] = statistics.median(http_rounds) / statistics.median(local_rounds)
+    if args.only_label:
+        return
+    shots = bench_one_shot(client, photo_png, args.repeats)
+    rows += [(f"matte {args.matte_size}, solve", shots[True]), (f"matte {args.matte_size}, no solve", shots[False])]
+    ratios["matte with / without the solve"] = statistics.median(shots[True]) / statistics.median(shots[False])
+    clicks = bench_clicks(client, photo_png, photo_gt, args.repeats)
+    local = clicks_in_process(model, None, photo, photo_gt, args.repeats)
+    rows += [(f"click {args.matte_size}, HTTP", clicks), (f"click {args.matte_size}, in process", local)]
+    ratios["click HTTP / click in process"] = statistics.median(clicks) / statistics.median(local)
+
+
+def _http_figures(args, model, image, rows, ratios, rnd, f50) -> dict:
+    """Serve on a private local Ray: one replica's figures, then throughput with 1 and 2 (unless
+    --only-label); returns {replicas: (rounds/s, rounds)}."""
+    import ray
+    from ray import serve
+
+    throughput = {}
+    ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    try:
+        client = Client(f"http://127.0.0.1:{port}", cv2.imencode(".png", image[..., ::-1])[1].tobytes())
+        base_args = {"model": args.model, "torch_threads": args.threads, "max_rounds": 64, "rate_limit_per_s": 0,
+                     "session_storage": tempfile.mkdtemp(prefix="dugray-bench-"), "max_sessions_per_owner": 64}
+        for replicas in (1,) if args.only_label else (1, 2):
+            deploy({**base_args, "replicas": {"Matting": replicas}}, port, args.cpus)
+            if replicas == 1:
+                _one_replica_figures(args, client, model, rows, ratios, rnd, f50)
+            if not args.only_label:
+                throughput[replicas] = bench_throughput(client, args.concurrency, args.load_requests, args.load_seconds)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return throughput
+
+
+def main(argv=None):
+    """Parse the flags, run the in-process, HTTP latency, throughput and one-shot measurements, print the table."""
+    args = _parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     image = generate_sample(0, size=args.size, seed=0)["image"]
     model = load_networks(args.model, "none", parts=("matting",))[0]
@@ -273,44 +381,8 @@ def main(argv=None):
     rows = [("forward, in process", fwd), ("label round, in process", rnd)]
     f50 = statistics.median(fwd)
     ratios = {"label round / forward (in process)": statistics.median(rnd) / f50}
-    throughput = {}
-    if not args.skip_http:
-        import ray
-        from ray import serve
-
-        ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        port = free_port()
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        try:
-            client = Client(f"http://127.0.0.1:{port}", cv2.imencode(".png", image[..., ::-1])[1].tobytes())
-            base_args = {"model": args.model, "torch_threads": args.threads, "max_rounds": 64, "rate_limit_per_s": 0,
-                         "session_storage": tempfile.mkdtemp(prefix="dugray-bench-"), "max_sessions_per_owner": 64}
-            for replicas in (1, 2):
-                deploy({**base_args, "replicas": {"Matting": replicas}}, port, args.cpus)
-                if replicas == 1:
-                    mw, mh = (int(v) for v in args.matte_size.lower().split("x"))
-                    sample = generate_sample(1, size=max(mw, mh), seed=1)
-                    photo = cv2.resize(sample["image"], (mw, mh), interpolation=cv2.INTER_AREA)
-                    photo_gt = cv2.resize(sample["alpha"], (mw, mh), interpolation=cv2.INTER_AREA)
-                    photo_png = cv2.imencode(".png", photo[..., ::-1])[1].tobytes()
-                    first = [timed(client.matte, photo_png, True)[0] for _ in range(10)]  # the app's very first requests
-                    rows += [("matte, 1st request after start", first[:1]), ("matte, 10th request", first[-1:])]
-                    ratios["1st / 10th request after start"] = first[0] / first[-1]
-                    creates, labels = bench_latency(client, args.repeats)
-                    rows += [("create, HTTP", creates), ("label, HTTP", labels)]
-                    ratios["label HTTP / forward in process"] = statistics.median(labels) / f50
-                    ratios["label HTTP / label in process"] = statistics.median(labels) / statistics.median(rnd)
-                    shots = bench_one_shot(client, photo_png, args.repeats)
-                    rows += [(f"matte {args.matte_size}, solve", shots[True]), (f"matte {args.matte_size}, no solve", shots[False])]
-                    ratios["matte with / without the solve"] = statistics.median(shots[True]) / statistics.median(shots[False])
-                    clicks = bench_clicks(client, photo_png, photo_gt, args.repeats)
-                    local = clicks_in_process(model, None, photo, photo_gt, args.repeats)
-                    rows += [(f"click {args.matte_size}, HTTP", clicks), (f"click {args.matte_size}, in process", local)]
-                    ratios["click HTTP / click in process"] = statistics.median(clicks) / statistics.median(local)
-                throughput[replicas] = bench_throughput(client, args.concurrency, args.load_requests, args.load_seconds)
-        finally:
-            serve.shutdown()
-            ray.shutdown()
+    moved = bytes_per_round(model, _photo(args.matte_size)[0])
+    throughput = {} if args.skip_http else _http_figures(args, model, image, rows, ratios, rnd, f50)
 
     print(f"\ndugray serving benchmark: {args.size}x{args.size}, model {args.model}, {args.threads} torch thread(s), {args.cpus} CPUs")
     print(f"{'what':<28}{'p50 s':>9}{'p95 s':>9}{'n':>5}")
@@ -319,6 +391,8 @@ def main(argv=None):
     print()
     for name, value in ratios.items():
         print(f"{name:<40}{value:>7.2f}x")
+    print(f"bytes per label round {args.matte_size}: before {moved['before'] / 1e6:.2f} MB, now {moved['now'] / 1e6:.2f} MB "
+          f"({moved['now'] / moved['before']:.2f}x)")
     for replicas, (rate, n) in throughput.items():
         print(f"throughput, {replicas} Matting replica(s){'':<10}{rate:>7.2f} rounds/s ({n} rounds, {args.concurrency} clients)")
     if len(throughput) == 2:

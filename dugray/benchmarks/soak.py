@@ -1,6 +1,6 @@
 """Soak test: the app on loopback under sustained mixed load, for a bounded time.
 
-    python jobs/soak_serve.py --seconds 900 --clients 4          # the README's figures
+    python jobs/soak_serve.py --seconds 900 --clients 4          # the figures in docs/evaluation.md
     python jobs/soak_serve.py --seconds 60 --clients 2 --json r.json
 
 Starts a private local Ray and the app (API keys on, one key per client, sessions on a
@@ -27,23 +27,22 @@ lost session (and, for runs of 2 minutes or more, no replica grew by more than
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import random
-import struct
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
 import requests
 
+from dugray.benchmarks.hostile import BAD
+from dugray.benchmarks.hostile import auth as _auth
 from dugray.data.synthetic import generate_sample
 
 PROG = "soak_serve.py"
@@ -53,86 +52,6 @@ def picture(seed: int, size: int) -> bytes:
     """A synthetic matting photo (hair, veils, holes) as PNG bytes."""
     s = generate_sample(seed, size=size, seed=seed)
     return cv2.imencode(".png", cv2.cvtColor(s["image"], cv2.COLOR_RGB2BGR))[1].tobytes()
-
-
-class RawResponse:
-    """What :func:`raw_post` answers: the two fields the recorder reads."""
-
-    def __init__(self, status_code: int, text: str):
-        self.status_code, self.text = status_code, text
-
-
-def raw_post(url: str, path: str, headers: list, body: bytes) -> RawResponse:
-    """POST with headers exactly as given (requests cannot send one twice)."""
-    u = urlsplit(url)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
-    try:
-        conn.putrequest("POST", u.path + path, skip_accept_encoding=True)
-        for k, v in [*headers, ("Content-Length", str(len(body)))]:
-            conn.putheader(k, v)
-        conn.endheaders()
-        conn.send(body)
-        r = conn.getresponse()
-        return RawResponse(r.status, r.read().decode("utf-8", "replace"))
-    finally:
-        conn.close()
-
-
-def _tiff_width_twice() -> bytes:
-    """A small TIFF whose first IFD gives its width a second time (6000)."""
-    data = bytearray(cv2.imencode(".tiff", np.zeros((30, 40), np.uint8))[1].tobytes())
-    ifd = struct.unpack("<I", data[4:8])[0]
-    n = struct.unpack("<H", data[ifd:ifd + 2])[0]
-    entries = data[ifd + 2: ifd + 2 + 12 * n] + struct.pack("<HHII", 256, 4, 1, 6000)
-    tail = data[ifd + 2 + 12 * n: ifd + 6 + 12 * n]
-    data[4:8] = struct.pack("<I", len(data))
-    return bytes(data + struct.pack("<H", n + 1) + entries + tail)
-
-
-def _jpeg_scans(extra: int) -> bytes:
-    """A progressive JPEG with ``extra`` more copies of its last scan."""
-    data = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8),
-                        [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
-    last = data.rindex(b"\xff\xda")
-    return data[:-2] + data[last:-2] * extra + data[-2:]
-
-
-_LABELS = b'{"labels": [' + b'{"index": 0, "label": "fg"},' * 40_000 + b'{"index": 0, "label": "fg"}]}'  # 1.1 MB
-_HEADER_BOMB = b'--xyz\r\nContent-Disposition: form-data; name="image"; x="' + b'";"' * 160_000 + b'"\r\n\r\na\r\n--xyz--\r\n'
-_PNM_CR = b"P5\n# x\r6000 6000\n# \n64 64\n255\n" + bytes(64 * 64)
-_TIFF_TWICE = _tiff_width_twice()
-_JPEG_SCANS = _jpeg_scans(1000)
-
-BAD = {
-    "garbage": lambda url, key: requests.post(f"{url}/v1/matte", files={"image": ("x", os.urandom(2048))},
-                                              headers=_auth(key), timeout=60),
-    "bomb": lambda url, key: requests.post(f"{url}/v1/matte", files={"image": ("x.png", _BOMB)}, headers=_auth(key),
-                                           timeout=60),
-    "big json": lambda url, key: requests.post(f"{url}/v1/sessions/{'0' * 32}/labels", data=b"{" + b" " * 1_100_000,
-                                               headers={**_auth(key), "content-type": "application/json"}, timeout=60),
-    "wrong key": lambda url, key: requests.get(f"{url}/v1/sessions/{'0' * 32}", headers=_auth("x" * 24), timeout=60),
-    "unknown session": lambda url, key: requests.get(f"{url}/v1/sessions/{'f' * 32}", headers=_auth(key), timeout=60),
-    "two content types": lambda url, key: raw_post(url, f"/v1/sessions/{'0' * 32}/labels", [
-        ("Authorization", f"Bearer {key}"), ("Content-Type", "application/json"),
-        ("Content-Type", "multipart/form-data; boundary=x")], _LABELS[:20_000]),
-    "streamed big json": lambda url, key: requests.post(
-        f"{url}/v1/sessions/{'0' * 32}/labels", data=(_LABELS[i:i + 65536] for i in range(0, len(_LABELS), 65536)),
-        headers={**_auth(key), "content-type": "application/json"}, timeout=60),
-    "part header bomb": lambda url, key: raw_post(url, "/v1/matte", [
-        ("Authorization", f"Bearer {key}"), ("Content-Type", "multipart/form-data; boundary=xyz")], _HEADER_BOMB),
-    "pnm cr comment": lambda url, key: requests.post(f"{url}/v1/matte", files={"image": ("x.pgm", _PNM_CR)},
-                                                     headers=_auth(key), timeout=60),
-    "tiff width twice": lambda url, key: requests.post(f"{url}/v1/matte", files={"image": ("x.tif", _TIFF_TWICE)},
-                                                       headers=_auth(key), timeout=60),
-    "jpeg 1000 scans": lambda url, key: requests.post(f"{url}/v1/matte", files={"image": ("x.jpg", _JPEG_SCANS)},
-                                                      headers=_auth(key), timeout=60),
-    "schema without key": lambda url, key: requests.get(f"{url}/openapi.json", timeout=60),
-}
-_BOMB = cv2.imencode(".png", np.zeros((9000, 9000), np.uint8))[1].tobytes()
-
-
-def _auth(key: str) -> dict:
-    return {"Authorization": f"Bearer {key}"}
 
 
 class Recorder:
@@ -319,21 +238,16 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None, prog: str = PROG) -> int:
-    """Run the soak and print its report; 0 when it passed (see the module docstring), 1 when not."""
-    args = build_parser(prog).parse_args(argv)
-    if args.clients < 1 or args.seconds <= 0:
-        print(f"{prog}: error: need --clients >= 1 and --seconds > 0", file=sys.stderr)
-        return 2
+def start_app(args, keys: list[str], prog: str = PROG) -> str:
+    """Ray, Serve and the app on a free local port, keys on unless --no-keys; its URL."""
     import ray
     from ray import serve
 
+    from dugray.benchmarks.serving import free_port
     from serve.access import set_proxy_env
     from serve.app import build
-    from serve.benchmark import free_port
     from serve.memory import set_malloc_env
 
-    keys = [f"soak-client-{i:02d}-" + "k" * 12 for i in range(args.clients)]
     port = free_port()
     storage = tempfile.mkdtemp(prefix="dugray-soak-")
     set_malloc_env()  # Ray's workers (the HTTP proxy included) inherit it
@@ -347,6 +261,11 @@ def main(argv=None, prog: str = PROG) -> int:
     url = f"http://127.0.0.1:{port}"
     print(f"{prog}: app ready in {time.perf_counter() - t:.0f} s at {url}; {args.clients} clients for {args.seconds:g} s",
           flush=True)
+    return url
+
+
+def drive(url: str, keys: list[str], args) -> tuple:
+    """Every client's loop until --seconds, memory sampled and health watched meanwhile: (recorder, samples, wall s)."""
     images = [picture(i, args.size) for i in range(6)]
     rec, samples, stop = Recorder(), [], threading.Event()
     t0 = time.monotonic()
@@ -366,10 +285,11 @@ def main(argv=None, prog: str = PROG) -> int:
     watcher.join()
     checker.join()
     samples.append((wall, replica_memory()))
-    health = requests.get(f"{url}/v1/health", timeout=30).json()
-    serve.shutdown()
-    ray.shutdown()
+    return rec, samples, wall
 
+
+def soak_report(rec: Recorder, samples: list, wall: float, health: dict, args) -> dict:
+    """The report: requests, latency, statuses, lost sessions, memory growth; ``passed`` as the module docstring says."""
     total = sum(rec.status.values())
     server_errors = sum(n for s, n in rec.status.items() if s >= 500)
     memory = memory_table(samples, args.mark_s)
@@ -390,6 +310,27 @@ def main(argv=None, prog: str = PROG) -> int:
     report["health_p99_ok"] = health_p99 is not None and health_p99 < args.max_health_p99
     report["passed"] = server_errors == 0 and not rec.lost and (
         not memory_checked or (not grown and report["health_p99_ok"]))
+    return report
+
+
+def main(argv=None, prog: str = PROG) -> int:
+    """Run the soak and print its report; 0 when it passed (see the module docstring), 1 when not."""
+    args = build_parser(prog).parse_args(argv)
+    if args.clients < 1 or args.seconds <= 0:
+        print(f"{prog}: error: need --clients >= 1 and --seconds > 0", file=sys.stderr)
+        return 2
+    import ray
+    from ray import serve
+
+    keys = [f"soak-client-{i:02d}-" + "k" * 12 for i in range(args.clients)]
+    url = start_app(args, keys, prog)
+    try:
+        rec, samples, wall = drive(url, keys, args)
+        health = requests.get(f"{url}/v1/health", timeout=30).json()
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    report = soak_report(rec, samples, wall, health, args)
     print(json.dumps(report, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
