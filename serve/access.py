@@ -21,8 +21,7 @@ Serve's ``route_prefix`` and a proxy's root path), and what is not named open is
   or one of ``allowed_hosts``: no DNS rebinding), and a request that changes something
   must come from a page of this origin (``Origin``), so another web site cannot make a
   visitor's browser use a local server (403).
-- **rate limit**: a token bucket per owner (``rate_limit_per_s``, ``rate_burst``); 429
-  with ``Retry-After`` when it is empty. Per ingress replica.
+- **rate limit**: a token bucket per owner and ingress replica (``rate_limit_per_s``, ``rate_burst``); 429.
 - **bodies**: one ``Content-Type`` and one ``Content-Length`` (400 for two). The limit
   is the route's: ``max_upload_bytes`` for the upload routes (:data:`UPLOAD_ROUTES`),
   ``max_json_bytes`` for every other; a JSON body is read whole here, streamed or not,

@@ -90,9 +90,7 @@ class Client:
 
     def create(self):
         """``POST /v1/sessions`` with the benchmark image; the new session's id."""
-        r = self.http.post(f"{self.base}/v1/sessions", files={"image": ("i.png", self.png, "image/png")}, timeout=300)
-        r.raise_for_status()
-        return r.json()["id"]
+        return self.create_from(self.png)
 
     def label(self, sid, i):
         """``POST /v1/sessions/{sid}/labels``: proposal 0 as bg or fg (alternating with ``i``), one round."""
@@ -232,9 +230,7 @@ def bench_throughput(client, concurrency, max_rounds, max_seconds):
 
 
 def deploy(build_args, port, cpus):
-    """Deploy the app with ``build_args`` as dugray-bench (replacing any earlier one), print how long it took;
-    exits if its replicas reserve more than ``cpus`` CPUs.
-    """
+    """Deploy the app as dugray-bench (replacing any earlier one), say how long it took; exit past ``cpus`` CPUs."""
     from ray import serve
 
     from serve.app import build, required_cpus
