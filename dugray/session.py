@@ -501,7 +501,7 @@ def fused_nig(state: SessionState, config: SessionConfig | None = None) -> NIG:
         fused = NIG(*(np.asarray(a, np.float32) for a in nig_temper(fused, len(state.rounds))))
     if config.carry and state.label_log:
         evidence = carried_evidence(state.image_w, state.user_map, label_boxes(state), config.carry_parameters,
-                                    nu=fused.nu, gamma=fused.gamma)
+                                    nu=state.rounds[0].nu, gamma=fused.gamma)
         fused = carry_labels(fused, evidence)
     if config.enforce_labels:
         fused = fused._replace(gamma=enforce_user_labels(fused.gamma, state.user_map))
