@@ -76,7 +76,8 @@ class CarryParams:
         feature of every model: a label then also stops where the network's own opinion changes
         (another object the network told apart, even in the same colour). 0: colour only.
     confidence_gate : rho > 0 scales a region's strength at pixel p by min(1, rho nu_r / nu_p),
-        nu_r the network's mean evidence over the labelled region and nu_p at p: a label that
+        nu_r the network's mean evidence over the labelled region and nu_p at p (both of its
+        first round, before any label: a labelled pixel is one the next round is sure of): a label that
         corrects the network where it was only so sure carries to pixels the network is about
         as sure of, not into what it knows far better (another object of the same colour).
         0: off.
@@ -216,7 +217,7 @@ def carried_evidence(image_w: np.ndarray, user_map: np.ndarray, label_boxes: Seq
     """The labels' evidence beyond their boxes (see the module doc).
 
     ``label_boxes``: the user's labels as ((y0, x0, y1, x1) on the working grid, U value);
-    ``nu`` and ``gamma``: the network's evidence and matte per pixel (for ``confidence_gate``
+    ``nu`` and ``gamma``: the network's evidence (of its first round) and matte per pixel (for ``confidence_gate``
     and ``method="grabcut"``).
     """
     params = params or CarryParams()
