@@ -127,6 +127,21 @@ def test_a_label_carries_over_its_colour_and_stops_at_another():
     assert (ev.strength[u != 0] == 0).all()
 
 
+def test_grabcut_carries_a_label_and_says_nothing_when_one_side_is_empty():
+    """GrabCut needs pixels of both sides to model; with none of one side it leaves the network alone
+    (it once raised OpenCV's assertion and stopped the whole run)."""
+    img = two_colour_image()
+    u = np.zeros((40, 80), np.float32)
+    u[18:22, 18:22] = BACKGROUND
+    gamma = np.ones((40, 80), np.float32)  # the network says foreground everywhere, and no label says otherwise
+    ev = carried_evidence(img, np.where(u != 0, FOREGROUND, 0).astype(np.float32), [((18, 18, 22, 22), FOREGROUND)],
+                          CarryParams(method="grabcut"), gamma=gamma)
+    assert (ev.strength == 0).all()
+    gamma[:, 40:] = 0.0  # red foreground, blue background: both sides to model, the bg label in the red
+    ev = carried_evidence(img, u, [((18, 18, 22, 22), BACKGROUND)], CarryParams(method="grabcut"), gamma=gamma)
+    assert ev.target.shape == u.shape and (ev.strength[u != 0] == 0).all()  # labels are enforced, not carried
+
+
 def test_fg_and_bg_evidence_cancel_where_both_reach():
     img = np.full((20, 60, 3), 128, np.uint8)  # one colour: both labels reach everything
     u = np.zeros((20, 60), np.float32)

@@ -254,6 +254,9 @@ def grabcut_evidence(image_w: np.ndarray, user_map: np.ndarray, gamma: np.ndarra
     mask = np.where(net_fg, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
     mask[user_map == FOREGROUND] = cv2.GC_FGD
     mask[user_map == BACKGROUND] = cv2.GC_BGD
+    is_fg = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
+    if is_fg.all() or not is_fg.any():  # GrabCut needs both sides to model: nothing to say against the network
+        return Evidence(is_fg.astype(np.float32), np.zeros(user_map.shape, np.float32))
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     img = np.asarray(image_w)
     img = img if img.dtype == np.uint8 else np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
