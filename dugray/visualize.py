@@ -77,8 +77,8 @@ def strip(panels: Sequence[np.ndarray], titles: Sequence[str] | None = None, hei
     return np.concatenate(out[:-1], axis=1)
 
 
-def save_rgb(path, image: np.ndarray) -> None:
-    """Write an RGB or RGBA uint8 array as PNG."""
+def save_rgb(path, image: np.ndarray, compression: int = 3) -> None:
+    """Write an RGB or RGBA uint8 array as PNG (``compression`` 0-9: 9 for pictures that are committed)."""
     code = cv2.COLOR_RGBA2BGRA if image.shape[-1] == 4 else cv2.COLOR_RGB2BGR
-    if not cv2.imwrite(str(path), cv2.cvtColor(image, code)):
+    if not cv2.imwrite(str(path), cv2.cvtColor(image, code), [cv2.IMWRITE_PNG_COMPRESSION, compression]):
         raise OSError(f"cannot write {path}")

@@ -136,7 +136,7 @@ def main(argv=None) -> int:
             print("demo.py: error: --figure needs an image with its ground-truth alpha", file=sys.stderr)
             return 2
         Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
-        save_rgb(args.figure, overview(image, gt, model, refiner, args.clicks))
+        save_rgb(args.figure, overview(image, gt, model, refiner, args.clicks), compression=9)
         print(f"wrote the overview of {name} to {Path(args.figure).resolve()}")
     print(f"wrote step strips and cutouts to {out.resolve()}")
     return 0
