@@ -275,15 +275,15 @@ def test_health_is_503_until_every_deployment_can_serve(base_url, tiny_model):
     s = ServeSettings.from_args({"model": tiny_model, "torch_threads": 1, "session_storage": "none"}, environ={})
     zero, never = {"num_cpus": 0}, {"num_cpus": 0, "resources": {"no-such-resource": 1}}
     app = APIIngress.options(ray_actor_options={**ingress_options(s), **zero}).bind(
-        Matting.options(ray_actor_options=never).bind(s), Fusion.options(ray_actor_options=zero).bind(),
-        Proposal.options(ray_actor_options=zero).bind(), Solve.options(ray_actor_options=zero).bind(s),
+        Matting.options(ray_actor_options=never).bind(s), Fusion.options(ray_actor_options=zero).bind(s),
+        Proposal.options(ray_actor_options=zero).bind(s), Solve.options(ray_actor_options=zero).bind(s),
         Refinement.options(ray_actor_options=zero).bind(s), SessionStore.options(ray_actor_options=zero).bind(s), s)
     serve.run_many([serve.RunTarget(app, name="dugray-starting", route_prefix="/starting")],
                    wait_for_applications_running=False)
     url = base_url[: -len(PREFIX)] + "/starting"
     seen = []
     try:
-        deadline = time.monotonic() + 600
+        deadline = time.monotonic() + 240  # the others warm up in seconds; a broken one must not stall CI
         while time.monotonic() < deadline:
             try:
                 r = requests.get(url + "/v1/health", timeout=10)
