@@ -12,10 +12,11 @@ import numpy as np
 from dugray.nig import NIG
 
 from .config import SessionConfig
-from .facade import MattingSession
 from .labels import apply_user_labels
 from .network import predict_round
+from .outputs import OUTPUTS, picture
 from .posterior import fused_nig
+from .refinement import refine_step
 from .state import SessionState, new_state, working_float
 from .steps import propose_patches, record_solve, solve_step
 
@@ -66,16 +67,16 @@ def warm_up_posterior(config: SessionConfig | None = None, size: tuple[int, int]
 
 
 def warm_up_outputs(refiner=None, config: SessionConfig | None = None, size: tuple[int, int] = SIZE) -> float:
-    """Refinement (with ``refiner``) and every full-resolution output (alpha, cutout, heat maps) of
-    a made-up posterior of a ``size`` photo; the seconds it took."""
+    """What a render replica runs: refinement with ``refiner`` (and the solve after it, when the
+    config solves) and every full-resolution output (:func:`picture`) of a made-up posterior of a
+    ``size`` photo; the seconds it took."""
     t0 = time.perf_counter()
     state = _photo(config, size)
     _made_up_round(state)
-    record_solve(state, solve_step(state))
-    session = MattingSession.from_state(state, None, refiner)
-    if refiner is not None:
-        session.refine()
-    session.cutout(), session.alpha_u8, session.epistemic, session.aleatoric
+    fused = fused_nig(state)
+    matte = refine_step(state, refiner, nig=fused) if refiner is not None else fused.gamma
+    for output in OUTPUTS:
+        picture(output, state.image, state.image_w, state.config, matte, fused)
     return time.perf_counter() - t0
 
 
