@@ -385,9 +385,10 @@ def ingress_options(settings: ServeSettings) -> dict:
     return {**options, "runtime_env": runtime_env}
 
 
-def build(args: dict | None = None) -> serve.Application:
-    """The application for ``settings`` (``serve run serve.app:build key=value`` / config ``args``)."""
-    s = ServeSettings.from_args(args)
+def build(args: dict | ServeSettings | None = None) -> serve.Application:
+    """The application for ``args`` (``serve run serve.app:build key=value`` / config ``args``), or for
+    settings a caller has already resolved (``dugray serve`` checks them before Ray starts)."""
+    s = args if isinstance(args, ServeSettings) else ServeSettings.from_args(args)
     n = lambda d: d.options(num_replicas=s.replicas[d.name]) if d.name in s.replicas else d  # noqa: E731
     models = n(Matting).bind(s), n(Fusion).bind(s), n(Proposal).bind(s), n(Solve).bind(s), n(Refinement).bind(s)
     return n(APIIngress).options(ray_actor_options=ingress_options(s)).bind(*models, n(SessionStore).bind(s), s)

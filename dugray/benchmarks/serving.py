@@ -236,12 +236,13 @@ def deploy(build_args, port, cpus):
     from serve.app import build, required_cpus
     from serve.settings import ServeSettings
 
-    need = required_cpus(ServeSettings.from_args(build_args))
+    settings = ServeSettings.from_args(build_args)
+    need = required_cpus(settings)
     if need > cpus:  # Serve would wait for the CPUs forever
         raise SystemExit(f"bench_serve.py: error: {build_args.get('replicas')} reserves {need:g} CPUs, more than --cpus {cpus}")
 
     t = time.perf_counter()
-    serve.run(build(build_args), name="dugray-bench", route_prefix="/")
+    serve.run(build(settings), name="dugray-bench", route_prefix="/")
     print(f"  deployed {build_args.get('replicas')} in {time.perf_counter() - t:.0f} s", flush=True)
 
 

@@ -83,7 +83,7 @@ def start_server(args, stopped=None) -> str:
 
     from serve.app import build, required_cpus
 
-    app = build(settings)
+    app = build(resolved)
     need = required_cpus(resolved)
     if args.cpus is not None and args.cpus < need:  # Serve would wait for the CPUs forever
         raise UsageError(f"the app reserves {need:g} CPUs for its replicas; pass --cpus {math.ceil(need)} or more")
