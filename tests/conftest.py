@@ -27,10 +27,18 @@ def synth_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
-    """A tiny untrained matting network and refiner, as a training output folder (str)."""
+    """A tiny untrained matting network and refiner, as a training output folder (str).
+
+    Seeded, so that every test run sees the same weights whatever ran before it: an
+    unseeded random net once gave a flat 0.5 matte with nothing for the solve to pin.
+    """
+    import torch
+
     from dugray.models import create_model, create_refiner, save_checkpoint
 
     folder = tmp_path_factory.mktemp("tiny_model")
-    save_checkpoint(create_model("unet", widths=(8, 16, 32), head_mid=4), folder / "matting.pt")
-    save_checkpoint(create_refiner("hrnet_lite"), folder / "refiner.pt")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        save_checkpoint(create_model("unet", widths=(8, 16, 32), head_mid=4), folder / "matting.pt")
+        save_checkpoint(create_refiner("hrnet_lite"), folder / "refiner.pt")
     return str(folder)
