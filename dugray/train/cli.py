@@ -33,7 +33,9 @@ FLAGS = {  # flag -> (config key, type, help)
                                   "('default', a training output folder or a checkpoint)"),
     "--samples-per-epoch": ("samples_per_epoch", int, "examples per epoch (0 = every train row)"),
     "--num-workers": ("num_workers", int, "Ray Train workers"),
-    "--cpus-per-worker": ("cpus_per_worker", float, "CPUs each worker reserves"),
+    "--cpus-per-worker": ("cpus_per_worker", float, "CPUs each worker reserves (fractions work)"),
+    "--data-cpus": ("data_cpus", float, "CPUs set aside for the Ray Data tasks beside the workers"),
+    "--prefetch-batches": ("prefetch_batches", int, "batches each worker prepares ahead"),
     "--batch-size": ("batch_size", int, "per-worker batch size"),
     "--crop": ("crop", int, "training crop size (multiple of 32)"),
     "--lr": ("lr", float, "stage-1 learning rate"),
@@ -79,6 +81,8 @@ def parse(argv, prog: str = PROG):
     p.add_argument("--model", dest="deprecated_model", metavar="ARCH",
                    help="deprecated name of --arch (everywhere else --model names weights); removed in 0.3")
     p.add_argument("--use-gpu", dest="use_gpu", action="store_true", default=None, help="one GPU per worker")
+    p.add_argument("--amp", dest="amp", action="store_true", default=None,
+                   help="mixed precision (autocast: fp16 on CUDA, bf16 on CPU)")
     p.add_argument("--resume", dest="resume", action="store_true", default=None,
                    help="continue from the latest checkpoint in --out")
     return p.parse_args(argv)
@@ -114,10 +118,14 @@ def main(argv=None, prog: str = PROG) -> int:
     except (ValueError, FileNotFoundError, OSError, RuntimeError) as exc:  # CheckpointError is a RuntimeError
         print(f"{prog}: error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
+    from dugray.train.ingest import ClusterTooSmall
     from dugray.train.launch import run_training
 
     try:
         summary = run_training(cfg)
+    except ClusterTooSmall as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:  # noqa: BLE001 - report, exit non-zero, keep the checkpoints
         print(f"{prog}: training failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
         print(f"{prog}: checkpoints are kept; rerun with --resume to continue", file=sys.stderr)

@@ -107,7 +107,16 @@ class TrainConfig:
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
     data_cpus: float = 1.0
-    """Logical CPUs left to the Ray Data tasks when this job starts Ray itself."""
+    """Logical CPUs set aside for the Ray Data tasks (decode, augment) beside the workers;
+    a run whose workers leave less than this on the cluster is refused at once."""
+    prefetch_batches: int = 2
+    """Batches each worker's shard iterator prepares ahead of the step (keeps a GPU fed)."""
+    amp: bool = False
+    """Mixed precision (torch.autocast, bf16 on CPU, fp16 with a gradient scaler on CUDA).
+    Off by default: the shipped model and every figure here were trained in float32."""
+    worker_resources: dict = field(default_factory=dict)
+    """Custom Ray resources each training worker also asks for (e.g. {"trainer_slot": 1} on a
+    cluster whose nodes offer one slot each: one worker per node)."""
     max_failures: int = 2
     resume: bool = False
     init_from: str = ""
@@ -151,6 +160,12 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "num_workers", "crop"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.data_cpus <= 0:
+            raise ValueError(f"data_cpus must be > 0 (the data tasks need a CPU beside the workers), got {self.data_cpus}")
+        if self.cpus_per_worker <= 0:
+            raise ValueError(f"cpus_per_worker must be > 0, got {self.cpus_per_worker}")
+        if self.prefetch_batches < 0:
+            raise ValueError(f"prefetch_batches must be >= 0, got {self.prefetch_batches}")
         if self.crop % 32:
             raise ValueError(f"crop must be a multiple of 32, got {self.crop}")
         self.betas = tuple(self.betas)

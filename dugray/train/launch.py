@@ -23,10 +23,12 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from dugray.data.io import write_atomic
+from dugray.pipeline import SkipLedger
 from dugray.train.config import TrainConfig
+from dugray.train.ingest import EpochClock, check_resources, data_config, on_this_node, split_rows, training_datasets
 from dugray.train.stage1 import stage1_loop
 from dugray.train.stage2 import stage2_loop
-from dugray.train.worker import LoopArgs
+from dugray.train.worker import LoopArgs, manifest_table
 
 STAGES = {"1": stage1_loop, "2": stage2_loop}
 
@@ -86,14 +88,23 @@ def checkpoint_problem(d: Path) -> str | None:
 
 
 def fit_stage(cfg: TrainConfig, stage: str, storage: str, args: LoopArgs) -> tuple[str, dict]:
-    """Run one stage on Ray Train; returns (checkpoint directory, last metrics)."""
+    """Run one stage on Ray Train; returns (checkpoint directory, last metrics).
+
+    The datasets are built here, once, on the driver (:mod:`dugray.train.ingest`), with
+    the run's epoch clock and skip ledger pinned to this node."""
+    table = manifest_table(cfg)
+    args.clock, args.ledger = on_this_node(EpochClock).remote(), on_this_node(SkipLedger).remote()
+    args.train_rows = split_rows(table, cfg.train_split).num_rows
     trainer = TorchTrainer(
         STAGES[stage],
         train_loop_config={"args": args},
+        datasets=training_datasets(cfg, table, args.clock, args.ledger),
+        dataset_config=data_config(cfg),
         scaling_config=ScalingConfig(
             num_workers=cfg.num_workers,
             use_gpu=cfg.use_gpu,
-            resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})},
+            resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {}),
+                                  **cfg.worker_resources},
         ),
         run_config=RunConfig(
             name=f"stage{stage}-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -131,6 +142,7 @@ def run_training(cfg: TrainConfig) -> dict:
         mlflow.create_experiment(cfg.experiment, artifact_location=(out / "mlartifacts").as_uri())
     mlflow.set_experiment(cfg.experiment)
     ensure_ray(cfg)
+    check_resources(cfg)
 
     state_file = out / "run.json"
     previous = json.loads(state_file.read_text()) if cfg.resume and state_file.is_file() else {}

@@ -1,17 +1,14 @@
 """Stage 1 (paper 3.5): train the matting network F with L_NIG + L_M on simulated user maps.
 
-Runs inside each Ray Train worker. Every worker streams its own shard of each epoch
-from the Ray Data pipeline, steps the same number of times (so DDP never waits on a
-worker that ran out), validates on its shard of the validation split, and reports
-one checkpoint per epoch.
+Runs inside each Ray Train worker. Every worker streams its shard of each epoch from
+the datasets the driver built (equal shards: DDP workers step the same number of
+times), validates on its shard of the validation set, and reports one checkpoint per epoch.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from itertools import islice
 
-import ray
 import torch
 import torch.nn.functional as F
 
@@ -19,7 +16,6 @@ from dugray.models import create_model, load_networks
 from dugray.models.modnet_official import PREFIX as OFFICIAL_PREFIX
 from dugray.models.modnet_official import load_official_modnet, official_path
 from dugray.nig import aleatoric, epistemic
-from dugray.pipeline import SkipLedger
 from dugray.train.losses import laplacian_loss, stage1_loss
 from dugray.train.modnet_losses import modnet_losses
 from dugray.train.visualize import sample_grid
@@ -28,10 +24,11 @@ from dugray.train.worker import (
     MlflowLogger,
     Progress,
     all_reduce_sums,
+    autocast,
     epoch_batches,
-    manifest_table,
     prepare_training,
     report_epoch,
+    skipped_rows,
     training_state,
     unwrap,
     worker_context,
@@ -70,21 +67,17 @@ def initial_network(cfg):
     return create_model(cfg.arch, alpha_min=cfg.alpha_min, **cfg.arch_kwargs)
 
 
-def fixed_steps(make_batches, steps: int):
-    """Exactly ``steps`` batches, cycling the epoch if bad rows made this shard short."""
-    done = 0
-    while done < steps:
-        got = 0
-        for batch in islice(make_batches(), steps - done):
-            got += 1
-            yield batch
-        if got == 0:
-            raise RuntimeError("this worker's data shard produced no usable example (all rows skipped?)")
-        done += got
+def counted(batches, what: str = "this worker's data shard"):
+    """``batches`` as (step number, batch) from 1; an error when there was none (all rows skipped)."""
+    i = 0
+    for i, batch in enumerate(batches, 1):
+        yield i, batch
+    if i == 0:
+        raise RuntimeError(f"{what} produced no usable example this epoch (all rows skipped?)")
 
 
 @torch.no_grad()
-def validate(model, cfg, table, wc, ledger) -> tuple[dict, dict | None]:
+def validate(model, args, wc) -> tuple[dict, dict | None]:
     """Whole-crop SAD/MSE of the trimap-free (empty user map) prediction and with the
     simulated user map, plus mean uncertainties; summed over workers.
 
@@ -93,7 +86,7 @@ def validate(model, cfg, table, wc, ledger) -> tuple[dict, dict | None]:
     model = unwrap(model)
     model.eval()
     sums, first = defaultdict(float), None
-    for batch in epoch_batches(cfg, table, wc, 0, ledger, train=False):
+    for batch in epoch_batches(args, wc, 0, train=False):
         y = batch["alpha"]
         for tag, um in (("free", torch.zeros_like(batch["user_map"])), ("user", batch["user_map"])):
             g, nu, a, b = model(batch["image"], um)
@@ -117,7 +110,7 @@ def stage1_loop(loop_config: dict) -> None:
     """One Ray Train worker of stage 1 (``train_loop_config={"args": LoopArgs}``).
 
     Builds F (new, or ``init_from``'s), wraps it for DDP and restores the latest checkpoint if any.
-    Per epoch: exactly ``steps`` batches of this worker's shard of the train rows (simulated user maps),
+    Per epoch: every batch of this worker's shard of the epoch's examples (simulated user maps),
     Adam on the NIG (or L1) loss + Laplacian matte loss, gradients clipped, LR per batch; then validation
     on its val shard, metrics summed over workers, and :func:`report_epoch` (rank 0 checkpoints).
     Rank 0 then logs the metrics and a sample grid to the stage's MLflow run, once per epoch.
@@ -125,39 +118,33 @@ def stage1_loop(loop_config: dict) -> None:
     args: LoopArgs = loop_config["args"]
     cfg = args.config
     wc = worker_context(cfg)
-    table = manifest_table(cfg)
     net = initial_network(cfg)
     # the L1 ablation leaves the nu/alpha/beta heads without gradients: DDP must allow it
-    t = prepare_training(net, args, wc, table, cfg.lr, cfg.epochs, cfg.weight_decay,
+    t = prepare_training(net, args, wc, cfg.lr, cfg.epochs, cfg.weight_decay,
                          find_unused_parameters=cfg.loss == "l1")
     model, opt, sched, steps = t.model, t.opt, t.sched, t.steps
-    ledger = SkipLedger.remote()
     mlf = MlflowLogger(args, wc)
     aux_outputs = getattr(unwrap(model), "aux_outputs", False)
     for epoch in range(t.start_epoch, cfg.epochs):
         progress = Progress("1", epoch, cfg.epochs, steps, cfg.log_every, wc)
         sums = defaultdict(float)
-        batches = fixed_steps(lambda: epoch_batches(cfg, table, wc, epoch, ledger), steps)
-        for i, batch in enumerate(batches, 1):
-            if aux_outputs:  # MODNet: its semantic / detail predictions for its own losses
-                nig, aux = model(batch["image"], batch["user_map"], return_aux=True)
-            else:
-                nig, aux = model(batch["image"], batch["user_map"]), None
-            losses = objective(cfg, nig, batch["alpha"], aux, batch["image"])
-            opt.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            sched.step()
+        done = 0
+        for done, batch in counted(epoch_batches(args, wc, epoch)):
+            with autocast(cfg, wc):
+                if aux_outputs:  # MODNet: its semantic / detail predictions for its own losses
+                    nig, aux = model(batch["image"], batch["user_map"], return_aux=True)
+                else:
+                    nig, aux = model(batch["image"], batch["user_map"]), None
+                losses = objective(cfg, nig, batch["alpha"], aux, batch["image"])
+            t.step(losses["total"], model.parameters(), cfg.grad_clip)
             losses = {k: v.detach() for k, v in losses.items()}
             for k, v in losses.items():
                 sums[k] += float(v)
-            progress.step(i, batch["image"].shape[0], {k: float(v) for k, v in losses.items()})
-        train_metrics = {f"train_{k}": v / steps / wc.world for k, v in all_reduce_sums(dict(sums), wc).items()}
-        val_metrics, sample = validate(model, cfg, table, wc, ledger)
-        skipped_rows = len(ray.get(ledger.report.remote()))
-        metrics = {**train_metrics, **val_metrics, "epoch": epoch + 1, "lr": sched.get_last_lr()[0], "skipped_rows": skipped_rows}
+            progress.step(done, batch["image"].shape[0], {k: float(v) for k, v in losses.items()})
+        train_metrics = {f"train_{k}": v / done / wc.world for k, v in all_reduce_sums(dict(sums), wc).items()}
+        val_metrics, sample = validate(model, args, wc)
+        metrics = {**train_metrics, **val_metrics, "epoch": epoch + 1, "lr": sched.get_last_lr()[0],
+                   "skipped_rows": skipped_rows(args)}
         if wc.is_chief:
             print(f"[stage 1] epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
         report_epoch(metrics, model, training_state(t, epoch), wc)

@@ -17,19 +17,19 @@ import torch
 
 from dugray.models import create_refiner, load_checkpoint, load_networks
 from dugray.nig import aleatoric, aleatoric_variance
-from dugray.pipeline import SkipLedger
 from dugray.refine import extract_patches, noise_variance, paste_patches, refinement_boxes, sample_coarse
 from dugray.train.losses import stage2_loss
-from dugray.train.stage1 import fixed_steps
+from dugray.train.stage1 import counted
 from dugray.train.worker import (
     LoopArgs,
     MlflowLogger,
     Progress,
     all_reduce_sums,
+    autocast,
     epoch_batches,
-    manifest_table,
     prepare_training,
     report_epoch,
+    skipped_rows,
     training_state,
     unwrap,
     worker_context,
@@ -92,14 +92,15 @@ def initial_refiner(cfg):
 
 
 @torch.no_grad()
-def validate(frozen, refiner, cfg, table, wc, ledger) -> dict:
+def validate(frozen, refiner, args, wc) -> dict:
     """Whole-crop SAD of gamma, of gamma_s, and of gamma with the refined patches pasted
     in (as the session does), summed over workers (unwrapped refiner: see stage1.validate)."""
     refiner = unwrap(refiner)
     refiner.eval()
+    cfg = args.config
     rng = np.random.default_rng(cfg.seed + 77)
     sums = defaultdict(float)
-    for batch in epoch_batches(cfg, table, wc, 0, ledger, train=False):
+    for batch in epoch_batches(args, wc, 0, train=False):
         nig = frozen(batch["image"], batch["user_map"])
         coarse, pix, _, boxes, sampled = refinement_batch(nig, batch["image"], batch["alpha"], cfg, rng, cfg.stage2_noise)
         refined = refiner(coarse.to(wc.device), pix.to(wc.device)).cpu().numpy()[:, 0] if coarse.shape[0] else None
@@ -124,43 +125,41 @@ def stage2_loop(loop_config: dict) -> None:
     """One Ray Train worker of stage 2 (``train_loop_config={"args": LoopArgs}``).
 
     Loads stage 1's F from ``args.matting_checkpoint`` and freezes it; builds R (new, or ``init_from``'s),
-    wraps it for DDP and restores the latest checkpoint if any. Per epoch: exactly ``steps`` batches of
-    this worker's shard of the train rows, F's aleatoric map picks each image's 32x32 patches and Adam trains R on
+    wraps it for DDP and restores the latest checkpoint if any. Per epoch: every batch of
+    this worker's shard of the epoch's examples, F's aleatoric map picks each image's 32x32 patches and Adam trains R on
     them (L1 + gradient loss); then validation SADs on its val shard, summed over workers,
     :func:`report_epoch` (rank 0 checkpoints) and rank 0's MLflow log of the metrics, once per epoch.
     """
     args: LoopArgs = loop_config["args"]
     cfg = args.config
     wc = worker_context(cfg)
-    table = manifest_table(cfg)
     frozen = frozen_matting(args.matting_checkpoint, wc.device, cfg.matting)
     epochs = cfg.stage2_epoch_count
-    t = prepare_training(initial_refiner(cfg), args, wc, table, cfg.stage2_lr, epochs)
+    t = prepare_training(initial_refiner(cfg), args, wc, cfg.stage2_lr, epochs)
     refiner, opt, sched, steps = t.model, t.opt, t.sched, t.steps
-    ledger = SkipLedger.remote()
     mlf = MlflowLogger(args, wc)
     for epoch in range(t.start_epoch, epochs):
         rng = np.random.default_rng((cfg.seed, epoch, wc.rank, 2))
         progress = Progress("2", epoch, epochs, steps, cfg.log_every, wc)
         sums = defaultdict(float)
-        for i, batch in enumerate(fixed_steps(lambda: epoch_batches(cfg, table, wc, epoch, ledger), steps), 1):
-            with torch.no_grad():
+        done = 0
+        for done, batch in counted(epoch_batches(args, wc, epoch)):
+            with torch.no_grad(), autocast(cfg, wc):
                 nig = frozen(batch["image"], batch["user_map"])
+            nig = tuple(x.float() for x in nig)
             coarse, pix, target, _, _ = refinement_batch(nig, batch["image"], batch["alpha"], cfg, rng, cfg.stage2_noise)
-            refined = refiner(coarse.to(wc.device), pix.to(wc.device))
-            losses = stage2_loss(refined, target.to(wc.device))
-            opt.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            opt.step()
-            sched.step()
+            with autocast(cfg, wc):
+                refined = refiner(coarse.to(wc.device), pix.to(wc.device))
+                losses = stage2_loss(refined.float(), target.to(wc.device))
+            t.step(losses["total"], refiner.parameters())
             losses = {k: v.detach() for k, v in losses.items()}
             for k, v in losses.items():
                 sums[k] += float(v)
             sums["patches"] += coarse.shape[0]
-            progress.step(i, batch["image"].shape[0], {k: float(v) for k, v in losses.items()})
-        train_metrics = {f"train_{k}": v / steps / wc.world for k, v in all_reduce_sums(dict(sums), wc).items()}
-        metrics = {**train_metrics, **validate(frozen, refiner, cfg, table, wc, ledger), "epoch": epoch + 1,
-                   "lr": sched.get_last_lr()[0], "skipped_rows": len(ray.get(ledger.report.remote()))}
+            progress.step(done, batch["image"].shape[0], {k: float(v) for k, v in losses.items()})
+        train_metrics = {f"train_{k}": v / done / wc.world for k, v in all_reduce_sums(dict(sums), wc).items()}
+        metrics = {**train_metrics, **validate(frozen, refiner, args, wc), "epoch": epoch + 1,
+                   "lr": sched.get_last_lr()[0], "skipped_rows": skipped_rows(args)}
         if wc.is_chief:
             print(f"[stage 2] epoch {epoch + 1}/{epochs} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
         report_epoch(metrics, refiner, training_state(t, epoch), wc)

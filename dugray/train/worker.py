@@ -1,5 +1,8 @@
 """What both stages' Ray Train worker loops share: context, data, schedule, checkpoints, logging.
 
+Data: each worker streams its shard of the datasets the driver built
+(:mod:`dugray.train.ingest`, ``ray.train.get_dataset_shard``).
+
 Checkpoints are directories with ``model.pt`` (a :mod:`dugray.models.checkpoint` file)
 plus ``state.pt`` (optimizer, scheduler, epoch, global step). Ray Train persists them
 and hands the latest back through ``ray.train.get_checkpoint()`` after a worker
@@ -21,13 +24,11 @@ import ray.train
 import ray.train.torch
 import torch
 
-from dugray.data.augment import AugmentConfig
 from dugray.data.manifest import load_or_build
 from dugray.models import save_checkpoint
-from dugray.pipeline import PipelineConfig, build_dataset, to_float_batch
+from dugray.pipeline import to_float_batch
 from dugray.train.config import TrainConfig
-
-NO_AUGMENT = AugmentConfig(flip_p=0, blur_p=0, sharpen_p=0, shadow_p=0)
+from dugray.train.ingest import steps_per_epoch
 
 
 @dataclass
@@ -42,6 +43,12 @@ class LoopArgs:
     """A checkpoint directory to start from (``--resume``); Ray's own latest one wins."""
     matting_checkpoint: str = ""
     """Stage 2: the Ray checkpoint directory (in run storage) holding the frozen F's model.pt."""
+    train_rows: int = 0
+    """Rows of the train split (the driver read the manifest): sets the steps per epoch."""
+    clock: object = None
+    """The run's :class:`dugray.train.ingest.EpochClock` (an actor handle)."""
+    ledger: object = None
+    """The run's :class:`dugray.pipeline.SkipLedger` (an actor handle), or None."""
 
 
 @dataclass
@@ -103,28 +110,25 @@ def cycle_rows(table, n: int):
     return table.take(pa.array(np.arange(n) % table.num_rows))
 
 
-def epoch_batches(cfg: TrainConfig, table, wc: WorkerContext, epoch: int, ledger, train: bool = True):
-    """This worker's float batches for one epoch (train) or the fixed validation set."""
-    pcfg = PipelineConfig(
-        size=cfg.crop,
-        seed=cfg.seed if train else cfg.seed + 10_000,
-        augment=AugmentConfig(crop_scales=tuple(cfg.crop_scales), jitter_p=cfg.jitter_p) if train else NO_AUGMENT,
-        usermap_mode=cfg.usermap_mode,
-        trimap_prob=cfg.trimap_prob,
-    )
-    limit = cfg.samples_per_epoch if train else cfg.val_samples
-    split = cfg.train_split if train else cfg.val_split
-    per_worker = math.ceil(limit / wc.world) if limit else None
-    ds = build_dataset(table, split, pcfg, epoch=epoch if train else 0, shard=(wc.rank, wc.world), limit=per_worker, ledger=ledger)
-    for batch in ds.iter_batches(batch_size=cfg.batch_size, batch_format="numpy", drop_last=False):
-        yield to_float_batch(batch, wc.device)
+def epoch_batches(args: LoopArgs, wc: WorkerContext, epoch: int, train: bool = True):
+    """This worker's float batches of one epoch (train) or of the fixed validation set.
+
+    Train: the epoch is set on the run's clock first; every worker sets the same value
+    before the split coordinator starts the epoch (see :mod:`dugray.train.ingest`)."""
+    cfg = args.config
+    if train:
+        ray.get(args.clock.set.remote(epoch))
+    shard = ray.train.get_dataset_shard("train" if train else "val")
+    batches = shard.iter_batches(batch_size=cfg.batch_size, batch_format="numpy", drop_last=False,
+                                 prefetch_batches=cfg.prefetch_batches)
+    pin = wc.device.type == "cuda"
+    for batch in batches:
+        yield to_float_batch(batch, wc.device, pin_memory=pin)
 
 
-def steps_per_epoch(cfg: TrainConfig, table, world: int) -> int:
-    """Batches per worker per epoch: samples_per_epoch if set (a short shard is cycled by
-    stage1.fixed_steps), else every train row once."""
-    n = cfg.samples_per_epoch or int(np.sum(np.asarray(table["split"].to_pylist()) == cfg.train_split))
-    return max(1, math.ceil(math.ceil(n / world) / cfg.batch_size))
+def skipped_rows(args: LoopArgs) -> int:
+    """Rows the data tasks have skipped so far in this run (bad files)."""
+    return len(ray.get(args.ledger.report.remote())) if args.ledger is not None else 0
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int, base_lr: float, min_lr: float):
@@ -160,9 +164,35 @@ class Training:
     sched: torch.optim.lr_scheduler.LambdaLR
     steps: int
     start_epoch: int
+    scaler: torch.amp.GradScaler | None = None
+    """fp16 autocast on CUDA: the loss scaler (None otherwise)."""
+
+    def step(self, loss: torch.Tensor, params, grad_clip: float = 0.0) -> None:
+        """Backward, clip, optimiser and schedule step (through the scaler when there is one)."""
+        self.opt.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.opt)
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        if self.scaler is None:
+            self.opt.step()
+        else:
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        self.sched.step()
 
 
-def prepare_training(net, args: LoopArgs, wc: WorkerContext, table, lr: float, epochs: int,
+def autocast(cfg: TrainConfig, wc: WorkerContext):
+    """Mixed precision for the forward pass when ``cfg.amp``: fp16 on CUDA, bf16 on CPU;
+    else a no-op context."""
+    dtype = torch.float16 if wc.device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=wc.device.type, dtype=dtype, enabled=bool(cfg.amp))
+
+
+def prepare_training(net, args: LoopArgs, wc: WorkerContext, lr: float, epochs: int,
                      weight_decay: float = 0.0, **ddp_kwargs) -> Training:
     """Restore the latest checkpoint (weights, Adam, schedule) if any and wrap for DDP.
 
@@ -175,19 +205,25 @@ def prepare_training(net, args: LoopArgs, wc: WorkerContext, table, lr: float, e
         net.load_state_dict(payload["state_dict"])
     model = ray.train.torch.prepare_model(net, parallel_strategy_kwargs=ddp_kwargs or None)
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=tuple(cfg.betas), weight_decay=weight_decay)
-    steps = steps_per_epoch(cfg, table, wc.world)
+    steps = steps_per_epoch(cfg, args.train_rows, wc.world)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps * epochs, int(cfg.warmup_epochs * steps), lr, cfg.min_lr))
+    scaler = torch.amp.GradScaler("cuda") if cfg.amp and wc.device.type == "cuda" else None
     start = 0
     if state is not None:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         start = state["epoch"] + 1
-    return Training(model, opt, sched, steps, start)
+    return Training(model, opt, sched, steps, start, scaler)
 
 
 def training_state(t: Training, epoch: int) -> dict:
     """What a checkpoint needs besides the weights to continue exactly."""
-    return {"optimizer": t.opt.state_dict(), "scheduler": t.sched.state_dict(), "epoch": epoch}
+    state = {"optimizer": t.opt.state_dict(), "scheduler": t.sched.state_dict(), "epoch": epoch}
+    if t.scaler is not None:
+        state["scaler"] = t.scaler.state_dict()
+    return state
 
 
 def _read_state(d: Path):
