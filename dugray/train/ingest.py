@@ -106,7 +106,6 @@ def slot_dataset(rows: pa.Table, n_slots: int, config: PipelineConfig, cpus: flo
         batch_size=config.batch_size,
         batch_format="pyarrow",
         compute=ray.data.TaskPoolStrategy(size=concurrency),
-        max_retries=3,
     )
     # one operator after the input: nothing downstream to reserve CPUs for (see dugray.pipeline)
     ds.context.op_resource_reservation_enabled = False
@@ -127,10 +126,10 @@ def training_datasets(cfg: TrainConfig, table: pa.Table, clock, ledger=None) -> 
     """``{"train": ..., "val": ...}`` for ``TorchTrainer(datasets=...)``, built once on the driver."""
     train = split_rows(table, cfg.train_split)
     val = split_rows(table, cfg.val_split)
-    for name, n in (("train", train_slots(cfg, train.num_rows)), ("val", val_slots(cfg, val.num_rows))):
-        if n < cfg.num_workers:
-            raise ValueError(f"{n} {name} examples cannot feed {cfg.num_workers} training workers: every worker "
-                             f"needs at least one (lower num_workers or add data)")
+    n = train_slots(cfg, train.num_rows)
+    if n < cfg.num_workers:
+        raise ValueError(f"{n} train examples cannot feed {cfg.num_workers} training workers: every worker "
+                         f"needs at least one (lower num_workers or add data)")
     return {
         "train": slot_dataset(train, train_slots(cfg, train.num_rows), pipeline_config(cfg, True), cfg.data_cpus, clock, ledger),
         "val": slot_dataset(val, val_slots(cfg, val.num_rows), pipeline_config(cfg, False), cfg.data_cpus, None, ledger),
@@ -138,11 +137,16 @@ def training_datasets(cfg: TrainConfig, table: pa.Table, clock, ledger=None) -> 
 
 
 def data_config(cfg: TrainConfig):
-    """Ray Data's share of the cluster while training: ``data_cpus`` CPUs, no more."""
+    """Ray Data's share of the cluster while training: ``data_cpus`` CPUs, no more.
+
+    Only "train" is split between the workers. The validation set is small and fixed, and an
+    equal split would drop up to world - 1 of its examples (all of them when it has fewer
+    than the workers): rank 0 validates on the whole of it, the others add zeros."""
     from ray.data import ExecutionOptions, ExecutionResources
     from ray.train import DataConfig
 
-    return DataConfig(execution_options=ExecutionOptions(resource_limits=ExecutionResources(cpu=cfg.data_cpus)))
+    return DataConfig(datasets_to_split=["train"],
+                      execution_options=ExecutionOptions(resource_limits=ExecutionResources(cpu=cfg.data_cpus)))
 
 
 def steps_per_epoch(cfg: TrainConfig, n_rows: int, world: int) -> int:

@@ -2,7 +2,7 @@
 
 Runs inside each Ray Train worker. Every worker streams its shard of each epoch from
 the datasets the driver built (equal shards: DDP workers step the same number of
-times), validates on its shard of the validation set, and reports one checkpoint per epoch.
+times); rank 0 validates on the validation set; each epoch reports one checkpoint.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def validate(model, args, wc) -> tuple[dict, dict | None]:
     simulated user map, plus mean uncertainties; summed over workers.
 
     Runs the unwrapped network: DDP's forward is a collective (buffer broadcast), and
-    validation shards may differ in size between workers."""
+    only rank 0 validates."""
     model = unwrap(model)
     model.eval()
     sums, first = defaultdict(float), None
@@ -112,7 +112,7 @@ def stage1_loop(loop_config: dict) -> None:
     Builds F (new, or ``init_from``'s), wraps it for DDP and restores the latest checkpoint if any.
     Per epoch: every batch of this worker's shard of the epoch's examples (simulated user maps),
     Adam on the NIG (or L1) loss + Laplacian matte loss, gradients clipped, LR per batch; then validation
-    on its val shard, metrics summed over workers, and :func:`report_epoch` (rank 0 checkpoints).
+    on the validation set (rank 0), metrics summed over workers, and :func:`report_epoch` (rank 0 checkpoints).
     Rank 0 then logs the metrics and a sample grid to the stage's MLflow run, once per epoch.
     """
     args: LoopArgs = loop_config["args"]

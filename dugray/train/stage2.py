@@ -127,7 +127,7 @@ def stage2_loop(loop_config: dict) -> None:
     Loads stage 1's F from ``args.matting_checkpoint`` and freezes it; builds R (new, or ``init_from``'s),
     wraps it for DDP and restores the latest checkpoint if any. Per epoch: every batch of
     this worker's shard of the epoch's examples, F's aleatoric map picks each image's 32x32 patches and Adam trains R on
-    them (L1 + gradient loss); then validation SADs on its val shard, summed over workers,
+    them (L1 + gradient loss); then validation SADs (rank 0), summed over workers,
     :func:`report_epoch` (rank 0 checkpoints) and rank 0's MLflow log of the metrics, once per epoch.
     """
     args: LoopArgs = loop_config["args"]

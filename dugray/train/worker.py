@@ -111,13 +111,15 @@ def cycle_rows(table, n: int):
 
 
 def epoch_batches(args: LoopArgs, wc: WorkerContext, epoch: int, train: bool = True):
-    """This worker's float batches of one epoch (train) or of the fixed validation set.
+    """This worker's float batches of one epoch (train), or the fixed validation set (rank 0; none elsewhere).
 
     Train: the epoch is set on the run's clock first; every worker sets the same value
     before the split coordinator starts the epoch (see :mod:`dugray.train.ingest`)."""
     cfg = args.config
     if train:
         ray.get(args.clock.set.remote(epoch))
+    elif not wc.is_chief:  # the validation set is rank 0's (see dugray.train.ingest.data_config)
+        return
     shard = ray.train.get_dataset_shard("train" if train else "val")
     batches = shard.iter_batches(batch_size=cfg.batch_size, batch_format="numpy", drop_last=False,
                                  prefetch_batches=cfg.prefetch_batches)

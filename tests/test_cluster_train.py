@@ -1,0 +1,108 @@
+"""Training across nodes, surviving a node: Ray's multi-node test cluster (one host, three raylets).
+
+Head (1 CPU: Ray Data's tasks, the driver's actors) + two worker nodes, each with one
+"trainer_slot", so that each of the 2 training workers lands on its own node. The node of
+one worker is killed mid-epoch of stage 1 and again mid-epoch of stage 2, and a fresh node
+joins (what an autoscaler does): Ray Train's FailureConfig restarts the worker group from
+the last committed checkpoint, both stages finish, MLflow holds every epoch once, and the
+final weights cut out a photo.
+"""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_train import metric_history, own_ray_env
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+SLOT = {"trainer_slot": 1}
+
+
+def stage_checkpoints(storage: Path, stage: str) -> list[Path]:
+    return [p for p in storage.glob(f"stage{stage}-*/checkpoint_*") if p.is_dir()]
+
+
+def worker_nodes_running_training(cluster) -> list:
+    """The cluster's worker nodes that host a Ray Train worker right now."""
+    from ray.util.state import list_actors
+
+    alive = {a.node_id for a in list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])}
+    return [n for n in cluster.worker_nodes if n.node_id in alive]
+
+
+def wait_for(condition, what: str, proc, timeout: float = 150):
+    deadline = time.time() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended (exit {proc.returncode}) before {what}:\n{proc.stdout.read()[-4000:]}")
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+def kill_a_training_node_and_replace_it(cluster, storage: Path, stage: str, proc) -> None:
+    """Once the stage's first checkpoint is committed, kill a node that runs a worker; a new node joins."""
+    wait_for(lambda: stage_checkpoints(storage, stage), f"stage {stage}'s first checkpoint", proc)
+    wait_for(lambda: len(worker_nodes_running_training(cluster)) == 2, f"stage {stage}'s two workers", proc, 60)
+    victim = worker_nodes_running_training(cluster)[0]
+    cluster.remove_node(victim, allow_graceful=False)
+    cluster.add_node(num_cpus=1, resources=SLOT)
+
+
+def test_two_workers_on_two_nodes_survive_losing_a_node_in_each_stage(synth_dir, tmp_path, tiny_image):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()  # this process joins the test cluster instead (state API queries)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    proc = None
+    try:
+        for _ in range(2):
+            cluster.add_node(num_cpus=1, resources=SLOT)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False)
+        out, storage = tmp_path / "run", tmp_path / "shared-storage"
+        cmd = [sys.executable, str(ROOT / "jobs" / "train.py"), "--data", str(synth_dir / "plain"), "--out", str(out),
+               "--storage", str(storage), "--stage", "all", "--epochs", "3", "--stage2-epochs", "2",
+               "--num-workers", "2", "--crop", "64", "--batch-size", "4", "--samples-per-epoch", "16",
+               "--max-failures", "3", "--config", str(write_slot_config(tmp_path))]
+        env = dict(own_ray_env(), RAY_ADDRESS=cluster.address)
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        for stage in ("1", "2"):
+            kill_a_training_node_and_replace_it(cluster, storage, stage, proc)
+        output, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, output[-4000:]
+        assert [s for s, _ in metric_history(out, "1", "epoch")] == [1, 2, 3]  # each epoch once: none lost, none twice
+        assert [s for s, _ in metric_history(out, "2", "epoch")] == [1, 2]
+        assert output.count("Started training worker group") >= 4  # each stage's group, and each one restarted
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        ray.shutdown()
+        cluster.shutdown()
+    from dugray.models import load_networks
+    from dugray.session import MattingSession
+
+    model, refiner = load_networks(str(out), str(out))
+    session = MattingSession(tiny_image, model, refiner).start().refine()
+    assert session.alpha.shape == tiny_image.shape[:2] and 0 <= session.alpha.min() and session.alpha.max() <= 1
+
+
+def write_slot_config(folder: Path) -> Path:
+    """The YAML that asks each worker for one trainer_slot (the flag-less key)."""
+    path = folder / "slots.yaml"
+    path.write_text("worker_resources:\n  trainer_slot: 1\n")
+    return path
+
+
+@pytest.fixture
+def tiny_image():
+    img = np.random.default_rng(1).integers(0, 90, (72, 96, 3), dtype=np.uint8)
+    img[20:52, 30:66] = (40, 200, 230)
+    return img
