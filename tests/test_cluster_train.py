@@ -8,6 +8,7 @@ the last committed checkpoint, both stages finish, MLflow holds every epoch once
 final weights cut out a photo.
 """
 
+import json
 import subprocess
 import sys
 import time
@@ -23,16 +24,34 @@ ROOT = Path(__file__).resolve().parents[1]
 SLOT = {"trainer_slot": 1}
 
 
-def stage_checkpoints(storage: Path, stage: str) -> list[Path]:
-    return [p for p in storage.glob(f"stage{stage}-*/checkpoint_*") if p.is_dir()]
+def committed_checkpoints(storage: Path, stage: str) -> int:
+    """Checkpoints Ray Train has registered for the stage (its snapshot file): a folder alone
+    may be one whose report never completed, and a restart would not use it."""
+    count = 0
+    for snapshot in storage.glob(f"stage{stage}-*/checkpoint_manager_snapshot.json"):
+        try:
+            count += len(json.loads(snapshot.read_text())["checkpoint_results"])
+        except (OSError, ValueError, KeyError):  # being rewritten: ask again
+            pass
+    return count
 
 
 def worker_nodes_running_training(cluster) -> list:
-    """The cluster's worker nodes that host a Ray Train worker right now."""
-    from ray.util.state import list_actors
+    """The cluster's worker nodes that host a Ray Train worker right now: a worker process is a
+    child of its node's raylet (no state API: other Ray instances on this host may own the
+    dashboard port)."""
+    from ray._private import ray_constants
 
-    alive = {a.node_id for a in list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])}
-    return [n for n in cluster.worker_nodes if n.node_id in alive]
+    raylets = {n.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid: n for n in cluster.worker_nodes}
+    found = []
+    for pid in subprocess.run(["pgrep", "-f", "RayTrainWorker"], capture_output=True, text=True).stdout.split():
+        try:
+            ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid in raylets and raylets[ppid] not in found:
+            found.append(raylets[ppid])
+    return found
 
 
 def wait_for(condition, what: str, proc, timeout: float = 150):
@@ -47,7 +66,7 @@ def wait_for(condition, what: str, proc, timeout: float = 150):
 
 def kill_a_training_node_and_replace_it(cluster, storage: Path, stage: str, proc) -> None:
     """Once the stage's first checkpoint is committed, kill a node that runs a worker; a new node joins."""
-    wait_for(lambda: stage_checkpoints(storage, stage), f"stage {stage}'s first checkpoint", proc)
+    wait_for(lambda: committed_checkpoints(storage, stage) >= 1, f"stage {stage}'s first checkpoint", proc)
     wait_for(lambda: len(worker_nodes_running_training(cluster)) == 2, f"stage {stage}'s two workers", proc, 60)
     victim = worker_nodes_running_training(cluster)[0]
     cluster.remove_node(victim, allow_graceful=False)
@@ -59,14 +78,14 @@ def test_two_workers_on_two_nodes_survive_losing_a_node_in_each_stage(synth_dir,
     from ray.cluster_utils import Cluster
 
     if ray.is_initialized():
-        ray.shutdown()  # this process joins the test cluster instead (state API queries)
+        ray.shutdown()  # a Ray of this process's own would be one more raylet on the host
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     proc = None
     try:
         for _ in range(2):
             cluster.add_node(num_cpus=1, resources=SLOT)
         cluster.wait_for_nodes()
-        ray.init(address=cluster.address, log_to_driver=False)
+        start = time.perf_counter()
         out, storage = tmp_path / "run", tmp_path / "shared-storage"
         cmd = [sys.executable, str(ROOT / "jobs" / "train.py"), "--data", str(synth_dir / "plain"), "--out", str(out),
                "--storage", str(storage), "--stage", "all", "--epochs", "3", "--stage2-epochs", "2",
@@ -76,7 +95,10 @@ def test_two_workers_on_two_nodes_survive_losing_a_node_in_each_stage(synth_dir,
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         for stage in ("1", "2"):
             kill_a_training_node_and_replace_it(cluster, storage, stage, proc)
+            print(f"[test] stage {stage}: node killed at {time.perf_counter() - start:.1f} s", flush=True)
         output, _ = proc.communicate(timeout=300)
+        print(f"[test] training done at {time.perf_counter() - start:.1f} s", flush=True)
+        (tmp_path / "train.log").write_text(output)
         assert proc.returncode == 0, output[-4000:]
         assert [s for s, _ in metric_history(out, "1", "epoch")] == [1, 2, 3]  # each epoch once: none lost, none twice
         assert [s for s, _ in metric_history(out, "2", "epoch")] == [1, 2]
@@ -84,7 +106,6 @@ def test_two_workers_on_two_nodes_survive_losing_a_node_in_each_stage(synth_dir,
     finally:
         if proc is not None and proc.poll() is None:
             proc.kill()
-        ray.shutdown()
         cluster.shutdown()
     from dugray.models import load_networks
     from dugray.session import MattingSession
