@@ -131,12 +131,15 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
     assert proc.stderr.strip().startswith("train.py: error:") and len(proc.stderr.strip().splitlines()) == 1
 
 
-def test_ray_job_submit_against_a_local_head_succeeds(synth_dir, tmp_path):
+def test_ray_job_submit_on_a_head_with_as_many_cpus_as_workers_refuses_at_once_or_trains(synth_dir, tmp_path):
+    """The issue's hang: `ray start --head --num-cpus 2`, then 2 workers of 1 CPU left the data
+    tasks no CPU and the job sat silent. Now it is refused in seconds, saying what to change;
+    with half a CPU per worker it trains to the end."""
     env = dict(own_ray_env(), PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     port, dash = free_port(), free_port()
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths live under it
     # an agent port of its own: a Ray started earlier in this test process holds the default
-    subprocess.run(["ray", "start", "--head", f"--port={port}", "--num-cpus=3", "--include-dashboard=true",
+    subprocess.run(["ray", "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=true",
                     f"--dashboard-port={dash}", f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats",
                     f"--temp-dir={temp_dir}"],
                    check=True, env=env, capture_output=True, timeout=180)
@@ -145,17 +148,26 @@ def test_ray_job_submit_against_a_local_head_succeeds(synth_dir, tmp_path):
         submit = ["ray", "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--working-dir", str(ROOT), "--",
                   "python", "jobs/train.py", "--data", str(synth_dir / "plain"), "--out", str(out), *TINY,
                   "--stage", "1", "--epochs", "1"]
-        deadline = time.time() + 120
-        while True:  # the head's job agent needs a moment after `ray start` ("No available agent")
-            # `ray start` enables token auth; the job client must be told to send the token
-            proc = subprocess.run(submit, env=dict(env, RAY_AUTH_MODE="token"), capture_output=True, text=True, timeout=600)
-            if "No available agent" not in proc.stdout + proc.stderr or time.time() > deadline:
-                break
-            time.sleep(3)
-        assert proc.returncode == 0 and "succeeded" in proc.stdout.lower(), proc.stdout[-3000:] + proc.stderr[-3000:]
+        start = time.perf_counter()
+        refused = job_submit(submit, env)
+        assert refused.returncode != 0 and "lower --num-workers or --cpus-per-worker" in refused.stdout + refused.stderr
+        assert time.perf_counter() - start < 90 and not (out / "matting.pt").exists()
+        trained = job_submit(submit + ["--cpus-per-worker", "0.5"], env)
+        assert trained.returncode == 0 and "succeeded" in trained.stdout.lower(), trained.stdout[-3000:] + trained.stderr[-3000:]
         assert (out / "matting.pt").is_file()
     finally:
         stop_head(temp_dir, port)
+
+
+def job_submit(submit: list[str], env: dict) -> subprocess.CompletedProcess:
+    """`ray job submit`, retried while the head's job agent is still starting ("No available agent")."""
+    deadline = time.time() + 120
+    while True:
+        # `ray start` enables token auth; the job client must be told to send the token
+        proc = subprocess.run(submit, env=dict(env, RAY_AUTH_MODE="token"), capture_output=True, text=True, timeout=600)
+        if "No available agent" not in proc.stdout + proc.stderr or time.time() > deadline:
+            return proc
+        time.sleep(3)
 
 
 def stop_head(temp_dir: str, port: int) -> None:
