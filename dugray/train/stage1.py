@@ -142,6 +142,7 @@ def stage1_loop(loop_config: dict) -> None:
                 sums[k] += float(v)
             progress.step(done, batch["image"].shape[0], {k: float(v) for k, v in losses.items()})
         train_metrics = {f"train_{k}": v / done / wc.world for k, v in all_reduce_sums(dict(sums), wc).items()}
+        train_metrics["images_per_s"] = progress.images_per_s()
         val_metrics, sample = validate(model, args, wc)
         metrics = {**train_metrics, **val_metrics, "epoch": epoch + 1, "lr": sched.get_last_lr()[0],
                    "skipped_rows": skipped_rows(args)}

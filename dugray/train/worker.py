@@ -304,6 +304,12 @@ class Progress:
         self.stage, self.epoch, self.epochs, self.steps, self.every, self.wc = stage, epoch, epochs, steps, every, wc
         self.start, self.seen = time.perf_counter(), 0
 
+    def images_per_s(self) -> float:
+        """Training images per second of the epoch so far, all workers together (a collective:
+        every worker calls it)."""
+        seen = all_reduce_sums({"images": float(self.seen)}, self.wc)["images"]
+        return seen / max(time.perf_counter() - self.start, 1e-9)
+
     def step(self, i: int, n_images: int, losses: dict) -> None:
         """Count step ``i``'s images; rank 0 prints a line every ``every`` steps and at the last one
         (losses, images/s estimated over all workers, ETA of the epoch).
