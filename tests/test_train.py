@@ -103,28 +103,6 @@ def test_resume_continues_without_repeating_epochs(synth_dir, tmp_path):
     assert epochs == [1, 2]  # epoch 1 not repeated, epoch 2 not lost
 
 
-def test_killed_worker_is_recovered_from_checkpoint(synth_dir, tmp_path):
-    out = tmp_path / "run"
-    cmd = [sys.executable, str(ROOT / "jobs" / "train.py"), "--data", str(synth_dir / "plain"), "--out", str(out),
-           *TINY, "--stage", "1", "--epochs", "4", "--samples-per-epoch", "48", "--max-failures", "2"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=own_ray_env())
-    try:
-        deadline = time.time() + 300
-        while not checkpoints(out):
-            assert proc.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
-            time.sleep(0.5)
-        pids = subprocess.run(["pgrep", "-f", "RayTrainWorker"], capture_output=True, text=True).stdout.split()
-        assert pids, "no Ray Train worker process found"
-        os.kill(int(pids[-1]), signal.SIGKILL)
-        output, _ = proc.communicate(timeout=600)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, output[-4000:]
-    epochs = [step for step, _ in metric_history(out, "1", "epoch")]
-    assert epochs == [1, 2, 3, 4]
-
-
 def test_bad_arguments_exit_2_with_one_line(tmp_path):
     proc = train(tmp_path / "missing", tmp_path / "out", check=False)
     assert proc.returncode == 2
