@@ -52,6 +52,15 @@ class TrainConfig:
     jitter_p: float = 0.0
     """Probability of a colour jitter (brightness, contrast, saturation, hue, gamma) of
     a training image; the matte is unchanged."""
+    flip_p: float = 0.5
+    """Probability of the paper's random horizontal flip (image and matte together)."""
+    blur_p: float = 0.2
+    """Probability of the paper's random blur of a training image (matte unchanged); the
+    paper gives no probabilities for blur, sharpen and shadow: 0.2 each is our choice."""
+    sharpen_p: float = 0.2
+    """Probability of the paper's random sharpen (unsharp mask) of a training image."""
+    shadow_p: float = 0.2
+    """Probability of the paper's random shadow (a darkened soft polygon) on a training image."""
     seed: int = 0
     # output and tracking
     out: str = "runs/dugray"
@@ -130,6 +139,13 @@ class TrainConfig:
     def stage2_epoch_count(self) -> int:
         return self.stage2_epochs or self.epochs
 
+    def augment_config(self):
+        """The training augmentations these keys ask for, as the pipeline's AugmentConfig."""
+        from dugray.data.augment import AugmentConfig
+
+        return AugmentConfig(flip_p=self.flip_p, blur_p=self.blur_p, sharpen_p=self.sharpen_p,
+                             shadow_p=self.shadow_p, crop_scales=tuple(self.crop_scales), jitter_p=self.jitter_p)
+
     def to_dict(self) -> dict:
         """Every key as a plain dict (logged to MLflow as config.json and as run parameters)."""
         return asdict(self)
@@ -180,8 +196,9 @@ class TrainConfig:
 
         if self.stage2_noise not in NOISES:
             raise ValueError(f"stage2_noise must be one of {', '.join(NOISES)}, got {self.stage2_noise!r}")
-        if not 0.0 <= self.jitter_p <= 1.0:
-            raise ValueError(f"jitter_p must be in [0, 1], got {self.jitter_p}")
+        for name in ("jitter_p", "flip_p", "blur_p", "sharpen_p", "shadow_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 def load_config_file(path) -> dict:
