@@ -170,12 +170,15 @@ def test_broken_config_fails_in_one_line(p3m, tmp_path, capsys, line, says):
     assert says in one_line_error(code, err)
 
 
-def test_augmentation_the_pipeline_ignores_is_refused_for_training(p3m, capsys):
-    """Until the Ray Data pipeline reads flip_p/blur_p/sharpen_p/shadow_p, training refuses other values
-    rather than silently train with the defaults; the defaults are the pipeline's own."""
+def test_the_recipes_augmentation_reaches_the_training_examples():
+    """flip/blur/sharpen/shadow keys are what the training pipeline augments with (the defaults
+    are the pipeline's own); the validation set is never augmented."""
     from dugray.data.augment import AugmentConfig
+    from dugray.train.config import load_config_file
+    from dugray.train.ingest import NO_AUGMENT, pipeline_config
 
     assert TrainConfig().augment_config() == AugmentConfig()
-    code = main(["--config", str(C1K), "--data", str(p3m)])
-    err = capsys.readouterr().err
-    assert "blur_p, sharpen_p, shadow_p other than the defaults" in one_line_error(code, err)
+    cfg = TrainConfig.from_dict({**load_config_file(C1K), "data": "x"})
+    augment = pipeline_config(cfg, train=True).augment
+    assert (augment.flip_p, augment.blur_p, augment.sharpen_p, augment.shadow_p) == (cfg.flip_p, cfg.blur_p, cfg.sharpen_p, cfg.shadow_p)
+    assert augment.blur_p == 0 and pipeline_config(cfg, train=False).augment == NO_AUGMENT

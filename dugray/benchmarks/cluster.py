@@ -63,7 +63,8 @@ def ingest_loop(config: dict) -> None:
             batches = ds.iter_batches(batch_size=cfg.batch_size, batch_format="numpy")
         for batch in batches:
             seen += len(to_float_batch(batch)["image"])
-    ray.train.report({"images": seen, "seconds": time.perf_counter() - start})
+    if rank == 0:  # Ray Train v2 keeps metrics only with checkpoints: the figure goes to a file
+        Path(config["result_file"]).write_text(json.dumps({"images": seen, "seconds": time.perf_counter() - start}))
 
 
 def ingest_rate(cfg, table, mode: str, workers: int, storage: str) -> float:
@@ -79,12 +80,15 @@ def ingest_rate(cfg, table, mode: str, workers: int, storage: str) -> float:
     args = LoopArgs(config=cfg, stage="1", clock=EpochClock.remote(), ledger=SkipLedger.remote())
     extra = {"datasets": training_datasets(cfg, table, args.clock, args.ledger), "dataset_config": data_config(cfg)} \
         if mode == "driver" else {}
-    trainer = TorchTrainer(ingest_loop, train_loop_config={"cfg": cfg, "args": args, "mode": mode, "table": table},
+    result_file = Path(storage) / f"ingest-{mode}-{workers}.json"
+    loop_config = {"cfg": cfg, "args": args, "mode": mode, "table": table, "result_file": str(result_file)}
+    trainer = TorchTrainer(ingest_loop, train_loop_config=loop_config,
                            scaling_config=ScalingConfig(num_workers=workers, resources_per_worker={"CPU": cfg.cpus_per_worker}),
                            run_config=RunConfig(name=f"ingest-{mode}-{workers}-{time.time_ns()}", storage_path=storage),
                            **extra)
-    result = trainer.fit()
-    return result.metrics["images"] * workers / result.metrics["seconds"]  # rank 0's share x workers (equal shards)
+    trainer.fit()
+    figures = json.loads(result_file.read_text())
+    return figures["images"] * workers / figures["seconds"]  # rank 0's share x workers (equal shards)
 
 
 def nodes_rate(cfg, table, nodes: int) -> float:

@@ -92,19 +92,6 @@ def parse(argv, prog: str = PROG):
     return p.parse_args(argv)
 
 
-def check_augment_wired(cfg) -> None:
-    """ValueError when the config asks for flip/blur/sharpen/shadow probabilities other than the
-    defaults: the Ray Data pipeline (``dugray.train.worker.epoch_batches``) does not read these
-    keys yet, so training would silently use the defaults (the dry run does use them)."""
-    from dugray.data.augment import AugmentConfig
-
-    default = AugmentConfig()
-    changed = [k for k in ("flip_p", "blur_p", "sharpen_p", "shadow_p") if getattr(cfg, k) != getattr(default, k)]
-    if changed:
-        raise ValueError(f"{', '.join(changed)} other than the defaults are not passed to the training pipeline yet "
-                         "(dugray/train/worker.py builds its own AugmentConfig); only --dry-run uses them")
-
-
 def main(argv=None, prog: str = PROG) -> int:
     """Parse ``argv``, train, print the summary; returns the exit code (0, 1 failed, 2 bad input)."""
     args = parse(argv, prog)
@@ -133,7 +120,6 @@ def main(argv=None, prog: str = PROG) -> int:
             except Exception as exc:  # noqa: BLE001 - the recipe would fail: say why in one line
                 raise RuntimeError(f"dry run failed: {type(exc).__name__}: {exc}") from exc
             return 0
-        check_augment_wired(cfg)
         from dugray.data.manifest import load_or_build
 
         load_or_build(cfg.data)  # fail fast, with the layout error, before Ray starts

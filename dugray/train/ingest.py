@@ -72,7 +72,7 @@ def pipeline_config(cfg: TrainConfig, train: bool) -> PipelineConfig:
     return PipelineConfig(
         size=cfg.crop,
         seed=cfg.seed if train else cfg.seed + VAL_SEED_OFFSET,
-        augment=AugmentConfig(crop_scales=tuple(cfg.crop_scales), jitter_p=cfg.jitter_p) if train else NO_AUGMENT,
+        augment=cfg.augment_config() if train else NO_AUGMENT,
         usermap_mode=cfg.usermap_mode,
         trimap_prob=cfg.trimap_prob,
     )
