@@ -37,6 +37,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--samples", type=int, default=64, help="examples per epoch")
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--data-cpus", type=float, default=1.0, help="CPUs set aside for Ray Data (the driver-built pipeline)")
     p.add_argument("--skip", nargs="*", default=[], choices=["ingest", "nodes", "train"], help="parts to leave out")
     return p.parse_args(argv)
 
@@ -145,14 +146,14 @@ def main(argv=None) -> int:
     args = parse(argv)
     cfg = TrainConfig.from_dict({"data": str(Path(args.data).resolve()), "crop": args.crop, "batch_size": args.batch_size,
                                  "samples_per_epoch": args.samples, "epochs": args.epochs, "val_samples": args.batch_size,
-                                 "experiment": "bench-cluster"})
+                                 "data_cpus": args.data_cpus, "experiment": "bench-cluster"})
     load_or_build(cfg.data)
     table = manifest_table(cfg)
-    report = {"crop": args.crop, "batch_size": args.batch_size, "samples_per_epoch": args.samples, "epochs": args.epochs,
+    report = {"data_cpus": args.data_cpus, "crop": args.crop, "batch_size": args.batch_size, "samples_per_epoch": args.samples, "epochs": args.epochs,
               "bytes_per_batch": batch_bytes(cfg, table)}
     with tempfile.TemporaryDirectory(prefix="dugray-bench-cluster-") as tmp:
         if "ingest" not in args.skip:
-            ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", num_cpus=int(2 + args.data_cpus), include_dashboard=False, log_to_driver=False)
             ray.data.DataContext.get_current().enable_progress_bars = False
             report["ingest_images_per_s"] = {f"{mode}/{w}": round(ingest_rate(cfg, table, mode, w, tmp), 1)
                                              for w in (1, 2) for mode in ("per-worker", "driver")}
@@ -160,8 +161,8 @@ def main(argv=None) -> int:
         if "nodes" not in args.skip:
             report["read_augment_images_per_s"] = {f"{n} node(s)": round(nodes_rate(cfg, table, n), 1) for n in (1, 2)}
         if "train" not in args.skip:
-            cfg.data_cpus = 1
-            ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
+            cfg.data_cpus = args.data_cpus
+            ray.init(address="local", num_cpus=int(2 + args.data_cpus), include_dashboard=False, log_to_driver=False)
             report["stage1_images_per_s"] = {f"{w} worker(s)": round(train_rate(cfg, w, Path(tmp)), 2) for w in (1, 2)}
             ray.shutdown()
     print(json.dumps(report, indent=2))
