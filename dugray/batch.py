@@ -20,9 +20,10 @@ the suffix)::
     alpha/<rel>.png           alpha matte (8-bit grey)
     uncertainty/<rel>.json    size, mean and 95th-percentile epistemic / aleatoric
                               uncertainty, the proposals a user would be asked about,
-                              seconds; written last, so it marks the image as done
+                              seconds, the Ray node that made it; written last, so it
+                              marks the image as done
     summary.json              counts, options, failures, the images most worth a review
-    results.csv               one row per input: status ok / skipped / failed, error
+    results.csv               one row per input: status ok / skipped / failed, error, node
 
 Resumable: an input whose outputs all exist is skipped (status ``skipped``), so a rerun
 after an interruption does only the rest; files are written to a temporary name and
@@ -30,6 +31,12 @@ renamed, so a killed run leaves no half-written file behind. A corrupt, unreadab
 small image gives a ``failed`` row with its reason and never stops the batch; the next run
 tries it again. Outputs are local files (the output folder must be on a disk every Ray
 worker sees when the pool spans several nodes).
+
+On a cluster (``address``): the actors spread over the nodes; when a node dies, Ray restarts
+its actor and retries the images it held on the nodes left (Ray Data's actor defaults), so
+the run still finishes with one output set per input and one report row per input; an
+image the lost node had already finished is not redone. If the run stops anyway (the
+driver killed, the head lost), rerunning the same command does only what is missing.
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ from dugray.session import MattingSession, SessionConfig, fused_nig, uncertainty
 
 OUTPUT_KINDS = ("cutout", "alpha")
 ENGINES = ("ray", "loop")
-ROW_FIELDS = ("source", "rel", "status", "error", "seconds", "epistemic_mean", "aleatoric_mean")
+ROW_FIELDS = ("source", "rel", "status", "error", "seconds", "epistemic_mean", "aleatoric_mean", "node")
 LIST_SUFFIXES = (".txt", ".lst")
 
 
@@ -135,13 +142,15 @@ def output_paths(out_dir, rel: str, outputs) -> dict[str, Path]:
     return paths
 
 
-def process_image(source: str, rel: str, out_dir, model, refiner, options: BatchOptions) -> dict:
-    """One input -> its outputs on disk and a status row; any failure is the row's ``error``."""
+def process_image(source: str, rel: str, out_dir, model, refiner, options: BatchOptions,
+                  node: str | None = None) -> dict:
+    """One input -> its outputs on disk and a status row; any failure is the row's ``error``.
+    ``node`` (the Ray node id) goes into the summary, so a cluster run says where each came from."""
     t0 = time.perf_counter()
     paths = output_paths(out_dir, rel, options.outputs)
     try:
         s = matte_image(read_rgb(source), model, refiner, SessionConfig.from_dict(options.session), refine=options.refine)
-        summary = {"source": source, **uncertainty_report(s)}
+        summary = {"source": source, **uncertainty_report(s), "node": node}
         if "cutout" in paths:
             write_atomic(paths["cutout"], encode_png(s.cutout()))
         if "alpha" in paths:
@@ -151,10 +160,11 @@ def process_image(source: str, rel: str, out_dir, model, refiner, options: Batch
         return _row(source, rel, "ok", summary=summary)
     except Exception as exc:  # noqa: BLE001 - one bad image is reported, never fatal to the batch
         reason = str(exc).splitlines()[0] if str(exc) else ""
-        return _row(source, rel, "failed", error=f"{type(exc).__name__}: {reason}", seconds=time.perf_counter() - t0)
+        return _row(source, rel, "failed", error=f"{type(exc).__name__}: {reason}", seconds=time.perf_counter() - t0,
+                    node=node)
 
 
-def _row(source, rel, status, error="", seconds=0.0, summary=None) -> dict:
+def _row(source, rel, status, error="", seconds=0.0, summary=None, node=None) -> dict:
     summary = summary or {}
     nan = float("nan")
     return {
@@ -162,6 +172,7 @@ def _row(source, rel, status, error="", seconds=0.0, summary=None) -> dict:
         "seconds": float(summary.get("seconds", seconds)),
         "epistemic_mean": _num(summary.get("epistemic_mean", nan)),
         "aleatoric_mean": _num(summary.get("aleatoric_mean", nan)),
+        "node": summary.get("node", node),
     }
 
 
@@ -250,8 +261,11 @@ class _Matter:
     """``map_batches`` callable: each actor of the pool loads the networks once, then mattes rows."""
 
     def __init__(self, out_dir: str, options: BatchOptions):
+        import ray
+
         self.out_dir, self.options = out_dir, options
         self.model, self.refiner = options.networks()
+        self.node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, batch: dict) -> dict:
         import torch
@@ -259,9 +273,16 @@ class _Matter:
         # torch's thread count is per thread and Ray calls this on another thread than
         # __init__: unset, each actor used every core (4 threads on 2 cores ran 8x slower)
         torch.set_num_threads(self.options.threads)
-        rows = [process_image(str(s), str(r), self.out_dir, self.model, self.refiner, self.options)
-                for s, r in zip(batch["source"], batch["rel"])]
+        rows = [self.one(str(s), str(r)) for s, r in zip(batch["source"], batch["rel"])]
         return {k: np.array([row[k] for row in rows]) for k in ROW_FIELDS}
+
+    def one(self, source: str, rel: str) -> dict:
+        """An image's row; one already finished is not redone: Ray retries the tasks of a node
+        that died, and the first try may have written every output before the node went."""
+        done = finished(self.out_dir, rel, self.options.outputs)
+        if done is not None:
+            return _row(source, rel, "ok", summary=done)
+        return process_image(source, rel, self.out_dir, self.model, self.refiner, self.options, node=self.node)
 
 
 def run_batch(source, out_dir, options: BatchOptions | None = None, engine: str = "ray",
@@ -313,14 +334,28 @@ def _run_ray(todo, out: Path, options: BatchOptions, concurrency, address, progr
     bars = ctx.enable_progress_bars
     ctx.enable_progress_bars = False  # one bar, in images, below
     try:
-        ds = ray.data.from_items([{"source": s, "rel": r} for s, r in todo], override_num_blocks=len(todo))
-        ds = ds.map_batches(_Matter, fn_constructor_args=(str(out), options), batch_size=1, batch_format="numpy",
-                            compute=ray.data.ActorPoolStrategy(size=concurrency), num_cpus=options.threads)
+        ds = ray.data.from_items([{"source": _absolute(s), "rel": r} for s, r in todo], override_num_blocks=len(todo))
+        ds = ds.map_batches(_Matter, fn_constructor_args=(str(out.absolute()), options), batch_size=1,
+                            batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=concurrency),
+                            num_cpus=options.threads)
         rows = [{k: v.item() if hasattr(v, "item") else v for k, v in row.items()}
                 for row in _bar(ds.iter_rows(), progress, total=len(todo))]
     finally:
         ctx.enable_progress_bars = bars
-    return rows
+    return _one_row_per_input(todo, rows)
+
+
+def _absolute(source: str) -> str:
+    """A local path as every node's workers read it (their working folder is not ours); URIs as they are."""
+    return source if "://" in source else os.path.abspath(source)
+
+
+def _one_row_per_input(todo, rows: list[dict]) -> list[dict]:
+    """Exactly one row per input, spelled as listed: the report stays true even if a retry after a
+    lost node ever returned a row twice, or none (that input is then failed, for the next run)."""
+    by_rel = {row["rel"]: row for row in rows}
+    lost = "RuntimeError: no result came back from Ray (a node lost?); run again to do it"
+    return [{**by_rel.get(rel, _row(src, rel, "failed", error=lost)), "source": src} for src, rel in todo]
 
 
 def _bar(iterable, progress: bool, total: int | None = None):

@@ -4,15 +4,25 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def ray_local():
-    """A real local Ray instance shared by the Ray tests of one pytest run."""
+def _ray_shut_down_at_the_end():
+    """Whatever Ray the tests left running goes with the session."""
+    yield
+    import ray
+
+    ray.shutdown()
+
+
+@pytest.fixture
+def ray_local(_ray_shut_down_at_the_end):
+    """A real local Ray instance shared by the Ray tests of one pytest run: started by the first
+    test that needs it, and again after a test that had to shut it down (the multi-node batch
+    test joins a cluster of its own)."""
     import ray
 
     if not ray.is_initialized():
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
-    ray.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,11 @@
 """Batch cut-outs: inputs listed right, a corrupt file reported and skipped, reruns resume,
-and the Ray Data path writes what the plain loop writes."""
+the Ray Data path writes what the plain loop writes, and a batch over two nodes survives
+losing one."""
 
 import csv
 import json
+import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -97,21 +100,40 @@ def test_loop_engine_writes_everything_but_the_corrupt_file_and_resumes(tiny_mod
     assert (out / "alpha" / "a.png").stat().st_mtime_ns == stamp  # finished files are not rewritten
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
+def test_a_rerun_after_a_killed_run_redoes_only_the_unfinished_and_reports_each_input_once(tiny_model, tmp_path):
+    sizes = make_folder(tmp_path / "in")
+    (tmp_path / "in" / "broken.png").unlink()
+    out = tmp_path / "out"
+    options = BatchOptions(outputs=("alpha",), model=tiny_model, refine=False)  # quick: resuming is what is tested
+    run_batch(tmp_path / "in", out, options, engine="loop", progress=False)
+    # what a run killed mid-way leaves: no reports yet (they are written at the end), an image
+    # with its PNGs but not its summary (killed before its last write), a write cut short
+    for name in ("summary.json", "results.csv", "uncertainty/b.json"):
+        (out / name).unlink()
+    (out / "alpha" / ".a.png.0123.part").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    report = run_batch(tmp_path / "in", out, options, engine="loop", progress=False)
+    assert {r["rel"]: r["status"] for r in report.rows} == {"a": "skipped", "b": "ok", "sub/c": "skipped"}
+    with (out / "results.csv").open() as f:
+        assert sorted(r["rel"] for r in csv.DictReader(f)) == sorted(sizes)
+    assert json.loads((out / "summary.json").read_text())["counts"] == {"ok": 1, "skipped": 2, "failed": 0}
+    for rel, shape in sizes.items():  # one whole alpha each; the cut-short write is not an output
+        assert cv2.imread(str(out / "alpha" / f"{rel}.png"), cv2.IMREAD_UNCHANGED).shape == shape
+    assert len([p for p in (out / "alpha").rglob("*.png")]) == len(sizes)
 
-    started = not ray.is_initialized()
-    if started:  # address="local": a private instance, never someone else's cluster
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    if started:
-        ray.shutdown()
+
+def test_the_ray_report_has_one_row_per_input_whatever_comes_back():
+    from dugray.batch import _one_row_per_input, _row
+
+    todo = [("in/a.png", "a"), ("in/b.png", "b")]
+    back = [_row("/abs/in/a.png", "a", "ok"), _row("/abs/in/a.png", "a", "ok")]  # a twice, b never
+    rows = _one_row_per_input(todo, back)
+    assert [(r["source"], r["rel"], r["status"]) for r in rows] == [("in/a.png", "a", "ok"), ("in/b.png", "b", "failed")]
+    assert "run again" in rows[1]["error"]
 
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data copies its context through deprecated fields
-def test_ray_batch_matches_the_loop_and_resumes(tiny_model, tmp_path, local_ray, capsys):
+def test_ray_batch_matches_the_loop_and_resumes(tiny_model, tmp_path, ray_local, capsys):
     from dugray.cli import main
 
     sizes = make_folder(tmp_path / "in")
@@ -131,3 +153,90 @@ def test_ray_batch_matches_the_loop_and_resumes(tiny_model, tmp_path, local_ray,
     assert "0 done, 3 skipped (already done), 1 failed" in cap.out and "failed: " in cap.err and "broken.png" in cap.err
     (tmp_path / "in" / "broken.png").unlink()
     assert main(argv) == 0
+
+
+@pytest.fixture
+def two_nodes():
+    """Ray's own multi-node test cluster on this machine: a head without CPUs (the driver only)
+    and two 1-CPU worker nodes, so the batch's two actors run one on each. A driver joins one
+    cluster at a time: any Ray of this process is shut down before, and Ray is left shut down."""
+    import ray
+    from app_on_loopback import free_port
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()
+    # an agent port of its own: a Ray started earlier in this process may still hold the default
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 0, "include_dashboard": False, "dashboard_agent_listen_port": free_port(),
+        "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})
+    try:
+        workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+        cluster.wait_for_nodes(timeout=60)
+        yield cluster, workers
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def wait_for(condition, timeout: float, what: str):
+    """Poll ``condition`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
+        time.sleep(0.02)
+
+
+def nodes_of_finished(out) -> dict:
+    """rel -> the Ray node that wrote it, for every image finished so far (its summary is written last)."""
+    return {f.stem: json.loads(f.read_text())["node"] for f in (out / "uncertainty").glob("*.json")}
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data copies its context through deprecated fields
+def test_batch_over_two_nodes_survives_losing_one_and_a_rerun_redoes_nothing(tiny_model, tmp_path, two_nodes, capsys):
+    from dugray.cli import main
+
+    cluster, (victim, survivor) = two_nodes
+    rng = np.random.default_rng(1)
+    sizes = {f"im{i:02d}": (128, 128 - 16 * (i % 2)) for i in range(10)}  # 128 px: ~0.5 s each, time to kill
+    (tmp_path / "in").mkdir()
+    for rel, (h, w) in sizes.items():
+        img = rng.integers(0, 90, (h, w, 3), dtype=np.uint8)
+        cv2.circle(img, (w // 2, h // 2), h // 4, (40, 200, 230), -1)
+        cv2.imwrite(str(tmp_path / "in" / f"{rel}.png"), img)
+    out = tmp_path / "out"
+    argv = ["batch", str(tmp_path / "in"), str(out), "--outputs", "cutout", "alpha", "--model", tiny_model,
+            "--address", cluster.address, "--concurrency", "2", "--no-progress"]
+    exit_code = []
+    run = threading.Thread(target=lambda: exit_code.append(main(argv)), daemon=True)
+    run.start()
+
+    both = {victim.node_id, survivor.node_id}
+    wait_for(lambda: set(nodes_of_finished(out).values()) == both or not run.is_alive(), 90, "image from each node")
+    before = nodes_of_finished(out)
+    assert set(before.values()) == both and len(before) < len(sizes)  # work on both nodes, the batch mid-way
+    cluster.remove_node(victim, allow_graceful=False)  # SIGKILL: its actor dies mid-image
+    run.join(timeout=120)
+    assert not run.is_alive(), "the batch hung after losing a node"
+    assert exit_code == [0]  # Ray retried the lost node's images on the other one: the first run finished
+
+    after = nodes_of_finished(out)
+    assert sorted(after) == sorted(sizes) and survivor.node_id in {after[rel] for rel in set(after) - set(before)}
+    for rel, (h, w) in sizes.items():  # one whole PNG of each kind per input, nothing else
+        assert cv2.imread(str(out / "cutout" / f"{rel}.png"), cv2.IMREAD_UNCHANGED).shape == (h, w, 4)
+        assert cv2.imread(str(out / "alpha" / f"{rel}.png"), cv2.IMREAD_UNCHANGED).shape == (h, w)
+    for kind in ("cutout", "alpha", "uncertainty"):
+        assert sorted(f.stem for f in (out / kind).iterdir() if not f.name.startswith(".")) == sorted(sizes)
+    with (out / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["rel"] for r in rows) == sorted(sizes) and {r["status"] for r in rows} == {"ok"}
+    assert {r["rel"]: r["node"] for r in rows} == after
+    capsys.readouterr()
+
+    # the rerun, on the node left: everything is there, nothing is redone or rewritten
+    stamps = {f: f.stat().st_mtime_ns for f in out.rglob("*.png")}
+    assert main(argv) == 0
+    assert f"0 done, {len(sizes)} skipped (already done), 0 failed" in capsys.readouterr().out
+    assert {f: f.stat().st_mtime_ns for f in out.rglob("*.png")} == stamps
+    with (out / "results.csv").open() as f:
+        assert sorted(r["rel"] for r in csv.DictReader(f)) == sorted(sizes)

@@ -6,6 +6,7 @@ masks (alpha, trimap) are single-channel uint8.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Mapping
 
@@ -56,7 +57,8 @@ def write_atomic(path, data: bytes) -> None:
     crash mid-write leaves the old file (or none), never a truncated one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    # unique, not just this pid's: on shared storage a process on another node may write it too
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
     tmp.write_bytes(data)
     os.replace(tmp, path)
 
