@@ -4,15 +4,24 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def ray_local():
-    """A real local Ray instance shared by the Ray tests of one pytest run."""
+def _ray_at_exit():
+    """Shuts the shared local Ray down once, at the end of the run."""
+    import ray
+
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def ray_local(_ray_at_exit):
+    """A real local Ray instance shared by the Ray tests of one pytest run; started again when a
+    test in between shut it down (the multi-node test connects this process to its own cluster)."""
     import ray
 
     if not ray.is_initialized():
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    yield ray
-    ray.shutdown()
+    return ray
 
 
 @pytest.fixture(scope="session")
