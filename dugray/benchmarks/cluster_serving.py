@@ -68,6 +68,14 @@ def start_cluster(cpus: int):
     return cluster
 
 
+def matting_nodes(app: str) -> int:
+    """How many nodes the live Matting replicas of ``app`` are on (the GCS's actor table: Serve's status has no nodes)."""
+    from ray._private.state import actors
+
+    return len({a["Address"]["NodeID"] for a in actors().values()
+                if a["State"] == "ALIVE" and f"{app}#Matting#" in (a.get("Name") or "")})
+
+
 def measure(args, client: Client) -> dict:
     """{nodes: (rounds/s, rounds, label p50 s)} with two Matting replicas on 1, then 2 worker nodes."""
     from ray import serve
@@ -81,6 +89,8 @@ def measure(args, client: Client) -> dict:
     for nodes, matting in LAYOUTS.items():
         placement = {"Matting": matting, **{d: {"resources": {HEAD: 0.01}} for d in ON_HEAD}}
         serve.run(build({**base, "placement": placement}), name="dugray-bench", route_prefix="/")
+        if matting_nodes("dugray-bench") != nodes:
+            raise RuntimeError(f"Matting replicas on {matting_nodes('dugray-bench')} node(s), not {nodes}")
         labels = bench_latency(client, args.repeats)[1]
         rate, n = bench_throughput(client, args.concurrency, args.load_requests, args.load_seconds)
         out[nodes] = (rate, n, statistics.median(labels))
