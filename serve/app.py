@@ -34,7 +34,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from ray import serve
-from ray.exceptions import RayActorError
+from ray.exceptions import ObjectLostError, RayActorError
 from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
 
 from dugray.compose import OutputOptions
@@ -58,6 +58,7 @@ from serve.access import Policy, RequestGuard
 from serve.blobs import SID
 from serve.errors import ApiError, install_error_handlers, save_error, unknown_session
 from serve.imaging import CEILING_ENV, ceiling_in_effect, decode_image, decode_plane, decoder_env
+from serve.placement import deployment_options
 from serve.readiness import Readiness
 from serve.schemas import LabelRequest, SessionPatch
 from serve.settings import ServeSettings
@@ -77,7 +78,7 @@ api.add_middleware(RequestGuard)  # keys, rate limit and body limits before any 
 # NB: serve.ingress pickles the routes when the class is decorated: everything they use
 # must be imported or defined above the APIIngress class.
 log = logging.getLogger("ray.serve")
-MODEL_DIED = (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError)
+MODEL_DIED = (RayActorError, ObjectLostError, ReplicaUnavailableError, DeploymentUnavailableError)  # a lost node: its results too
 PNG = {200: {"content": {"image/png": {}}}}  # for /docs
 ONE_SHOT = {200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}}}
 WEB_FILES = ("index.html", "app.js", "style.css")
@@ -389,9 +390,9 @@ def build(args: dict | ServeSettings | None = None) -> serve.Application:
     """The application for ``args`` (``serve run serve.app:build key=value`` / config ``args``), or for
     settings a caller has already resolved (``dugray serve`` checks them before Ray starts)."""
     s = args if isinstance(args, ServeSettings) else ServeSettings.from_args(args)
-    n = lambda d: d.options(num_replicas=s.replicas[d.name]) if d.name in s.replicas else d  # noqa: E731
+    n = lambda d, actor=None: d.options(**deployment_options(d, s, actor))  # noqa: E731 - replicas, placement
     models = n(Matting).bind(s), n(Fusion).bind(s), n(Proposal).bind(s), n(Solve).bind(s), n(Refinement).bind(s)
-    return n(APIIngress).options(ray_actor_options=ingress_options(s)).bind(*models, n(SessionStore).bind(s), s)
+    return n(APIIngress, ingress_options(s)).bind(*models, n(SessionStore).bind(s), s)
 
 
 deployment = build()

@@ -17,6 +17,7 @@ from typing import Any
 from dugray.session import SessionConfig
 from dugray.typed import check_known
 from serve.access import Networks
+from serve.placement import check_placement
 
 ENV_MODEL = "DUGRAY_MODEL"
 ENV_REFINER = "DUGRAY_REFINER"
@@ -66,6 +67,10 @@ class ServeSettings:
     replicas : fixed replica counts per deployment name, e.g. {"Matting": 2} (else the
         decorators' or the config file's). SessionStore has exactly one: it holds the
         sessions' last-access times, and a second one would expire what the first serves.
+    placement : where replicas may run, per deployment name: ``resources`` (custom node
+        resources its replicas ask for, added to its ``ray_actor_options``) and
+        ``max_replicas_per_node``, e.g. ``{"Matting": {"resources": {"matting_node": 1}}}``
+        (serve/placement.py); empty = anywhere, as on one node.
     """
 
     model: str = "default"
@@ -92,6 +97,7 @@ class ServeSettings:
     retry_s: float = 60.0
     session: dict = field(default_factory=dict)
     replicas: dict = field(default_factory=dict)
+    placement: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.session_config()  # validate early: a typo fails at build time, not per request
@@ -118,6 +124,7 @@ class ServeSettings:
             self.api_keys = [k.strip() for k in self.api_keys.split(",") if k.strip()]
         if any(not isinstance(k, str) or len(k) < 16 for k in self.api_keys):
             raise ValueError("every API key must be a string of at least 16 characters")
+        check_placement(self.placement)
         store_replicas = self.replicas.get("SessionStore", 1)
         if store_replicas != 1:
             raise ValueError(f"replicas: SessionStore={store_replicas}; the store has exactly one replica (each "

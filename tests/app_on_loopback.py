@@ -17,8 +17,8 @@ def free_port() -> int:
 def app_on_loopback(model: str, name: str, settings: dict, route_prefix: str = "/"):
     """Yield the base URL of ``serve.app.build(model=model, **settings)`` on 127.0.0.1 (under ``route_prefix``).
 
-    Starts a private local Ray (2 CPUs) unless this process already has one; tears the
-    app (and that Ray) down afterwards."""
+    Starts a private local Ray (2 CPUs) unless this process already has one (or is connected to a
+    test cluster); tears the app (and that Ray) down afterwards."""
     import ray
     from ray import serve
 
@@ -32,7 +32,8 @@ def app_on_loopback(model: str, name: str, settings: dict, route_prefix: str = "
         os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")  # a busy 2-core CI: the proxy starts slowly
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    # one proxy, on the head: a second node of a test cluster (the same machine) could not bind the port too
+    serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
     storage = tempfile.mkdtemp(prefix="dugray-sessions-")  # each app its own: no test sees another's sessions
     serve.run(build({"model": model, "torch_threads": 1, "session_storage": storage, **settings}), name=name,
               route_prefix=route_prefix)
