@@ -140,33 +140,30 @@ class _ExampleBatcher:
         self.config, self.epoch, self.ledger = config, epoch, ledger
 
     def __call__(self, batch: pa.Table) -> dict:
-        examples, failures = [], []
-        for row in batch.to_pylist():
-            try:
-                examples.append(prepare_example(row, self.config, self.epoch))
-            except Exception as exc:  # noqa: BLE001 - any bad file is skipped, never fatal
-                failures.append({"name": row.get("name"), "alpha": row.get("alpha"), "error": f"{type(exc).__name__}: {exc}"})
-        record_skips(failures, self.ledger)
-        if not examples:
-            return empty_examples(self.config.size)
-        return {key: np.stack([e[key] for e in examples]) for key in examples[0]}
+        return example_batch(batch.to_pylist(), self.config, self.epoch, self.ledger)
 
 
-def record_skips(failures: list[dict], ledger=None) -> None:
-    """Log the rows a task skipped and tell the :class:`SkipLedger` (if any)."""
-    for f in failures:
-        log.warning("skipping %s: %s", f.get("name"), f.get("error"))
+def example_batch(rows: list[dict], config: PipelineConfig, epoch: int, ledger=None, repeats=None) -> dict:
+    """Stacked compact examples of ``rows`` (``repeats``: each row's pass number within the
+    epoch, 0 by default); a row whose files are bad is skipped, logged and told to the
+    :class:`SkipLedger` (if any), never fatal."""
+    examples, failures = [], []
+    for row, repeat in zip(rows, repeats if repeats is not None else [0] * len(rows)):
+        try:
+            examples.append(prepare_example(row, config, epoch, repeat=int(repeat)))
+        except Exception as exc:  # noqa: BLE001 - any bad file is skipped, never fatal
+            failures.append({"name": row.get("name"), "alpha": row.get("alpha"), "error": f"{type(exc).__name__}: {exc}"})
+            log.warning("skipping %s: %s", row.get("name"), exc)
     if failures and ledger is not None:
         ray.get(ledger.add.remote(failures))
-
-
-def empty_examples(size: int) -> dict:
-    """A batch of no examples with the right dtypes and shapes (a task whose rows were all bad)."""
-    return {
-        "image": np.zeros((0, 3, size, size), np.uint8),
-        "alpha": np.zeros((0, 1, size, size), np.uint8),
-        "user_map": np.zeros((0, 1, size, size), np.int8),
-    }
+    if not examples:
+        s = config.size
+        return {
+            "image": np.zeros((0, 3, s, s), np.uint8),
+            "alpha": np.zeros((0, 1, s, s), np.uint8),
+            "user_map": np.zeros((0, 1, s, s), np.int8),
+        }
+    return {key: np.stack([e[key] for e in examples]) for key in examples[0]}
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:

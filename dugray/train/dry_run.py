@@ -55,10 +55,12 @@ def open_datasets(cfg, out=print) -> dict:
 
 def example_batch(cfg, table, split: str, seed: int) -> dict:
     """:data:`BATCH` examples of ``split`` made as training makes them (augmented, user maps), at :data:`CROP` px."""
-    from dugray.pipeline import PipelineConfig, epoch_rows, prepare_example, to_float_batch
+    from dataclasses import replace
 
-    pcfg = PipelineConfig(size=CROP, seed=seed, augment=cfg.augment_config(), usermap_mode=cfg.usermap_mode,
-                          trimap_prob=cfg.trimap_prob)
+    from dugray.pipeline import epoch_rows, prepare_example, to_float_batch
+    from dugray.train.ingest import pipeline_config
+
+    pcfg = replace(pipeline_config(cfg, train=True), size=CROP, seed=seed)
     rows = epoch_rows(table, split, seed, 0).slice(0, BATCH).to_pylist()
     examples = []
     for row in rows:
@@ -82,15 +84,11 @@ def _params(net) -> str:
 
 def stage1_step(cfg, batch):
     """The matting network the job would train (``init_from`` included) after one stage-1 step."""
-    from dugray.train.stage1 import initial_network, objective
+    from dugray.train.stage1 import initial_network, stage1_losses
 
     net = initial_network(cfg).train()
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    if getattr(net, "aux_outputs", False):
-        nig, aux = net(batch["image"], batch["user_map"], return_aux=True)
-    else:
-        nig, aux = net(batch["image"], batch["user_map"]), None
-    losses = objective(cfg, nig, batch["alpha"], aux, batch["image"])
+    losses = stage1_losses(net, cfg, batch)
     opt.zero_grad(set_to_none=True)
     losses["total"].backward()
     if cfg.grad_clip:

@@ -29,7 +29,7 @@ import pyarrow as pa
 import ray
 
 from dugray.data.augment import AugmentConfig
-from dugray.pipeline import PipelineConfig, balanced_blocks, empty_examples, epoch_order, prepare_example, record_skips
+from dugray.pipeline import PipelineConfig, balanced_blocks, epoch_order, example_batch
 from dugray.train.config import TrainConfig
 
 NO_AUGMENT = AugmentConfig(flip_p=0, blur_p=0, sharpen_p=0, shadow_p=0)
@@ -84,16 +84,7 @@ def epoch_examples(batch: pa.Table, rows: pa.Table, config: PipelineConfig, cloc
     order = epoch_order(rows.num_rows, config.seed, epoch)
     slots = batch["slot"].to_numpy()
     picked = rows.take(pa.array(order[slots % rows.num_rows])).to_pylist()
-    examples, failures = [], []
-    for row, repeat in zip(picked, slots // rows.num_rows):
-        try:
-            examples.append(prepare_example(row, config, epoch, repeat=int(repeat)))
-        except Exception as exc:  # noqa: BLE001 - a bad file is skipped and counted, never fatal
-            failures.append({"name": row.get("name"), "alpha": row.get("alpha"), "error": f"{type(exc).__name__}: {exc}"})
-    record_skips(failures, ledger)
-    if not examples:
-        return empty_examples(config.size)
-    return {key: np.stack([e[key] for e in examples]) for key in examples[0]}
+    return example_batch(picked, config, epoch, ledger, repeats=slots // rows.num_rows)
 
 
 def slot_dataset(rows: pa.Table, n_slots: int, config: PipelineConfig, cpus: float, clock=None, ledger=None):

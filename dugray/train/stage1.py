@@ -51,6 +51,16 @@ def objective(cfg, nig, alpha_gt, aux=None, image=None) -> dict:
     return losses
 
 
+def stage1_losses(model, cfg, batch: dict) -> dict:
+    """The forward pass of one batch and its :func:`objective` (a network with ``aux_outputs``,
+    MODNet, also returns its semantic and detail predictions for its own losses)."""
+    if getattr(unwrap(model), "aux_outputs", False):
+        nig, aux = model(batch["image"], batch["user_map"], return_aux=True)
+    else:
+        nig, aux = model(batch["image"], batch["user_map"]), None
+    return objective(cfg, nig, batch["alpha"], aux, batch["image"])
+
+
 def initial_network(cfg):
     """The matting network to train: ``init_from``'s (a warm start) if given, else a new one.
 
@@ -124,18 +134,13 @@ def stage1_loop(loop_config: dict) -> None:
                          find_unused_parameters=cfg.loss == "l1")
     model, opt, sched, steps = t.model, t.opt, t.sched, t.steps
     mlf = MlflowLogger(args, wc)
-    aux_outputs = getattr(unwrap(model), "aux_outputs", False)
     for epoch in range(t.start_epoch, cfg.epochs):
         progress = Progress("1", epoch, cfg.epochs, steps, cfg.log_every, wc)
         sums = defaultdict(float)
         done = 0
         for done, batch in counted(epoch_batches(args, wc, epoch)):
             with autocast(cfg, wc):
-                if aux_outputs:  # MODNet: its semantic / detail predictions for its own losses
-                    nig, aux = model(batch["image"], batch["user_map"], return_aux=True)
-                else:
-                    nig, aux = model(batch["image"], batch["user_map"]), None
-                losses = objective(cfg, nig, batch["alpha"], aux, batch["image"])
+                losses = stage1_losses(model, cfg, batch)
             t.step(losses["total"], model.parameters(), cfg.grad_clip)
             losses = {k: v.detach() for k, v in losses.items()}
             for k, v in losses.items():
