@@ -11,7 +11,7 @@ from dugray.cli import cutout, interactive, server
 from dugray.cli.common import (EXIT_CODES, EXIT_INTERRUPTED, EXIT_UNREACHABLE, EXIT_USAGE, PROG, UsageError,
                                exit_status, fail)
 
-JOBS = {"eval": "dugray.evaluation.cli", "train": "dugray.train.cli"}
+JOBS = {"eval": "dugray.evaluation.cli", "train": "dugray.train.cli", "pretrained": "dugray.pretrained"}
 """Commands that are the jobs themselves: jobs/evaluate.py and jobs/train.py run the same ``main``."""
 
 DESCRIPTION = f"""Uncertainty-guided interactive image matting (dugMatting) on Ray.
@@ -28,6 +28,7 @@ examples:
   dugray serve --port 8000                          the HTTP API and web page, locally
   dugray eval --data DIR --out eval/                the paper's tables (jobs/evaluate.py)
   dugray train --data DIR --out runs/exp1           both training stages (jobs/train.py)
+  dugray pretrained u2netp                          fetch U^2-Netp's weights for training
 
 'dugray COMMAND --help' explains each command.
 
@@ -87,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     cutout.add_batch_parser(sub)
     server.add_parser(sub)
     job_help = {"eval": "the paper's tables with a simulated user (= jobs/evaluate.py)",
-                "train": "both training stages on Ray Train (= jobs/train.py)"}
+                "train": "both training stages on Ray Train (= jobs/train.py)",
+                "pretrained": "fetch pretrained weights (u2netp) into the cache, checked by sha256"}
     for name in JOBS:  # dispatched before parsing (see main); listed here for --help
         sub.add_parser(name, add_help=False, help=f"{job_help[name]}; 'dugray {name} --help'")
     return p
