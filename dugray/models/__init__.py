@@ -1,7 +1,7 @@
 """Matting networks with the NIG head, the refiner, a registry and checkpoints.
 
     from dugray.models import create_model, create_refiner
-    net = create_model("unet")                 # or "modnet_lite", "modnet"
+    net = create_model("unet")   # or "modnet_lite", "modnet", "u2netp", "u2netp_guided"
     gamma, nu, alpha, beta = net(image, user_map)
     refiner = create_refiner("hrnet_lite")
     refined = refiner(coarse_patches, image_patches)
@@ -26,6 +26,7 @@ from .unet import UNetMatting
 from .modnet_lite import MODNetLite
 from .modnet import MODNet
 from .refiner import HRNetLiteRefiner
+from .u2netp import U2NetpGuided, U2NetpMatting
 
 __all__ = [
     "available_models",
@@ -49,4 +50,6 @@ __all__ = [
     "MODNetLite",
     "MODNet",
     "HRNetLiteRefiner",
+    "U2NetpGuided",
+    "U2NetpMatting",
 ]

@@ -31,12 +31,12 @@ def _double_conv(cin, cout, stride, norm):
 class _DecoderStage(nn.Module):
     """Upsample deep features x to the skip's size, concat skip + user planes, 2 convs."""
 
-    def __init__(self, c_deep, c_skip, norm, project_first=False):
+    def __init__(self, c_deep, c_skip, norm, project_first=False, planes=3):
         super().__init__()
         # At full resolution, squeeze the deep features to c_skip channels before upsampling.
         self.project = ConvNormAct(c_deep, c_skip, 1, norm=norm) if project_first else nn.Identity()
         c_up = c_skip if project_first else c_deep
-        self.convs = _double_conv(c_up + c_skip + 3, c_skip, 1, norm)
+        self.convs = _double_conv(c_up + c_skip + planes, c_skip, 1, norm)
 
     def forward(self, x, skip, planes):
         x = upsample(self.project(x), skip.shape[-2:])
@@ -45,21 +45,28 @@ class _DecoderStage(nn.Module):
 
 @register_model("unet")
 class UNetMatting(MattingNet):
-    """U-Net F(image | user map) -> NIG. ``widths``: channels per level, full res first."""
+    """U-Net F(image | user map) -> NIG. ``widths``: channels per level, full res first.
 
-    def __init__(self, widths=(16, 32, 64, 96, 160), head_mid=8, alpha_min=1.0, norm="bn"):
+    ``extra_planes``: guidance planes (e.g. a saliency prior) that enter beside the user
+    planes, at the input and at every decoder stage; the network that owns them passes
+    them in ``planes`` after the three user planes."""
+
+    def __init__(self, widths=(16, 32, 64, 96, 160), head_mid=8, alpha_min=1.0, norm="bn", extra_planes=0):
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if len(widths) < 2:
             raise ValueError("unet needs at least two levels")
         self.config = dict(name="unet", widths=widths, head_mid=head_mid, alpha_min=alpha_min, norm=norm)
+        if extra_planes:
+            self.config["extra_planes"] = int(extra_planes)
         self.stride = 2 ** (len(widths) - 1)
-        cin = 3 + 3  # normalised RGB + fg/bg/transition planes
+        planes = 3 + int(extra_planes)
+        cin = 3 + planes  # normalised RGB + fg/bg/transition planes (+ guidance)
         self.encoder = nn.ModuleList(
             _double_conv(cin if i == 0 else widths[i - 1], w, 1 if i == 0 else 2, norm) for i, w in enumerate(widths)
         )
         self.decoder = nn.ModuleList(
-            _DecoderStage(widths[i + 1], widths[i], norm, project_first=(i == 0)) for i in range(len(widths) - 1)
+            _DecoderStage(widths[i + 1], widths[i], norm, project_first=(i == 0), planes=planes) for i in range(len(widths) - 1)
         )
         self.head = NIGHead(widths[0], head_mid, alpha_min=alpha_min, norm=norm)
 

@@ -123,6 +123,10 @@ def main(argv=None, prog: str = PROG) -> int:
         from dugray.data.manifest import load_or_build
 
         load_or_build(cfg.data)  # fail fast, with the layout error, before Ray starts
+        if cfg.pretrained:  # resolved here, once: workers get the file's absolute path
+            from dugray.pretrained import resolve
+
+            cfg.pretrained = str(resolve(cfg.pretrained).resolve())
         if cfg.init_from.startswith("modnet-official:"):
             check_official_init(cfg, args.arch)
         elif cfg.init_from:  # and with the loader's error (missing, unreadable, the wrong kind)
@@ -130,7 +134,7 @@ def main(argv=None, prog: str = PROG) -> int:
 
             parts = tuple(p for p, stages in (("matting", "1 all"), ("refiner", "2 all")) if cfg.stage in stages.split())
             load_networks(cfg.init_from, cfg.init_from, parts=parts)
-    except (ValueError, FileNotFoundError, OSError, RuntimeError) as exc:  # CheckpointError is a RuntimeError
+    except (ValueError, FileNotFoundError, OSError, RuntimeError) as exc:  # CheckpointError, PretrainedError too
         print(f"{prog}: error: {(str(exc) or type(exc).__name__).splitlines()[0]}", file=sys.stderr)
         return 2
     from dugray.train.ingest import ClusterTooSmall

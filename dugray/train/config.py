@@ -133,6 +133,14 @@ class TrainConfig:
     training output folder or a checkpoint file. Stage 1 starts from its matting
     network (architecture included: ``arch`` is then ignored), stage 2 from its
     refiner; optimiser and schedule start afresh."""
+    pretrained: str = ""
+    """Stage 1 builds ``arch`` and loads pretrained weights into it (architectures with
+    ``load_pretrained``: u2netp, u2netp_guided): 'u2netp' (the cached file of ``dugray
+    pretrained u2netp``) or a path to that ONNX file. With ``init_from`` too, the network then
+    warm-starts its own trained part from that model (u2netp_guided: its light U-Net)."""
+    pretrained_lr_scale: float = 1.0
+    """Learning rate of the pretrained layers relative to ``lr`` (below 1 protects what they
+    know while the new parts learn; networks with ``pretrained_parameters``)."""
     log_every: int = 10
 
     @property
@@ -180,6 +188,8 @@ class TrainConfig:
             raise ValueError(f"data_cpus must be > 0 (the data tasks need a CPU beside the workers), got {self.data_cpus}")
         if self.cpus_per_worker <= 0:
             raise ValueError(f"cpus_per_worker must be > 0, got {self.cpus_per_worker}")
+        if self.pretrained_lr_scale <= 0:
+            raise ValueError(f"pretrained_lr_scale must be > 0 (freeze with a small value), got {self.pretrained_lr_scale}")
         if self.prefetch_batches < 0:
             raise ValueError(f"prefetch_batches must be >= 0, got {self.prefetch_batches}")
         if self.crop % 32:

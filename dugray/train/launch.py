@@ -164,7 +164,7 @@ def run_training(cfg: TrainConfig) -> dict:
                     raise FileNotFoundError("stage 2 needs a trained matting network: run stage 1 first (same --out) or give --matting")
                 args = LoopArgs(config=cfg, stage=stage, tracking_uri=uri, mlflow_run_id=run.info.run_id,
                                 resume_path=resume, matting_checkpoint=matting)
-                print(f"[train] stage {stage}: {'resuming from ' + resume if resume else 'from scratch'}", flush=True)
+                print(f"[train] stage {stage}: {start_of(cfg, stage, resume)}", flush=True)
                 start = time.perf_counter()
                 ckpt, metrics = fit_stage(cfg, stage, storage, args)
                 wall = time.perf_counter() - start
@@ -203,6 +203,18 @@ def _export(stage: str, ckpt_dir: str, out: Path, cfg: TrainConfig) -> Path:
 
 def _absolute(path: str) -> str:
     return path if "://" in path else str(Path(path).expanduser().resolve())
+
+
+def start_of(cfg, stage: str, resume: str) -> str:
+    """Where a stage starts, in words: a resumed checkpoint, pretrained weights, a warm start or nothing."""
+    if resume:
+        return f"resuming from {resume}"
+    parts = []
+    if stage == "1" and cfg.pretrained:
+        parts.append(f"{cfg.arch} with pretrained weights from {cfg.pretrained}")
+    if cfg.init_from:
+        parts.append(f"warm start from {cfg.init_from}")
+    return ", ".join(parts) or "from scratch"
 
 
 def _flat_params(cfg: TrainConfig) -> dict:

@@ -72,9 +72,26 @@ def initial_network(cfg):
         uri = cfg.init_from[cfg.init_from.index(OFFICIAL_PREFIX):]
         kwargs = cfg.arch_kwargs if cfg.arch == "modnet" else {}
         return load_official_modnet(official_path(uri), **{"alpha_min": cfg.alpha_min, **kwargs})
+    if cfg.pretrained:
+        return pretrained_network(cfg)
     if cfg.init_from:
         return load_networks(cfg.init_from, "none", parts=("matting",))[0]
     return create_model(cfg.arch, alpha_min=cfg.alpha_min, **cfg.arch_kwargs)
+
+
+def pretrained_network(cfg):
+    """``arch`` with the ``pretrained`` file's weights; its own trained part from ``init_from`` if given."""
+    from dugray.pretrained import resolve
+
+    net = create_model(cfg.arch, alpha_min=cfg.alpha_min, **cfg.arch_kwargs)
+    if not hasattr(net, "load_pretrained"):
+        raise ValueError(f"arch {cfg.arch} takes no pretrained weights; use u2netp or u2netp_guided")
+    net.load_pretrained(resolve(cfg.pretrained))
+    if cfg.init_from:
+        if not hasattr(net, "warm_start"):
+            raise ValueError(f"arch {cfg.arch} with pretrained weights takes no init_from")
+        net.warm_start(load_networks(cfg.init_from, "none", parts=("matting",))[0])
+    return net
 
 
 def counted(batches, what: str = "this worker's data shard"):

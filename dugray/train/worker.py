@@ -194,6 +194,18 @@ def autocast(cfg: TrainConfig, wc: WorkerContext):
     return torch.autocast(device_type=wc.device.type, dtype=dtype, enabled=bool(cfg.amp))
 
 
+def parameter_groups(net, lr: float, pretrained_scale: float = 1.0) -> list[dict]:
+    """The trainable parameters, the pretrained ones (``net.pretrained_parameters()``) in a group
+    of their own at ``lr * pretrained_scale``; frozen parameters are left out."""
+    pretrained = {id(p) for p in getattr(net, "pretrained_parameters", list)()} if pretrained_scale != 1.0 else set()
+    rest = [p for p in net.parameters() if p.requires_grad and id(p) not in pretrained]
+    groups = [{"params": rest, "lr": lr}]
+    if pretrained:
+        groups.append({"params": [p for p in net.parameters() if id(p) in pretrained and p.requires_grad],
+                       "lr": lr * pretrained_scale})
+    return groups
+
+
 def prepare_training(net, args: LoopArgs, wc: WorkerContext, lr: float, epochs: int,
                      weight_decay: float = 0.0, **ddp_kwargs) -> Training:
     """Restore the latest checkpoint (weights, Adam, schedule) if any and wrap for DDP.
@@ -206,7 +218,8 @@ def prepare_training(net, args: LoopArgs, wc: WorkerContext, lr: float, epochs: 
     if payload is not None:
         net.load_state_dict(payload["state_dict"])
     model = ray.train.torch.prepare_model(net, parallel_strategy_kwargs=ddp_kwargs or None)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=tuple(cfg.betas), weight_decay=weight_decay)
+    opt = torch.optim.Adam(parameter_groups(net, lr, cfg.pretrained_lr_scale), lr=lr, betas=tuple(cfg.betas),
+                           weight_decay=weight_decay)
     steps = steps_per_epoch(cfg, args.train_rows, wc.world)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps * epochs, int(cfg.warmup_epochs * steps), lr, cfg.min_lr))
     scaler = torch.amp.GradScaler("cuda") if cfg.amp and wc.device.type == "cuda" else None
