@@ -73,6 +73,37 @@ def test_run_clicks_counts_noc_and_the_clicks_that_hurt():
     assert s["per_image"]["b"]["noc_1.5x"] == 1 and s["per_image"]["b"]["noc_2x"] == 0
     assert s["mean"]["worse_clicks"] == 1 and s["mean"]["clicks"] == 4 and s["mean"]["worse_share"] == 0.25
     assert s["mean"]["sad_1"] == pytest.approx((10.1 + 2.0) / 2) and s["mean"]["sad_10"] == pytest.approx((5 + 2) / 2)
+    # NoF: "a" reaches 2x (6.0) at click 3 but never 1.5x (4.5) in its 3 clicks; "b" reaches both
+    assert s["per_image"]["a"]["nof_1.5x"] and not s["per_image"]["a"]["nof_2x"]
+    assert s["mean"]["nof_1.5x"] == 1 and s["mean"]["nof_2x"] == 0
+
+
+def test_protocol_2_never_clicks_inside_a_box_it_already_labelled():
+    """A wrong region the labels cannot fix (the matte never changes): version 1 clicks the same
+    pixel every round, version 2 moves on to the rest of the region, then to the next one."""
+    gt = np.zeros((60, 200), np.uint8)
+    gt[:, 100:] = 255
+    matte = np.zeros_like(gt)  # the right half is wrong everywhere (one component), the left right
+    matte[20:40, 10:30] = 255  # and one small wrong blob on the left
+    v1 = run_clicks(matte, lambda click: matte, gt, 4, protocol=1)
+    v2 = run_clicks(matte, lambda click: matte, gt, 4, protocol=2)
+    assert len({(c.y, c.x) for c in v1.clicks}) == 1 and len(v1.clicks) == 4
+    boxes = [c.box for c in v2.clicks]
+    for i, (y0, x0, y1, x1) in enumerate(boxes):  # each click outside every earlier box
+        assert not any(y0 <= c.y < y1 and x0 <= c.x < x1 for c in v2.clicks[i + 1:])
+    assert len({(c.y, c.x) for c in v2.clicks}) == 4
+    assert v2.clicks[0] == v1.clicks[0]  # the first click is the same user
+    assert all(c.x >= 100 for c in v2.clicks)  # the right half stays the largest summed error, box by box
+    with pytest.raises(ValueError, match="protocol"):
+        run_clicks(matte, lambda click: matte, gt, 1, protocol=3)
+
+
+def test_protocol_2_stops_when_every_wrong_pixel_is_inside_a_labelled_box():
+    gt = np.zeros((40, 40), np.uint8)
+    matte = np.zeros_like(gt)
+    matte[18:22, 18:22] = 255  # a 4x4 wrong blob, inside one click box (side 8)
+    run = run_clicks(matte, lambda click: matte, gt, 10, protocol=2)
+    assert len(run.clicks) == 1 and len(run.sad) == 2
 
 
 # --------------------------------------------------------------------------- geodesic distance
@@ -247,3 +278,34 @@ def test_a_point_labels_the_click_box():
     np.testing.assert_array_equal(a.alpha, b.alpha)
     assert a.state.label_log[0]["box"] == [44, 94, 52, 102]
     np.testing.assert_array_equal(fused_nig(a.state).gamma, fused_nig(b.state).gamma)
+
+
+# --------------------------------------------------------------------------- the rembg rows
+
+def test_rembg_trimap_erodes_fg_and_bg_by_ten_pixels_and_counts_the_border_as_bg():
+    from dugray.evaluation.peers import rembg_trimap
+
+    mask = np.zeros((80, 80), np.uint8)
+    mask[20:60, 20:60] = 255
+    mask[19, 20:60] = 128  # a soft edge row: neither > 240 nor < 10
+    t = rembg_trimap(mask)
+    assert set(np.unique(t)) == {0, 128, 255}
+    fg_rows = np.where((t == 255).any(axis=1))[0]
+    assert fg_rows.min() >= 20 + 4 and fg_rows.max() <= 59 - 4  # a 10x10 square erodes 5 / 4 px per side
+    assert (t[0] == 0).all() and (t[:, 0] == 0).all()  # border_value=1: the image edge does not erode bg
+    assert (t[19:21, 30] == 128).all()
+
+
+def test_rembg_alpha_matting_falls_back_to_the_mask_without_fg_or_bg():
+    from dugray.evaluation.peers import rembg_alpha_matting
+
+    img = np.zeros((40, 40, 3), np.uint8)
+    img[:, 20:] = 255
+    all_fg = np.full((40, 40), 250, np.uint8)
+    assert np.array_equal(rembg_alpha_matting(img, all_fg), all_fg)
+    mask = np.zeros((40, 40), np.uint8)
+    mask[:, 20:] = 255
+    mask[:, 17:23] = 128
+    alpha = rembg_alpha_matting(img, mask)
+    assert alpha[:, :15].max() == 0 and alpha[:, 25:].min() == 255  # closed-form on a two-colour image: a step
+    assert abs(int(alpha[20, 19]) - 0) <= 3 and abs(int(alpha[20, 20]) - 255) <= 3

@@ -83,6 +83,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--no-closed-form", action="store_true", help="skip the closed-form matting reference")
     p.add_argument("--clicks", type=int, default=10,
                    help="corrective clicks per image (rows click0..click10, NoC against closed-form; 0: none; default 10)")
+    p.add_argument("--clicks-v1", action="store_true",
+                   help="also the first click protocol (rows v1_click<k>, which may click a labelled box again)")
+    p.add_argument("--no-peers", action="store_true",
+                   help="skip the rembg rows (U^2-Netp's mask, and with rembg's alpha matting; they need the model's "
+                        "prior or 'dugray pretrained u2netp')")
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda[:i]")
     p.add_argument("--mlflow", action="store_true", help="log one MLflow run (params, metrics, artifacts)")
     p.add_argument("--experiment", default="dugray-eval", help="MLflow experiment name")
@@ -104,7 +109,7 @@ def main(argv=None, prog: str = PROG) -> int:
         config = EvalConfig(rounds=args.rounds, split=args.split, limit=args.limit, max_side=args.max_side,
                             figures=args.figures, error_threshold=args.error_threshold,
                             ablations=not args.no_ablations, closed_form=not args.no_closed_form, clicks=args.clicks,
-                            session=session)
+                            clicks_v1=args.clicks_v1, peers=not args.no_peers, session=session)
         prep = prepare(args.data, args.model, compare, config, args.refiner, args.device, refiner_variants)
     except (EvalError, ValueError) as exc:
         fail(str(exc), prog)
@@ -126,7 +131,8 @@ def main(argv=None, prog: str = PROG) -> int:
     if summary.get("corrective"):
         c = summary["corrective"]["mean"]
         print(f"  corrective clicks: whole SAD {' '.join(f'@{k} {v:.2f}' for k, v in c.items() if k.startswith('sad_'))}; "
-              f"NoC@1.5x {c.get('noc_1.5x', float('nan')):.2f}, NoC@2x {c.get('noc_2x', float('nan')):.2f}; "
+              f"NoC@1.5x {c.get('noc_1.5x', float('nan')):.2f}, NoC@2x {c.get('noc_2x', float('nan')):.2f}, "
+              f"NoF@2x {c.get('nof_2x', 0)}; "
               f"{c['worse_clicks']}/{c['clicks']} clicks made an image worse by > 2%")
     print(f"report: {(out / 'report.md').resolve()}")
     return 0

@@ -30,8 +30,12 @@ trimap, trimap2        the dataset trimap(s) as the initial user map, one round
 trimap_refined, ...    the same + refinement
 cf_trimap, cf_trimap2  closed-form matting (pymatting) given the same trimap
 <row>_nosolve          the same session's network matte without the solve (see above)
-click<k>               after k corrective clicks (:mod:`.clicks`: one click per round where
-                       the matte is most wrong), k in 0, 1, 2, 3, 5, 10
+click<k>               after k corrective clicks (:mod:`.clicks`, protocol version 2: one
+                       click per round where the matte is most wrong, never inside a box
+                       already labelled), k in 0, 1, 2, 3, 5, 10
+v1_click<k>            the same with protocol version 1 (``--clicks-v1``; for the record)
+rembg_u2netp           rembg's default output with U^2-Netp, the mask as alpha (:mod:`.peers`)
+rembg_u2netp_am        rembg's alpha-matting recipe on that mask (closed-form in its trimap)
 =====================  ===========================================================
 """
 
@@ -56,9 +60,10 @@ from dugray.usermap import oracle_label
 
 from .auroc import auroc
 
-from .clicks import REPORT_CLICKS, ClickRun, run_clicks, session_labeler
+from .clicks import PROTOCOL, REPORT_CLICKS, ClickRun, run_clicks, session_labeler
 from .closed_form import closed_form_alpha
 from .data import TRIMAP_COLUMNS, Example
+from .peers import peer_rows
 from .scoring import to_u8
 
 MAIN = "main"
@@ -104,6 +109,8 @@ class Plan:
     closed_form: bool = True
     refiners: dict = field(default_factory=dict)  # name -> another trained refiner (Table 4 rows)
     clicks: int = 10  # corrective clicks per image (0: no click rows)
+    clicks_v1: bool = False  # also the first click protocol's rows (v1_click<k>)
+    peer_net: object = None  # U^2-Netp for the rembg rows (None: no rembg rows)
 
 
 NOSOLVE = "_nosolve"
@@ -135,7 +142,15 @@ def describe(variant: str, rounds: int) -> str:
         return sel(int(variant[3:]))
     if variant.startswith("click") and variant[5:].isdigit():
         k = int(variant[5:])
-        return f"after {k} corrective click{'s' if k != 1 else ''} (one per round, where the matte is most wrong)"
+        return f"after {k} corrective click{'s' if k != 1 else ''} (protocol 2: where the matte is most wrong, " \
+               "never in a box already labelled)"
+    if variant.startswith("v1_click") and variant[8:].isdigit():
+        k = int(variant[8:])
+        return f"after {k} corrective click{'s' if k != 1 else ''}, protocol 1 (may click a labelled box again)"
+    if variant == "rembg_u2netp":
+        return "rembg (u2netp): its mask as alpha, no interaction"
+    if variant == "rembg_u2netp_am":
+        return "rembg (u2netp) + its alpha matting (closed-form in the mask's trimap), no interaction"
     if variant.startswith("cf_"):
         return f"closed-form matting given {variant[3:]} (pymatting reference)"
     for key in TRIMAP_COLUMNS:
@@ -271,26 +286,35 @@ def run_closed_form(ex: Example, key: str) -> Outcome:
     return Outcome(MAIN, f"cf_{key}", to_u8(alpha), time.perf_counter() - t0)
 
 
-def run_corrective(ex: Example, model, refiner, config: SessionConfig, clicks: int, model_name: str = MAIN):
-    """The corrective-click user (:mod:`.clicks`) on one session: rows ``click<k>`` and the run."""
+def run_corrective(ex: Example, model, refiner, config: SessionConfig, clicks: int, model_name: str = MAIN,
+                   protocol: int = PROTOCOL):
+    """The corrective-click user (:mod:`.clicks`) on one session: rows ``click<k>`` (``v1_click<k>``
+    for protocol 1) and the run."""
     t0 = time.perf_counter()
     s = MattingSession(ex.image, model, refiner, config).start()
-    run = run_clicks(s.alpha_u8, session_labeler(s), ex.gt, clicks, keep_mattes=True)
+    run = run_clicks(s.alpha_u8, session_labeler(s), ex.gt, clicks, keep_mattes=True, protocol=protocol)
     per_round = (time.perf_counter() - t0) / len(run.sad)
-    outs = [Outcome(model_name, f"click{k}", run.mattes[min(k, len(run.mattes) - 1)], per_round, None,
+    prefix = "" if protocol == PROTOCOL else f"v{protocol}_"
+    outs = [Outcome(model_name, f"{prefix}click{k}", run.mattes[min(k, len(run.mattes) - 1)], per_round, None,
                     min(k, len(run.clicks))) for k in REPORT_CLICKS if k <= clicks]
     return outs, run
 
 
-def run_image(ex: Example, models: dict, plan: Plan) -> tuple[list[Outcome], Trace | None, ClickRun | None]:
+def run_peers(ex: Example, net) -> list[Outcome]:
+    """The rembg rows (:mod:`.peers`) on one image."""
+    return [Outcome(MAIN, variant, alpha, seconds) for variant, alpha, seconds in peer_rows(ex.image, net)]
+
+
+def run_image(ex: Example, models: dict, plan: Plan) -> tuple[list[Outcome], Trace | None, dict[int, ClickRun]]:
     """Every row for one image; ``models`` maps a name (MAIN first) to (network, refiner).
 
     The main model gets all rows; a ``--compare`` model gets the interactive rows and
     trimap mode (no ablations, no reference), so rows differ only by the network. The
-    third value is the main model's corrective-click run (None with ``plan.clicks == 0``).
+    third value is the main model's corrective-click runs by protocol version (empty with
+    ``plan.clicks == 0``).
     """
     outcomes: list[Outcome] = []
-    trace = clicked = None
+    trace, clicked = None, {}
     for name, (net, refiner) in models.items():
         main = name == MAIN
         extra = plan.refiners if main else None
@@ -306,11 +330,14 @@ def run_image(ex: Example, models: dict, plan: Plan) -> tuple[list[Outcome], Tra
                                           model_name=name, prefix=prefix, emit_free=False, refine=prefix == "noenforce_")
                 outcomes += outs
         if main and plan.clicks > 0:
-            outs, clicked = run_corrective(ex, net, refiner, plan.session, plan.clicks, name)
-            outcomes += outs
+            for protocol in (PROTOCOL, 1) if plan.clicks_v1 else (PROTOCOL,):
+                outs, clicked[protocol] = run_corrective(ex, net, refiner, plan.session, plan.clicks, name, protocol)
+                outcomes += outs
         for key in TRIMAP_COLUMNS:
             if key in ex.trimaps:
                 outcomes += run_trimap(ex, net, refiner, plan.session, key, name, extra)
     if plan.closed_form:
         outcomes += [run_closed_form(ex, key) for key in TRIMAP_COLUMNS if key in ex.trimaps]
+    if plan.peer_net is not None:
+        outcomes += run_peers(ex, plan.peer_net)
     return outcomes, trace, clicked

@@ -28,11 +28,12 @@ METRIC_TITLE = {"sad": "SAD", "mse": "MSE", "mad": "MAD", "grad": "Grad (DIM)", 
 
 
 CORRECTIVE_NOTE = (
-    "A simulated user clicks once per round where the matte is most wrong: the 8-connected component of "
-    "|alpha - GT| > 0.3 with the largest summed error, at its most interior pixel, labelling the box of "
+    "A simulated user clicks once per round where the matte is most wrong (protocol version 2): the 8-connected "
+    "component of |alpha - GT| > 0.3, outside every box it already labelled, with the largest summed error, at "
+    "its most interior pixel, labelling the box of "
     "max(8, 2% of the long side) px centred there from the GT (fg / bg / transition). Whole-image SAD after k "
     "clicks; NoC@m = clicks until the SAD is at most m times closed-form matting's whole-image SAD given the full "
-    "`trimap` (the `cf_trimap` row of this run), 10 when never; the last columns count the clicks that raised "
+    "`trimap` (the `cf_trimap` row of this run), 10 when never; NoF@2x = images that never reach 2x; the last columns count the clicks that raised "
     "the SAD by more than 2% and the labels given (f/b/t).")
 
 
@@ -159,6 +160,12 @@ def markdown(summary: dict) -> str:
                   sad_table(s["corrective"]), "",
                   f"{c['worse_clicks']} of {c['clicks']} clicks ({c['worse_share']:.0%}) made an image's whole-image SAD "
                   "worse by more than 2%.", ""]
+    if s.get("corrective_v1"):
+        c = s["corrective_v1"]["mean"]
+        lines += ["### Protocol version 1 (for the record)", "",
+                  "The same user, allowed to click inside a box it already labelled (rows `v1_click<k>`).", "",
+                  sad_table(s["corrective_v1"]), "",
+                  f"{c['worse_clicks']} of {c['clicks']} clicks made an image worse by more than 2%.", ""]
     lines += ["## Calibration (Appendix C.2)", "", s["auroc_definition"], ""]
     rows = [[_method_cell(m, e), fmt(e["auroc_epistemic"]), str(e["auroc_images"]), fmt(e["mean_epistemic"])]
             for m, e in methods.items() if e["mean_epistemic"] is not None]

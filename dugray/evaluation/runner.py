@@ -24,10 +24,11 @@ import torch
 from dugray.session import SessionConfig
 
 from .auroc import ERROR_THRESHOLD, error_detection_auroc
-from .clicks import summarise_runs
+from .clicks import PROTOCOL, summarise_runs
 from .data import DataError, load_item, select_rows, unique_names
 from .figures import save_figure7, save_steps
 from .methods import MAIN, Plan, run_image
+from .peers import peer_network
 from .report import (
     CLICK_COLUMNS,
     figure7_curves,
@@ -56,6 +57,8 @@ class EvalConfig:
     ablations, closed_form : run the fusion / enforcement ablations; the pymatting reference.
     clicks : corrective clicks per image (:mod:`.clicks`; 0: none), NoC against closed-form
         matting's whole-image SAD given the dataset's ``trimap`` (needs ``closed_form``).
+    clicks_v1 : also run the first click protocol (rows ``v1_click<k>``; for the record).
+    peers : the rembg rows (:mod:`.peers`): U^2-Netp's mask and rembg's alpha matting.
     session : the SessionConfig of every dugray row (its ablations change one field).
     """
 
@@ -68,6 +71,8 @@ class EvalConfig:
     ablations: bool = True
     closed_form: bool = True
     clicks: int = 10
+    clicks_v1: bool = False
+    peers: bool = True
     session: SessionConfig = field(default_factory=SessionConfig)
 
     def validate(self) -> None:
@@ -99,6 +104,8 @@ class Prepared:
     losses: dict  # name -> "nig" / "l1" / None (read from the checkpoint's training metrics)
     device: str
     refiners: dict = field(default_factory=dict)  # name -> another trained refiner of the main model (Table 4)
+    peer_net: object = None  # U^2-Netp for the rembg rows, or None
+    peer_note: str = ""  # where it came from, or why there are no rembg rows
 
 
 def pick_device(device: str = "auto") -> str:
@@ -164,7 +171,8 @@ def prepare(data, model: str = "default", compare: dict | None = None, config: E
             raise EvalError(f"refiner variant name {name!r} must be a plain identifier (letters, digits, _)")
         refiners[name] = load_pair(model, uri, device)[1]
         uris[f"refiner:{name}"] = str(uri)
-    return Prepared(str(data), split, rows, unique_names(rows), models, uris, losses, device, refiners)
+    peer_net, peer_note = peer_network(models[MAIN][0]) if config.peers else (None, "rembg rows off (--no-peers)")
+    return Prepared(str(data), split, rows, unique_names(rows), models, uris, losses, device, refiners, peer_net, peer_note)
 
 
 def run(prep: Prepared, out, config: EvalConfig | None = None, progress: bool = True) -> dict:
@@ -176,8 +184,9 @@ def run(prep: Prepared, out, config: EvalConfig | None = None, progress: bool = 
     config = config or EvalConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    plan = Plan(config.rounds, config.session, config.ablations, config.closed_form, prep.refiners, config.clicks)
-    records, skipped, sizes, derived, click_runs = [], [], [], 0, {}
+    plan = Plan(config.rounds, config.session, config.ablations, config.closed_form, prep.refiners, config.clicks,
+                config.clicks_v1, prep.peer_net)
+    records, skipped, sizes, derived, click_runs = [], [], [], 0, {PROTOCOL: {}, 1: {}}
     _warm_up(prep, config)
     t_start = time.perf_counter()
     figures_left = config.figures
@@ -191,8 +200,8 @@ def run(prep: Prepared, out, config: EvalConfig | None = None, progress: bool = 
         sizes.append((ex.original_shape, ex.gt.shape))
         derived += ex.trimap_derived
         outcomes, trace, clicked = run_image(ex, prep.models, plan)
-        if clicked is not None:
-            click_runs[name] = clicked
+        for protocol, clicked_run in clicked.items():
+            click_runs[protocol][name] = clicked_run
         for o in outcomes:
             write_png(out / "mattes" / o.method / f"{name}.png", o.alpha)
             scores = score_matte(o.alpha, ex.gt, ex.comp1k_trimap, ex.whole_trimap)
@@ -208,9 +217,11 @@ def run(prep: Prepared, out, config: EvalConfig | None = None, progress: bool = 
     if not records:
         raise EvalError(f"no image of {prep.data} ({prep.split}) could be read: {skipped[0]['reason'] if skipped else 'none listed'}")
     total = time.perf_counter() - t_start
-    corrective = corrective_summary(click_runs, records, config.clicks) if click_runs else None
+    corrective = corrective_summary(click_runs[PROTOCOL], records, config.clicks) if click_runs[PROTOCOL] else None
     summary = _summary(prep, config, records, skipped, sizes, derived, total)
     summary["corrective"] = corrective
+    summary["corrective_v1"] = (summarise_runs(click_runs[1], _cf_sads(records), config.clicks)
+                                if click_runs[1] else None)
     write_csv(out / "per_image.csv", records)
     write_json(out / "summary.json", summary)
     (out / "report.md").write_text(markdown(summary))
@@ -223,13 +234,17 @@ def corrective_summary(runs: dict, records: list[dict], clicks: int) -> dict:
     """The corrective-click runs summarised (:func:`.clicks.summarise_runs`) against each image's
     closed-form whole-image SAD (the ``cf_trimap`` row, when it ran), and their NoC / worse-click
     numbers added to the image's ``click<k>`` records (per_image.csv)."""
-    cf = {r["image"]: r["whole_sad"] for r in records if r["method"] == "cf_trimap"}
-    summary = summarise_runs(runs, cf, clicks)
+    summary = summarise_runs(runs, _cf_sads(records), clicks)
     for r in records:
         row = summary["per_image"].get(r["image"])
         if row is not None and r["method"].startswith("click"):
             r.update({k: row[k] for k in CLICK_COLUMNS})
     return summary
+
+
+def _cf_sads(records: list[dict]) -> dict:
+    """Each image's closed-form whole-image SAD given the full trimap (the NoC reference)."""
+    return {r["image"]: r["whole_sad"] for r in records if r["method"] == "cf_trimap"}
 
 
 def _warm_up(prep: Prepared, config: EvalConfig) -> None:
@@ -260,7 +275,8 @@ def params_of(prep: Prepared, config: EvalConfig) -> dict:
     """Flat parameters of a run (for MLflow and summary.json)."""
     p = {"data": prep.data, "split": prep.split, "n_images": len(prep.rows), "device": prep.device,
          "rounds": config.rounds, "limit": config.limit, "max_side": config.max_side,
-         "error_threshold": config.error_threshold, "ablations": config.ablations, "closed_form": config.closed_form}
+         "error_threshold": config.error_threshold, "ablations": config.ablations, "closed_form": config.closed_form,
+         "clicks": config.clicks, "clicks_v1": config.clicks_v1, "peers": prep.peer_net is not None}
     p.update({f"model.{k}": v for k, v in prep.uris.items()})
     p.update({f"session.{k}": v for k, v in config.session.to_dict().items()})
     return p
@@ -286,6 +302,8 @@ def _notes(prep: Prepared, config: EvalConfig, comp1k_source: str, largest: int,
          "that round is not repeated as a row."),
         ("Closed-form matting: pymatting `estimate_alpha_cf` with its defaults, solved at evaluation size in the "
          "same run."),
+        ("rembg rows (`rembg_u2netp`, `rembg_u2netp_am`): rembg's preprocessing and alpha-matting recipe with "
+         f"U^2-Netp, in the same run; {prep.peer_note}."),
     ]
     if sc.solve:
         notes.append("Rows without a suffix use the uncertainty-guided solve (`dugray.solve`, parameters in "
