@@ -5,6 +5,7 @@ its exit codes. Models are tiny, untrained and built here."""
 import csv
 import importlib.util
 import json
+import os
 import math
 import subprocess
 import sys
@@ -44,6 +45,12 @@ def _job():
     return mod
 
 
+@pytest.fixture(autouse=True)
+def empty_weights_cache(tmp_path, monkeypatch):
+    """No cached U^2-Netp file: a model without it gets no rembg rows, wherever the tests run."""
+    monkeypatch.setenv("DUGRAY_CACHE", str(tmp_path / "empty_cache"))
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     d = tmp_path_factory.mktemp("model")
@@ -68,10 +75,12 @@ def three_images(tmp_path_factory):
 @pytest.fixture(scope="module")
 def job_out(tiny_model, three_images, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
+    # an empty weights cache: the tiny unet carries no U^2-Netp, so the rembg rows are left out (and say why)
+    env = {**os.environ, "DUGRAY_CACHE": str(tmp_path_factory.mktemp("empty_cache"))}
     proc = subprocess.run(
         [sys.executable, "jobs/evaluate.py", "--data", three_images, "--split", "test", "--model", tiny_model,
          "--out", out, "--rounds", "2", "--figures", "1", "--quiet", "--clicks", "3", "--refiner-variant", f"fixed={tiny_model / 'refiner_fixed.pt'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -351,3 +360,26 @@ def test_head_probe_reinit_restores_the_initial_evidence():
     sp = torch.nn.functional.softplus
     assert float(sp(b[1])) == pytest.approx(1.0) and float(sp(b[2])) == pytest.approx(1.0)  # nu 1, alpha = 2.1 + 1
     assert float(sp(b[3])) / (2.1 + 1.0 - 1.0) == pytest.approx(0.1)  # E[sigma^2] = beta / (alpha - 1) = 0.1
+
+
+def test_the_rembg_rows_come_from_a_model_that_carries_u2netp(tmp_path, three_images):
+    """A u2netp_guided model carries U^2-Netp (its frozen prior): the evaluation then adds rembg's two
+    rows, computed the way rembg does (the mask; closed-form in the mask's trimap), with no file at all."""
+    from dugray.evaluation import EvalConfig, prepare, run
+    from dugray.evaluation.peers import peer_rows
+    from dugray.evaluation.data import load_item
+
+    torch.manual_seed(0)
+    save_checkpoint(create_model("u2netp_guided", widths=(8, 16)), tmp_path / "guided.pt")
+    config = EvalConfig(rounds=0, clicks=0, ablations=False, closed_form=False, figures=0, split="test")
+    prep = prepare(three_images, str(tmp_path / "guided.pt"), config=config)
+    assert prep.peer_net is prep.models["main"][0].prior_net
+    summary = run(prep, tmp_path / "out", config, progress=False)
+    assert {"rembg_u2netp", "rembg_u2netp_am"} <= set(summary["methods"])
+    rows = {(r["image"], r["method"]): r for r in _read_csv(tmp_path / "out" / "per_image.csv")}
+    name = summary["images"][0]
+    ex = load_item(prep.rows[0], prep.names[0], None)
+    (_, mask, _), (_, am, _) = peer_rows(ex.image, prep.peer_net)
+    saved = cv2.imread(str(tmp_path / "out" / "mattes" / "rembg_u2netp" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(saved, mask)  # what is scored is rembg's mask, recomputed here
+    assert float(rows[(name, "rembg_u2netp")]["whole_sad"]) == pytest.approx(np.abs(mask / 255.0 - ex.gt / 255.0).sum() / 1000, rel=1e-6)
