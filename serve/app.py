@@ -331,9 +331,9 @@ class APIIngress:
         return await asyncio.to_thread(self._decode, form, config)
 
     def _decode(self, form: dict, config) -> SessionState:
-        limit = self.settings.max_pixels
-        image = decode_image(form["image"], limit)
-        planes = {name: decode_plane(form[name], limit, name) for name in ("trimap", "mask") if name in form}
+        limit, budget = self.settings.max_pixels, self.settings.max_decode_bytes
+        image = decode_image(form["image"], limit, max_bytes=budget)
+        planes = {name: decode_plane(form[name], limit, name, budget) for name in ("trimap", "mask") if name in form}
         try:
             return new_state(image, config, **planes)
         except ValueError as exc:

@@ -37,6 +37,9 @@ class ServeSettings:
     device : 'auto' (CUDA when the replica was given a GPU), 'cpu' or 'cuda'.
     torch_threads : intra-op threads per model replica; 0 keeps what Ray set (OMP_NUM_THREADS).
     max_pixels : largest accepted image (width x height); larger gets 413.
+    max_decode_bytes : bytes one image decode may allocate, read from its header before decoding
+        (pixels x channels x bytes per sample, a TIFF's tile or strip buffer included); more gets
+        413. Default 8 x max_pixels (a 16-bit RGBA image of the largest size).
     max_upload_bytes : largest accepted upload (multipart body); larger gets 413.
     max_json_bytes : largest accepted JSON body (labels, options); larger gets 413.
     api_keys : accepted API keys (also ``DUGRAY_API_KEYS``, comma-separated, or a file named by
@@ -78,6 +81,7 @@ class ServeSettings:
     device: str = "auto"
     torch_threads: int = 0
     max_pixels: int = 40_000_000
+    max_decode_bytes: int | None = None
     max_upload_bytes: int = 64 * 2**20
     max_json_bytes: int = 2**20
     api_keys: list = field(default_factory=list)
@@ -109,6 +113,10 @@ class ServeSettings:
             raise ValueError("max_sessions_per_owner must be >= 1, max_json_bytes >= 1024, rate_limit_per_s >= 0")
         if self.rate_burst < 1:
             raise ValueError(f"rate_burst must be at least 1 (a request), got {self.rate_burst}")
+        if self.max_decode_bytes is None:
+            self.max_decode_bytes = 8 * self.max_pixels
+        if self.max_decode_bytes < self.max_pixels:
+            raise ValueError("max_decode_bytes must be at least max_pixels (one byte per pixel)")
         if self.max_store_bytes_per_owner is None:
             self.max_store_bytes_per_owner = self.max_store_bytes // 4
         if not 1 <= self.max_store_bytes_per_owner <= self.max_store_bytes:
