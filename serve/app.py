@@ -48,6 +48,7 @@ from dugray.session import (
     SessionState,
     apply_user_labels,
     new_state,
+    proposals_need_rounds,
     refine_plan,
     round_plan,
     run_plan_async,
@@ -58,13 +59,14 @@ from serve.access import Policy, RequestGuard
 from serve.blobs import SID
 from serve.errors import ApiError, install_error_handlers, save_error, unknown_session
 from serve.imaging import CEILING_ENV, ceiling_in_effect, decode_image, decode_plane, decoder_env
+from serve.limits import check_label_count, check_label_work
 from serve.placement import deployment_options
 from serve.readiness import Readiness
 from serve.schemas import LabelRequest, SessionPatch
 from serve.settings import ServeSettings
 from serve.uploads import read_form, upload_openapi
 from serve.deployments import Fusion, Matting, Proposal, Refinement, SessionStore, Solve
-from serve.views import session_view, with_request_time
+from serve.views import session_view, state_from_bytes, state_to_bytes, with_request_time
 
 api = FastAPI(
     title="dugray",
@@ -168,6 +170,7 @@ class APIIngress:
     async def label(self, sid: str, body: LabelRequest, request: Request) -> dict:
         """Paint the answers into the user map, run the network again, fuse, propose anew."""
         t0 = time.perf_counter()
+        check_label_count(len(body.labels), self.settings)
         state, _, version = await self._load(sid, request)
         if len(state.rounds) >= self.settings.max_rounds:
             raise ApiError(409, "round limit reached", f"a session may run {self.settings.max_rounds} rounds")
@@ -175,6 +178,7 @@ class APIIngress:
             apply_user_labels(state, [item.pair() for item in body.labels])
         except ValueError as exc:
             raise ApiError(422, "invalid labels", str(exc)) from None
+        await asyncio.to_thread(check_label_work, state, self.settings)  # nothing runs (or is stored) past the bounds
         uncertainty = await self._run(round_plan(state, {"label_s": time.perf_counter() - t0}))
         view = session_view(sid, state, uncertainty)
         await self._save(sid, state, view, version, owner_of(request))
@@ -240,6 +244,10 @@ class APIIngress:
         except ValueError as exc:
             raise ApiError(422, "invalid option", str(exc)) from None
         state = await self._new_state(request, solve)
+        try:
+            options.check_size(state.full_shape)  # before the round, not a 500 after it
+        except ValueError as exc:
+            raise ApiError(422, "invalid option", str(exc)) from None
         await self._run(round_plan(state, propose=False, refine=refine))  # the one-shot path: nobody to ask
         data = await self._render(state, "cutout" if output == "rgba" else "alpha", options)
         return Response(data, media_type=options.media_type)
@@ -286,7 +294,8 @@ class APIIngress:
             return self.fusion.fuse.remote(state.working())  # handed on to the next steps by reference
 
         async def propose(state, fused):
-            proposals, summary["uncertainty"] = await self._call(self.proposal.propose, state.working(False), fused)
+            work = state.working(proposals_need_rounds(state))  # "epistemic" ranks the network's rounds alone
+            proposals, summary["uncertainty"] = await self._call(self.proposal.propose, work, fused)
             return proposals
 
         async def solve(state, fused):
@@ -347,14 +356,14 @@ class APIIngress:
             raise ApiError(410, "session lost", "its stored state could not be read; start a new session")
         blob, view, version = got
         try:
-            return SessionState.from_bytes(blob), view, version
+            return await state_from_bytes(blob), view, version  # off the event loop
         except Exception as exc:  # noqa: BLE001 - any unreadable state: the session is gone, the replica is not
             log.warning("session %s: stored state unreadable (%s); quarantined", sid, type(exc).__name__)
             await self._store("quarantine", sid, f"unreadable state ({type(exc).__name__})")
             raise ApiError(410, "session lost", "its stored state could not be read; start a new session") from None
 
     async def _save(self, sid: str, state: SessionState, view: dict, version: int | None, owner: str | None) -> None:
-        result = await self._store("put", sid, state.to_bytes(), view, version, owner)
+        result = await self._store("put", sid, await state_to_bytes(state), view, version, owner)
         if not result["ok"]:
             raise save_error(result["error"], sid, self.settings.session_ttl_s)
 
