@@ -352,6 +352,8 @@ class APIIngress:
         got = await self._store("get", checked_sid(sid), owner_of(request))
         if got is None:
             raise unknown_session(sid)
+        if isinstance(got, dict) and "unavailable" in got:  # the storage failed; the session is kept
+            raise ApiError(503, "session storage unavailable", "the session is kept; retry", headers={"Retry-After": "5"})
         if isinstance(got, dict):  # its stored state was missing or cut short: quarantined by the store
             raise ApiError(410, "session lost", "its stored state could not be read; start a new session")
         blob, view, version = got

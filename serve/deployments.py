@@ -129,5 +129,6 @@ class SessionStore(SessionTable):
         if replicas != 1:
             raise RuntimeError(f"SessionStore must have exactly 1 replica, not {replicas} (serve/store.py)")
         super().__init__(settings.max_sessions, settings.session_ttl_s, settings.max_store_bytes,
-                         blobs=open_blobs(settings.session_storage), max_per_owner=settings.max_sessions_per_owner,
+                         blobs=open_blobs(settings.session_storage, settings.max_store_bytes // 16),
+                         max_per_owner=settings.max_sessions_per_owner,
                          max_bytes_per_owner=settings.max_store_bytes_per_owner)
