@@ -33,7 +33,7 @@ def png_with_trailing_data(mib: int = 400) -> bytes:
 
 def os2_bmp(w: int = 8, h: int = 6) -> bytes:
     """An OS/2 1.x bitmap (12-byte BITMAPCOREHEADER, 16-bit width and height), 24 bits, grey ramp."""
-    row = bytes(b for x in range(w) for b in (x * 30,) * 3)
+    row = bytes(b for x in range(w) for b in ((x * 30) % 256,) * 3)
     row += bytes(-len(row) % 4)
     pixels = row * h
     return b"BM" + struct.pack("<IHHI", 26 + len(pixels), 0, 0, 26) + struct.pack("<IHHHH", 12, w, h, 1, 24) + pixels
