@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 
 FORMATS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg", "webp": ".webp"}
+MAX_SIDES = {".webp": 16383, ".jpg": 65535}
+"""The longest side each format can encode (libwebp's and libjpeg's limits); PNG's is 2**31 - 1."""
 MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".webp": "image/webp"}
 JPEG_QUALITY = 92
 WEBP_QUALITY = 92
@@ -64,6 +66,16 @@ class OutputOptions:
         margin_px(self.crop_margin, 1)
         if self.max_side is not None and not 8 <= int(self.max_side) <= 1_000_000:
             raise ValueError(f"max_side must be between 8 and 1000000 pixels, got {self.max_side}")
+
+    def check_size(self, shape: tuple[int, ...]) -> None:
+        """ValueError when a picture of ``shape`` (the input's, before any crop) could be too large for
+        the format (WebP: 16383 pixels a side), so a server refuses before the work, not after it.
+        A crop is not known before the matte, so it is not counted: ``max_side`` brings it under."""
+        limit = MAX_SIDES.get(self.suffix)
+        side = max(shape[:2]) if self.max_side is None else min(max(shape[:2]), int(self.max_side))
+        if limit is not None and side > limit:
+            raise ValueError(f"{self.format} pictures are at most {limit} pixels a side and this one would be "
+                             f"{side}: pass max_side={limit} or less, or choose png")
 
     @property
     def suffix(self) -> str:

@@ -13,8 +13,10 @@ Serve's ``route_prefix`` and a proxy's root path), and what is not named open is
   ``Authorization: Bearer KEY`` or ``X-API-Key: KEY`` (401 otherwise). The request is then
   owned by ``key:<sha256 of the key, 16 hex>``: the sessions it creates belong to that key.
   The interactive docs (``/docs``) are off (404): they load swagger-ui from a CDN, and the
-  web page keeps its key on this origin. Without keys, the owner is the client address
-  (``addr:1.2.3.4``), used for quotas only: the peer's address, or the one a configured
+  web page keeps its key on this origin. A missing or wrong key costs the client's address a
+  token of the rate limit (429 past it), so keys cannot be guessed at full speed. Without keys,
+  the owner is the client address (``addr:1.2.3.4``; IPv6 by its /64, ``addr:2001:db8::/64``,
+  and an IPv4-mapped address as its IPv4), used for quotas only: the peer's address, or the one a configured
   proxy (``trusted_proxies``) forwarded in ``X-Forwarded-For``; a forwarded address from
   anyone else is never believed.
 - **browsers** (without keys): a request must name this server in ``Host`` (an IP address
@@ -78,13 +80,24 @@ def key_id(key: str) -> str:
     return "key:" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
+IPV6_OWNER_PREFIX = 64
+"""IPv6 clients are grouped by their /64: one subscriber gets a whole /64 (2**64 addresses), so an
+address per request would be a new owner per request (a fresh rate bucket, session and byte quotas)."""
+
+
 def address_owner(address: str) -> str:
-    """The owner id of a client address, at most 50 characters: ``addr:`` and the address
-    (IPv4 or IPv6, normalised), or a hash of anything else (never a string a client chose)."""
+    """The owner id of a client address, at most 50 characters: ``addr:`` and the address as a
+    network operator counts clients: IPv4 as is (an IPv4-mapped IPv6 address too), IPv6 by its
+    /64 (``addr:2001:db8:1:2::/64``); a hash of anything else (never a string a client chose)."""
     try:
-        return "addr:" + ipaddress.ip_address(address.strip().strip("[]")).compressed
+        ip = ipaddress.ip_address(address.strip().strip("[]"))
     except ValueError:
         return "addr:#" + hashlib.sha256(address.encode("utf-8", "replace")).hexdigest()[:16]
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.version == 6:
+        return "addr:" + ipaddress.ip_network(f"{ip}/{IPV6_OWNER_PREFIX}", strict=False).compressed
+    return "addr:" + ip.compressed
 
 
 def presented_key(headers: dict[str, str]) -> str | None:
@@ -290,12 +303,13 @@ class RequestGuard:
                 raise ApiError(404, "not found", "the interactive docs are off on a server with API keys; "
                                "GET /openapi.json with your key")
             if route not in OPEN_PATHS and not STATIC.fullmatch(route):
+                peer = (scope.get("client") or ("unknown", 0))[0]
+                forwarded = [v.decode("latin-1") for k, v in raw if k == b"x-forwarded-for"]
+                address = address_owner(client_address(peer, forwarded, policy.proxies))
                 if policy.keys:
-                    owner = policy.keys.owner(presented_key(headers))
+                    owner = _key_owner(policy, headers, address)
                 else:
-                    peer = (scope.get("client") or ("unknown", 0))[0]
-                    forwarded = [v.decode("latin-1") for k, v in raw if k == b"x-forwarded-for"]
-                    owner = address_owner(client_address(peer, forwarded, policy.proxies))
+                    owner = address
                 wait = policy.limiter.acquire(owner)
                 if wait > 0:
                     raise ApiError(429, "too many requests", f"retry after {math.ceil(wait)} s",
@@ -309,6 +323,19 @@ class RequestGuard:
             return await _send_error(send, exc)
         scope.setdefault("state", {})["owner"] = owner
         return await self.app(scope, _counting(receive, limit) if upload else receive, send)
+
+
+def _key_owner(policy: Policy, headers: dict[str, str], address: str) -> str:
+    """The owner of the request's key; a refused key (401) costs its address a token, so guessing
+    keys is rate-limited like any other request (429 once the address's bucket is empty)."""
+    try:
+        return policy.keys.owner(presented_key(headers))
+    except ApiError:
+        wait = policy.limiter.acquire("refused:" + address)
+        if wait > 0:
+            raise ApiError(429, "too many requests", f"retry after {math.ceil(wait)} s",
+                           headers={"Retry-After": str(math.ceil(wait))}) from None
+        raise
 
 
 def _check_browser(policy: Policy, headers: dict[str, str], method: str) -> None:

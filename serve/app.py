@@ -24,12 +24,10 @@ deployments are in serve/deployments.py; :func:`build` below wires the graph.
 """
 
 import asyncio
-import hashlib
 import logging
 import time
 import uuid
 from dataclasses import replace
-from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
@@ -48,6 +46,7 @@ from dugray.session import (
     SessionState,
     apply_user_labels,
     new_state,
+    proposals_need_rounds,
     refine_plan,
     round_plan,
     run_plan_async,
@@ -55,16 +54,26 @@ from dugray.session import (
     working_float,
 )
 from serve.access import Policy, RequestGuard
-from serve.blobs import SID
 from serve.errors import ApiError, install_error_handlers, save_error, unknown_session
 from serve.imaging import CEILING_ENV, ceiling_in_effect, decode_image, decode_plane, decoder_env
+from serve.limits import check_label_count, check_label_work
 from serve.placement import deployment_options
+from serve.posterior_cache import posterior_key
 from serve.readiness import Readiness
 from serve.schemas import LabelRequest, SessionPatch
 from serve.settings import ServeSettings
 from serve.uploads import read_form, upload_openapi
 from serve.deployments import Fusion, Matting, Proposal, Refinement, SessionStore, Solve
-from serve.views import session_view, with_request_time
+from serve.views import (
+    checked_sid,
+    model_id,
+    owner_of,
+    session_view,
+    state_from_bytes,
+    state_to_bytes,
+    web_file,
+    with_request_time,
+)
 
 api = FastAPI(
     title="dugray",
@@ -81,37 +90,8 @@ log = logging.getLogger("ray.serve")
 MODEL_DIED = (RayActorError, ObjectLostError, ReplicaUnavailableError, DeploymentUnavailableError)  # a lost node: its results too
 PNG = {200: {"content": {"image/png": {}}}}  # for /docs
 ONE_SHOT = {200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}}}
-WEB_FILES = ("index.html", "app.js", "style.css")
 GRAPH = ("Matting", "Fusion", "Proposal", "Solve", "Refinement", "SessionStore", "APIIngress")
 """The deployments of the app, by name: /v1/health is ok only when each can serve (DEPLOYMENTS below)."""
-
-
-def owner_of(request: Request) -> str | None:
-    """Who makes the request (set by serve.access.RequestGuard): ``key:...`` or ``addr:...``."""
-    return getattr(request.state, "owner", None)
-
-
-def checked_sid(sid: str) -> str:
-    """A session id that can be one (else 404 before any work): the store's ids are 32 hex digits."""
-    if not SID.fullmatch(sid):
-        raise unknown_session(sid[:64])
-    return sid
-
-
-def model_id(uri: str) -> str:
-    """'default', or a short hash of the model's URI: /v1/health tells versions apart without paths."""
-    return uri if uri == "default" else "sha256:" + hashlib.sha256(uri.encode()).hexdigest()[:12]
-
-
-def web_file(name: str) -> FileResponse:
-    """A file of the web page, looked up beside this module where the replica imported it.
-
-    A module-level function is pickled by reference, so the path is the replica's own,
-    not the one of the process that built the app.
-    """
-    if name not in WEB_FILES:
-        raise ApiError(404, "not found", name)
-    return FileResponse(Path(__file__).parent / "static" / name, headers={"cache-control": "no-cache"})
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.2}, max_ongoing_requests=64)
@@ -148,8 +128,8 @@ class APIIngress:
         """
         t0 = time.perf_counter()
         state = await self._new_state(request, solve)
-        uncertainty = await self._run(round_plan(state, {}))
         sid = uuid.uuid4().hex
+        uncertainty = await self._run(round_plan(state, {}), sid)
         view = session_view(sid, state, uncertainty)
         await self._save(sid, state, view, None, owner_of(request))
         return with_request_time(view, t0)
@@ -168,6 +148,7 @@ class APIIngress:
     async def label(self, sid: str, body: LabelRequest, request: Request) -> dict:
         """Paint the answers into the user map, run the network again, fuse, propose anew."""
         t0 = time.perf_counter()
+        check_label_count(len(body.labels), self.settings)
         state, _, version = await self._load(sid, request)
         if len(state.rounds) >= self.settings.max_rounds:
             raise ApiError(409, "round limit reached", f"a session may run {self.settings.max_rounds} rounds")
@@ -175,7 +156,8 @@ class APIIngress:
             apply_user_labels(state, [item.pair() for item in body.labels])
         except ValueError as exc:
             raise ApiError(422, "invalid labels", str(exc)) from None
-        uncertainty = await self._run(round_plan(state, {"label_s": time.perf_counter() - t0}))
+        await asyncio.to_thread(check_label_work, state, self.settings)  # nothing runs (or is stored) past the bounds
+        uncertainty = await self._run(round_plan(state, {"label_s": time.perf_counter() - t0}), sid)
         view = session_view(sid, state, uncertainty)
         await self._save(sid, state, view, version, owner_of(request))
         return with_request_time(view, t0)
@@ -186,7 +168,7 @@ class APIIngress:
         ``{"solve": true}`` the uncertainty-guided solve (run now); refinement is reset."""
         t0 = time.perf_counter()
         state, old_view, version = await self._load(sid, request)
-        await self._run(solve_switch_plan(state, body.solve))
+        await self._run(solve_switch_plan(state, body.solve), sid)
         view = session_view(sid, state, old_view["uncertainty"])
         await self._save(sid, state, view, version, owner_of(request))
         return with_request_time(view, t0)
@@ -196,7 +178,7 @@ class APIIngress:
         """Refine fine detail where aleatoric uncertainty is high (until the next round)."""
         t0 = time.perf_counter()
         state, old_view, version = await self._load(sid, request)
-        await self._run(refine_plan(state))
+        await self._run(refine_plan(state), sid)
         view = session_view(sid, state, old_view["uncertainty"])
         await self._save(sid, state, view, version, owner_of(request))
         return with_request_time(view, t0)
@@ -207,7 +189,7 @@ class APIIngress:
         if output not in OUTPUTS:
             raise ApiError(404, "unknown output", f"expected one of {list(OUTPUTS)}")
         state, _, _ = await self._load(sid, request)
-        return Response(await self._render(state, output), media_type="image/png")
+        return Response(await self._render(state, output, sid=sid), media_type="image/png")
 
     @api.delete("/v1/sessions/{sid}", status_code=204)
     async def delete_session(self, sid: str, request: Request) -> Response:
@@ -240,6 +222,10 @@ class APIIngress:
         except ValueError as exc:
             raise ApiError(422, "invalid option", str(exc)) from None
         state = await self._new_state(request, solve)
+        try:
+            options.check_size(state.full_shape)  # before the round, not a 500 after it
+        except ValueError as exc:
+            raise ApiError(422, "invalid option", str(exc)) from None
         await self._run(round_plan(state, propose=False, refine=refine))  # the one-shot path: nobody to ask
         data = await self._render(state, "cutout" if output == "rgba" else "alpha", options)
         return Response(data, media_type=options.media_type)
@@ -272,21 +258,23 @@ class APIIngress:
 
     # ---- the session module's plans, each step on its deployment
 
-    async def _run(self, plan) -> dict:
+    async def _run(self, plan, sid: str | None = None) -> dict:
         """Run a plan of :mod:`dugray.session`; returns the proposals' uncertainty summary
         (empty when the plan proposed nothing). Each deployment gets the session at working
         resolution (:meth:`SessionState.working`): never the full-size image, and the rounds
-        only where they are fused."""
+        only where they are fused (or ranked: "epistemic" proposals). A session's posterior is
+        kept by Fusion under :func:`serve.posterior_cache.posterior_key` (``sid`` given)."""
         summary: dict = {}
 
         async def predict(state):
             return await self._call(self.matting.predict, (working_float(state), state.user_map))
 
         async def fuse(state):
-            return self.fusion.fuse.remote(state.working())  # handed on to the next steps by reference
+            return await self._fuse(state, sid)  # handed on to the next steps by reference
 
         async def propose(state, fused):
-            proposals, summary["uncertainty"] = await self._call(self.proposal.propose, state.working(False), fused)
+            work = state.working(proposals_need_rounds(state))  # "epistemic" ranks the network's rounds alone
+            proposals, summary["uncertainty"] = await self._call(self.proposal.propose, work, fused)
             return proposals
 
         async def solve(state, fused):
@@ -298,12 +286,19 @@ class APIIngress:
         await run_plan_async(plan, {PREDICT: predict, FUSE: fuse, PROPOSE: propose, SOLVE: solve, REFINE: refine})
         return summary.get("uncertainty", {})
 
-    async def _render(self, state: SessionState, output: str, options: OutputOptions | None = None) -> bytes:
+    async def _fuse(self, state: SessionState, sid: str | None):
+        """The Fusion deployment's posterior of ``state`` (a reference), kept there per session version."""
+        key = None if sid is None else await asyncio.to_thread(posterior_key, sid, state)
+        return self.fusion.fuse.remote(state.working(), key)
+
+    async def _render(self, state: SessionState, output: str, options: OutputOptions | None = None,
+                      sid: str | None = None) -> bytes:
         """One output of a session, rendered by the Refinement deployment from what it needs: the
-        current working matte, or the fused posterior (fused here only when the output needs it)."""
+        current working matte, or the fused posterior (fused only when the output needs it, and
+        then found in Fusion's cache when the session's round asked for it already)."""
         matte_w = state.refined if state.refined is not None else state.solved
         needs_posterior = output in ("epistemic", "aleatoric") or (output in ("alpha", "cutout") and matte_w is None)
-        fused = self.fusion.fuse.remote(state.working()) if needs_posterior else None
+        fused = await self._fuse(state, sid) if needs_posterior else None
         return await self._call(self.refinement.render, output, state.image, state.image_w, state.config, matte_w,
                                 fused, options)
 
@@ -331,9 +326,9 @@ class APIIngress:
         return await asyncio.to_thread(self._decode, form, config)
 
     def _decode(self, form: dict, config) -> SessionState:
-        limit = self.settings.max_pixels
-        image = decode_image(form["image"], limit)
-        planes = {name: decode_plane(form[name], limit, name) for name in ("trimap", "mask") if name in form}
+        limit, budget = self.settings.max_pixels, self.settings.max_decode_bytes
+        image = decode_image(form["image"], limit, max_bytes=budget)
+        planes = {name: decode_plane(form[name], limit, name, budget) for name in ("trimap", "mask") if name in form}
         try:
             return new_state(image, config, **planes)
         except ValueError as exc:
@@ -343,18 +338,20 @@ class APIIngress:
         got = await self._store("get", checked_sid(sid), owner_of(request))
         if got is None:
             raise unknown_session(sid)
+        if isinstance(got, dict) and "unavailable" in got:  # the storage failed; the session is kept
+            raise ApiError(503, "session storage unavailable", "the session is kept; retry", headers={"Retry-After": "5"})
         if isinstance(got, dict):  # its stored state was missing or cut short: quarantined by the store
             raise ApiError(410, "session lost", "its stored state could not be read; start a new session")
         blob, view, version = got
         try:
-            return SessionState.from_bytes(blob), view, version
+            return await state_from_bytes(blob), view, version  # off the event loop
         except Exception as exc:  # noqa: BLE001 - any unreadable state: the session is gone, the replica is not
             log.warning("session %s: stored state unreadable (%s); quarantined", sid, type(exc).__name__)
             await self._store("quarantine", sid, f"unreadable state ({type(exc).__name__})")
             raise ApiError(410, "session lost", "its stored state could not be read; start a new session") from None
 
     async def _save(self, sid: str, state: SessionState, view: dict, version: int | None, owner: str | None) -> None:
-        result = await self._store("put", sid, state.to_bytes(), view, version, owner)
+        result = await self._store("put", sid, await state_to_bytes(state), view, version, owner)
         if not result["ok"]:
             raise save_error(result["error"], sid, self.settings.session_ttl_s)
 

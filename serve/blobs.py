@@ -12,7 +12,14 @@ readable; the superseded state is deleted afterwards.
 What cannot be read is never fatal: a meta file that is not valid JSON, names another
 session, or has an invalid id, version, time or size, and a state file whose size is not
 the one its meta recorded, are moved to ``quarantine/`` under the root (and logged), and
-the session is gone (404); the store replica starts and serves every other session.
+the session is gone (404); the store replica starts and serves every other session. Only a
+file that is NOT there (``FileNotFoundError``) or is corrupt counts as lost: any other
+``OSError`` (a throttled bucket, out of file handles) is raised to the caller, and the session
+is kept (the ingress answers 503, the client retries). ``quarantine/`` is pruned oldest first to
+``quarantine_bytes``; a write that fails removes its temporary ``.part-`` file.
+
+On a local disk the root is made private (0700) and every file is written 0600: sessions hold
+uploaded photos, and other local users must not read them.
 """
 
 from __future__ import annotations
@@ -97,14 +104,16 @@ class FileBlobs:
 
     persistent = True
 
-    def __init__(self, location: str):
+    def __init__(self, location: str, quarantine_bytes: int = 2**28):
         if "://" in location:
             self.fs, self.root = pafs.FileSystem.from_uri(location)
             self.local = isinstance(self.fs, pafs.LocalFileSystem)
         else:
             self.fs, self.root, self.local = pafs.LocalFileSystem(), str(Path(location).expanduser().resolve()), True
         self.kind = "local folder" if self.local else type(self.fs).__name__
+        self.quarantine_bytes = quarantine_bytes
         self.fs.create_dir(self.root, recursive=True)
+        self._private(self.root, 0o700)
 
     def write(self, sid: str, version: int, blob: bytes, meta: dict, replaces: int | None = None) -> None:
         """Write the state, then the meta that names it (both atomic); then drop ``replaces``, the
@@ -115,11 +124,12 @@ class FileBlobs:
             self._delete(self._blob_path(sid, replaces))
 
     def read(self, sid: str, version: int) -> bytes | None:
-        """The bytes of ``version`` of ``sid``, or None when they are not there (deleted meanwhile)."""
+        """The bytes of ``version`` of ``sid``, or None when they are not there (deleted meanwhile);
+        any other OSError is raised (the storage failed, the session is not lost)."""
         try:
             with self.fs.open_input_stream(self._blob_path(sid, version)) as f:
                 return f.read()
-        except (FileNotFoundError, OSError):
+        except FileNotFoundError:
             return None
 
     def meta(self, sid: str) -> dict | None:
@@ -153,9 +163,14 @@ class FileBlobs:
                 states[name] = info.size
             elif ".part-" in name:
                 self._delete(info.path)
-        good = []
+        good, kept = [], set()
         for sid in metas:
-            meta, problem = self._read_meta(sid)
+            try:
+                meta, problem = self._read_meta(sid)
+            except OSError as exc:  # the storage failed, the file is not bad: keep it all for the next start
+                log.warning("session %s skipped: its meta could not be read (%s)", sid[:80], type(exc).__name__)
+                kept.add(sid)
+                continue
             state = f"{sid}.{meta['version']}.npz" if problem is None else None
             if problem is None and states.get(state) != meta["size"]:
                 problem = "state missing" if state not in states else f"state of {states[state]} bytes, not {meta['size']}"
@@ -165,8 +180,9 @@ class FileBlobs:
             good.append(meta)
         live = {f"{m['sid']}.{m['version']}.npz" for m in good}
         for name in states:
-            if name not in live:  # superseded, or written by a replica that died before its meta (or quarantined)
+            if name not in live and name.split(".")[0] not in kept:  # superseded, or its meta never written
                 self._delete(f"{self.root}/{name}")
+        self._prune_quarantine()
         return good
 
     def quarantine(self, sid: str, reason: str) -> None:
@@ -176,22 +192,44 @@ class FileBlobs:
                                      and i.base_name.endswith(".npz")], reason)
 
     def _read_meta(self, name: str) -> tuple[dict | None, str | None]:
+        """(meta, problem); a meta that is gone or not JSON is a problem, any other OSError is raised."""
         try:
             with self.fs.open_input_stream(f"{self.root}/{name}.meta.json") as f:
                 meta = json.loads(f.read())
-        except (OSError, ValueError) as exc:
+        except (FileNotFoundError, ValueError) as exc:
             return None, f"unreadable meta ({type(exc).__name__})"
         return meta, meta_problem(meta, name)
 
     def _quarantine_files(self, sid: str, states: list[str], reason: str) -> None:
         folder = f"{self.root}/{QUARANTINE}"
         self.fs.create_dir(folder, recursive=True)
+        self._private(folder, 0o700)
         for name in [f"{sid}.meta.json", *states]:
             try:
                 self.fs.move(f"{self.root}/{name}", f"{folder}/{name}")
             except (FileNotFoundError, OSError):
                 pass
         log.warning("session %s quarantined in %s: %s", sid[:80], folder, reason)
+        self._prune_quarantine()
+
+    def _prune_quarantine(self) -> None:
+        """Delete the oldest quarantined files until they hold at most ``quarantine_bytes``."""
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(f"{self.root}/{QUARANTINE}", allow_not_found=True))
+        except OSError:
+            return
+        files = sorted((i for i in infos if i.type == pafs.FileType.File), key=lambda i: (i.mtime_ns or 0, i.path))
+        total = sum(i.size or 0 for i in files)
+        for info in files:
+            if total <= self.quarantine_bytes:
+                break
+            self._delete(info.path)
+            total -= info.size or 0
+
+    def _private(self, path: str, mode: int) -> None:
+        """On a local disk, ``chmod path mode`` (sessions hold uploaded photos)."""
+        if self.local:
+            os.chmod(path, mode)
 
     def _blob_path(self, sid: str, version: int) -> str:
         return f"{self.root}/{_checked(sid)}.{int(version)}.npz"
@@ -201,10 +239,16 @@ class FileBlobs:
 
     def _put(self, path: str, data: bytes) -> None:
         target = path if not self.local else f"{path}.part-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        with self.fs.open_output_stream(target) as f:
-            f.write(data)
-        if target != path:
-            self.fs.move(target, path)  # a rename: readers see the old file or the new one, never half
+        try:
+            with self.fs.open_output_stream(target) as f:
+                self._private(target, 0o600)  # before any byte of the photo is in it
+                f.write(data)
+            if target != path:
+                self.fs.move(target, path)  # a rename: readers see the old file or the new one, never half
+        except OSError:
+            if target != path:
+                self._delete(target)  # no .part- file outlives a failed write
+            raise
 
     def _delete(self, path: str) -> None:
         try:
@@ -213,11 +257,12 @@ class FileBlobs:
             pass
 
 
-def open_blobs(location: str | None):
-    """:class:`FileBlobs` at ``location``, or :class:`MemoryBlobs` for None / 'none'."""
+def open_blobs(location: str | None, quarantine_bytes: int = 2**28):
+    """:class:`FileBlobs` at ``location`` (``quarantine/`` kept under ``quarantine_bytes``), or
+    :class:`MemoryBlobs` for None / 'none'."""
     if location is None or str(location).strip().lower() in ("", "none"):
         return MemoryBlobs()
-    return FileBlobs(str(location))
+    return FileBlobs(str(location), quarantine_bytes)
 
 
 def _checked(sid: str) -> str:

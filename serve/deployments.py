@@ -26,6 +26,7 @@ from dugray.session import (
 from serve.blobs import open_blobs
 from serve.loading import load_matting, load_refiner, set_threads
 from serve.memory import trim
+from serve.posterior_cache import PosteriorCache
 from serve.settings import ServeSettings
 from serve.store import SessionTable
 from serve.views import uncertainty_summary
@@ -57,10 +58,12 @@ class Fusion:
 
     def __init__(self, settings: ServeSettings):
         warm_up_posterior(settings.session_config())  # label carrying's kernel loaded, a photo-sized heap
+        self.cache = PosteriorCache()
 
-    def fuse(self, work: WorkingState):
-        """The rounds of ``work`` (a session at working resolution) fused as its config says."""
-        return fused_nig(work)
+    def fuse(self, work: WorkingState, key: str | None = None):
+        """The rounds of ``work`` (a session at working resolution) fused as its config says; kept
+        under ``key`` (:func:`serve.posterior_cache.posterior_key`) so a session's outputs do not re-fuse."""
+        return self.cache.get_or_fuse(key, lambda: fused_nig(work))
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.05}, max_ongoing_requests=16)
@@ -129,5 +132,6 @@ class SessionStore(SessionTable):
         if replicas != 1:
             raise RuntimeError(f"SessionStore must have exactly 1 replica, not {replicas} (serve/store.py)")
         super().__init__(settings.max_sessions, settings.session_ttl_s, settings.max_store_bytes,
-                         blobs=open_blobs(settings.session_storage), max_per_owner=settings.max_sessions_per_owner,
+                         blobs=open_blobs(settings.session_storage, settings.max_store_bytes // 16),
+                         max_per_owner=settings.max_sessions_per_owner,
                          max_bytes_per_owner=settings.max_store_bytes_per_owner)

@@ -1,13 +1,13 @@
 """Uploaded bytes to validated arrays (OpenCV), refused before decoding when too large.
 
-Every accepted format has its size read from its header BEFORE anything is decoded
-(PNG, JPEG, GIF, BMP, WebP, TIFF, PNM), so a small file that claims a huge image (a
-"decompression bomb": an 8000x8000 TIFF compresses to a few hundred kB) is refused with
-413 without allocating it; a format whose header we cannot read is refused with 415, never
-decoded on trust. The header is read as OpenCV reads it (JPEG markers past junk bytes, PNM
-comments ending at CR or LF), and what two readers could read differently is refused
-(a TIFF that gives a tag twice); a JPEG with more than :data:`MAX_JPEG_SCANS` scans is
-refused before decoding (each progressive scan costs a pass over the whole image).
+Every accepted format has its header read BEFORE anything is decoded (:mod:`serve.headers`:
+PNG, JPEG, GIF, BMP, WebP, TIFF, PNM), so a small file that claims a huge image (a
+"decompression bomb") is refused with 413 without allocating it: by pixels (``max_pixels``)
+and by the bytes the decode may allocate (``max_decode_bytes``: pixels x channels x bytes per
+sample, a TIFF's tiles or strips included); a PNG whose compressed data inflates past its rows
+is refused too. A format whose header we cannot read, or that declares what its format may not,
+is refused with 415, never decoded on trust. A JPEG with more than :data:`MAX_JPEG_SCANS` scans
+is refused before decoding (each progressive scan costs a pass over the whole image).
 
 Under all of it lies OpenCV's own ceiling, ``OPENCV_IO_MAX_IMAGE_PIXELS``: OpenCV reads it
 once, when it is loaded, so it must be in the environment of every process that decodes
@@ -34,9 +34,10 @@ import cv2
 import numpy as np
 
 from serve.errors import ApiError
+from serve.headers import FORMATS, Ambiguous, Header, Undeclarable, png_inflate_check, read_header
 
-FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WebP", "TIFF", "PNM")
-"""What the server accepts: the formats whose size it can read before decoding."""
+BYTES_PER_PIXEL = 8
+"""Default decode budget per pixel of ``max_pixels`` (``max_decode_bytes``): a 16-bit RGBA image of the largest size."""
 CEILING_ENV = "OPENCV_IO_MAX_IMAGE_PIXELS"
 """OpenCV's own limit on the pixels of an image it decodes (read once, when cv2 is loaded)."""
 MAX_JPEG_SCANS = 100
@@ -49,14 +50,23 @@ ORIENT = {  # EXIF orientation -> how to turn the stored pixels into the display
 }
 
 
-def decode_image(data: bytes, max_pixels: int, name: str = "image") -> np.ndarray:
-    """Bytes of an image file -> array in RGB(A) channel order, any dtype, EXIF-oriented; ApiError otherwise."""
+def decode_image(data: bytes, max_pixels: int, name: str = "image", max_bytes: int | None = None) -> np.ndarray:
+    """Bytes of an image file -> array in RGB(A) channel order, any dtype, EXIF-oriented; ApiError otherwise.
+
+    ``max_bytes``: what the decode may allocate (default :data:`BYTES_PER_PIXEL` x ``max_pixels``)."""
     if not data:
         raise ApiError(400, f"{name} is empty")
-    size, orientation = probe(data, name)
-    _check_pixels(size, max_pixels, name)
-    if data[:2] == b"\xff\xd8":
+    header = _header(data, name)
+    orientation = header.orientation
+    _check_pixels((header.width, header.height), max_pixels, name)
+    _check_bytes(header, BYTES_PER_PIXEL * max_pixels if max_bytes is None else max_bytes, name)
+    if header.format == "JPEG":
         _check_scans(data, name)
+    if header.format == "PNG":
+        try:
+            png_inflate_check(data, header)
+        except Undeclarable as exc:
+            raise ApiError(413, f"{name}: too much compressed image data", str(exc)) from None
     try:
         arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
@@ -110,42 +120,23 @@ def _png_claiming(w: int, h: int) -> bytes:
 
 def probe(data: bytes, name: str = "image") -> tuple[tuple[int, int], int]:
     """((width, height), EXIF orientation or 1) from the header; ApiError 415 for other formats."""
+    header = _header(data, name)
+    return (header.width, header.height), header.orientation
+
+
+def _header(data: bytes, name: str) -> Header:
+    """The file's :class:`serve.headers.Header`; ApiError 415 when unreadable, ambiguous or not declarable."""
     try:
-        found = _probe(data)
+        found = read_header(data)
     except Ambiguous as exc:
         raise ApiError(415, f"{name}: ambiguous image header", str(exc)) from None
+    except Undeclarable as exc:
+        raise ApiError(415, f"{name}: unsupported image variant", str(exc)) from None
     except (struct.error, IndexError, ValueError):
         found = None
     if found is None:
         raise ApiError(415, f"{name}: unsupported or unreadable image format", f"accepted: {', '.join(FORMATS)}")
     return found
-
-
-def _probe(data: bytes):
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
-        return struct.unpack(">II", data[16:24]), 1
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return struct.unpack("<HH", data[6:10]), 1
-    if data[:2] == b"BM":
-        w, h = struct.unpack("<ii", data[18:26])
-        return (abs(w), abs(h)), 1
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        size = _webp_size(data)
-        return (size, 1) if size else None
-    if data[:2] == b"\xff\xd8":
-        return _jpeg(data)
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
-        tags = _tiff_tags(data, 0, strict=True)
-        if 256 not in tags or 257 not in tags:
-            return None
-        return (tags[256], tags[257]), tags.get(274, 1)
-    if data[:1] == b"P" and data[1:2] in b"123456" and len(data) > 2:
-        return _pnm_size(data), 1
-    return None
-
-
-class Ambiguous(ValueError):
-    """A header that two readers may read differently (refused, never guessed)."""
 
 
 def _check_scans(data: bytes, name: str) -> None:
@@ -163,100 +154,18 @@ def _check_pixels(size: tuple[int, int], max_pixels: int, name: str) -> None:
         raise ApiError(413, f"{name} is too large", f"{w}x{h} = {w * h} pixels; the limit is {max_pixels}")
 
 
-def _jpeg(data: bytes):
-    """JPEG size from its first start-of-frame and orientation from its first EXIF (APP1) segment."""
-    i, orientation = 2, None
-    while i + 3 < len(data):
-        if data[i] != 0xFF:  # junk between segments: libjpeg skips it, and so do we
-            i += 1
-            continue
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0xD8, 0x01, 0x00) or 0xD0 <= marker <= 0xD7:  # markers without a length
-            i += 2
-            continue
-        length = struct.unpack(">H", data[i + 2 : i + 4])[0]
-        if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\x00\x00" and orientation is None:
-            orientation = _tiff_tags(data[i + 10 : i + 2 + length], 0).get(274, 1)
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
-            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
-            return (w, h), orientation or 1
-        if marker == 0xDA:  # start of scan before any frame header: not a JPEG we can size
-            return None
-        i += 2 + length
-    return None
+def _check_bytes(header: Header, max_bytes: int, name: str) -> None:
+    if header.decode_bytes > max_bytes:
+        raise ApiError(413, f"{name} is too large to decode",
+                       f"{header.width}x{header.height} {header.format}, {header.channels} channels of "
+                       f"{header.sample_bits} bits{' and its tiles or strips' if header.buffer_bytes else ''}: "
+                       f"{header.decode_bytes} bytes to decode; the limit is {max_bytes}")
 
 
-def _tiff_tags(data: bytes, base: int, strict: bool = False) -> dict[int, int]:
-    """The integer tags of a TIFF structure's first IFD (classic TIFF; BigTIFF is not read).
-
-    ``strict`` (a TIFF file): a tag given twice raises :class:`Ambiguous` (libtiff reads the
-    first width, a reader that keeps the last reads another size). Otherwise (EXIF in a JPEG)
-    the first one counts."""
-    order = {b"II": "<", b"MM": ">"}.get(data[base : base + 2])
-    if order is None or struct.unpack(order + "H", data[base + 2 : base + 4])[0] != 42:
-        return {}
-    ifd = base + struct.unpack(order + "I", data[base + 4 : base + 8])[0]
-    count = struct.unpack(order + "H", data[ifd : ifd + 2])[0]
-    if strict and count > 512:
-        raise Ambiguous(f"{count} tags in the first IFD")
-    tags, seen = {}, set()
-    for k in range(min(count, 512)):
-        tag, typ, n = struct.unpack(order + "HHI", data[ifd + 2 + 12 * k : ifd + 10 + 12 * k])
-        if tag in seen:
-            if strict:
-                raise Ambiguous(f"TIFF tag {tag} is given twice")
-            continue
-        seen.add(tag)
-        if n == 1 and typ in (3, 4):  # SHORT or LONG, stored in the entry itself
-            raw = data[ifd + 10 + 12 * k : ifd + 14 + 12 * k]
-            tags[tag] = struct.unpack(order + ("H" if typ == 3 else "I"), raw[: 2 if typ == 3 else 4])[0]
-    return tags
-
-
-def _pnm_size(data: bytes) -> tuple[int, int]:
-    """Width and height of a PBM/PGM/PPM header, read as OpenCV (and the Netpbm format) reads
-    it: whitespace and comments, a comment running from '#' to the next CR or LF. A header
-    whose size is not within its first PNM_HEADER_MAX bytes is not read (415)."""
-    head, fields, i = data[:PNM_HEADER_MAX], [], 2
-    while len(fields) < 2:
-        while head[i : i + 1].isspace():
-            i += 1
-        if head[i : i + 1] == b"#":
-            while i < len(head) and head[i] not in b"\r\n":
-                i += 1
-            continue
-        j = i
-        while head[j : j + 1].isdigit():
-            j += 1
-        if j == i or j == len(head):  # no number, or one that may go on past what we read
-            raise ValueError("bad PNM header")
-        fields.append(int(head[i:j]))
-        i = j
-    return fields[0], fields[1]
-
-
-PNM_HEADER_MAX = 4096
-"""Bytes of a PNM file in which its width and height must be (so reading them costs nothing)."""
-
-
-def decode_plane(data: bytes, max_pixels: int, name: str) -> np.ndarray:
+def decode_plane(data: bytes, max_pixels: int, name: str, max_bytes: int | None = None) -> np.ndarray:
     """A trimap or mask file -> its first channel, any dtype (``dugray.session.new_state``
     reads and checks its values, as for every other entry point)."""
-    a = decode_image(data, max_pixels, name)
+    a = decode_image(data, max_pixels, name, max_bytes)
     return a[..., 0] if a.ndim == 3 else a
 
 
-def _webp_size(data: bytes) -> tuple[int, int] | None:
-    chunk = data[12:16]
-    if chunk == b"VP8X":
-        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
-    if chunk == b"VP8 ":
-        w, h = struct.unpack("<HH", data[26:30])
-        return w & 0x3FFF, h & 0x3FFF
-    if chunk == b"VP8L":
-        b = int.from_bytes(data[21:25], "little")
-        return 1 + (b & 0x3FFF), 1 + ((b >> 14) & 0x3FFF)
-    return None

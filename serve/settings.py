@@ -37,6 +37,9 @@ class ServeSettings:
     device : 'auto' (CUDA when the replica was given a GPU), 'cpu' or 'cuda'.
     torch_threads : intra-op threads per model replica; 0 keeps what Ray set (OMP_NUM_THREADS).
     max_pixels : largest accepted image (width x height); larger gets 413.
+    max_decode_bytes : bytes one image decode may allocate, read from its header before decoding
+        (pixels x channels x bytes per sample, a TIFF's tile or strip buffer included); more gets
+        413. Default 8 x max_pixels (a 16-bit RGBA image of the largest size).
     max_upload_bytes : largest accepted upload (multipart body); larger gets 413.
     max_json_bytes : largest accepted JSON body (labels, options); larger gets 413.
     api_keys : accepted API keys (also ``DUGRAY_API_KEYS``, comma-separated, or a file named by
@@ -61,6 +64,12 @@ class ServeSettings:
     max_sessions, session_ttl_s, max_store_bytes : bounds of the session store (LRU
         eviction past the count or the bytes, expiry after ttl seconds without use).
     max_rounds : network rounds per session (each adds 16 bytes per working pixel).
+    max_labels_per_request, max_labels_per_session : labels one request may carry, and one session
+        hold (every label is a box each fusion paints); more gets 422.
+    max_carry_passes : geodesic passes over the working image the labels' carry may cost each fusion
+        (:func:`dugray.propagate.carry_passes`: one per separate labelled fg/bg region, times
+        regrow + 1, and one per released transition region; about 47 ms each at 512x512); a label
+        request past it gets 422 and the session is unchanged.
     batch_size, batch_wait_s : @serve.batch parameters of the Matting deployment.
     retry_s : how long the ingress keeps retrying a model call whose replica died.
     session : SessionConfig overrides (work_size, k, n, t, fusion, ...).
@@ -78,6 +87,7 @@ class ServeSettings:
     device: str = "auto"
     torch_threads: int = 0
     max_pixels: int = 40_000_000
+    max_decode_bytes: int | None = None
     max_upload_bytes: int = 64 * 2**20
     max_json_bytes: int = 2**20
     api_keys: list = field(default_factory=list)
@@ -92,6 +102,9 @@ class ServeSettings:
     session_ttl_s: float = 3600.0
     max_store_bytes: int = 2 * 2**30
     max_rounds: int = 12
+    max_labels_per_request: int = 64
+    max_labels_per_session: int = 512
+    max_carry_passes: int = 32
     batch_size: int = 4
     batch_wait_s: float = 0.01
     retry_s: float = 60.0
@@ -109,6 +122,12 @@ class ServeSettings:
             raise ValueError("max_sessions_per_owner must be >= 1, max_json_bytes >= 1024, rate_limit_per_s >= 0")
         if self.rate_burst < 1:
             raise ValueError(f"rate_burst must be at least 1 (a request), got {self.rate_burst}")
+        if min(self.max_labels_per_request, self.max_labels_per_session, self.max_carry_passes) < 1:
+            raise ValueError("max_labels_per_request, max_labels_per_session and max_carry_passes must be >= 1")
+        if self.max_decode_bytes is None:
+            self.max_decode_bytes = 8 * self.max_pixels
+        if self.max_decode_bytes < self.max_pixels:
+            raise ValueError("max_decode_bytes must be at least max_pixels (one byte per pixel)")
         if self.max_store_bytes_per_owner is None:
             self.max_store_bytes_per_owner = self.max_store_bytes // 4
         if not 1 <= self.max_store_bytes_per_owner <= self.max_store_bytes:

@@ -23,7 +23,8 @@ least recently used first, when the count or the byte total would pass its bound
 idle longer than ``ttl_s`` expire (checked on access and on every write). Evicted, expired
 and deleted sessions are removed from storage too. A state that cannot be read (missing,
 or not the size its write recorded) is quarantined and its session is gone
-(``{"gone": ...}`` once, then 404).
+(``{"gone": ...}`` once, then 404); a storage error that is not "missing" keeps the session
+(``{"unavailable": ...}``, a 503 the client retries).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from serve.blobs import MemoryBlobs
+from serve.blobs import MemoryBlobs, log
 
 
 @dataclass
@@ -80,8 +81,9 @@ class SessionTable:
 
     def get(self, sid: str, owner: str | None = None) -> tuple[bytes, dict, int] | dict | None:
         """(blob, view, version) of a live session of ``owner``, marking it used; None if unknown,
-        expired or someone else's; ``{"gone": reason}`` when its state could not be read (it is
-        quarantined, and unknown from then on)."""
+        expired or someone else's; ``{"gone": reason}`` when its state is missing or corrupt (it is
+        quarantined, and unknown from then on); ``{"unavailable": reason}`` when the storage failed
+        to read it (any other OSError: the session is kept)."""
         try:
             for _ in range(3):  # a write may replace the version between the lookup and the read
                 with self._lock:
@@ -89,7 +91,10 @@ class SessionTable:
                     if e is None or not owns(e.owner, owner):
                         return None
                     version, size = e.version, e.size
-                blob = self.blobs.read(sid, version)
+                try:
+                    blob = self.blobs.read(sid, version)
+                except OSError as exc:  # the storage failed: the session is kept, the caller retries
+                    return {"unavailable": f"{type(exc).__name__}: {str(exc)[:200]}"}
                 with self._lock:
                     e = self._entries.get(sid)
                     if e is None:
@@ -107,7 +112,7 @@ class SessionTable:
                     return blob, e.view, e.version
             else:
                 return None
-            self.blobs.quarantine(sid, reason)
+            self._quarantine_files(sid, reason)
             return {"gone": reason}
         finally:
             self._flush()
@@ -187,7 +192,14 @@ class SessionTable:
                 return
             self._bytes -= e.size
             self.lost += 1
-        self.blobs.quarantine(sid, reason)
+        self._quarantine_files(sid, reason)
+
+    def _quarantine_files(self, sid: str, reason: str) -> None:
+        """Move a lost session's files aside; a storage error doing so is logged (the session is gone anyway)."""
+        try:
+            self.blobs.quarantine(sid, reason)
+        except OSError as exc:
+            log.warning("session %s: its files could not be quarantined (%s)", sid[:80], type(exc).__name__)
 
     def owned(self, owner: str) -> int:
         """Live sessions created by ``owner``."""

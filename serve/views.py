@@ -1,13 +1,23 @@
-"""The JSON the API returns for a session, built from its state (no arrays leave the server)."""
+"""What the ingress answers besides running steps: the JSON of a session (no arrays leave the server),
+its state to and from bytes off the event loop, ids, owners and the web page's files."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import time
+from pathlib import Path
 
 import numpy as np
+from fastapi import Request
+from fastapi.responses import FileResponse
 
 from dugray.nig import NIG
 from dugray.session import OUTPUTS, SessionState, uncertainty_maps
+from serve.blobs import SID
+from serve.errors import ApiError, unknown_session
+
+WEB_FILES = ("index.html", "app.js", "style.css")
 
 
 def uncertainty_summary(nig: NIG) -> dict:
@@ -42,7 +52,46 @@ def with_request_time(view: dict, t0: float) -> dict:
     return {**view, "timings": {**view["timings"], "request_s": time.perf_counter() - t0}}
 
 
+async def state_to_bytes(state: SessionState) -> bytes:
+    """``state.to_bytes()`` in a worker thread: tens of MB (0.1 s at 12 MP) never on the event loop
+    that answers /v1/health."""
+    return await asyncio.to_thread(state.to_bytes)
+
+
+async def state_from_bytes(blob: bytes) -> SessionState:
+    """:meth:`SessionState.from_bytes` in a worker thread (every output GET and label reads a state)."""
+    return await asyncio.to_thread(SessionState.from_bytes, blob)
+
+
 def _finite_mean(a: np.ndarray) -> float | None:
     a = np.asarray(a, np.float64)
     ok = np.isfinite(a)
     return float(a[ok].mean()) if ok.any() else None
+
+
+def owner_of(request: Request) -> str | None:
+    """Who makes the request (set by serve.access.RequestGuard): ``key:...`` or ``addr:...``."""
+    return getattr(request.state, "owner", None)
+
+
+def checked_sid(sid: str) -> str:
+    """A session id that can be one (else 404 before any work): the store's ids are 32 hex digits."""
+    if not SID.fullmatch(sid):
+        raise unknown_session(sid[:64])
+    return sid
+
+
+def model_id(uri: str) -> str:
+    """'default', or a short hash of the model's URI: /v1/health tells versions apart without paths."""
+    return uri if uri == "default" else "sha256:" + hashlib.sha256(uri.encode()).hexdigest()[:12]
+
+
+def web_file(name: str) -> FileResponse:
+    """A file of the web page, looked up beside this module where the replica imported it.
+
+    A module-level function is pickled by reference, so the path is the replica's own,
+    not the one of the process that built the app.
+    """
+    if name not in WEB_FILES:
+        raise ApiError(404, "not found", name)
+    return FileResponse(Path(__file__).parent / "static" / name, headers={"cache-control": "no-cache"})

@@ -377,7 +377,7 @@ def test_rotating_x_forwarded_for_does_not_escape_the_rate_limit():
 def test_owner_ids_are_short_whatever_the_client_sends():
     from serve.access import address_owner, client_address
 
-    assert address_owner("2001:db8:0:0:0:0:0:1") == "addr:2001:db8::1"
+    assert address_owner("2001:db8:0:0:0:0:0:1") == "addr:2001:db8::/64"
     assert len(address_owner("x" * 100_000)) <= 50 and address_owner("x" * 10) != address_owner("y" * 10)
     proxied = Policy([], rate=0, burst=1, max_upload_bytes=10_000, max_json_bytes=2_000, trusted_proxies=["127.0.0.1"])
     owner = _call(proxied, "/v1/sessions/a", [("X-Forwarded-For", "z" * 5000)], client=("127.0.0.1", 5))[3]

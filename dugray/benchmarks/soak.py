@@ -12,7 +12,9 @@ temporary storage folder), then ``--clients`` threads, each in a loop until the 
   oversized JSON body (declared and streamed), a wrong key, an unknown session, and those
   of issue 23: a JSON body with two Content-Types, a multipart part header of 480 kB, a PNM
   whose comment ends in CR (a bomb to OpenCV), a TIFF that gives its width twice, a JPEG
-  with thousands of scans, the API schema without a key.
+  with thousands of scans, the API schema without a key; and those of issue 30: a TIFF
+  whose one tile is 16368x16368 for 8x8 pixels, a PNG with 400 MiB of deflated zeros after
+  its rows, a JPEG of 4 MiB of fill bytes, 65 labels in one request.
 
 A watcher polls ``GET /v1/health`` every second meanwhile (what a load balancer does).
 

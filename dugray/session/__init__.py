@@ -96,7 +96,7 @@ from .state import (
     working_box,
     working_float,
 )
-from .steps import propose_patches, record_solve, set_solve, solve_labels, solve_step
+from .steps import propose_patches, proposals_need_rounds, record_solve, set_solve, solve_labels, solve_step
 from .warmup import warm_up, warm_up_network, warm_up_outputs, warm_up_posterior
 
 __all__ = [
@@ -104,7 +104,7 @@ __all__ = [
     "MattingSession", "SessionConfig", "SessionState", "WorkingState",
     "alpha_u8", "apply_user_labels", "as_rgb_uint8", "current_matte", "picture", "device_of", "enforce_user_labels", "full_resolution_alpha",
     "fuse_rounds", "fused_nig", "label_boxes", "network_posterior", "new_state", "predict_round",
-    "predict_rounds", "propose_patches", "record_solve", "refine_matte", "refine_plan", "refine_step",
+    "predict_rounds", "propose_patches", "proposals_need_rounds", "record_solve", "refine_matte", "refine_plan", "refine_step",
     "refiner_noise", "resize_map", "round_plan", "run_plan", "run_plan_async", "scale_box", "set_solve",
     "solve_labels", "solve_step", "solve_switch_plan", "uncertainty_maps", "warm_up", "warm_up_network",
     "warm_up_outputs", "warm_up_posterior", "working_box", "working_float",

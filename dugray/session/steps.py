@@ -22,6 +22,14 @@ from .posterior import fused_nig, network_posterior, uncertainty_maps
 from .state import SessionState, label_boxes, scale_box
 
 
+def proposals_need_rounds(state: SessionState, config: SessionConfig | None = None) -> bool:
+    """Whether :func:`propose_patches` reads the rounds themselves, not only the fused posterior it is
+    given: ``proposals="epistemic"`` with carried labels ranks the network's rounds alone (Algorithm 1),
+    so a server must send it the rounds (``state.working(True)``)."""
+    config = config or state.config
+    return config.proposals == "epistemic" and config.carry and bool(state.label_log)
+
+
 def propose_patches(state: SessionState, config: SessionConfig | None = None, nig: NIG | None = None) -> list[Proposal]:
     """Algorithm 1 on the fused epistemic map; boxes returned in FULL-resolution pixels.
 
@@ -30,7 +38,7 @@ def propose_patches(state: SessionState, config: SessionConfig | None = None, ni
     full image and clipped to it. ``nig`` saves re-fusing when the caller has the posterior.
     """
     config = config or state.config
-    if config.proposals == "epistemic" and config.carry and state.label_log:
+    if proposals_need_rounds(state, config):
         nig = network_posterior(state, config)  # Algorithm 1 on the network's rounds alone
     nig = nig if nig is not None else fused_nig(state, config)
     epi = uncertainty_maps(nig)["epistemic"]
