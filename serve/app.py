@@ -45,6 +45,7 @@ from dugray.session import (
     PROPOSE,
     REFINE,
     SOLVE,
+    NothingToUndo,
     SessionState,
     apply_user_labels,
     new_state,
@@ -52,6 +53,7 @@ from dugray.session import (
     round_plan,
     run_plan_async,
     solve_switch_plan,
+    undo_plan,
     working_float,
 )
 from serve.access import Policy, RequestGuard
@@ -198,6 +200,20 @@ class APIIngress:
         state, old_view, version = await self._load(sid, request)
         await self._run(refine_plan(state))
         view = session_view(sid, state, old_view["uncertainty"])
+        await self._save(sid, state, view, version, owner_of(request))
+        return with_request_time(view, t0)
+
+    @api.post("/v1/sessions/{sid}/undo", responses={409: {"description": "the session is at its first round"}})
+    async def undo(self, sid: str, request: Request) -> dict:
+        """Back to the round before: matte, proposals, labels and uncertainty exactly as that round
+        showed them (a refinement is dropped); repeatable down to round 1, then 409."""
+        t0 = time.perf_counter()
+        state, _, version = await self._load(sid, request)
+        try:
+            uncertainty = await self._run(undo_plan(state))
+        except NothingToUndo as exc:
+            raise ApiError(409, "nothing to undo", str(exc)) from None
+        view = session_view(sid, state, uncertainty)
         await self._save(sid, state, view, version, owner_of(request))
         return with_request_time(view, t0)
 
