@@ -58,6 +58,7 @@ from dugray.session import (
 )
 from serve.access import Policy, RequestGuard
 from serve.blobs import SID
+from serve.docs import doc_file, install_docs
 from serve.errors import ApiError, install_error_handlers, save_error, unknown_session
 from serve.imaging import CEILING_ENV, ceiling_in_effect, decode_image, decode_plane, decoder_env
 from serve.placement import deployment_options
@@ -72,10 +73,12 @@ api = FastAPI(
     title="dugray",
     version="1",
     redoc_url=None,  # /docs only (off on a server with keys: serve/access.py)
+    docs_url=None,  # /docs from this app's own files, never a CDN (serve/docs.py)
     description="Uncertainty-guided interactive image matting (dugMatting). Errors are "
     '`{"error": ..., "detail": ...}`; boxes are `[y0, x0, y1, x1]` in full-resolution pixels.',
 )
 install_error_handlers(api)
+install_docs(api)
 api.add_middleware(RequestGuard)  # keys, rate limit and body limits before any route (serve/access.py)
 # NB: serve.ingress pickles the routes when the class is decorated: everything they use
 # must be imported or defined above the APIIngress class.
@@ -112,7 +115,10 @@ def web_file(name: str) -> FileResponse:
     not the one of the process that built the app.
     """
     if name not in WEB_FILES:
-        raise ApiError(404, "not found", name)
+        docs = doc_file(name)  # Swagger UI's files, for /docs (serve/docs.py)
+        if docs is None:
+            raise ApiError(404, "not found", name)
+        return docs
     return FileResponse(Path(__file__).parent / "static" / name, headers={"cache-control": "no-cache"})
 
 
@@ -138,7 +144,7 @@ class APIIngress:
 
     @api.get("/static/{name}", include_in_schema=False)
     async def static(self, name: str) -> FileResponse:
-        """A file of the web page (index.html, app.js or style.css); 404 for any other name."""
+        """A file of the web page (index.html, app.js or style.css) or of /docs; 404 for any other name."""
         return web_file(name)
 
     @api.post("/v1/sessions", status_code=201, openapi_extra=upload_openapi("image", "trimap", "mask"))

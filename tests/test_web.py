@@ -416,6 +416,26 @@ def _local(page, box) -> dict:
     return {"x": x - bb["x"], "y": y - bb["y"]}
 
 
+def test_docs_render_the_operation_list_with_nothing_from_elsewhere(page, base_url):
+    """/docs on a machine without internet: Swagger UI's files come from the app (the page fixture
+    fails the test on any request that leaves it), and it lists every operation of /openapi.json."""
+    spec = requests.get(base_url + "/openapi.json", timeout=30).json()
+    operations = [(method.upper(), path) for path, item in spec["paths"].items() for method in item]
+    assert ("POST", "/v1/sessions/{sid}/undo") in operations
+    response = page.goto(base_url + "/docs")
+    assert "http" not in response.headers["content-security-policy"]
+    blocks = page.locator(".opblock-summary")
+    expect(blocks).to_have_count(len(operations))
+    shown = {(b.locator(".opblock-summary-method").inner_text(), b.locator(".opblock-summary-path").get_attribute("data-path"))
+             for b in blocks.all()}
+    assert shown == set(operations)
+    expect(page.locator(".information-container .title")).to_contain_text("dugray")
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        r = requests.get(f"{base_url}/static/{asset}", timeout=30)
+        assert r.status_code == 200 and len(r.content) > 100_000, asset
+    shot(page, "18-docs-offline")
+
+
 def test_only_the_page_files_are_served(base_url):
     assert requests.get(base_url + "/", timeout=30).headers["content-type"].startswith("text/html")
     assert "javascript" in requests.get(base_url + "/static/app.js", timeout=30).headers["content-type"]
