@@ -6,12 +6,20 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+step() {  # one line per step: what it does, then how long it took (pip's own output stays quiet)
+  local what=$1 t0=$SECONDS
+  shift
+  printf 'setup: %s... ' "$what"
+  "$@"
+  echo "$((SECONDS - t0)) s"
+}
+[ -x .venv/bin/python ] || step "virtual environment .venv" "$PYTHON" -m venv .venv
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  .venv/bin/pip install --quiet "torch==${DUGRAY_TORCH_VERSION:-2.13.0}"
+  step "torch ${DUGRAY_TORCH_VERSION:-2.13.0} (CPU build, about 1 GB)" \
+    .venv/bin/pip install --quiet "torch==${DUGRAY_TORCH_VERSION:-2.13.0}"
 fi
-.venv/bin/pip install --quiet -e ".[dev]"
+step "dugray and its dependencies (Ray, MLflow, ...)" .venv/bin/pip install --quiet -e ".[dev]"
 # compile the numba kernels now, into numba's cache: a server (or the first cut-out) then loads them
 # in milliseconds instead of compiling them in every replica on its first start
-.venv/bin/python -m dugray.solve.cache
+step "numba kernels compiled into the cache" bash -c ".venv/bin/python -m dugray.solve.cache > /dev/null"
 echo "dugray installed in $(pwd)/.venv"

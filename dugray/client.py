@@ -5,6 +5,8 @@
     with DugrayClient("http://127.0.0.1:8000") as api:
         s = api.create_session("photo.png")                 # round 1: matte + proposals
         s = api.label(s.id, [(0, "fg"), (1, "bg"), ((10, 20, 40, 60), "transition")])
+        s = api.undo(s.id)                                  # back to round 1, exactly
+        s = api.label(s.id, [(0, "fg"), (1, "bg")])
         s = api.refine(s.id)
         open("cutout.png", "wb").write(api.png(s.id, "cutout"))
         api.delete(s.id)
@@ -135,6 +137,11 @@ class DugrayClient:
         """Answer proposals: ``[(index or (y0, x0, y1, x1), "fg" | "bg" | "transition" | "unknown"), ...]``."""
         body = {"labels": [_label_item(target, label) for target, label in labels]}
         return SessionView.from_json(self._call("POST", f"/v1/sessions/{sid}/labels", json=body).json())
+
+    def undo(self, sid: str) -> SessionView:
+        """Back to the round before, exactly as it was shown (its refinement dropped); at round 1
+        :class:`DugrayApiError` 409 "nothing to undo"."""
+        return SessionView.from_json(self._call("POST", f"/v1/sessions/{sid}/undo").json())
 
     def refine(self, sid: str) -> SessionView:
         """Refine the session's matte where aleatoric uncertainty is high (until the next round)."""

@@ -12,7 +12,7 @@ Serve's ``route_prefix`` and a proxy's root path), and what is not named open is
 - **API keys** (``ServeSettings.api_keys`` or ``DUGRAY_API_KEYS``): an API route needs
   ``Authorization: Bearer KEY`` or ``X-API-Key: KEY`` (401 otherwise). The request is then
   owned by ``key:<sha256 of the key, 16 hex>``: the sessions it creates belong to that key.
-  The interactive docs (``/docs``) are off (404): they load swagger-ui from a CDN, and the
+  The interactive docs (``/docs``) are off (404): their page runs an inline script, and the
   web page keeps its key on this origin. A missing or wrong key costs the client's address a
   token of the rate limit (429 past it), so keys cannot be guessed at full speed. Without keys,
   the owner is the client address (``addr:1.2.3.4``; IPv6 by its /64, ``addr:2001:db8::/64``,
@@ -55,7 +55,7 @@ OPEN_PATHS = ("/", "/v1/health")
 STATIC = re.compile(r"/static/[^/]+")
 """The web page's files (serve/static), open like the page."""
 DOC_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc")
-"""FastAPI's interactive docs: off on a server with keys (they load scripts from a CDN)."""
+"""FastAPI's interactive docs: off on a server with keys (their page runs an inline script)."""
 UPLOAD_ROUTES = (("POST", "/v1/sessions"), ("POST", "/v1/matte"))
 """The routes that take a multipart upload (limit ``max_upload_bytes``); every other takes
 at most ``max_json_bytes``."""
@@ -67,10 +67,10 @@ UNIQUE_HEADERS = (b"content-type", b"content-length", b"host", b"authorization",
 PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; script-src 'self'; style-src 'self'; connect-src 'self'; "
             "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 """The page and the API: only this origin's own files, never in a frame (no clickjacking)."""
-DOCS_CSP = ("default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.com; "
-            "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; style-src 'self' https://cdn.jsdelivr.net; "
+DOCS_CSP = ("default-src 'self'; img-src 'self' data:; script-src 'self' 'unsafe-inline'; style-src 'self'; "
             "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
-"""/docs (only on a server without keys): FastAPI's swagger-ui page and its CDN."""
+"""/docs (only on a server without keys): swagger-ui from this app's own files (serve/docs.py) and
+its inline start-up script; nothing from another origin."""
 SECURITY_HEADERS = ((b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"no-referrer"))
 

@@ -43,6 +43,7 @@ from dugray.session import (
     PROPOSE,
     REFINE,
     SOLVE,
+    NothingToUndo,
     SessionState,
     apply_user_labels,
     new_state,
@@ -51,9 +52,11 @@ from dugray.session import (
     round_plan,
     run_plan_async,
     solve_switch_plan,
+    undo_plan,
     working_float,
 )
 from serve.access import Policy, RequestGuard
+from serve.docs import install_docs
 from serve.errors import ApiError, install_error_handlers, save_error, unknown_session
 from serve.imaging import CEILING_ENV, ceiling_in_effect, decode_image, decode_plane, decoder_env
 from serve.limits import check_label_count, check_label_work
@@ -79,10 +82,12 @@ api = FastAPI(
     title="dugray",
     version="1",
     redoc_url=None,  # /docs only (off on a server with keys: serve/access.py)
+    docs_url=None,  # /docs from this app's own files, never a CDN (serve/docs.py)
     description="Uncertainty-guided interactive image matting (dugMatting). Errors are "
     '`{"error": ..., "detail": ...}`; boxes are `[y0, x0, y1, x1]` in full-resolution pixels.',
 )
 install_error_handlers(api)
+install_docs(api)
 api.add_middleware(RequestGuard)  # keys, rate limit and body limits before any route (serve/access.py)
 # NB: serve.ingress pickles the routes when the class is decorated: everything they use
 # must be imported or defined above the APIIngress class.
@@ -116,7 +121,7 @@ class APIIngress:
 
     @api.get("/static/{name}", include_in_schema=False)
     async def static(self, name: str) -> FileResponse:
-        """A file of the web page (index.html, app.js or style.css); 404 for any other name."""
+        """A file of the web page (index.html, app.js or style.css) or of /docs; 404 for any other name."""
         return web_file(name)
 
     @api.post("/v1/sessions", status_code=201, openapi_extra=upload_openapi("image", "trimap", "mask"))
@@ -180,6 +185,20 @@ class APIIngress:
         state, old_view, version = await self._load(sid, request)
         await self._run(refine_plan(state), sid)
         view = session_view(sid, state, old_view["uncertainty"])
+        await self._save(sid, state, view, version, owner_of(request))
+        return with_request_time(view, t0)
+
+    @api.post("/v1/sessions/{sid}/undo", responses={409: {"description": "the session is at its first round"}})
+    async def undo(self, sid: str, request: Request) -> dict:
+        """Back to the round before: matte, proposals, labels and uncertainty exactly as that round
+        showed them (a refinement is dropped); repeatable down to round 1, then 409."""
+        t0 = time.perf_counter()
+        state, _, version = await self._load(sid, request)
+        try:
+            uncertainty = await self._run(undo_plan(state), sid)
+        except NothingToUndo as exc:
+            raise ApiError(409, "nothing to undo", str(exc)) from None
+        view = session_view(sid, state, uncertainty)
         await self._save(sid, state, view, version, owner_of(request))
         return with_request_time(view, t0)
 

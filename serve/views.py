@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse
 from dugray.nig import NIG
 from dugray.session import OUTPUTS, SessionState, uncertainty_maps
 from serve.blobs import SID
+from serve.docs import doc_file
 from serve.errors import ApiError, unknown_session
 
 WEB_FILES = ("index.html", "app.js", "style.css")
@@ -93,5 +94,8 @@ def web_file(name: str) -> FileResponse:
     not the one of the process that built the app.
     """
     if name not in WEB_FILES:
-        raise ApiError(404, "not found", name)
+        docs = doc_file(name)  # Swagger UI's files, for /docs (serve/docs.py)
+        if docs is None:
+            raise ApiError(404, "not found", name)
+        return docs
     return FileResponse(Path(__file__).parent / "static" / name, headers={"cache-control": "no-cache"})

@@ -195,6 +195,21 @@ def test_interactive_ends_at_end_of_input(tiny_model, image, tmp_path, monkeypat
     assert read(out).shape == (H, W)
 
 
+def test_interactive_undo_key_goes_back_to_round_one(tiny_model, image, tmp_path, monkeypatch, capsys):
+    """'z' undoes a round; at round 1 it says why not; the file written is round 1's, byte for byte."""
+    run = ["--alpha-only", "--no-refine", "--model", tiny_model]
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert main(["interactive", str(image), "-o", str(tmp_path / "first.png"), *run]) == 0
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"0f 1b\n0,0,{H},{W}:fg\nz\nundo\nz\ndone\n"))
+    capsys.readouterr()
+    assert main(["interactive", str(image), "-o", str(tmp_path / "undone.png"), *run]) == 0
+    cap = capsys.readouterr()
+    assert "round 3" in cap.out and "back to round 2" in cap.out and "back to round 1" in cap.out
+    assert "not undone: the session is at its first round" in cap.err
+    assert "after 1 round(s), 0 label(s)" in cap.out
+    assert (tmp_path / "undone.png").read_bytes() == (tmp_path / "first.png").read_bytes()
+
+
 def test_jobs_run_with_their_own_exit_codes(tmp_path, capsys):
     assert main(["eval", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
     assert main(["train", "--out", str(tmp_path / "o")]) == 2

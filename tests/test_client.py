@@ -92,6 +92,14 @@ def test_a_session_from_create_to_delete(api, tmp_path):
     assert isinstance(s, SessionView) and (s.width, s.height, s.round, s.labels, s.refined) == (W, H, 1, 0, False)
     assert s.proposals and all(isinstance(p, Proposal) and len(p.box) == 4 for p in s.proposals)
     assert set(s.uncertainty) == {"epistemic_mean", "aleatoric_mean"}
+    first_alpha = api.png(s.id, "alpha")
+    s = api.label(s.id, [(0, "fg"), ((0, 0, 10, 10), "bg")])
+    assert (s.round, s.labels) == (2, 2)
+    undone = api.undo(s.id)
+    assert (undone.round, undone.labels) == (1, 0) and api.png(s.id, "alpha") == first_alpha
+    with pytest.raises(DugrayApiError) as err:
+        api.undo(s.id)
+    assert (err.value.status, err.value.error) == (409, "nothing to undo")
     s = api.label(s.id, [(0, "fg"), ((0, 0, 10, 10), "bg")])
     assert (s.round, s.labels) == (2, 2)
     assert api.refine(s.id).refined and api.get(s.id).round == 2

@@ -75,6 +75,39 @@ def test_interactive_flow_gives_pngs_of_the_input_size(base_url):
     assert requests.get(f"{base_url}/v1/sessions/{sid}", timeout=30).status_code == 404
 
 
+def shown(url: str, sid: str) -> dict:
+    """What a round shows over HTTP: the view (less its timings) and the bytes of every output PNG."""
+    view = requests.get(f"{url}/v1/sessions/{sid}", timeout=30).json()
+    view.pop("timings"), view["solve"].pop("seconds", None)  # measured again by every request
+    pngs = {name: requests.get(f"{url}/v1/sessions/{sid}/{name}.png", timeout=120).content
+            for name in ("alpha", "cutout", "epistemic", "aleatoric")}
+    return {"view": view, **pngs}
+
+
+def test_undo_goes_back_round_by_round_then_409(base_url):
+    sid = create(base_url).json()["id"]
+    rounds = [shown(base_url, sid)]
+    for labels in ([{"index": 0, "label": "fg"}, {"index": 1, "label": "bg"}], [{"point": [36, 48], "label": "bg"}]):
+        r = requests.post(f"{base_url}/v1/sessions/{sid}/labels", json={"labels": labels}, timeout=120)
+        assert r.status_code == 200, r.text
+        rounds.append(shown(base_url, sid))
+    assert rounds[2]["alpha"] != rounds[1]["alpha"] != rounds[0]["alpha"]  # each round changed the matte
+    assert requests.post(f"{base_url}/v1/sessions/{sid}/refine", timeout=120).status_code == 200
+    for back in (1, 0):
+        r = requests.post(f"{base_url}/v1/sessions/{sid}/undo", timeout=120)
+        assert r.status_code == 200, r.text
+        assert r.json()["round"] == back + 1 and not r.json()["refined"]
+        now = shown(base_url, sid)
+        assert now["view"] == rounds[back]["view"]  # proposals, labels, uncertainty summary, round
+        for name in ("alpha", "cutout", "epistemic", "aleatoric"):
+            assert now[name] == rounds[back][name], (back, name)  # byte-identical PNGs
+    r = requests.post(f"{base_url}/v1/sessions/{sid}/undo", timeout=120)
+    assert r.status_code == 409 and r.json()["error"] == "nothing to undo" and "first round" in r.json()["detail"]
+    assert shown(base_url, sid) == rounds[0]
+    r = requests.post(f"{base_url}/v1/sessions/{'0' * 32}/undo", timeout=30)
+    assert r.status_code == 404 and r.json()["error"]
+
+
 def test_image_png_is_the_uploaded_image(base_url):
     """What the web page shows for a session it did not create (?session=ID): the input, pixel for pixel."""
     image = picture(75, 101, seed=3)

@@ -5,6 +5,7 @@ executable path; Playwright's own browser download is never used. Every step lea
 screenshot in test-artifacts/web/: look at them after changing the page.
 """
 
+import re
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -88,7 +89,7 @@ def shot(page, name: str) -> None:
 def open_image(page, path, round_=1) -> dict:
     """Opens a file through the file input; returns the session as the API tells it."""
     page.set_input_files("#file", path)
-    page.wait_for_selector(f'#view[data-drawn="image:{round_}"]')
+    page.wait_for_selector(f'#view[data-drawn="checker:{round_}"]')  # the cut-out is what a round shows first
     return session(page)
 
 
@@ -241,7 +242,7 @@ def test_a_bad_file_shows_an_error_and_the_page_keeps_working(page, tmp_path):
     cv2.circle(trimap, (W // 2, H // 2), H // 3 - 3, 255, -1)
     page.set_input_files("#trimap", write(tmp_path / "trimap.png", trimap))
     expect(page.get_by_role("alert")).to_be_hidden()
-    page.wait_for_selector('#view[data-drawn="image:1"]')
+    page.wait_for_selector('#view[data-drawn="checker:1"]')
     with_trimap = session(page)
     assert with_trimap["id"] != view["id"]
     a = alpha(page, with_trimap)
@@ -259,11 +260,13 @@ def test_a_session_created_elsewhere_opens_from_its_id(page, base_url, tmp_path)
     made = r.json()
     boxes = [p["box"] for p in made["proposals"]]
     page.goto(f"{base_url}/?session={made['id']}")
-    page.wait_for_selector('#view[data-drawn="image:1"]')
+    page.wait_for_selector('#view[data-drawn="checker:1"]')
     expect(page.locator("#proposals li")).to_have_count(len(boxes))
     expect(page.locator("#clock")).to_contain_text("0 labelling rounds")
     expect(page.get_by_role("alert")).to_be_hidden()
     assert page.url == f"{base_url}/"  # the id left the address bar: a reload starts afresh
+    page.get_by_label("Image", exact=True).check()
+    page.wait_for_selector('#view[data-drawn="image:1"]')
     shown = canvas_pixels(page)
     assert shown.shape == (H, W, 4) and np.array_equal(shown[..., :3], image[..., ::-1])  # the input, pixel for pixel
     bb = page.locator("#overlay").bounding_box()
@@ -274,7 +277,7 @@ def test_a_session_created_elsewhere_opens_from_its_id(page, base_url, tmp_path)
     page.mouse.click(*box_point(page, boxes[0]))  # foreground
     expect(page.locator("#apply")).to_have_text("Apply 1 label")
     page.click("#apply")
-    page.wait_for_selector('#view[data-drawn="image:2"]')
+    page.wait_for_selector('#view[data-drawn="image:2"]')  # the view the user chose stays
     now = session(page)
     assert now["id"] == made["id"] and now["round"] == 2 and now["labels"] == 1
     assert (inner(alpha(page, now), boxes[0]) == 255).all()
@@ -329,6 +332,71 @@ def test_click_to_fix_one_click_is_one_round(page, tmp_path):
     assert view["id"] == last["id"]
 
 
+def test_undo_button_and_ctrl_z_go_back_to_what_each_round_showed(page, tmp_path):
+    """Two click-to-fix rounds, then Ctrl+Z and the Undo button: each time the page shows the round
+    before pixel for pixel (the server's PNG too), the undone click's dot goes, and at round 1 Undo is off."""
+    open_image(page, write(tmp_path / "undo.png", picture()))
+    expect(page.locator("#undo")).to_be_disabled()
+    page.get_by_label("Alpha").check()
+    page.wait_for_selector('#view[data-drawn="alpha:1"]')
+    shown = {1: canvas_alpha(page)}
+    page.keyboard.press("c")
+    page.mouse.click(*box_point(page, [H // 2, W // 2, H // 2, W // 2]))  # foreground on the disc
+    page.wait_for_selector('#view[data-drawn="alpha:2"]')
+    shown[2] = canvas_alpha(page)
+    page.mouse.click(*box_point(page, [H // 2, W // 2 + 10, H // 2, W // 2 + 10]), button="right")  # background on it
+    page.wait_for_selector('#view[data-drawn="alpha:3"]')
+    assert not np.array_equal(canvas_alpha(page), shown[2]) and not np.array_equal(shown[2], shown[1])
+    dots = lambda: page.evaluate("() => state.clicks.length")  # noqa: E731
+    assert dots() == 2
+    page.keyboard.press("Control+z")
+    page.wait_for_selector('#view[data-drawn="alpha:2"]')
+    assert np.array_equal(canvas_alpha(page), shown[2]) and np.array_equal(alpha(page, session(page)), shown[2])
+    assert dots() == 1 and session(page)["labels"] == 1
+    expect(page.locator("#status")).to_contain_text("Round 2")
+    page.click("#undo")
+    page.wait_for_selector('#view[data-drawn="alpha:1"]')
+    assert np.array_equal(canvas_alpha(page), shown[1]) and dots() == 0
+    expect(page.locator("#undo")).to_be_disabled()
+    expect(page.locator("#clock")).to_contain_text("0 labelling rounds")
+    page.keyboard.press("Control+z")  # nothing before round 1: no request, no error
+    expect(page.get_by_role("alert")).to_be_hidden()
+    assert session(page)["round"] == 1
+    shot(page, "16-undone")
+
+
+def in_view(page, selector: str, width=1366, height=768) -> bool:
+    """Whether the element lies wholly inside the window (no scrolling needed to see it)."""
+    bb = page.locator(selector).bounding_box()
+    return bb is not None and bb["x"] >= 0 and bb["y"] >= 0 and bb["x"] + bb["width"] <= width and bb["y"] + bb["height"] <= height
+
+
+def test_a_laptop_screen_shows_the_cutout_the_timings_and_what_the_numbers_mean(page, tmp_path):
+    """At 1366x768 (docs/usage.md's laptop), after round 1 and after a round with every proposal
+    labelled: the cut-out is drawn, the status line with the server's timings is in the window
+    without scrolling, and the proposals' numbers are explained right above them."""
+    first = open_image(page, write(tmp_path / "laptop.png", picture()))
+    assert page.viewport_size == {"width": 1366, "height": 768}
+    for round_ in (1, 2):
+        assert page.get_attribute("#view", "data-drawn") == f"checker:{round_}"
+        shown = canvas_pixels(page)  # the cut-out: the served matte is its alpha channel, not an opaque image
+        assert np.array_equal(shown[..., 3], alpha(page, session(page))) and (shown[..., 3] < 255).any()
+        assert in_view(page, "#status") and in_view(page, "#stage")
+        expect(page.locator("#status")).to_contain_text(f"Round {round_}")
+        expect(page.locator("#status")).to_contain_text(re.compile(r"Server: \d+\.\d\d s"))
+        assert page.evaluate("() => document.getElementById('panel').scrollTop") == 0  # nothing was scrolled
+        assert in_view(page, "#score-note") and in_view(page, "#proposals li:first-child .score")
+        expect(page.locator("#score-note")).to_contain_text("how unsure the model is there")
+        note, score = page.locator("#score-note").bounding_box(), page.locator("#proposals li:first-child").bounding_box()
+        assert 0 <= score["y"] - (note["y"] + note["height"]) < 20  # said where the numbers are shown
+        shot(page, f"17-laptop-round-{round_}")
+        if round_ == 1:
+            for i in range(len(first["proposals"])):
+                page.get_by_role("button", name=f"Proposal {i + 1}: background").click()
+            page.click("#apply")
+            page.wait_for_selector('#view[data-drawn="checker:2"]')
+
+
 @pytest.mark.parametrize("page", [{"viewport": {"width": 1024, "height": 768}, "has_touch": True}], indirect=True)
 def test_tablet_touch(page, tmp_path):
     view = open_image(page, write(tmp_path / "disc.png", picture()))
@@ -338,7 +406,7 @@ def test_tablet_touch(page, tmp_path):
         bb = page.locator(control).bounding_box()
         assert bb["y"] + bb["height"] <= 768 and bb["x"] + bb["width"] <= 1024, control
     page.tap("#apply")
-    page.wait_for_selector('#view[data-drawn="image:2"]')
+    page.wait_for_selector('#view[data-drawn="checker:2"]')
     shot(page, "11-tablet")
 
 
@@ -346,6 +414,26 @@ def _local(page, box) -> dict:
     bb = page.locator("#overlay").bounding_box()
     x, y = box_point(page, box)
     return {"x": x - bb["x"], "y": y - bb["y"]}
+
+
+def test_docs_render_the_operation_list_with_nothing_from_elsewhere(page, base_url):
+    """/docs on a machine without internet: Swagger UI's files come from the app (the page fixture
+    fails the test on any request that leaves it), and it lists every operation of /openapi.json."""
+    spec = requests.get(base_url + "/openapi.json", timeout=30).json()
+    operations = [(method.upper(), path) for path, item in spec["paths"].items() for method in item]
+    assert ("POST", "/v1/sessions/{sid}/undo") in operations
+    response = page.goto(base_url + "/docs")
+    assert "http" not in response.headers["content-security-policy"]
+    blocks = page.locator(".opblock-summary")
+    expect(blocks).to_have_count(len(operations))
+    shown = {(b.locator(".opblock-summary-method").inner_text(), b.locator(".opblock-summary-path").get_attribute("data-path"))
+             for b in blocks.all()}
+    assert shown == set(operations)
+    expect(page.locator(".information-container .title")).to_contain_text("dugray")
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        r = requests.get(f"{base_url}/static/{asset}", timeout=30)
+        assert r.status_code == 200 and len(r.content) > 100_000, asset
+    shot(page, "18-docs-offline")
 
 
 def test_only_the_page_files_are_served(base_url):

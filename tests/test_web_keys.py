@@ -34,7 +34,7 @@ def test_the_page_asks_for_the_key_once_and_sends_it_everywhere(browser, keyed_u
     page.on("dialog", answer)
     page.goto(keyed_url + "/")
     page.set_input_files("#file", write(tmp_path / "p.png", picture()))
-    page.wait_for_selector('#view[data-drawn="image:1"]')
+    page.wait_for_selector('#view[data-drawn="checker:1"]')
     assert prompts == ["This dugray server needs an API key:"]
     assert page.evaluate("() => sessionStorage.getItem('dugray-api-key')") == KEY
     page.check("input[name=view][value=alpha]")

@@ -16,7 +16,7 @@ from dugray.cli.server import serve_until_stopped, start_server, stop_server
 LABEL_HELP = """labels: one or more of INDEX+LABEL (a proposal), y,x=LABEL (a click at that pixel) or
 y0,x0,y1,x1:LABEL (a box) separated by spaces, where LABEL is f(g), b(g), t(ransition) or
 u(nknown, erases); e.g. '0f 1b 2t', '120,340=bg' or '10,20,40,60:bg'. Each line is one round.
-'done' (or end of input) finishes, 'help' repeats this."""
+'z' (or 'undo') goes back to the round before, 'done' (or end of input) finishes, 'help' repeats this."""
 
 LABELS = {"f": "fg", "fg": "fg", "b": "bg", "bg": "bg", "t": "transition", "transition": "transition",
           "u": "unknown", "unknown": "unknown"}
@@ -83,6 +83,9 @@ def cmd_interactive(args) -> int:
             continue
         if not line:
             continue
+        if line in ("z", "undo"):
+            _undo(session, args.preview)
+            continue
         try:
             t = time.perf_counter()
             session.label(parse_labels(line))
@@ -99,6 +102,20 @@ def cmd_interactive(args) -> int:
     labels = len(session.state.label_log)
     print(f"wrote {out} after {session.rounds} round(s), {labels} label(s){', refined' if args.refine else ''}")
     return EXIT_OK
+
+
+def _undo(session, preview: str | None) -> None:
+    """The 'z' key: back to the round before (its proposals listed again), or why not."""
+    from dugray.session import NothingToUndo
+
+    t = time.perf_counter()
+    try:
+        session.undo()
+    except NothingToUndo as exc:
+        print(f"  not undone: {exc}", file=sys.stderr)
+        return
+    print(f"back to round {session.rounds} in {time.perf_counter() - t:.1f} s")
+    _show_round(session, preview)
 
 
 def parse_labels(line: str) -> list[tuple]:

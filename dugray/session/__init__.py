@@ -6,7 +6,7 @@ and the Ray Serve deployments both call it. It imports no Ray. Its parts: :mod:`
 (answers painted into the user map), :mod:`.network` (the matting network's step),
 :mod:`.posterior` (fusion, carried evidence, enforced labels), :mod:`.steps` (proposals,
 the solve), :mod:`.refinement`, :mod:`.outputs` (full resolution), :mod:`.plans` (the
-round, refinement and solve switch, and their two runners), :mod:`.warmup` and
+round, refinement and solve switch, and their two runners), :mod:`.warmup`, :mod:`.history` (undo) and
 :mod:`.facade` (MattingSession). Import from ``dugray.session``.
 
 Flow
@@ -69,6 +69,7 @@ ValueError with a one-line reason; calling steps out of order raises RuntimeErro
 
 from .config import FUSION_MODES, MIN_SIDE, PROPOSAL_MODES, SessionConfig
 from .facade import MattingSession
+from .history import NothingToUndo, rewind, undo_plan
 from .labels import apply_user_labels
 from .network import device_of, predict_round, predict_rounds
 from .outputs import OUTPUTS, alpha_u8, current_matte, full_resolution_alpha, picture, resize_map
@@ -101,11 +102,11 @@ from .warmup import warm_up, warm_up_network, warm_up_outputs, warm_up_posterior
 
 __all__ = [
     "FUSE", "FUSION_MODES", "MIN_SIDE", "OUTPUTS", "PREDICT", "PROPOSAL_MODES", "PROPOSE", "REFINE", "SOLVE",
-    "MattingSession", "SessionConfig", "SessionState", "WorkingState",
+    "MattingSession", "NothingToUndo", "SessionConfig", "SessionState", "WorkingState",
     "alpha_u8", "apply_user_labels", "as_rgb_uint8", "current_matte", "picture", "device_of", "enforce_user_labels", "full_resolution_alpha",
     "fuse_rounds", "fused_nig", "label_boxes", "network_posterior", "new_state", "predict_round",
     "predict_rounds", "propose_patches", "proposals_need_rounds", "record_solve", "refine_matte", "refine_plan", "refine_step",
     "refiner_noise", "resize_map", "round_plan", "run_plan", "run_plan_async", "scale_box", "set_solve",
-    "solve_labels", "solve_step", "solve_switch_plan", "uncertainty_maps", "warm_up", "warm_up_network",
+    "rewind", "solve_labels", "solve_step", "solve_switch_plan", "uncertainty_maps", "undo_plan", "warm_up", "warm_up_network",
     "warm_up_outputs", "warm_up_posterior", "working_box", "working_float",
 ]

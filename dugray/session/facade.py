@@ -13,6 +13,7 @@ from dugray.nig import NIG
 from dugray.proposal import Proposal
 
 from .config import SessionConfig
+from .history import undo_plan
 from .labels import apply_user_labels
 from .network import predict_round
 from .outputs import alpha_u8, current_matte, full_resolution_alpha, resize_map
@@ -78,6 +79,14 @@ class MattingSession:
         apply_user_labels(self.state, labels)
         self._cache.clear()
         self._run_round({"label_s": time.perf_counter() - t0})
+        return self
+
+    def undo(self) -> "MattingSession":
+        """Back to the round before: matte, proposals, labels and uncertainty as that round showed
+        them (:mod:`dugray.session.history`); :class:`NothingToUndo` at the first round."""
+        self._cache.clear()
+        run_plan(undo_plan(self.state), self._steps())
+        self._cache.clear()
         return self
 
     def set_solve(self, enabled: bool) -> "MattingSession":

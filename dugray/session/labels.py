@@ -31,12 +31,18 @@ def apply_user_labels(state: SessionState, labels) -> list[tuple[Box, float]]:
         target, label = item
         resolved.append((_resolve_target(state, target, i), _resolve_label(label, i)))
     for box, value in resolved:
-        y0, x0, y1, x1 = working_box(state, box)
-        state.user_map[y0:y1, x0:x1] = value
-        state.labelled[y0:y1, x0:x1] = value != UNKNOWN
+        paint(state, box, value)
         state.label_log.append({"box": list(box), "value": value, "round": len(state.rounds)})
     state.solved = state.refined = None
     return resolved
+
+
+def paint(state: SessionState, box, value: float) -> None:
+    """One label into the user map and the labelled mask (a full-resolution box): the one place
+    both are written, so replaying the label log (undo) paints exactly what the labels did."""
+    y0, x0, y1, x1 = working_box(state, box)
+    state.user_map[y0:y1, x0:x1] = value
+    state.labelled[y0:y1, x0:x1] = value != UNKNOWN
 
 
 def _resolve_target(state: SessionState, target, i: int) -> Box:

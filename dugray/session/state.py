@@ -45,6 +45,9 @@ class SessionState:
     timings : per round a dict of seconds ("predict_s", "fuse_s", "propose_s", ...).
     label_log : every applied label as {"box": full-res box, "value": U value, "round": m}.
     config : the session's :class:`SessionConfig`, so a restored session continues identically.
+    initial : the user map and labelled mask before any label, as int8 codes (:func:`encode_initial`),
+        or None when both were empty: with the append-only rounds, timings and label log it is all
+        undo needs (:mod:`.history` replays the log onto it), one byte a working pixel.
     """
 
     image: np.ndarray
@@ -59,6 +62,7 @@ class SessionState:
     timings: list[dict] = field(default_factory=list)
     label_log: list[dict] = field(default_factory=list)
     config: SessionConfig = field(default_factory=SessionConfig)
+    initial: np.ndarray | None = None
 
     @property
     def full_shape(self) -> tuple[int, int]:
@@ -86,7 +90,7 @@ class SessionState:
         arrays = [self.image, self.user_map, self.labelled] + [a for r in self.rounds for a in r]
         if self.image_w is not self.image:
             arrays.append(self.image_w)
-        arrays += [a for a in (self.solved, self.refined) if a is not None]
+        arrays += [a for a in (self.solved, self.refined, self.initial) if a is not None]
         return int(sum(a.nbytes for a in arrays))
 
     def to_bytes(self, compress: bool = False) -> bytes:
@@ -104,7 +108,7 @@ class SessionState:
         for m, r in enumerate(self.rounds):
             for name, a in zip(NIG._fields, r):
                 arrays[f"round{m}_{name}"] = a
-        for name in ("solved", "refined"):
+        for name in ("solved", "refined", "initial"):
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
         meta = {
@@ -149,6 +153,7 @@ class SessionState:
             timings=meta["timings"],
             label_log=meta["label_log"],
             config=SessionConfig.from_dict(meta["config"]),
+            initial=arrays.get("initial"),
         )
 
 
@@ -200,7 +205,24 @@ def new_state(
     if mask is not None:
         trimap = mask_to_trimap(_check_plane(mask, img.shape[:2], "mask"))
     u, labelled = _initial_user_map(img.shape[:2], image_w.shape[:2], user_map, trimap)
-    return SessionState(image=img, image_w=image_w, user_map=u, labelled=labelled, config=config)
+    return SessionState(image=img, image_w=image_w, user_map=u, labelled=labelled, config=config,
+                        initial=encode_initial(u, labelled))
+
+
+def encode_initial(user_map: np.ndarray, labelled: np.ndarray) -> np.ndarray | None:
+    """The initial user map and labelled mask as one int8 plane (2U, +8 where labelled), None if
+    both are empty: U only takes 1, -1, 0.5 and 0, so the code is exact (:func:`decode_initial`)."""
+    if not (labelled.any() or user_map.any()):
+        return None
+    return (np.rint(user_map * 2) + 8 * labelled).astype(np.int8)
+
+
+def decode_initial(state: "SessionState") -> tuple[np.ndarray, np.ndarray]:
+    """(user map, labelled) as :func:`new_state` made them, from ``state.initial``."""
+    if state.initial is None:
+        return np.zeros(state.work_shape, np.float32), np.zeros(state.work_shape, bool)
+    labelled = state.initial >= 4
+    return ((state.initial - 8 * labelled.astype(np.int8)) / 2).astype(np.float32), labelled
 
 
 def _initial_user_map(full_shape, work_shape, user_map, trimap) -> tuple[np.ndarray, np.ndarray]:

@@ -161,7 +161,7 @@ function fixAt(y, x, label) {
   return run(`Round ${s.round + 1}: ${LABELS[label]} at ${point[1]}, ${point[0]}…`, "Could not apply the click", async () => {
     const body = JSON.stringify({ labels: [{ point, label }] });
     const view = await json(`v1/sessions/${s.id}/labels`, { method: "POST", headers: { "content-type": "application/json" }, body });
-    state.clicks.push({ point, label });
+    state.clicks.push({ point, label, round: view.round });
     show(view);
   });
 }
@@ -175,6 +175,17 @@ function setSolve(enabled) {
       const body = JSON.stringify({ solve: enabled });
       show(await json(`v1/sessions/${s.id}`, { method: "PATCH", headers: { "content-type": "application/json" }, body }));
     });
+}
+
+/** Back to the round before, exactly as it was shown (the server keeps what that needs). */
+function undo() {
+  const s = state.session;
+  if (!s || s.round <= 1) return;
+  return run(`Back to round ${s.round - 1}…`, "Could not undo", async () => {
+    const view = await json(`v1/sessions/${s.id}/undo`, { method: "POST" });
+    state.clicks = state.clicks.filter((c) => c.round <= view.round); // the undone round's click goes too
+    show(view);
+  });
 }
 
 function refine() {
@@ -255,6 +266,7 @@ function refreshControls() {
   $("apply").disabled = !s || state.busy || !pending.length;
   $("apply").textContent = `Apply ${pending.join(" and ") || "labels"}`;
   $("refine").disabled = !s || state.busy || s.refined;
+  $("undo").disabled = !s || state.busy || s.round <= 1;
   $("solve").disabled = state.busy;
   if (s && s.solve && !state.busy) $("solve").checked = Boolean(s.solve.enabled); // the server's word, once it has spoken
   $("strokes-clear").disabled = !state.strokes.length;
@@ -476,9 +488,15 @@ function paintTo(y, x) {
 // ---------------------------------------------------------------- keys
 
 function onKey(event) {
-  if (!state.session || event.ctrlKey || event.metaKey || event.altKey) return;
+  if (!state.session || event.altKey) return;
   if (event.target.closest("select, textarea, input[type=text], input[type=number]")) return;
   const key = event.key.toLowerCase();
+  if (event.ctrlKey || event.metaKey) { // Ctrl+Z (Cmd+Z on a Mac): undo; every other shortcut is the browser's
+    if (key !== "z" || event.shiftKey) return;
+    event.preventDefault();
+    undo();
+    return;
+  }
   const arrowsOwnedByRadios = event.target.matches("input[type=radio]");
   if (/^[0-9]$/.test(key)) select((Number(key) + 9) % 10); // 1..9 -> first nine, 0 -> tenth
   else if (["arrowright", "arrowdown"].includes(key) && !arrowsOwnedByRadios) select(state.selected + 1);
@@ -517,6 +535,7 @@ $("trimap-clear").addEventListener("click", () => {
 });
 $("apply").addEventListener("click", apply);
 $("refine").addEventListener("click", refine);
+$("undo").addEventListener("click", undo);
 $("solve").addEventListener("change", () => setSolve($("solve").checked));
 $("strokes-clear").addEventListener("click", () => {
   state.strokes = [];
