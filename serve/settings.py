@@ -65,7 +65,9 @@ class ServeSettings:
         eviction past the count or the bytes, expiry after ttl seconds without use).
     max_rounds : network rounds per session (each adds 16 bytes per working pixel).
     max_labels_per_request, max_labels_per_session : labels one request may carry, and one session
-        hold (every label is a box each fusion paints); more gets 422.
+        hold (every label is a box each fusion paints, microseconds each; the web page sends a brush
+        stroke as one box per brush position, 70+ for one stroke across a small image); more gets
+        422. What a label costs in time is its region's carry, bounded by ``max_carry_passes``.
     max_carry_passes : geodesic passes over the working image the labels' carry may cost each fusion
         (:func:`dugray.propagate.carry_passes`: one per separate labelled fg/bg region, times
         regrow + 1, and one per released transition region; about 47 ms each at 512x512); a label
@@ -102,8 +104,8 @@ class ServeSettings:
     session_ttl_s: float = 3600.0
     max_store_bytes: int = 2 * 2**30
     max_rounds: int = 12
-    max_labels_per_request: int = 64
-    max_labels_per_session: int = 512
+    max_labels_per_request: int = 1024
+    max_labels_per_session: int = 8192
     max_carry_passes: int = 32
     batch_size: int = 4
     batch_wait_s: float = 0.01

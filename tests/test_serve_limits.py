@@ -71,9 +71,10 @@ def test_the_carry_costs_one_pass_per_separate_region_and_regrow_multiplies_it()
 def test_labels_past_the_operators_bounds_are_refused_before_any_work():
     """64 one-pixel labels were 64 geodesic passes (3 s at 512x512) in every fusion; now 422."""
     settings = ServeSettings()
-    assert (settings.max_labels_per_request, settings.max_labels_per_session, settings.max_carry_passes) == (64, 512, 32)
+    assert (settings.max_labels_per_request, settings.max_labels_per_session, settings.max_carry_passes) == (1024, 8192, 32)
+    check_label_count(1024, settings)  # a long brush stroke of the web page is hundreds of boxes in one request
     with pytest.raises(ApiError) as err:
-        check_label_count(65, settings)
+        check_label_count(1025, settings)
     assert err.value.status == 422
     state = started(SessionConfig())
     apply_user_labels(state, dots(32))

@@ -140,7 +140,7 @@ BAD = {
     "jpeg junk": lambda url, key: requests.post(
         f"{url}/v1/matte", files={"image": ("x.jpg", jpeg_padding(b"\xff", 4))}, headers=auth(key), timeout=60),
     "too many labels": lambda url, key: requests.post(
-        f"{url}/v1/sessions/{'0' * 32}/labels", json={"labels": [{"point": [i, i], "label": "fg"} for i in range(65)]},
+        f"{url}/v1/sessions/{'0' * 32}/labels", json={"labels": [{"point": [i % 500, i // 500], "label": "fg"} for i in range(1025)]},
         headers=auth(key), timeout=60),
 }
 
