@@ -14,6 +14,7 @@ nodes onto them in that order.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -120,9 +121,8 @@ class U2NetP(nn.Module):
         return [self.fuse(torch.cat(sides, dim=1))] + sides
 
 
-def rembg_input(image_rgb: "np.ndarray") -> torch.Tensor:  # noqa: F821
+def rembg_input(image_rgb: np.ndarray) -> torch.Tensor:
     """rembg's preprocessing of an RGB uint8 image: 320x320 Lanczos (PIL), / max, ImageNet mean/std."""
-    import numpy as np
     from PIL import Image
 
     im = np.asarray(Image.fromarray(np.ascontiguousarray(image_rgb)).resize((SIZE, SIZE), Image.LANCZOS), np.float64)
@@ -131,10 +131,9 @@ def rembg_input(image_rgb: "np.ndarray") -> torch.Tensor:  # noqa: F821
     return torch.from_numpy(im.transpose(2, 0, 1)[None].astype(np.float32))
 
 
-def rembg_mask(net: U2NetP, image_rgb: "np.ndarray") -> "np.ndarray":  # noqa: F821
+def rembg_mask(net: U2NetP, image_rgb: np.ndarray) -> np.ndarray:
     """rembg's ``remove(..., only_mask=True)`` with U^2-Netp: min-max normalised sigmoid, uint8,
     Lanczos back to the image's size. -> uint8 (H, W)."""
-    import numpy as np
     from PIL import Image
 
     with torch.inference_mode():

@@ -99,8 +99,9 @@ def u2netp_state_from_onnx(path, net: U2NetP | None = None) -> dict[str, torch.T
         named = i - (len(ours) - len(SIDE_NAMES))
         if named >= 0 and not conv["weight_name"].startswith(SIDE_NAMES[named]):
             raise U2NetpFileError(f"{where}: initializer {conv['weight_name']!r}, expected {SIDE_NAMES[named]}.weight")
-        state[f"{key}.weight"] = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
-        state[f"{key}.bias"] = torch.from_numpy(np.ascontiguousarray(b, dtype=np.float32))
+        # copies: onnx's arrays are read-only views of the protobuf (torch warns on those)
+        state[f"{key}.weight"] = torch.from_numpy(np.array(w, dtype=np.float32))
+        state[f"{key}.bias"] = torch.from_numpy(np.array(b, dtype=np.float32))
     return state
 
 
