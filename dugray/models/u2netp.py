@@ -165,12 +165,20 @@ class U2NetpMatting(MattingNet):
         """What came from the file (a lower learning rate protects it: ``pretrained_lr_scale``)."""
         return list(self.body.parameters())
 
-    def forward(self, image: torch.Tensor, user_map: torch.Tensor) -> NIG:
-        """image (B,3,H,W) in [0,1], user_map (B,1,H,W) -> NIG maps (B,1,H,W)."""
+    aux_outputs = True
+    """``forward`` accepts ``return_aux=True``: U^2-Net's own seven logits for deep supervision."""
+
+    def forward(self, image: torch.Tensor, user_map: torch.Tensor, return_aux: bool = False):
+        """image (B,3,H,W) in [0,1], user_map (B,1,H,W) -> NIG maps (B,1,H,W); with ``return_aux``
+        also ``{"sides": [fused, side1..side6]}``, U^2-Net's logits, cropped like the maps (stage 1
+        supervises each with binary cross-entropy against alpha, as U^2-Net was trained)."""
         x, planes, box = self.prepare(image, user_map)
         feats, sides = self.body.decode(torch.cat([x, planes], dim=1))
         fused = self.body.fuse(torch.cat(sides, dim=1))
         raw = self.head.raw(torch.cat([feats, fused, *sides], dim=1))
         raw = torch.cat([raw[:, :1] + fused, raw[:, 1:]], dim=1)
         nig = nig_activation(raw, alpha_min=self.head.alpha_min, evidence_min=self.head.evidence_min)
-        return NIG(*(crop(t, box).contiguous() for t in nig))
+        out = NIG(*(crop(t, box).contiguous() for t in nig))
+        if not return_aux:
+            return out
+        return out, {"sides": [crop(t, box) for t in (fused, *sides)]}

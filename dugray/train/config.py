@@ -141,6 +141,12 @@ class TrainConfig:
     pretrained_lr_scale: float = 1.0
     """Learning rate of the pretrained layers relative to ``lr`` (below 1 protects what they
     know while the new parts learn; networks with ``pretrained_parameters``)."""
+    pretrained_frozen_epochs: float = 0.0
+    """The pretrained layers' learning rate is 0 for this many first epochs of stage 1 (the
+    new parts learn around what they know first), then ``pretrained_lr_scale`` x the schedule."""
+    side_weight: float = 1.0
+    """Weight of the deep supervision of U^2-Netp's side outputs (arch u2netp: binary
+    cross-entropy of its seven logits against alpha, as U^2-Net was trained); 0 turns it off."""
     log_every: int = 10
 
     @property
@@ -188,6 +194,9 @@ class TrainConfig:
             raise ValueError(f"data_cpus must be > 0 (the data tasks need a CPU beside the workers), got {self.data_cpus}")
         if self.cpus_per_worker <= 0:
             raise ValueError(f"cpus_per_worker must be > 0, got {self.cpus_per_worker}")
+        if self.pretrained_frozen_epochs < 0 or self.side_weight < 0:
+            raise ValueError(f"pretrained_frozen_epochs and side_weight must be >= 0, got "
+                             f"{self.pretrained_frozen_epochs} and {self.side_weight}")
         if self.pretrained_lr_scale <= 0:
             raise ValueError(f"pretrained_lr_scale must be > 0 (freeze with a small value), got {self.pretrained_lr_scale}")
         if self.prefetch_batches < 0:

@@ -38,22 +38,32 @@ from dugray.train.worker import (
 def objective(cfg, nig, alpha_gt, aux=None, image=None) -> dict:
     """The configured stage-1 loss: the method's NIG loss, or the plain-L1 ablation; plus
     the backbone's own losses when it returns side outputs (``aux``: MODNet's semantic and
-    detail predictions, :func:`modnet_losses`, which also needs the ``image``)."""
+    detail predictions, :func:`modnet_losses`, which also needs the ``image``; U^2-Netp's
+    seven logits, :func:`side_losses` weighted by ``side_weight``)."""
     if cfg.loss == "l1":
         l1 = F.l1_loss(nig[0], alpha_gt)
         lap = laplacian_loss(nig[0], alpha_gt)
         losses = {"total": l1 + cfg.matte_weight * lap, "l1": l1.detach(), "matte": lap.detach()}
     else:
         losses = stage1_loss(nig, alpha_gt, lam=cfg.nig_lambda, matte_weight=cfg.matte_weight)
-    if aux is not None:
+    if aux is not None and "sides" in aux:  # U^2-Netp fine-tuned (arch u2netp)
+        side = side_losses(aux["sides"], alpha_gt)
+        losses = {**losses, "sides": side.detach(), "total": losses["total"] + cfg.side_weight * side}
+    elif aux is not None:
         own = modnet_losses(aux, nig[0], alpha_gt, image)
         losses = {**losses, **own, "total": losses["total"] + own["total"]}
     return losses
 
 
+def side_losses(logits, alpha_gt: torch.Tensor) -> torch.Tensor:
+    """Deep supervision of U^2-Net's side outputs, as it was trained (Qin et al. 2020): the
+    mean over its logits of binary cross-entropy against alpha (soft targets at the edges)."""
+    return torch.stack([F.binary_cross_entropy_with_logits(t, alpha_gt) for t in logits]).mean()
+
+
 def stage1_losses(model, cfg, batch: dict) -> dict:
     """The forward pass of one batch and its :func:`objective` (a network with ``aux_outputs``,
-    MODNet, also returns its semantic and detail predictions for its own losses)."""
+    MODNet or U^2-Netp, also returns its side predictions for its own losses)."""
     if getattr(unwrap(model), "aux_outputs", False):
         nig, aux = model(batch["image"], batch["user_map"], return_aux=True)
     else:

@@ -194,16 +194,39 @@ def autocast(cfg: TrainConfig, wc: WorkerContext):
     return torch.autocast(device_type=wc.device.type, dtype=dtype, enabled=bool(cfg.amp))
 
 
-def parameter_groups(net, lr: float, pretrained_scale: float = 1.0) -> list[dict]:
+def frozen_first(factor, frozen_steps: int):
+    """``factor`` with 0 for the first ``frozen_steps`` steps (Adam then leaves the group as it is)."""
+
+    def frozen(step: int) -> float:
+        return 0.0 if step < frozen_steps else factor(step)
+
+    return frozen
+
+
+def parameter_groups(net, lr: float, pretrained_scale: float = 1.0, own_group: bool = False) -> list[dict]:
     """The trainable parameters, the pretrained ones (``net.pretrained_parameters()``) in a group
-    of their own at ``lr * pretrained_scale``; frozen parameters are left out."""
-    pretrained = {id(p) for p in getattr(net, "pretrained_parameters", list)()} if pretrained_scale != 1.0 else set()
+    of their own at ``lr * pretrained_scale`` (also at scale 1 with ``own_group``: a schedule of
+    their own); frozen parameters are left out."""
+    split = pretrained_scale != 1.0 or own_group
+    pretrained = {id(p) for p in getattr(net, "pretrained_parameters", list)()} if split else set()
     rest = [p for p in net.parameters() if p.requires_grad and id(p) not in pretrained]
     groups = [{"params": rest, "lr": lr}]
     if pretrained:
         groups.append({"params": [p for p in net.parameters() if id(p) in pretrained and p.requires_grad],
                        "lr": lr * pretrained_scale})
     return groups
+
+
+def optimizer_and_schedule(net, cfg: TrainConfig, stage: str, lr: float, steps: int, epochs: int,
+                           weight_decay: float = 0.0):
+    """Adam over :func:`parameter_groups` and its LambdaLR: warm-up then cosine for every group,
+    the pretrained group at 0 for stage 1's first ``pretrained_frozen_epochs``."""
+    frozen_epochs = cfg.pretrained_frozen_epochs if stage == "1" else 0.0
+    groups = parameter_groups(net, lr, cfg.pretrained_lr_scale, own_group=frozen_epochs > 0)
+    opt = torch.optim.Adam(groups, lr=lr, betas=tuple(cfg.betas), weight_decay=weight_decay)
+    factor = warmup_cosine(steps * epochs, int(cfg.warmup_epochs * steps), lr, cfg.min_lr)
+    factors = [factor] + [frozen_first(factor, int(round(frozen_epochs * steps)))] * (len(groups) - 1)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factors)
 
 
 def prepare_training(net, args: LoopArgs, wc: WorkerContext, lr: float, epochs: int,
@@ -218,10 +241,8 @@ def prepare_training(net, args: LoopArgs, wc: WorkerContext, lr: float, epochs: 
     if payload is not None:
         net.load_state_dict(payload["state_dict"])
     model = ray.train.torch.prepare_model(net, parallel_strategy_kwargs=ddp_kwargs or None)
-    opt = torch.optim.Adam(parameter_groups(net, lr, cfg.pretrained_lr_scale), lr=lr, betas=tuple(cfg.betas),
-                           weight_decay=weight_decay)
     steps = steps_per_epoch(cfg, args.train_rows, wc.world)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps * epochs, int(cfg.warmup_epochs * steps), lr, cfg.min_lr))
+    opt, sched = optimizer_and_schedule(net, cfg, args.stage, lr, steps, epochs, weight_decay)
     scaler = torch.amp.GradScaler("cuda") if cfg.amp and wc.device.type == "cuda" else None
     start = 0
     if state is not None:
