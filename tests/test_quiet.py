@@ -1,4 +1,5 @@
-"""Quiet commands: nothing printed over `dugray batch`'s progress bar."""
+"""Quiet commands: nothing printed over `dugray batch`'s progress bar, a training job's lines
+written once, and no DDP stride warning from our networks' layout."""
 
 import os
 import subprocess
@@ -63,6 +64,57 @@ def test_nothing_printed_leaves_no_log(tmp_path):
             pass
     """, str(tmp_path))
     assert proc.returncode == 0 and proc.stderr == "" and list(tmp_path.iterdir()) == []
+
+
+def test_a_worker_line_is_written_once_under_ray_trains_print():
+    """Ray Train v2 patches print() in its workers (logger + stdout when sys.stdout was swapped, as
+    Ray's workers do): a print()ed epoch line came out twice; say() writes it once."""
+    proc = python("""
+        import logging, sys
+        sys.stdout = open(sys.stdout.fileno(), "w", closefd=False)   # what Ray's default_worker does
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")  # Train's worker logger
+        from ray.train.v2._internal.logging.patch_print import patch_print_function
+        from dugray.train.worker import epoch_line, say
+
+        patch_print_function()
+        line = epoch_line("1", 1, 4, {"train_total": 0.123456, "val_sad_free": 8.0})
+        print("printed " + line)
+        say(line)
+    """, env={k: v for k, v in os.environ.items() if k != "RAY_TRAIN_ENABLE_PRINT_PATCH"})
+    assert proc.returncode == 0, proc.stderr
+    lines = (proc.stdout + proc.stderr).splitlines()
+    line = "[stage 1] epoch 2/4 train_total=0.1235 val_sad_free=8"
+    assert lines.count("printed " + line) == 2  # Ray's patch as found: the reason for say()
+    assert lines.count(line) == 1
+
+
+@pytest.mark.parametrize("arch", ["refiner", "unet", "u2netp"])
+def test_every_gradient_has_its_weights_strides_as_ddp_requires(arch):
+    """DDP's bucket views take each weight's strides; a gradient with other strides gives "Grad
+    strides do not match bucket view strides". Our networks run NHWC: their weights must too."""
+    import torch
+
+    from dugray.models import create_model, create_refiner
+    from dugray.train.worker import in_activation_layout
+
+    torch.manual_seed(0)
+    if arch == "refiner":
+        net, inputs = create_refiner("hrnet_lite"), (torch.rand(2, 1, 32, 32), torch.rand(2, 3, 32, 32))
+    else:
+        net = create_model(arch, **({"widths": (8, 16, 32), "head_mid": 4} if arch == "unet" else {}))
+        inputs = (torch.rand(1, 3, 64, 64), torch.zeros(1, 1, 64, 64))
+
+    def mismatched(net) -> list[str]:
+        net.zero_grad(set_to_none=True)
+        out = net(*inputs)
+        sum(t.float().mean() for t in (out if isinstance(out, tuple) else (out,))).backward()
+        return [n for n, p in net.named_parameters() if p.grad is not None and p.grad.stride() != p.stride()]
+
+    assert mismatched(net)  # NCHW weights under NHWC activations: the warning's cause
+    before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    net = in_activation_layout(net)
+    assert mismatched(net) == []
+    assert all(torch.equal(p, before[n]) for n, p in net.named_parameters())  # same weights, other layout
 
 
 @pytest.mark.slow
