@@ -44,6 +44,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -286,12 +287,13 @@ class _Matter:
 
 
 def run_batch(source, out_dir, options: BatchOptions | None = None, engine: str = "ray",
-              concurrency: int | None = None, address: str | None = None, progress: bool = True) -> BatchReport:
+              concurrency: int | None = None, address: str | None = None, progress=True) -> BatchReport:
     """Matte every input not already done; write summary.json and results.csv in ``out_dir``.
 
     ``engine="ray"`` joins the cluster at ``address`` (or RAY_ADDRESS) or starts a local Ray
     when none is running in this process, and uses ``concurrency`` actors (default: the
-    cluster's CPUs / ``options.threads``). Raises ValueError / FileNotFoundError for bad
+    cluster's CPUs / ``options.threads``). ``progress``: a bar on stderr (True), on a stream
+    given instead, or none (False). Raises ValueError / FileNotFoundError for bad
     inputs or models before any image is processed; per-image problems are rows.
     """
     options = options or BatchOptions()
@@ -321,10 +323,14 @@ def run_batch(source, out_dir, options: BatchOptions | None = None, engine: str 
 
 
 def _run_ray(todo, out: Path, options: BatchOptions, concurrency, address, progress) -> list[dict]:
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address and "ray" not in sys.modules:
+        # a new local Ray: token authentication, Ray's own default, said before Ray reads its
+        # config (at import), so Ray does not warn that it chose it
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     import ray
 
     if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS")
         # address="local" starts a private instance; a bare ray.init() would join any local cluster
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, configure_logging=False)
     if concurrency is None:
@@ -358,10 +364,12 @@ def _one_row_per_input(todo, rows: list[dict]) -> list[dict]:
     return [{**by_rel.get(rel, _row(src, rel, "failed", error=lost)), "source": src} for src, rel in todo]
 
 
-def _bar(iterable, progress: bool, total: int | None = None):
+def _bar(iterable, progress, total: int | None = None):
+    """A bar in images: none when ``progress`` is false, on stderr when true, on ``progress`` when a stream."""
     from tqdm import tqdm
 
-    return tqdm(iterable, total=total, disable=not progress, unit="img", desc="matting", dynamic_ncols=True)
+    return tqdm(iterable, total=total, disable=not progress, file=progress if hasattr(progress, "write") else None,
+                unit="img", desc="matting", dynamic_ncols=True)
 
 
 def write_reports(report: BatchReport, source, engine: str, options: BatchOptions) -> None:

@@ -65,6 +65,19 @@ def test_training_lowers_the_loss(trained):
     assert (out / "matting.pt").is_file() and (out / "refiner.pt").is_file()
 
 
+def test_each_worker_line_is_written_once_and_ddp_does_not_warn(trained):
+    """2 workers (DDP): rank 0's lines reach the job's output once each (Ray Train's patched print
+    used to double them), and no gradient has other strides than its DDP bucket view."""
+    _, proc = trained
+    lines = (proc.stdout + proc.stderr).splitlines()
+    for stage, epochs in (("1", 4), ("2", 1)):
+        for epoch in range(1, epochs + 1):
+            ends = [line for line in lines if f"[stage {stage}] epoch {epoch}/{epochs} train_" in line]
+            steps = [line for line in lines if f"[stage {stage}] epoch {epoch}/{epochs} step " in line]
+            assert len(ends) == 1 and len(steps) == len(set(steps)) >= 1, (stage, epoch, ends, steps)
+    assert not [line for line in lines if "Grad strides do not match" in line]
+
+
 def test_mlflow_holds_runs_metrics_and_registered_models(trained):
     import mlflow
 

@@ -74,7 +74,8 @@ def add_batch_parser(sub) -> None:
     b.add_argument("--threads", type=int, default=1, help="torch threads per actor (default 1)")
     b.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a private local Ray)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
-    b.add_argument("-v", "--verbose", action="store_true", help="show Ray Data's own log lines too")
+    b.add_argument("-v", "--verbose", action="store_true", help="print what Ray and the libraries say on the terminal "
+                   "(default: into OUT_DIR/batch.log, so that nothing breaks into the progress bar)")
     add_model(b)
     b.set_defaults(func=cmd_batch)
 
@@ -139,20 +140,14 @@ def cmd_batch(args) -> int:
     """``dugray batch``: :func:`dugray.batch.run_batch`, then its counts and first failures printed;
     returns 1 if any input failed, else 0.
     """
-    import importlib
-    import logging
-
     from dugray.batch import BatchOptions, run_batch
+    from dugray.cli.quiet import libraries_to_a_file
 
-    if args.engine == "ray" and not args.verbose:
-        importlib.import_module("ray.data")  # configures its logging: quiet its console lines, keep its log file
-        for handler in logging.getLogger("ray.data").handlers:
-            if isinstance(handler, logging.StreamHandler):
-                handler.setLevel(logging.ERROR)
     options = BatchOptions(outputs=tuple(args.outputs), refine=args.refine, model=args.model, refiner=args.refiner,
                            session=session_overrides(args), threads=args.threads)
-    report = run_batch(args.input, args.out_dir, options, engine=args.engine, concurrency=args.concurrency,
-                       address=args.address, progress=not args.no_progress)
+    with libraries_to_a_file(args.out_dir, verbose=args.verbose) as bar:  # Ray's lines go to OUT_DIR/batch.log
+        report = run_batch(args.input, args.out_dir, options, engine=args.engine, concurrency=args.concurrency,
+                           address=args.address, progress=False if args.no_progress else bar or True)
     c = report.counts
     print(f"{c['ok']} done, {c['skipped']} skipped (already done), {c['failed']} failed in {report.seconds:.1f} s; "
           f"report: {Path(args.out_dir) / 'summary.json'}")

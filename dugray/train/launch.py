@@ -12,8 +12,10 @@ artifacts under ``<out>/mlartifacts``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import time
 import warnings
 from pathlib import Path
@@ -38,20 +40,77 @@ def tracking_uri(out: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{out / 'mlflow.db'}"
 
 
+_PRIVATE_ADDRESS = None
+"""The GCS address of the private Ray that :func:`ensure_ray` started in this process, if any."""
+
+
 def ensure_ray(cfg: TrainConfig) -> None:
     """Join the cluster named by ``cfg.address`` or RAY_ADDRESS (``ray job submit`` sets it),
-    else start a private local Ray sized for the job: never a stray cluster by accident."""
+    else start a private local Ray sized for the job: never a stray cluster by accident.
+
+    Every process of the job is then told the one cluster by address (RAY_ADDRESS in the
+    driver's environment and in the job's runtime environment, which Ray hands to every worker):
+    Ray Train v2's placement-group cleaner, a detached actor, asks Ray's state API whether the
+    run's controller still lives, and without RAY_ADDRESS that API takes the cluster that the
+    machine's latest ``ray start`` wrote in /tmp/ray/ray_current_cluster, which on a shared
+    machine can be someone else's: the controller is not found there, and the cleaner removed
+    the run's placement group, killing the training. "auto" is resolved once, here.
+    """
+    global _PRIVATE_ADDRESS
     if ray.is_initialized():
         return
     address = cfg.address or os.environ.get("RAY_ADDRESS")
+    if not cfg.address and address == _PRIVATE_ADDRESS:  # our own private Ray, shut down since: a new one
+        address = None
+    if address == "auto":
+        ray.init(address="auto")
+        address = ray.get_runtime_context().gcs_address
+        ray.shutdown()
     if address:
-        ray.init(address=address)
+        ray.init(address=address, runtime_env=address_env(address))
     else:
         cpus = int(max(os.cpu_count() or 1, cfg.num_workers * cfg.cpus_per_worker + cfg.data_cpus) + 0.999)
-        # address="local": always a new instance; a bare ray.init() would join any cluster
-        # already running on this machine (and refuse num_cpus)
-        ray.init(address="local", num_cpus=cpus, include_dashboard=False)
+        port = free_port()  # the GCS's port chosen here, so that the workers can be told it
+        with environment(RAY_GCS_SERVER_PORT=str(port)):
+            # address="local": always a new instance; a bare ray.init() would join any cluster
+            # already running on this machine (and refuse num_cpus)
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False,
+                     runtime_env=address_env(f"127.0.0.1:{port}"))
+        _PRIVATE_ADDRESS = ray.get_runtime_context().gcs_address
+    os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
     ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+def address_env(address: str) -> dict | None:
+    """The runtime environment that gives every worker of the job RAY_ADDRESS=``address``; None
+    when the submitted job's own runtime environment sets RAY_ADDRESS already (Ray refuses to
+    merge the same variable from both)."""
+    job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+    if "RAY_ADDRESS" in ((job.get("runtime_env") or {}).get("env_vars") or {}):
+        return None
+    return {"env_vars": {"RAY_ADDRESS": address}}
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now."""
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def environment(**values):
+    """Environment variables set for the block, restored after it."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def latest_checkpoint(storage: str, stage: str) -> str:

@@ -26,8 +26,10 @@ from dugray.train.worker import (
     all_reduce_sums,
     autocast,
     epoch_batches,
+    epoch_line,
     prepare_training,
     report_epoch,
+    say,
     skipped_rows,
     training_state,
     unwrap,
@@ -179,7 +181,7 @@ def stage1_loop(loop_config: dict) -> None:
         metrics = {**train_metrics, **val_metrics, "epoch": epoch + 1, "lr": sched.get_last_lr()[0],
                    "skipped_rows": skipped_rows(args)}
         if wc.is_chief:
-            print(f"[stage 1] epoch {epoch + 1}/{cfg.epochs} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+            say(epoch_line("1", epoch, cfg.epochs, metrics))
         report_epoch(metrics, model, training_state(t, epoch), wc)
         # tracked only once the epoch's checkpoint is committed: an epoch redone after a
         # failure is then logged once, not twice

@@ -27,8 +27,10 @@ from dugray.train.worker import (
     all_reduce_sums,
     autocast,
     epoch_batches,
+    epoch_line,
     prepare_training,
     report_epoch,
+    say,
     skipped_rows,
     training_state,
     unwrap,
@@ -161,6 +163,6 @@ def stage2_loop(loop_config: dict) -> None:
         metrics = {**train_metrics, **validate(frozen, refiner, args, wc), "epoch": epoch + 1,
                    "lr": sched.get_last_lr()[0], "skipped_rows": skipped_rows(args)}
         if wc.is_chief:
-            print(f"[stage 2] epoch {epoch + 1}/{epochs} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+            say(epoch_line("2", epoch, epochs, metrics))
         report_epoch(metrics, refiner, training_state(t, epoch), wc)
         mlf.metrics(metrics, step=epoch + 1)  # after the commit, as in stage 1

@@ -13,6 +13,7 @@ way, ``resume_from_checkpoint`` being gone).
 from __future__ import annotations
 
 import math
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -240,7 +241,7 @@ def prepare_training(net, args: LoopArgs, wc: WorkerContext, lr: float, epochs: 
     payload, state = load_training_state(args)
     if payload is not None:
         net.load_state_dict(payload["state_dict"])
-    model = ray.train.torch.prepare_model(net, parallel_strategy_kwargs=ddp_kwargs or None)
+    model = ray.train.torch.prepare_model(in_activation_layout(net), parallel_strategy_kwargs=ddp_kwargs or None)
     steps = steps_per_epoch(cfg, args.train_rows, wc.world)
     opt, sched = optimizer_and_schedule(net, cfg, args.stage, lr, steps, epochs, weight_decay)
     scaler = torch.amp.GradScaler("cuda") if cfg.amp and wc.device.type == "cuda" else None
@@ -252,6 +253,22 @@ def prepare_training(net, args: LoopArgs, wc: WorkerContext, lr: float, epochs: 
             scaler.load_state_dict(state["scaler"])
         start = state["epoch"] + 1
     return Training(model, opt, sched, steps, start, scaler)
+
+
+def in_activation_layout(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` with its 4-D weights in channels_last, the layout of its activations (dugray's networks
+    run NHWC on CPU: ``MattingNet.channels_last``, the refiner always), so that every weight's
+    gradient comes back in the weight's own strides.
+
+    With NCHW weights and NHWC activations, the weight gradient of every 1x1 and depthwise conv came
+    back channels_last-strided (112 of the refiner's 344 parameters, 2 of U-Net's and of U^2-Netp's):
+    autograd keeps such a gradient as it is (the strides differ only along size-1 dimensions) but
+    DDP's bucket views have the weight's strides, so every job with 2 or more workers warned "Grad
+    strides do not match bucket view strides" and copied those gradients at each step. The values,
+    and the checkpoints (loaded by copy), are unchanged."""
+    if getattr(net, "channels_last", True):
+        net = net.to(memory_format=torch.channels_last)
+    return net
 
 
 def training_state(t: Training, epoch: int) -> dict:
@@ -331,6 +348,22 @@ class MlflowLogger:
             self.client.log_artifact(self.run_id, str(path), folder)
 
 
+def say(line: str) -> None:
+    """One line of the job's log, from a worker: written once.
+
+    Not ``print``: Ray Train v2 replaces ``print`` in its workers with one that sends the line to
+    its logger (stderr) and, when ``sys.stdout`` is not ``sys.__stdout__`` (always so in a Ray
+    worker, which swaps in its own stdout), to stdout as well; Ray forwards both streams, so every
+    printed line reached the job's log twice."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def epoch_line(stage: str, epoch: int, epochs: int, metrics: dict) -> str:
+    """The line rank 0 writes at the end of an epoch: ``[stage 1] epoch 2/4 key=value ...``."""
+    return f"[stage {stage}] epoch {epoch + 1}/{epochs} " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+
+
 class Progress:
     """Plain log lines (job logs are not terminals): step, loss, throughput, ETA."""
 
@@ -354,5 +387,5 @@ class Progress:
             rate = self.seen / max(dt, 1e-9)
             eta = max(0.0, (self.steps - i) * dt / max(i, 1))
             loss = " ".join(f"{k}={v:.4f}" for k, v in losses.items())
-            print(f"[stage {self.stage}] epoch {self.epoch + 1}/{self.epochs} step {i}/{self.steps} {loss} "
-                  f"{rate * self.wc.world:.1f} img/s eta {eta:.0f}s", flush=True)
+            say(f"[stage {self.stage}] epoch {self.epoch + 1}/{self.epochs} step {i}/{self.steps} {loss} "
+                f"{rate * self.wc.world:.1f} img/s eta {eta:.0f}s")
