@@ -17,6 +17,12 @@ are built on the same names):
     >>> session.refine().cutout().shape                   # RGBA, colours re-estimated
     (60, 80, 4)
 
+One shot, nobody to ask (the bytes ``dugray cutout`` and ``POST /v1/matte`` give)::
+
+    >>> from dugray import matte_image
+    >>> matte_image(image, net).render("alpha")[:4]       # PNG bytes of the alpha matte
+    b'\x89PNG'
+
 The core (``nig``, ``usermap``, ``proposal``, ``solve``, ``refine``, ``metrics``,
 ``models``, ``session``) is plain numpy/torch and imports no Ray; Ray lives at the
 edges (``pipeline``, ``train``, ``batch`` and the ``serve`` package). The names below
@@ -30,6 +36,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "MattingSession": "dugray.session",
     "SessionConfig": "dugray.session",
+    "matte_image": "dugray.oneshot",
     "load_networks": "dugray.models",
     "load_model": "dugray.models",
     "create_model": "dugray.models",

@@ -8,10 +8,13 @@
 Inputs: a folder (searched recursively for image files), one image, a ``.txt`` file with
 one path or URI per line, a list of paths / URIs, or a URI pyarrow's filesystems open
 (``s3://bucket/photos/``, ``gs://...``, ``file:///...``). Every image goes through
-:func:`process_image`: the session code serving and evaluation use (trimap-free round 1,
-then refinement), then its outputs are written. With ``engine="ray"`` a pool of Ray Data
+:func:`process_image`: the one-shot matte (:func:`dugray.oneshot.matte_image`, the same plan
+and rendering as ``dugray cutout`` and ``POST /v1/matte``, so the same bytes), then its
+outputs are written. With ``engine="ray"`` a pool of Ray Data
 actors, each loading the networks once, streams the images through ``map_batches``;
-``engine="loop"`` runs the same function in a plain loop in this process.
+``engine="loop"`` runs the same function in a plain loop in this process; ``engine="auto"``
+(the default) picks one by :func:`dugray.batch_engine.choose_engine` (the loop on a machine
+of few CPUs without a cluster, or for a small job) and says why in ``report.engine_reason``.
 
 OUT_DIR (``<rel>``: the input's path below its folder, or its file name for a list, without
 the suffix)::
@@ -46,18 +49,22 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from dugray.data.io import IMAGE_EXTENSIONS, encode_png, read_rgb, write_atomic
+from dugray import defaults
+from dugray.batch_engine import choose_engine, local_cpus
+from dugray.data.io import IMAGE_EXTENSIONS, read_rgb, write_atomic
 from dugray.models import load_networks
-from dugray.session import MattingSession, SessionConfig, fused_nig, uncertainty_maps
+from dugray.oneshot import matte_image
+from dugray.session import MattingSession, SessionConfig, fused_nig, propose_patches, uncertainty_maps
 
 OUTPUT_KINDS = ("cutout", "alpha")
-ENGINES = ("ray", "loop")
+ENGINES = ("auto", "ray", "loop")
 ROW_FIELDS = ("source", "rel", "status", "error", "seconds", "epistemic_mean", "aleatoric_mean", "node")
 LIST_SUFFIXES = (".txt", ".lst")
 
@@ -66,13 +73,13 @@ LIST_SUFFIXES = (".txt", ".lst")
 class BatchOptions:
     """What every image gets.
 
-    outputs : any of OUTPUT_KINDS. refine : run the refiner after round 1.
+    outputs : any of OUTPUT_KINDS. refine : run the refiner (None: the one-shot default, no).
     model, refiner : as :func:`load_networks` takes them. session : SessionConfig overrides.
     threads : torch threads of each Ray actor (the loop engine keeps this process's).
     """
 
     outputs: tuple[str, ...] = ("cutout",)
-    refine: bool = True
+    refine: bool | None = None
     model: str = "default"
     refiner: str | None = None
     session: dict = field(default_factory=dict)
@@ -89,16 +96,20 @@ class BatchOptions:
 
     def networks(self):
         """(matting network, refiner or None); no refiner is loaded when refine is off."""
-        return load_networks(self.model, self.refiner if self.refine else "none")
+        refine = defaults.ONE_SHOT_REFINE if self.refine is None else self.refine
+        return load_networks(self.model, self.refiner if refine else "none")
 
 
 @dataclass
 class BatchReport:
-    """One row per input (see ROW_FIELDS), sorted by ``rel``, and the run's wall time."""
+    """One row per input (see ROW_FIELDS), sorted by ``rel``, the run's wall time, and the engine
+    that ran it ("loop" or "ray"; None when nothing was left to do) with the reason it was picked."""
 
     rows: list[dict]
     seconds: float
     out_dir: Path
+    engine: str | None = None
+    engine_reason: str = ""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -113,17 +124,10 @@ class BatchReport:
 # --------------------------------------------------------------------------- one image
 
 
-def matte_image(image, model, refiner=None, config: SessionConfig | None = None, trimap=None,
-                refine: bool = True, mask=None) -> MattingSession:
-    """The one-shot path of the CLI and the batch: round 1 (trimap-free, or with ``trimap`` or
-    ``mask``) with its proposals for the report, refined."""
-    session = MattingSession(image, model, refiner, config, trimap=trimap, mask=mask).start()
-    return session.refine() if refine else session
-
-
 def uncertainty_report(session: MattingSession) -> dict:
     """What a reviewer needs to know about a matte: how unsure the model is, and where."""
-    maps = uncertainty_maps(fused_nig(session.state))
+    fused = fused_nig(session.state)
+    maps = uncertainty_maps(fused)
     h, w = session.state.full_shape
     report = {"width": w, "height": h, "rounds": session.rounds, "refined": session.state.refined is not None,
               "solve": dict(session.state.solve_info) or None}
@@ -131,7 +135,8 @@ def uncertainty_report(session: MattingSession) -> dict:
         v = maps[name][np.isfinite(maps[name])]
         report[f"{name}_mean"] = float(v.mean()) if v.size else None
         report[f"{name}_p95"] = float(np.percentile(v, 95)) if v.size else None
-    report["proposals"] = [{"box": list(p.box), "score": float(p.score)} for p in session.proposals]
+    proposals = session.proposals or propose_patches(session.state, nig=fused)  # a one-shot round asks nobody
+    report["proposals"] = [{"box": list(p.box), "score": float(p.score)} for p in proposals]
     return report
 
 
@@ -152,10 +157,9 @@ def process_image(source: str, rel: str, out_dir, model, refiner, options: Batch
     try:
         s = matte_image(read_rgb(source), model, refiner, SessionConfig.from_dict(options.session), refine=options.refine)
         summary = {"source": source, **uncertainty_report(s), "node": node}
-        if "cutout" in paths:
-            write_atomic(paths["cutout"], encode_png(s.cutout()))
-        if "alpha" in paths:
-            write_atomic(paths["alpha"], encode_png(s.alpha_u8))
+        for kind in OUTPUT_KINDS:
+            if kind in paths:
+                write_atomic(paths[kind], s.render(kind))
         summary["seconds"] = time.perf_counter() - t0
         write_atomic(paths["summary"], json.dumps(summary, indent=1).encode())
         return _row(source, rel, "ok", summary=summary)
@@ -286,15 +290,19 @@ class _Matter:
         return process_image(source, rel, self.out_dir, self.model, self.refiner, self.options, node=self.node)
 
 
-def run_batch(source, out_dir, options: BatchOptions | None = None, engine: str = "ray",
-              concurrency: int | None = None, address: str | None = None, progress=True) -> BatchReport:
+def run_batch(source, out_dir, options: BatchOptions | None = None, engine: str = "auto",
+              concurrency: int | None = None, address: str | None = None, progress=True,
+              announce: Callable[[str, str], None] | None = None) -> BatchReport:
     """Matte every input not already done; write summary.json and results.csv in ``out_dir``.
 
     ``engine="ray"`` joins the cluster at ``address`` (or RAY_ADDRESS) or starts a local Ray
     when none is running in this process, and uses ``concurrency`` actors (default: the
-    cluster's CPUs / ``options.threads``). ``progress``: a bar on stderr (True), on a stream
-    given instead, or none (False). Raises ValueError / FileNotFoundError for bad
-    inputs or models before any image is processed; per-image problems are rows.
+    cluster's CPUs / ``options.threads``); ``"loop"`` runs in this process; ``"auto"`` picks
+    one (:func:`dugray.batch_engine.choose_engine`) once the images left to do are known.
+    ``announce(engine, why)`` is called before any image is matted (not when all are done).
+    ``progress``: a bar on stderr (True), on a stream given instead, or none (False). Raises
+    ValueError / FileNotFoundError for bad inputs or models before any image is processed;
+    per-image problems are rows.
     """
     options = options or BatchOptions()
     if engine not in ENGINES:
@@ -311,14 +319,22 @@ def run_batch(source, out_dir, options: BatchOptions | None = None, engine: str 
             todo.append((src, rel))
         else:
             rows.append(_row(src, rel, "skipped", summary={**done, "seconds": 0.0}))
+    reason = f"asked for (engine={engine})"
+    if todo and engine == "auto":
+        ray_running = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+        engine, reason = choose_engine(len(todo), local_cpus(), address or os.environ.get("RAY_ADDRESS"), ray_running,
+                                       concurrency)
+    if todo and announce is not None:
+        announce(engine, reason)
     if todo:
         model, refiner = options.networks()  # a bad model fails here, once
         if engine == "loop":
             rows += [process_image(src, rel, out, model, refiner, options) for src, rel in _bar(todo, progress)]
         else:
             rows += _run_ray(todo, out, options, concurrency, address, progress)
-    report = BatchReport(sorted(rows, key=lambda r: r["rel"]), time.perf_counter() - t0, out)
-    write_reports(report, source, engine, options)
+    report = BatchReport(sorted(rows, key=lambda r: r["rel"]), time.perf_counter() - t0, out,
+                         engine if todo else None, reason if todo else "nothing to do")
+    write_reports(report, source, options)
     return report
 
 
@@ -372,7 +388,7 @@ def _bar(iterable, progress, total: int | None = None):
                 unit="img", desc="matting", dynamic_ncols=True)
 
 
-def write_reports(report: BatchReport, source, engine: str, options: BatchOptions) -> None:
+def write_reports(report: BatchReport, source, options: BatchOptions) -> None:
     """summary.json (counts, failures, the most uncertain images) and results.csv (every row)."""
     done = [r for r in report.rows if r["status"] != "failed" and np.isfinite(r["epistemic_mean"])]
     done.sort(key=lambda r: -r["epistemic_mean"])
@@ -380,7 +396,8 @@ def write_reports(report: BatchReport, source, engine: str, options: BatchOption
     summary = {
         "source": source if isinstance(source, (list, tuple)) else str(source),
         "out_dir": str(report.out_dir),
-        "engine": engine,
+        "engine": report.engine,
+        "engine_reason": report.engine_reason,
         "options": asdict(options),
         "counts": report.counts,
         "seconds": report.seconds,

@@ -158,18 +158,21 @@ class DugrayClient:
         self._call("DELETE", f"/v1/sessions/{sid}")
 
     def cutout(self, image: ImageInput, output: str = "rgba", trimap: ImageInput | None = None,
-               mask: ImageInput | None = None, refine: bool = True, solve: bool | None = None,
+               mask: ImageInput | None = None, refine: bool | None = None, solve: bool | None = None,
                bg_color: str | None = None, format: str | None = None, crop: bool = False,
                crop_margin: str | int | None = None, max_side: int | None = None) -> bytes:
         """One shot, no session: the file bytes of the RGBA cutout (``rgba``) or the alpha matte (``alpha``).
 
         As background-removal services deliver it: ``bg_color`` (hex) composites over a colour,
         ``format`` is png (default), jpg or webp, ``crop`` (with ``crop_margin``: pixels, "12px"
-        or "10%") crops to the object, ``max_side`` returns a preview size.
+        or "10%") crops to the object, ``max_side`` returns a preview size. ``refine`` and ``solve``
+        left None take the server's one-shot defaults (solved, not refined), those of ``dugray cutout``.
         """
         if output not in ("rgba", "alpha"):
             raise ValueError(f"output must be 'rgba' or 'alpha', got {output!r}")
-        params = {"output": output, "refine": str(bool(refine)).lower(), **_solve_param(solve)}
+        params = {"output": output, **_solve_param(solve)}
+        if refine is not None:
+            params["refine"] = str(bool(refine)).lower()
         extra = {"bg_color": bg_color, "format": format, "crop_margin": crop_margin, "max_side": max_side}
         params.update({k: str(v) for k, v in extra.items() if v is not None})
         if crop:

@@ -12,3 +12,8 @@ N = 10
 """Proposals per round (the paper's simulated user answers 10)."""
 T = 0.0
 """Algorithm 1's score threshold: cells whose mean epistemic uncertainty is below it are not proposed."""
+ONE_SHOT_REFINE = False
+"""Whether a one-shot matte (``dugray cutout``, ``dugray batch``, :func:`dugray.matte_image`,
+``POST /v1/matte``: :func:`dugray.session.one_shot_plan`) runs the refiner when not told: no.
+Trimap-free on the train/ photos the refiner made the solved matte worse (docs/usage.md,
+"One-shot defaults"), and it costs a second network and a second solve."""

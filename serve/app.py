@@ -47,6 +47,7 @@ from dugray.session import (
     SessionState,
     apply_user_labels,
     new_state,
+    one_shot_plan,
     proposals_need_rounds,
     refine_plan,
     round_plan,
@@ -219,11 +220,13 @@ class APIIngress:
 
     @api.post("/v1/matte", response_class=Response, openapi_extra=upload_openapi("image", "trimap", "mask"),
               responses=ONE_SHOT)
-    async def matte(self, request: Request, output: str = "rgba", refine: bool = False, solve: bool | None = None,
+    async def matte(self, request: Request, output: str = "rgba", refine: bool | None = None, solve: bool | None = None,
                     bg_color: str | None = None, format: str = "png", crop: bool = False, crop_margin: str = "0",
                     max_side: int | None = None) -> Response:
-        """One shot, no session: the RGBA cutout (``output=rgba``) or the alpha matte (``alpha``);
-        ``solve`` as for sessions, ``refine`` runs the refiner (then the solve from it).
+        """One shot, no session: the RGBA cutout (``output=rgba``) or the alpha matte (``alpha``), the
+        same bytes as ``dugray cutout`` and ``dugray batch`` give (:func:`dugray.session.one_shot_plan`):
+        one round, solved (``solve=false``: the network's matte), not refined unless ``refine=true``
+        (then the refiner, and the solve from its matte).
 
         Delivered as background-removal clients expect (:mod:`dugray.compose`): ``bg_color``
         (hex, e.g. ``81d4fa``) composites the cut-out over a colour, ``format`` is png, jpg or
@@ -245,7 +248,7 @@ class APIIngress:
             options.check_size(state.full_shape)  # before the round, not a 500 after it
         except ValueError as exc:
             raise ApiError(422, "invalid option", str(exc)) from None
-        await self._run(round_plan(state, propose=False, refine=refine))  # the one-shot path: nobody to ask
+        await self._run(one_shot_plan(state, refine))  # the one-shot path, as in process
         data = await self._render(state, "cutout" if output == "rgba" else "alpha", options)
         return Response(data, media_type=options.media_type)
 

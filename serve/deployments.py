@@ -10,11 +10,11 @@ live in the one SessionStore replica, written through to storage.
 import numpy as np
 from ray import serve
 
-from dugray.compose import OutputOptions, encode, render_alpha, render_cutout
+from dugray.compose import OutputOptions
 from dugray.session import (
     WorkingState,
+    deliver,
     fused_nig,
-    picture,
     predict_rounds,
     propose_patches,
     refine_step,
@@ -110,13 +110,10 @@ class Refinement:
 
     def render(self, output: str, image, image_w, config, matte_w=None, fused=None,
                options: OutputOptions | None = None) -> bytes:
-        """One of OUTPUTS at the input's full resolution (:func:`dugray.session.picture`), delivered as
-        ``options`` say (PNG by default; :mod:`dugray.compose`): ``matte_w`` for alpha and cutout,
-        ``fused`` for the heat maps."""
-        options = options or OutputOptions()
-        shown = picture(output, image, image_w, config, matte_w, fused)
-        data = render_cutout(shown, options) if output == "cutout" else render_alpha(shown, options) \
-            if output == "alpha" else encode(shown, options)
+        """One of OUTPUTS at the input's full resolution, delivered as ``options`` say (PNG by default):
+        :func:`dugray.session.deliver`, as in process, so the bytes are the command line's.
+        ``matte_w`` for alpha and cutout, ``fused`` for the heat maps."""
+        data = deliver(output, image, image_w, config, matte_w, fused, options)
         trim()  # full-resolution temporaries: give them back to the system
         return data
 

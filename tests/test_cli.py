@@ -90,13 +90,14 @@ def test_cutout_delivered_as_background_removal_clients_expect(tiny_model, image
 
 
 def test_cutout_with_the_shipped_model_is_the_library_session(image, tmp_path):
-    """The command adds nothing to the session code: same matte as MattingSession + load_default."""
+    """The command adds nothing to the session code: same matte as MattingSession's one-shot round
+    with load_default (solved once, not refined: the one-shot defaults)."""
     from dugray.models import load_default
     from dugray.session import MattingSession
 
     assert main(["cutout", str(image), "-o", str(tmp_path / "a.png"), "--alpha-only"]) == 0
     rgb = cv2.cvtColor(read(image), cv2.COLOR_BGR2RGB)
-    expected = MattingSession(rgb, *load_default()).start().refine().alpha_u8
+    expected = MattingSession(rgb, *load_default(refiner=False)).start_one_shot().alpha_u8
     assert np.array_equal(read(tmp_path / "a.png"), expected)
 
 

@@ -126,6 +126,30 @@ def test_one_shot_matte(base_url):
     assert requests.post(f"{base_url}/v1/matte?output=jpeg", files=image, timeout=30).status_code == 422
 
 
+def test_one_shot_matte_is_the_command_lines_bytes(base_url, tiny_model, tmp_path):
+    """POST /v1/matte and `dugray cutout` (in this process, this process's threads; the replicas
+    run one) give the same file bytes for the same image and options, with the same defaults."""
+    from dugray.cli import main
+
+    image, trimap = picture(60, 80, seed=5), np.full((60, 80), 128, np.uint8)
+    trimap[:, :20], trimap[:, -20:] = 0, 255  # so that the untrained network's flat grey gets structure
+    cv2.imwrite(str(tmp_path / "i.png"), image)
+    cv2.imwrite(str(tmp_path / "t.png"), trimap)
+    files = {"image": ("i.png", png(image))}
+    cases = [("", [], files), ("&refine=true", ["--refine"], files), ("&solve=false", ["--no-solve"], files),
+             ("", ["--trimap", str(tmp_path / "t.png")], {**files, "trimap": ("t.png", png(trimap))})]
+    alphas = set()
+    for query, flags, upload in cases:
+        for output, extra in (("alpha", ["--alpha-only"]), ("rgba", [])):
+            out = tmp_path / f"{output}.png"
+            assert main(["cutout", str(tmp_path / "i.png"), "-o", str(out), "--model", tiny_model, *flags, *extra]) == 0
+            r = requests.post(f"{base_url}/v1/matte?output={output}{query}", files=upload, timeout=120)
+            assert r.status_code == 200, r.text
+            assert r.content == out.read_bytes(), (query, flags, output)
+        alphas.add(requests.post(f"{base_url}/v1/matte?output=alpha{query}", files=upload, timeout=120).content)
+    assert len(alphas) == len(cases)  # each option changed the matte
+
+
 def test_concurrent_sessions_do_not_mix(base_url):
     """Three sessions at once, each labelled all-fg or all-bg: every one keeps its own answer."""
     sizes, answers, results = [(40, 56), (64, 48), (40, 56)], ["fg", "bg", "bg"], [None] * 3

@@ -43,8 +43,6 @@ class _Parser(argparse.ArgumentParser):
 def main(argv=None) -> int:
     """Run one command; returns the exit code (documented in ``dugray --help``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    from dugray.client import DugrayApiError, ServerUnreachable
-
     if argv and argv[0] in JOBS:  # the job reports its own errors, with its own exit codes
         try:
             return run_job(argv[0], argv[1:])
@@ -61,9 +59,9 @@ def main(argv=None) -> int:
         return args.func(args)
     except SystemExit as exc:  # --help, --version
         return exit_status(exc)
-    except ServerUnreachable as exc:
+    except _client_error("ServerUnreachable") as exc:
         return fail(str(exc), EXIT_UNREACHABLE)
-    except DugrayApiError as exc:
+    except _client_error("DugrayApiError") as exc:
         return fail(f"server: {exc}", EXIT_USAGE if exc.status < 500 else EXIT_UNREACHABLE)
     except (UsageError, ValueError, OSError) as exc:
         return fail(str(exc), EXIT_USAGE)
@@ -74,6 +72,17 @@ def main(argv=None) -> int:
         if checkpoints is not None and isinstance(exc, checkpoints.CheckpointError):
             return fail(str(exc), EXIT_USAGE)
         raise
+
+
+class _NotRaised(Exception):
+    """Stands for a client error when the client was never imported (so it cannot have raised)."""
+
+
+def _client_error(name: str) -> type[Exception]:
+    """``dugray.client``'s exception ``name`` if a command imported the client, else one never raised:
+    the client (and requests) stays out of commands that run in process (a cold ``dugray cutout``)."""
+    client = sys.modules.get("dugray.client")
+    return getattr(client, name) if client is not None else _NotRaised
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -41,12 +41,20 @@ def add_prior(p) -> None:
     prior.add_argument("--mask", metavar="PNG", help="binary mask (0/255 or 0/1): every pixel labelled fg or bg")
 
 
-def add_model(p) -> None:
+def add_model(p, one_shot: bool = True) -> None:
+    """The model and session flags; ``one_shot``: the command makes one-shot mattes (cutout, batch), whose
+    refinement default is :data:`dugray.defaults.ONE_SHOT_REFINE`, else (interactive) it refines at the end."""
     p.add_argument("--model", default="default", help="'default' (shipped), a checkpoint, a training --out folder "
                    "or an MLflow URI (models:/dugray-matting/1)")
     p.add_argument("--refiner", help="refiner URI, or 'none' (default: the one beside --model, if any)")
-    p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
-                   help="refine fine detail where aleatoric uncertainty is high (default: yes)")
+    if one_shot:
+        p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
+                       help="refine fine detail where aleatoric uncertainty is high, then solve from it "
+                            f"(default: {'yes' if defaults.ONE_SHOT_REFINE else 'no'}: trimap-free on real photos it "
+                            "made the matte worse; docs/usage.md, 'One-shot defaults')")
+    else:
+        p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
+                       help="refine fine detail where aleatoric uncertainty is high when you finish (default: yes)")
     p.add_argument("--solve", action=argparse.BooleanOptionalAction, default=None,
                    help="the uncertainty-guided solve: the network's posterior, your labels and the image's "
                         "matting Laplacian in one sparse solve (default: the session default, on)")
@@ -101,20 +109,44 @@ def server_side_model(args) -> None:
         raise UsageError("--model, --refiner, --work-size, --k and --n apply in process; with --server the server's are used")
 
 
-def open_session(args, refine=None):
-    """Round 1 of a MattingSession on the command line's image, prior and model (refined unless told not)."""
-    from dugray.batch import matte_image
+def read_inputs(args) -> dict:
+    """The command line's image and prior (trimap or mask) as arrays: ``image``, ``trimap``, ``mask``."""
     from dugray.data.io import read_mask, read_rgb
+
+    return {"image": read_rgb(args.image), "trimap": read_mask(args.trimap) if args.trimap else None,
+            "mask": read_mask(args.mask) if args.mask else None}
+
+
+def wants_refiner(args) -> bool:
+    return defaults.ONE_SHOT_REFINE if args.refine is None else args.refine
+
+
+def load_model(args):
+    """(matting network, refiner or None) of ``--model`` / ``--refiner``; no refiner when none will run."""
     from dugray.models import load_networks
+
+    return load_networks(args.model, args.refiner if wants_refiner(args) else "none")
+
+
+def one_shot_session(args):
+    """The one-shot matte of the command line's image (:func:`dugray.oneshot.matte_image`: the same
+    bytes as ``dugray batch`` and ``POST /v1/matte``)."""
+    from dugray.oneshot import matte_image
     from dugray.session import SessionConfig
 
-    image = read_rgb(args.image)
-    trimap = read_mask(args.trimap) if args.trimap else None
-    mask = read_mask(args.mask) if args.mask else None
-    refine = args.refine if refine is None else refine
-    model, refiner = load_networks(args.model, args.refiner if args.refine else "none")
-    return matte_image(image, model, refiner, SessionConfig(**session_overrides(args)), trimap=trimap, refine=refine,
-                       mask=mask)
+    inputs = read_inputs(args)
+    model, refiner = load_model(args)
+    return matte_image(inputs.pop("image"), model, refiner, SessionConfig(**session_overrides(args)),
+                       refine=args.refine, **inputs)
+
+
+def open_session(args):
+    """Round 1 of an interactive MattingSession (with proposals) on the command line's image, prior and model."""
+    from dugray.session import MattingSession, SessionConfig
+
+    inputs = read_inputs(args)
+    model, refiner = load_model(args)
+    return MattingSession(inputs.pop("image"), model, refiner, SessionConfig(**session_overrides(args)), **inputs).start()
 
 
 def session_overrides(args) -> dict:

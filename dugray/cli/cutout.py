@@ -7,31 +7,45 @@ import sys
 import time
 from pathlib import Path
 
+from dugray.batch_engine import RAY_MIN_CPUS, RAY_MIN_IMAGES_PER_CPU
 from dugray.cli.common import (EXIT_CODES, EXIT_FAILED, EXIT_OK, UsageError, add_model, add_prior, client_key,
-                               local_file, out_path, server_side_model, open_session, session_overrides, write)
+                               local_file, one_shot_session, out_path, server_side_model, session_overrides, write)
 
-CUTOUT_DOC = """Cut out the foreground of one image: RGBA PNG (colours re-estimated, so no halo), or
+ONE_SHOT_DOC = """One shot: 'cutout', 'batch' (either engine), dugray.matte_image and the server's
+POST /v1/matte run the same plan and give the same bytes for the same image and options.
+Defaults: trimap-free, one network pass at the working size (--work-size), then the
+uncertainty-guided solve (--no-solve: the network's matte alone); no proposals and no
+refinement (--refine: the refiner, then one solve from its matte; on the train/ photos it
+made trimap-free mattes worse: docs/usage.md, 'One-shot defaults')."""
+
+CUTOUT_DOC = f"""Cut out the foreground of one image: RGBA PNG (colours re-estimated, so no halo), or
 with --alpha-only the alpha matte. Trimap-free by default; --trimap or --mask give the
 model what you already know. Runs in this process (no Ray); --server sends the image to
 a running dugray server instead.
 
+{ONE_SHOT_DOC}
+
   dugray cutout photo.jpg -o cut.png
-  dugray cutout photo.jpg -o alpha.png --alpha-only --trimap trimap.png --no-refine
-  dugray cutout photo.jpg -o cut.png --model runs/exp1
+  dugray cutout photo.jpg -o alpha.png --alpha-only --trimap trimap.png
+  dugray cutout photo.jpg -o cut.png --model runs/exp1 --refine
   dugray cutout photo.jpg -o cut.png --server http://127.0.0.1:8000
   dugray cutout photo.jpg -o product.jpg --bg-color ffffff --crop --crop-margin 5% --max-side 1000"""
 
-BATCH_DOC = """Cut out many images on Ray Data: a pool of actors, each loading the model once, streams
-the images through the same session code as 'cutout' (round 1, refined). Resumable: an
-image whose outputs exist is skipped, so rerun the same command after an interruption.
-A corrupt or unreadable image is reported and skipped, never fatal.
+BATCH_DOC = f"""Cut out many images: each goes through the same one-shot matte as 'cutout' (below).
+--engine ray runs a pool of Ray Data actors, each loading the model once; --engine loop
+runs them one after another in this process; --engine auto (the default) picks one and
+says which and why (see --engine). Resumable: an image whose outputs exist is skipped, so
+rerun the same command after an interruption. A corrupt or unreadable image is reported
+and skipped, never fatal.
+
+{ONE_SHOT_DOC}
 
 OUT_DIR gets cutout/<name>.png, alpha/<name>.png, uncertainty/<name>.json (how unsure the
 model is, and where), summary.json (counts, failures, the images most worth a review)
 and results.csv (one row per input: ok / skipped / failed).
 
   dugray batch photos/ out/
-  dugray batch photos/ out/ --outputs cutout alpha --concurrency 4
+  dugray batch photos/ out/ --outputs cutout alpha --concurrency 4 --engine ray
   dugray batch list.txt out/ --engine loop           one path or URI per line, no Ray
   dugray batch s3://bucket/photos/ out/ --address auto"""
 
@@ -68,8 +82,11 @@ def add_batch_parser(sub) -> None:
     b.add_argument("out_dir", help="output folder (cutout/, alpha/, uncertainty/, summary.json, results.csv)")
     b.add_argument("--outputs", nargs="+", choices=("cutout", "alpha"), default=["cutout"],
                    help="what to write per image (default: cutout)")
-    b.add_argument("--engine", choices=("ray", "loop"), default="ray",
-                   help="ray: a pool of Ray Data actors (default); loop: one process, no Ray")
+    b.add_argument("--engine", choices=("auto", "ray", "loop"), default="auto",
+                   help="ray: a pool of Ray Data actors; loop: one process, no Ray; auto (default): ray when a "
+                        "cluster is given (--address, RAY_ADDRESS) or --concurrency asks for a pool, else loop "
+                        f"on a machine of fewer than {RAY_MIN_CPUS} CPUs or for fewer than {RAY_MIN_IMAGES_PER_CPU} "
+                        "images per CPU (the pool's start is not repaid), else ray; one line says which and why")
     b.add_argument("--concurrency", type=int, help="actors in the pool (default: CPUs / --threads)")
     b.add_argument("--threads", type=int, default=1, help="torch threads per actor (default 1)")
     b.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a private local Ray)")
@@ -97,10 +114,8 @@ def cmd_cutout(args) -> int:
                               solve=args.solve, **_option_fields(options))
         size = ""
     else:
-        from dugray.compose import render_alpha, render_cutout
-
-        session = open_session(args)
-        data = render_alpha(session.alpha_u8, options) if args.alpha_only else render_cutout(session.cutout(), options)
+        session = one_shot_session(args)
+        data = session.render("alpha" if args.alpha_only else "cutout", options)
         h, w = session.state.full_shape
         size = f"{w}x{h}, "
     write(out, data)
@@ -143,11 +158,17 @@ def cmd_batch(args) -> int:
     from dugray.batch import BatchOptions, run_batch
     from dugray.cli.quiet import libraries_to_a_file
 
+    def announce(engine: str, why: str) -> None:
+        print(f"engine: {engine} ({why})", flush=True)  # stdout, before the progress bar starts
+        if engine == "ray" and not args.verbose:
+            _quiet_ray_data()
+
     options = BatchOptions(outputs=tuple(args.outputs), refine=args.refine, model=args.model, refiner=args.refiner,
                            session=session_overrides(args), threads=args.threads)
     with libraries_to_a_file(args.out_dir, verbose=args.verbose) as bar:  # Ray's lines go to OUT_DIR/batch.log
         report = run_batch(args.input, args.out_dir, options, engine=args.engine, concurrency=args.concurrency,
-                           address=args.address, progress=False if args.no_progress else bar or True)
+                           address=args.address, progress=False if args.no_progress else bar or True,
+                           announce=announce)
     c = report.counts
     print(f"{c['ok']} done, {c['skipped']} skipped (already done), {c['failed']} failed in {report.seconds:.1f} s; "
           f"report: {Path(args.out_dir) / 'summary.json'}")
@@ -156,3 +177,14 @@ def cmd_batch(args) -> int:
     if len(report.failures) > 10:
         print(f"  ... and {len(report.failures) - 10} more (results.csv)", file=sys.stderr)
     return EXIT_FAILED if report.failures else EXIT_OK
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data's console lines off (its log file kept): importing it configures its logging."""
+    import importlib
+    import logging
+
+    importlib.import_module("ray.data")
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setLevel(logging.ERROR)

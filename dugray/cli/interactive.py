@@ -50,7 +50,7 @@ def add_parser(sub) -> None:
                    "--server is given) and label it on the web page there")
     i.add_argument("--server", metavar="URL", help="with --web: the server to use")
     i.add_argument("--no-browser", action="store_true", help="with --web: only print the URL, do not open a browser")
-    add_model(i)
+    add_model(i, one_shot=False)
     add_server_flags(i)
     i.set_defaults(func=cmd_interactive)
 
@@ -65,7 +65,7 @@ def cmd_interactive(args) -> int:
         raise UsageError("--server goes with --web; the terminal rounds run in this process")
     out = out_path(args.out, args.image, "alpha" if args.alpha_only else "cutout")
     t0 = time.perf_counter()
-    session = open_session(args, refine=False)
+    session = open_session(args)
     h, w = session.state.full_shape
     print(f"{args.image}: {w}x{h}, round 1 in {time.perf_counter() - t0:.1f} s")
     _show_round(session, args.preview)
@@ -96,9 +96,7 @@ def cmd_interactive(args) -> int:
         _show_round(session, args.preview)
     if args.refine:
         session.refine()
-    from dugray.data.io import encode_png
-
-    write(out, encode_png(session.alpha_u8 if args.alpha_only else session.cutout()))
+    write(out, session.render("alpha" if args.alpha_only else "cutout"))
     labels = len(session.state.label_log)
     print(f"wrote {out} after {session.rounds} round(s), {labels} label(s){', refined' if args.refine else ''}")
     return EXIT_OK

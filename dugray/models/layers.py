@@ -76,11 +76,41 @@ def norm_layer(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"unknown norm {kind!r}; expected 'bn' or 'gn'")
 
 
+class PointwiseConv2d(nn.Conv2d):
+    """A 1x1 convolution whose inference result on the CPU is the same whatever the thread count.
+
+    oneDNN's 1x1 kernels sum the input channels in an order that depends on the number of
+    threads (a few ulp apart at 1 and 2 threads), and one such layer was enough for the same
+    photo's matte to differ by one grey level between ``dugray cutout`` (every core) and a
+    one-thread server replica. At inference on the CPU this layer is a matrix product over the
+    channels (``F.linear``, measured the same at 1 to 4 threads and as fast); in training, or on
+    a GPU, it is the ordinary convolution. The parameters are nn.Conv2d's (same checkpoints).
+    """
+
+    def __init__(self, cin, cout, groups=1, bias=True):
+        super().__init__(cin, cout, 1, groups=groups, bias=bias)
+
+    def _conv_forward(self, x, weight, bias):
+        if self.training or x.device.type != "cpu":
+            return super()._conv_forward(x, weight, bias)
+        w = weight.flatten(1)
+        if self.groups > 1:  # block-diagonal: each output reads only its group's inputs
+            w = torch.block_diag(*w.view(self.groups, -1, w.shape[1]))
+        return F.linear(x.permute(0, 2, 3, 1), w, bias).permute(0, 3, 1, 2)
+
+
+def conv2d(cin, cout, k, stride=1, padding=0, groups=1, bias=True) -> nn.Conv2d:
+    """``nn.Conv2d``, or :class:`PointwiseConv2d` for a 1x1 of stride 1 (the same parameters)."""
+    if k == 1 and stride == 1 and padding == 0:
+        return PointwiseConv2d(cin, cout, groups, bias)
+    return nn.Conv2d(cin, cout, k, stride, padding, groups=groups, bias=bias)
+
+
 class ConvNormAct(nn.Sequential):
     """conv k x k (same padding) -> norm -> ReLU (``act=False`` drops the ReLU)."""
 
     def __init__(self, cin, cout, k=3, stride=1, groups=1, norm="bn", act=True):
-        layers = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), norm_layer(norm, cout)]
+        layers = [conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), norm_layer(norm, cout)]
         if act:
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)

@@ -63,7 +63,7 @@ import torch.nn.functional as F
 from dugray.nig import NIG
 
 from .base import MattingNet
-from .layers import crop
+from .layers import PointwiseConv2d, conv2d, crop
 from .nig_head import NIGHead
 from .registry import register_model
 
@@ -94,10 +94,10 @@ class InvertedResidual(nn.Module):
         self.use_res_connect = stride == 1 and cin == cout
         layers: list[nn.Module] = []
         if expansion != 1:  # pointwise expansion
-            layers += [nn.Conv2d(cin, hidden, 1, 1, 0, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
+            layers += [PointwiseConv2d(cin, hidden, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
         layers += [  # depthwise, then linear projection
             nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True),
-            nn.Conv2d(hidden, cout, 1, 1, 0, bias=False), nn.BatchNorm2d(cout),
+            PointwiseConv2d(hidden, cout, bias=False), nn.BatchNorm2d(cout),
         ]
         self.conv = nn.Sequential(*layers)
 
@@ -175,7 +175,7 @@ class Conv2dIBNormRelu(nn.Module):
 
     def __init__(self, cin, cout, kernel_size, stride=1, padding=0, with_ibn=True, with_relu=True):
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel_size, stride=stride, padding=padding, bias=True)]
+        layers: list[nn.Module] = [conv2d(cin, cout, kernel_size, stride, padding, bias=True)]
         if with_ibn:
             layers.append(IBNorm(cout))
         if with_relu:

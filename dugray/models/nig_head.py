@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from dugray.nig import NIG, nig_activation
 
-from .layers import ConvNormAct
+from .layers import ConvNormAct, PointwiseConv2d
 
 
 def softplus_inv(y: float) -> float:
@@ -43,7 +43,7 @@ class NIGHead(nn.Module):
         self.alpha_min = alpha_min
         self.evidence_min = evidence_min
         self.branches = ConvNormAct(in_ch, 4 * mid_ch, 3, norm=norm)
-        self.out = nn.Conv2d(4 * mid_ch, 4, 1, groups=4)
+        self.out = PointwiseConv2d(4 * mid_ch, 4, groups=4)
         nu0, alpha0_excess, aleatoric0 = 1.0, 1.0, 0.1
         beta0 = aleatoric0 * max(alpha_min + alpha0_excess - 1.0, 0.1)
         bias = [0.0, softplus_inv(nu0), softplus_inv(alpha0_excess), softplus_inv(beta0)]

@@ -19,6 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .layers import PointwiseConv2d
+
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 SIZE = 320
@@ -96,7 +98,7 @@ class U2NetP(nn.Module):
             RSU(6, 2 * ch, mid, ch), RSU(7, 2 * ch, mid, ch),
         ])
         self.side = nn.ModuleList(nn.Conv2d(ch, 1, 3, padding=1) for _ in range(6))  # side1 .. side6
-        self.fuse = nn.Conv2d(6, 1, 1)
+        self.fuse = PointwiseConv2d(6, 1)
 
     def decode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """-> (the last decoder stage's 64 features at full size, the 6 side logits at full size)."""

@@ -72,13 +72,14 @@ from .facade import MattingSession
 from .history import NothingToUndo, rewind, undo_plan
 from .labels import apply_user_labels
 from .network import device_of, predict_round, predict_rounds
-from .outputs import OUTPUTS, alpha_u8, current_matte, full_resolution_alpha, picture, resize_map
+from .outputs import OUTPUTS, alpha_u8, current_matte, deliver, full_resolution_alpha, picture, resize_map
 from .plans import (
     FUSE,
     PREDICT,
     PROPOSE,
     REFINE,
     SOLVE,
+    one_shot_plan,
     refine_plan,
     round_plan,
     run_plan,
@@ -103,8 +104,8 @@ from .warmup import warm_up, warm_up_network, warm_up_outputs, warm_up_posterior
 __all__ = [
     "FUSE", "FUSION_MODES", "MIN_SIDE", "OUTPUTS", "PREDICT", "PROPOSAL_MODES", "PROPOSE", "REFINE", "SOLVE",
     "MattingSession", "NothingToUndo", "SessionConfig", "SessionState", "WorkingState",
-    "alpha_u8", "apply_user_labels", "as_rgb_uint8", "current_matte", "picture", "device_of", "enforce_user_labels", "full_resolution_alpha",
-    "fuse_rounds", "fused_nig", "label_boxes", "network_posterior", "new_state", "predict_round",
+    "alpha_u8", "apply_user_labels", "as_rgb_uint8", "current_matte", "deliver", "picture", "device_of", "enforce_user_labels", "full_resolution_alpha",
+    "fuse_rounds", "fused_nig", "label_boxes", "network_posterior", "new_state", "one_shot_plan", "predict_round",
     "predict_rounds", "propose_patches", "proposals_need_rounds", "record_solve", "refine_matte", "refine_plan", "refine_step",
     "refiner_noise", "resize_map", "round_plan", "run_plan", "run_plan_async", "scale_box", "set_solve",
     "rewind", "solve_labels", "solve_step", "solve_switch_plan", "uncertainty_maps", "undo_plan", "warm_up", "warm_up_network",

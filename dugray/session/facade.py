@@ -16,8 +16,9 @@ from .config import SessionConfig
 from .history import undo_plan
 from .labels import apply_user_labels
 from .network import predict_round
-from .outputs import alpha_u8, current_matte, full_resolution_alpha, resize_map
-from .plans import FUSE, PREDICT, PROPOSE, REFINE, SOLVE, refine_plan, round_plan, run_plan, solve_switch_plan
+from .outputs import alpha_u8, current_matte, deliver, full_resolution_alpha, resize_map
+from .plans import (FUSE, PREDICT, PROPOSE, REFINE, SOLVE, one_shot_plan, refine_plan, round_plan, run_plan,
+                    solve_switch_plan)
 from .posterior import fused_nig, uncertainty_maps
 from .refinement import refine_step
 from .state import SessionState, new_state, working_float
@@ -70,6 +71,15 @@ class MattingSession:
         if self.state.rounds:
             raise RuntimeError("session already started; use label() for the next round")
         self._run_round({}, propose)
+        return self
+
+    def start_one_shot(self, refine: bool | None = None) -> "MattingSession":
+        """Round 1 as the one-shot matte (:func:`dugray.session.one_shot_plan`: no proposals, solved,
+        refined only when ``refine`` says so; None: the one-shot default, off)."""
+        if self.state.rounds:
+            raise RuntimeError("session already started; use label() for the next round")
+        self._cache.clear()
+        run_plan(one_shot_plan(self.state, refine, {}), self._steps())
         return self
 
     def label(self, labels) -> "MattingSession":
@@ -147,6 +157,16 @@ class MattingSession:
     def cutout(self) -> np.ndarray:
         """RGBA uint8 (H, W, 4): estimated foreground colours + the current alpha."""
         return rgba_cutout(self.state.image, self.alpha, self.config.foreground_max_side)
+
+    def render(self, output: str = "cutout", options=None) -> bytes:
+        """``output`` ("alpha", "cutout", "epistemic", "aleatoric" or "image") as file bytes, delivered as
+        ``options`` (:class:`dugray.compose.OutputOptions`, PNG when None) say: the same function and
+        so the same bytes as the server's (:func:`dugray.session.deliver`)."""
+        self._require_started()
+        st = self.state
+        heat = output in ("epistemic", "aleatoric")
+        return deliver(output, st.image, st.image_w, self.config, None if heat else self.matte_w,
+                       self._fused() if heat else None, options)
 
     # ---- internals
 

@@ -82,3 +82,18 @@ def picture(output: str, image: np.ndarray, image_w: np.ndarray, config: Session
         return heat(resize_map(uncertainty_maps(fused)[output], image.shape[:2]))
     alpha = full_resolution_alpha(current_matte(matte_w, None, fused), image, config, image_w=image_w)
     return alpha_u8(alpha) if output == "alpha" else rgba_cutout(image, alpha, config.foreground_max_side)
+
+
+def deliver(output: str, image: np.ndarray, image_w: np.ndarray, config: SessionConfig,
+            matte_w: np.ndarray | None = None, fused: NIG | None = None, options=None) -> bytes:
+    """One of :data:`OUTPUTS` (:func:`picture`) as the file bytes a user gets, delivered as ``options``
+    (:class:`dugray.compose.OutputOptions`; PNG when None) say. The server's renders and
+    :meth:`MattingSession.render` (the command line, the batch) both call this, so the same matte
+    gives the same bytes."""
+    from dugray.compose import OutputOptions, encode, render_alpha, render_cutout
+
+    options = options or OutputOptions()
+    shown = picture(output, image, image_w, config, matte_w, fused)
+    if output == "cutout":
+        return render_cutout(shown, options)
+    return render_alpha(shown, options) if output == "alpha" else encode(shown, options)

@@ -9,6 +9,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from dugray import defaults
+
 from .state import SessionState
 from .steps import record_solve, set_solve
 
@@ -62,6 +64,20 @@ def round_plan(state: SessionState, timing: dict | None = None, propose: bool = 
         timing["refine_s"] = time.perf_counter() - t2
     timing["total_s"] = timing.get("label_s", 0.0) + time.perf_counter() - t0
     state.timings.append(timing)
+
+
+def one_shot_plan(state: SessionState, refine: bool | None = None, timing: dict | None = None):
+    """The one-shot matte, defined here once: what ``dugray cutout``, ``dugray batch``,
+    :func:`dugray.matte_image` and ``POST /v1/matte`` all run, so that one image with the same
+    options gives the same bytes everywhere.
+
+    One round (:func:`round_plan`) with the state's config and no proposals (nobody to ask):
+    the network, the fusion, then the solve when the config solves (the default). ``refine``
+    (None: :data:`dugray.defaults.ONE_SHOT_REFINE`, off) refines the round's posterior instead
+    and solves once from the refined matte. Nothing is solved twice.
+    """
+    refine = defaults.ONE_SHOT_REFINE if refine is None else bool(refine)
+    return round_plan(state, timing, propose=False, refine=refine)
 
 
 def refine_plan(state: SessionState):
