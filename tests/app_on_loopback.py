@@ -1,5 +1,6 @@
 """The real Serve app (tiny checkpoints: conftest's ``tiny_model``) on a free loopback port, for the HTTP
-and browser tests (one place, so both test the same set-up)."""
+and browser tests (one place, so both test the same set-up). One Ray and one Serve serve the apps of
+every module in turn, until a test shuts Ray down (the cluster tests join clusters of their own)."""
 
 import os
 import socket
@@ -13,33 +14,50 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_SERVE: dict = {}
+"""The Serve instance this process started on its Ray: {"port": its HTTP port}, kept from one app to the
+next (tests/conftest.py's session fixture, or Ray's exit hook, shuts it down with Ray)."""
+
+
+def _serve_on_this_ray() -> int:
+    """The HTTP port of Serve on this process's Ray: the one started for an earlier app when it is still
+    there (a module of another app follows), else a new one on a free port. Starting Serve (its
+    controller, its proxy) and Ray again for every module cost about 15 s each on 2 shared cores."""
+    from ray import serve
+
+    port = _SERVE.get("port")
+    if port is not None and serve.status().proxies:  # no proxies: this Ray has no Serve (the one it ran on is gone)
+        return port
+    port = free_port()
+    # one proxy, on the head: a second node of a test cluster (the same machine) could not bind the port too
+    serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
+    _SERVE["port"] = port
+    return port
+
+
 @contextmanager
 def app_on_loopback(model: str, name: str, settings: dict, route_prefix: str = "/"):
     """Yield the base URL of ``serve.app.build(model=model, **settings)`` on 127.0.0.1 (under ``route_prefix``).
 
     Starts a private local Ray (2 CPUs) unless this process already has one (or is connected to a
-    test cluster); tears the app (and that Ray) down afterwards."""
+    test cluster), and Serve on it unless an earlier app left it running; afterwards deletes the app
+    and leaves Ray and Serve to the next app (each app is new: its own replicas and session storage)."""
     import ray
     from ray import serve
 
     from serve.app import build
 
-    started = not ray.is_initialized()
-    if started:  # replicas import the installed serve.app
+    if not ray.is_initialized():  # replicas import the installed serve.app
         from serve.access import set_proxy_env
 
         set_proxy_env()  # as dugray serve: Ray's proxy believes no X-Forwarded-For (the app decides)
         os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")  # a busy 2-core CI: the proxy starts slowly
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    port = free_port()
-    # one proxy, on the head: a second node of a test cluster (the same machine) could not bind the port too
-    serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
+    port = _serve_on_this_ray()
     storage = tempfile.mkdtemp(prefix="dugray-sessions-")  # each app its own: no test sees another's sessions
     serve.run(build({"model": model, "torch_threads": 1, "session_storage": storage, **settings}), name=name,
               route_prefix=route_prefix)
     try:
         yield f"http://127.0.0.1:{port}" + route_prefix.rstrip("/")
     finally:
-        serve.shutdown()
-        if started:
-            ray.shutdown()
+        serve.delete(name)

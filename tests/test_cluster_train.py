@@ -79,7 +79,10 @@ def test_two_workers_on_two_nodes_survive_losing_a_node_in_each_stage(synth_dir,
 
     if ray.is_initialized():
         ray.shutdown()  # a Ray of this process's own would be one more raylet on the host
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    # a killed node found dead in ~3 s, not Ray's default ~15 s (5 failed health checks 3 s apart), as in
+    # tests/test_batch.py: twice a node is lost, and every restart waits for that verdict
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})
     proc = None
     try:
         for _ in range(2):

@@ -63,7 +63,11 @@ def cluster():
     ray.shutdown()
     set_proxy_env()  # the nodes' processes inherit this environment, as under dugray serve
     os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "resources": {HEAD: 1}, "include_dashboard": False})
+    # the killed node found dead in ~3 s, not Ray's default ~15 s (5 failed health checks 3 s apart), as in
+    # tests/test_batch.py: Serve replaces the lost replica only after that verdict
+    c = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 2, "resources": {HEAD: 1}, "include_dashboard": False,
+        "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})
     try:
         for _ in range(2):
             c.add_node(num_cpus=1, resources={MATTING_NODE: 1})

@@ -1,17 +1,14 @@
 """The app as an operator exposes it: API keys, sessions owned by keys, limits on every input,
 quotas and rate limits, and sessions that survive the death of the store and model replicas;
-health that tells the truth, and ``dugray serve`` that stops cleanly.
+health that tells the truth. (``dugray serve`` stopping cleanly on SIGTERM and SIGINT: the servers
+of tests/test_client.py and tests/test_wheel.py, through tests/clean_stop.py.)
 
 Real Serve on a real local Ray, through HTTP (slow). The app runs under route_prefix /dugray:
 every check below holds under a prefix."""
 
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -26,7 +23,6 @@ pytestmark = pytest.mark.slow
 KEY_A, KEY_B, KEY_C, KEY_D = "alice-" + "a" * 20, "bob-" + "b" * 20, "carol-" + "c" * 20, "dave-" + "d" * 20
 APP = "dugray-exposed"
 PREFIX = "/dugray"
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -316,60 +312,3 @@ def test_health_is_503_while_a_deployment_cannot_serve(base_url):
             break
         time.sleep(0.5)
     assert 503 in seen and seen[-1] == 200, seen
-
-
-def _session_processes(sid: int) -> list[int]:
-    """Processes of the session ``sid`` (a process started with start_new_session and its children)."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:  # after pid (comm): state, ppid, pgrp, session
-            out.append(int(stat.parent.name))
-    return out
-
-
-@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
-def test_dugray_serve_stops_cleanly_on_a_signal(tiny_model, tmp_path, name):
-    """What a process manager (SIGTERM to the process) and a terminal's Ctrl-C (SIGINT to the
-    process group) do: requests in flight finish, Serve and Ray shut down, exit 0, no crash
-    trace, no process left."""
-    from app_on_loopback import free_port
-
-    port = free_port()
-    cmd = [sys.executable, "-m", "dugray.cli", "serve", "--model", tiny_model, "--port", str(port), "--cpus", "2",
-           "--set", f"session_storage={tmp_path}", "--set", "torch_threads=1"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 900
-        while not any("dugray is serving" in line for line in lines):
-            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)[-3000:]
-            time.sleep(1)
-        url = f"http://127.0.0.1:{port}"
-        assert requests.get(url + "/v1/health", timeout=30).status_code == 200  # --wait: ready when it says so
-        slow = {}
-        inflight = threading.Thread(target=lambda: slow.update(r=requests.post(
-            url + "/v1/matte", files={"image": ("p.png", picture(240, 320))}, timeout=300)))
-        inflight.start()
-        time.sleep(0.5)
-        sig = getattr(signal, name)
-        os.kill(proc.pid, sig) if name == "SIGTERM" else os.killpg(proc.pid, sig)
-        rc = proc.wait(timeout=180)
-        inflight.join(300)
-        reader.join(30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    out = "".join(lines)
-    assert rc == 0 and "stopped" in out, out[-3000:]
-    for crash in ("Traceback", "Check failed", "*** SIG", "core dumped", "Aborted"):
-        assert crash not in out, out[-3000:]
-    assert slow["r"].status_code == 200  # the request in flight was answered, not cut
-    time.sleep(3)
-    assert _session_processes(proc.pid) == [], "processes left behind"

@@ -51,14 +51,20 @@ def metric_history(out, stage, key):
 
 @pytest.fixture(scope="module")
 def trained(synth_dir, tmp_path_factory):
-    """Both stages, 2 workers, 4 + 1 epochs, learning rate high enough to move in 8 steps."""
+    """One training run that the learning, tracking and resume tests all read (it was three
+    train.py jobs, two of them only for the resume): stage 1 for 2 epochs, then the same --out
+    resumed with both stages, 4 + 1 epochs, 2 workers, a learning rate high enough to move in
+    8 steps. Returns (out, the first job, the resumed job, the checkpoints the first job left)."""
     out = tmp_path_factory.mktemp("run")
-    proc = train(synth_dir / "plain", out, "--stage", "all", "--epochs", "4", "--stage2-epochs", "1", "--lr", "3e-3")
-    return out, proc
+    first = train(synth_dir / "plain", out, "--stage", "1", "--epochs", "2", "--lr", "3e-3")
+    left = checkpoints(out)
+    resumed = train(synth_dir / "plain", out, "--stage", "all", "--epochs", "4", "--stage2-epochs", "1", "--lr", "3e-3",
+                    "--resume")
+    return out, first, resumed, left
 
 
 def test_training_lowers_the_loss(trained):
-    out, _ = trained
+    out, *_ = trained
     losses = [v for _, v in metric_history(out, "1", "train_total")]
     assert len(losses) == 4
     assert losses[-1] < losses[0], losses
@@ -67,25 +73,28 @@ def test_training_lowers_the_loss(trained):
 
 def test_each_worker_line_is_written_once_and_ddp_does_not_warn(trained):
     """2 workers (DDP): rank 0's lines reach the job's output once each (Ray Train's patched print
-    used to double them), and no gradient has other strides than its DDP bucket view."""
-    _, proc = trained
-    lines = (proc.stdout + proc.stderr).splitlines()
-    for stage, epochs in (("1", 4), ("2", 1)):
-        for epoch in range(1, epochs + 1):
+    used to double them), and no gradient has other strides than its DDP bucket view. The first job
+    ran stage 1's epochs 1-2 of 2; the resumed one stage 1's epochs 3-4 of 4, then stage 2's 1 of 1."""
+    _, first, resumed, _ = trained
+    for proc, expected in ((first, [("1", 2, 1), ("1", 2, 2)]), (resumed, [("1", 4, 3), ("1", 4, 4), ("2", 1, 1)])):
+        lines = (proc.stdout + proc.stderr).splitlines()
+        for stage, epochs, epoch in expected:
             ends = [line for line in lines if f"[stage {stage}] epoch {epoch}/{epochs} train_" in line]
             steps = [line for line in lines if f"[stage {stage}] epoch {epoch}/{epochs} step " in line]
             assert len(ends) == 1 and len(steps) == len(set(steps)) >= 1, (stage, epoch, ends, steps)
-    assert not [line for line in lines if "Grad strides do not match" in line]
+        assert not [line for line in lines if "Grad strides do not match" in line]
 
 
-def test_mlflow_holds_runs_metrics_and_registered_models(trained):
+def test_mlflow_holds_runs_metrics_and_registered_models(trained, tmp_path):
     import mlflow
 
-    out, _ = trained
+    out, *_ = trained
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
     state = json.loads((out / "run.json").read_text())
     parent = client.get_run(state["parent_run_id"])
-    assert parent.data.params["epochs"] == "4"
+    assert parent.data.params["epochs"] == "2"  # the parameters of the job that started the run ...
+    config = json.loads(Path(client.download_artifacts(parent.info.run_id, "config.json", str(tmp_path))).read_text())
+    assert config["epochs"] == 4 and config["stage"] == "all"  # ... and the config of the job that resumed it
     for stage in ("1", "2"):
         run = client.get_run(state["stage_runs"][stage])
         assert run.data.tags.get("mlflow.parentRunId") == parent.info.run_id
@@ -93,7 +102,7 @@ def test_mlflow_holds_runs_metrics_and_registered_models(trained):
     names = {m.name for m in client.search_registered_models()}
     assert {"dugray-matting", "dugray-refiner"} <= names
     samples = client.list_artifacts(state["stage_runs"]["1"], "samples")
-    assert len(samples) == 4
+    assert len(samples) == 4  # one per epoch, before and after the resume
     # never mlflow.set_tracking_uri here: it also sets MLFLOW_TRACKING_URI, which the
     # train.py subprocesses of later tests would inherit
     from dugray.models import load_model
@@ -105,15 +114,14 @@ def test_mlflow_holds_runs_metrics_and_registered_models(trained):
     assert g.shape == (1, 1, 40, 50)
 
 
-def test_resume_continues_without_repeating_epochs(synth_dir, tmp_path):
-    out = tmp_path / "run"
-    train(synth_dir / "plain", out, "--stage", "1", "--epochs", "1")
-    ckpts = checkpoints(out)
-    assert ckpts, "no checkpoint written"
-    proc = train(synth_dir / "plain", out, "--stage", "1", "--epochs", "2", "--resume")
-    assert "resuming from" in proc.stdout + proc.stderr
+def test_resume_continues_without_repeating_epochs(trained):
+    out, first, resumed, left = trained
+    assert left, "no checkpoint written"
+    assert "resuming from" not in first.stdout + first.stderr
+    assert "resuming from" in resumed.stdout + resumed.stderr
     epochs = [step for step, _ in metric_history(out, "1", "epoch")]
-    assert epochs == [1, 2]  # epoch 1 not repeated, epoch 2 not lost
+    assert epochs == [1, 2, 3, 4]  # epochs 1-2 not repeated, 3-4 not lost
+    assert [step for step, _ in metric_history(out, "2", "epoch")] == [1]  # stage 2 started fresh in the resumed job
 
 
 def test_bad_arguments_exit_2_with_one_line(tmp_path):

@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from app_on_loopback import free_port
+from clean_stop import assert_stops_cleanly_on
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -90,18 +91,22 @@ def test_cutout_and_eval_help_outside_the_checkout(installed, tmp_path):
     assert proc.returncode == 0 and "--arch" in proc.stdout, proc.stderr[-2000:]
 
 
-def test_serve_answers_health_outside_the_checkout(installed, tmp_path):
+def test_serve_answers_health_outside_the_checkout_and_stops_cleanly_on_ctrl_c(installed, tmp_path):
+    """The wheel's ``dugray serve`` comes up, serves its page, and on Ctrl-C (SIGINT to its process
+    group) finishes the request in flight and stops with nothing left (tests/clean_stop.py; SIGTERM:
+    tests/test_client.py's server)."""
     bin_dir, _ = installed
     port = free_port()
     log = open(tmp_path / "serve.log", "w")
     proc = subprocess.Popen([str(bin_dir / "dugray"), "serve", "--port", str(port), "--cpus", "2",
                              "--set", f"session_storage={tmp_path / 'sessions'}"], cwd=tmp_path,
                             env=outside_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
     try:
         deadline, health = time.monotonic() + 240, None
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                health = requests.get(f"http://127.0.0.1:{port}/v1/health", timeout=10)
+                health = requests.get(f"{url}/v1/health", timeout=10)
                 if health.ok:
                     break
             except requests.RequestException:  # not listening yet, or the app not deployed yet
@@ -109,12 +114,14 @@ def test_serve_answers_health_outside_the_checkout(installed, tmp_path):
             time.sleep(2)
         assert health is not None and health.ok, (tmp_path / "serve.log").read_text()[-3000:]
         assert health.json()["status"] == "ok"
-        page = requests.get(f"http://127.0.0.1:{port}/", timeout=10)
+        page = requests.get(f"{url}/", timeout=10)
         assert page.ok and "<html" in page.text.lower()  # the page ships in the wheel too
+        assert_stops_cleanly_on("SIGINT", proc, url, tmp_path / "serve.log")
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
         log.close()
