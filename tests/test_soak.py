@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
 
 
+
+@pytest.mark.slow
 def test_a_minute_of_mixed_load_gives_no_5xx_and_loses_no_session(tiny_model, tmp_path):
     out = tmp_path / "soak.json"
     cmd = [sys.executable, "jobs/soak_serve.py", "--model", tiny_model, "--seconds", "60", "--clients", "2",
@@ -37,3 +38,30 @@ def test_a_minute_of_mixed_load_gives_no_5xx_and_loses_no_session(tiny_model, tm
     replicas = {name.split("#")[0].split(":")[-1] for name in report["memory"]}
     assert {"Matting", "SessionStore", "APIIngress", "Refinement"} <= replicas, replicas
     assert report["store_at_end"]["sessions"] == 0  # every session the clients made was deleted
+
+
+def test_the_memory_bound_is_on_the_apps_replicas_and_rays_processes_are_reported():
+    """Fast, hand-made samples: Ray's proxy at 1.5x is reported (ray_grown) but passes; an app
+    replica at 1.2x fails; the health bound applies only to runs of 2 marks or more."""
+    from argparse import Namespace
+
+    from dugray.benchmarks.soak import Recorder, soak_report
+
+    args = Namespace(clients=1, mark_s=60.0, max_growth=1.10, max_health_p99=0.5)
+    rec = Recorder()
+    for _ in range(10):
+        rec.record("health", 0.05, 200)
+    mb = 2**20
+
+    def samples(replica_end):
+        return [(0.0, {"ProxyActor#1": 100 * mb, "app:Matting#2": 100 * mb}),
+                (60.0, {"ProxyActor#1": 100 * mb, "app:Matting#2": 100 * mb}),
+                (900.0, {"ProxyActor#1": 150 * mb, "app:Matting#2": replica_end * mb})]
+
+    ok = soak_report(rec, samples(105), 900.0, {}, args)
+    assert ok["passed"] and ok["grown"] == {} and ok["ray_grown"] == {"ProxyActor#1": 1.5}
+    bad = soak_report(rec, samples(120), 900.0, {}, args)
+    assert not bad["passed"] and bad["grown"] == {"app:Matting#2": 1.2}
+    rec.record("health", 2.0, 200)  # one slow check in 11: the p99 is over 0.5 s
+    assert not soak_report(rec, samples(105), 900.0, {}, args)["passed"]
+    assert soak_report(rec, samples(105), 100.0, {}, args)["passed"]  # under 2 marks: no memory or health bound
