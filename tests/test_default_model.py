@@ -21,19 +21,24 @@ from dugray.session import SessionConfig
 
 VAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "alphamatting-lowres" / "val"
 MAX_SIDE = 400
-# The shipped default model is v3 (u2netp_guided: the frozen U^2-Netp prior under the light U-Net;
+# The shipped default model is v4 (u2netp: U^2-Netp fine-tuned as dugMatting's network;
 # docs/training.md, "Default model"). Each bound is the figure measured at shipping time, plus 10%.
-# c1k SAD in trimap mode, network alone: measured 1.671 and 3.143 (v2, the unet: 7.29 and 2.34)
-BOUNDS = {"GT16": 1.84, "GT18": 3.46}
+# c1k SAD in trimap mode, network alone: measured 1.474 and 0.780 (v3: 1.671 and 3.143; v2: 7.29 and 2.34)
+BOUNDS = {"GT16": 1.62, "GT18": 0.86}
 # closed-form matting's SAD at the same size (4.09, 0.517), plus 10%: if this fails, the data changed
 CF_BOUNDS = {"GT16": 4.5, "GT18": 0.57}
-# the uncertainty-guided solve in the same trimap mode (dugray.solve defaults): measured 3.373 and 0.834
-SOLVE_BOUNDS = {"GT16": 3.71, "GT18": 0.92}
-# trimap-free with one round of the simulated user, whole-image SAD of the solved matte: measured 2.539 and 2.464
-# (the network alone 3.188 and 3.939)
-INTERACTIVE_SOLVE_BOUNDS = {"GT16": 2.79, "GT18": 2.71}
-# trimap-free, no click, whole-image SAD of the solved matte: measured 1.291 and 5.364 (rembg's mask: 1.713, 5.850)
-FREE_BOUNDS = {"GT16": 1.42, "GT18": 5.85}
+# the uncertainty-guided solve in the same trimap mode (dugray.solve defaults): measured 3.786 and 0.510
+# (on GT16, whose trimap's unknown band is wide, the solve is worse than v4's network alone, and still
+# better than closed-form matting with the same trimap)
+SOLVE_BOUNDS = {"GT16": 4.16, "GT18": 0.56}
+# trimap-free with one round of the simulated user, whole-image SAD of the solved matte: measured 1.238 and 0.606
+# (the network alone 1.481 and 0.812)
+INTERACTIVE_SOLVE_BOUNDS = {"GT16": 1.36, "GT18": 0.67}
+# trimap-free, no click, whole-image SAD of the solved matte: measured 1.199 and 0.625 (v3: 1.291 and 5.364)
+FREE_BOUNDS = {"GT16": 1.32, "GT18": 0.69}
+# rembg's U^2-Netp mask as alpha (dugray.evaluation.peers, the file's own weights) at the same size,
+# whole-image SAD: what the shipped model must beat with no click
+REMBG_MASK = {"GT16": 1.713, "GT18": 5.850}
 
 pytestmark = pytest.mark.skipif(not VAL.is_dir(), reason=f"real-photo validation split not found at {VAL}")
 
@@ -82,18 +87,25 @@ def test_one_round_with_the_solve_stays_below_the_shipped_figure(models, name):
 @pytest.mark.parametrize("name", sorted(FREE_BOUNDS))
 def test_trimap_free_beats_rembg_on_the_same_photo(models, name):
     """The network knows what the subject is: with no click at all, its solved matte's whole-image
-    SAD stays below its measured figure and below rembg's mask (U^2-Netp, the model's own frozen
-    prior, preprocessed as rembg does) on the same photo."""
-    from dugray.evaluation.peers import peer_rows
+    SAD stays below its measured figure and below rembg's mask (U^2-Netp from the file,
+    preprocessed as rembg does) on the same photo. The shipped network is U^2-Netp fine-tuned, so
+    rembg's rows need the file itself: computed here when ``dugray pretrained u2netp`` has cached
+    it (and then they must match the figures recorded in REMBG_MASK), else the recorded figures
+    stand in (the tests do not reach the registry)."""
+    from dugray.evaluation.peers import peer_network, peer_rows
 
     ex = example(name)
     net, refiner = models
     outs, _ = run_interactive(ex, net, refiner, SessionConfig(), rounds=0, refine=False)
     free = next(score_matte(o.alpha, ex.gt, ex.comp1k_trimap, ex.whole_trimap)[WHOLE]["sad"] for o in outs
                 if o.variant == "free")
-    rembg = {v: score_matte(a, ex.gt, ex.comp1k_trimap, ex.whole_trimap)[WHOLE]["sad"]
-             for v, a, _ in peer_rows(ex.image, net.prior_net)}
-    print(f"{name}: trimap-free whole SAD {free:.3f}, rembg {rembg['rembg_u2netp']:.3f}, "
-          f"rembg + alpha matting {rembg['rembg_u2netp_am']:.3f}")
+    rembg = REMBG_MASK[name]
+    u2netp, note = peer_network(None)
+    if u2netp is not None:
+        live = {v: score_matte(a, ex.gt, ex.comp1k_trimap, ex.whole_trimap)[WHOLE]["sad"]
+                for v, a, _ in peer_rows(ex.image, u2netp)}
+        assert live["rembg_u2netp"] == pytest.approx(rembg, abs=0.01), note  # the recorded figure is rembg's
+        rembg = live["rembg_u2netp"]
+    print(f"{name}: trimap-free whole SAD {free:.3f}, rembg's mask {rembg:.3f} ({note})")
     assert free < FREE_BOUNDS[name]
-    assert free < rembg["rembg_u2netp"]
+    assert free < rembg

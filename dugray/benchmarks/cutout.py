@@ -37,7 +37,9 @@ def wall(argv: list[str], env: dict) -> tuple[float, float]:
     process; it must exit 0. On a busy machine the CPU time moves less than the wall time."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    # outside any checkout: ``python -m`` puts its working directory first on sys.path, ahead of
+    # PYTHONPATH, so run from a checkout it would time that checkout's dugray whatever the path says
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, cwd=tempfile.gettempdir())
     seconds = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -82,7 +84,7 @@ def main(argv=None) -> int:
     if not args.image.is_file():
         print(f"no such image: {args.image}", file=sys.stderr)
         return 2
-    times = measure(args.image, args.repeats, args.baseline_path)
+    times = measure(args.image.resolve(), args.repeats, args.baseline_path and args.baseline_path.resolve())
     floor = {k: statistics.median(times["import torch"][k]) for k in ("wall", "cpu")}
     print(f"{args.image.name}, {args.repeats} cold runs each, interleaved (median, min-max; CPU = user + system):")
     for name, t in times.items():

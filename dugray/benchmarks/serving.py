@@ -392,8 +392,10 @@ def main(argv=None):
           f"({moved['now'] / moved['before']:.2f}x)")
     for replicas, (rate, n) in throughput.items():
         print(f"throughput, {replicas} Matting replica(s){'':<10}{rate:>7.2f} rounds/s ({n} rounds, {args.concurrency} clients)")
-    if len(throughput) == 2:
+    if len(throughput) == 2 and throughput[1][0] > 0:
         print(f"{'2 replicas / 1 replica':<40}{throughput[2][0] / throughput[1][0]:>7.2f}x")
+    elif len(throughput) == 2:  # no round finished within --load-seconds: nothing to divide by
+        print(f"2 replicas / 1 replica: n/a (no round finished in --load-seconds {args.load_seconds:g}; raise it)")
 
 
 if __name__ == "__main__":
