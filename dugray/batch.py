@@ -319,7 +319,7 @@ def run_batch(source, out_dir, options: BatchOptions | None = None, engine: str 
             todo.append((src, rel))
         else:
             rows.append(_row(src, rel, "skipped", summary={**done, "seconds": 0.0}))
-    reason = f"asked for (engine={engine})"
+    reason = "as asked"
     if todo and engine == "auto":
         ray_running = "ray" in sys.modules and sys.modules["ray"].is_initialized()
         engine, reason = choose_engine(len(todo), local_cpus(), address or os.environ.get("RAY_ADDRESS"), ray_running,

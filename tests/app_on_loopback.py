@@ -15,23 +15,31 @@ def free_port() -> int:
 
 
 _SERVE: dict = {}
-"""The Serve instance this process started on its Ray: {"port": its HTTP port}, kept from one app to the
-next (tests/conftest.py's session fixture, or Ray's exit hook, shuts it down with Ray)."""
+"""The Serve instance this process started: {"port": its HTTP port, "node": the id of the Ray node it
+runs on}, kept from one app to the next while that Ray lives (tests/conftest.py's session fixture,
+or Ray's exit hook, shuts it down with Ray)."""
 
 
 def _serve_on_this_ray() -> int:
-    """The HTTP port of Serve on this process's Ray: the one started for an earlier app when it is still
-    there (a module of another app follows), else a new one on a free port. Starting Serve (its
-    controller, its proxy) and Ray again for every module cost about 15 s each on 2 shared cores."""
+    """The HTTP port of Serve on this process's Ray: the one started for an earlier app when this is
+    still the Ray it was started on (a module of another app follows), else a new one on a free port.
+    Starting Serve (its controller, its proxy) and Ray again for every module cost about 15 s each
+    on 2 shared cores."""
+    import ray
     from ray import serve
+    from ray.serve import context as serve_context
 
-    port = _SERVE.get("port")
-    if port is not None and serve.status().proxies:  # no proxies: this Ray has no Serve (the one it ran on is gone)
-        return port
+    node = ray.get_runtime_context().get_node_id()  # a new Ray (or a test's own cluster): a new node id
+    if _SERVE.get("node") == node:
+        return _SERVE["port"]
+    # Serve's cached controller client outlives ray.shutdown(), and Ray's own staleness check compares
+    # job ids, which every new local Ray starts again at 01000000: on another Ray it would call the
+    # dead controller ("Can't find actor"). Forget it, then start Serve here.
+    serve_context._disconnect()
     port = free_port()
     # one proxy, on the head: a second node of a test cluster (the same machine) could not bind the port too
     serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
-    _SERVE["port"] = port
+    _SERVE.update(port=port, node=node)
     return port
 
 

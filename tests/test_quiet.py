@@ -138,7 +138,8 @@ def test_batch_on_ray_shows_only_the_progress_bar(tiny_model, tmp_path):
                            "--engine", "ray", "--model", tiny_model], capture_output=True, text=True, env=env,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.startswith("2 done, 0 skipped (already done), 0 failed in ")
+    engine, counts = proc.stdout.splitlines()[:2]  # which engine and why, then the counts: our two lines
+    assert engine == "engine: ray (as asked)" and counts.startswith("2 done, 0 skipped (already done), 0 failed in ")
     states = [s for s in re.split(r"[\r\n]+", proc.stderr) if s.strip()]
     assert states and all(re.fullmatch(BAR, s.strip()) for s in states), states
     assert re.fullmatch(BAR, states[-1].strip()) and "2/2" in states[-1]

@@ -159,13 +159,30 @@ def stop_processes_under(folder: str) -> None:
         time.sleep(3)
 
 
+def release_this_process_ray() -> None:
+    """Shut down the Ray this pytest process started for earlier modules (tests/app_on_loopback.py
+    keeps one, with Serve, from one module to the next): its raylet's job agent holds port 52365,
+    which the recipe's `ray start --head` needs (CI skipped this test for that reason)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return
+    serve = sys.modules.get("ray.serve")
+    if serve is not None:
+        with contextlib.suppress(Exception):  # no Serve on this Ray: nothing to stop
+            serve.shutdown()
+    ray.shutdown()
+
+
 @pytest.mark.slow
 def test_the_readme_training_recipe_runs_as_written(tmp_path):
     """The README's block in a copy of the repository (its tracked files, this test's venv as .venv):
     a trained model, and MLflow lists the job's runs."""
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
-    taken = [port for port in (6379, 8265, 52365) if not free(port)]
+    release_this_process_ray()  # earlier modules' Ray (and Serve) in this pytest process hold the ports too
+    deadline = time.monotonic() + 30
+    while (taken := [port for port in (6379, 8265, 52365) if not free(port)]) and time.monotonic() < deadline:
+        time.sleep(1)  # a Ray just shut down lets its ports go within seconds
     if taken:  # GCS, dashboard (where `ray job submit` goes) and the job agent of a default `ray start`
         pytest.skip(f"another Ray on this machine holds port(s) {taken}, which the recipe's `ray start` needs")
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
