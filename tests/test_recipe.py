@@ -109,8 +109,11 @@ AGENT_RETRY = """
 ray() {  # what the README tells a user: 'No available agent' right after `ray start` means try again
   if [ "$1 $2" = "job submit" ]; then
     for attempt in 1 2 3 4 5 6; do
-      command ray "$@" 2>&1 | tee ray-job.log && return 0
-      grep -q "No available agent to submit job" ray-job.log || return 1
+      # the log goes outside the working directory: a file written into it while `ray job submit` hashes
+      # and zips it made the package the job asked for another than the one uploaded ("Failed to
+      # download runtime_env file package ... prematurely deleted")
+      command ray "$@" 2>&1 | tee "$RAY_TMPDIR/ray-job.log" && return 0
+      grep -q "No available agent to submit job" "$RAY_TMPDIR/ray-job.log" || return 1
       echo "recipe test: Ray's job agent is not up yet; submitting again in 10 s" >&2
       sleep 10
     done
@@ -126,6 +129,7 @@ agent gets 10 s to come up); the README says to run it again, and so does this."
 
 def free(port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed Ray's TIME_WAIT does not count: Ray binds so too
         try:
             s.bind(("", port))  # every address: Ray binds the node IP as well as loopback
         except OSError:
