@@ -417,21 +417,33 @@ def _small_config(tmp_path) -> Path:
     return path
 
 
+def test_stage_2_after_the_official_modnet_trains_a_new_refiner():
+    """The official file holds no refiner: stage 2 starts a new one with the stage's noise (a dugray
+    folder given as --init-from would give its own). Stage 2 reads the stage-1 network through the
+    interface every architecture shares (tests/test_train.py runs it end to end)."""
+    from dugray.train.config import TrainConfig
+    from dugray.train.stage2 import initial_refiner
+
+    cfg = TrainConfig.from_dict({"data": "x", "init_from": f"{PREFIX}/no/such/file.ckpt", "stage2_noise": "fixed"})
+    refiner = initial_refiner(cfg)  # never opens the file
+    assert refiner.config["noise"] == "fixed" and all(torch.isfinite(p).all() for p in refiner.parameters())
+
+
 @pytest.mark.slow
-def test_modnet_fine_tunes_from_official_weights_through_both_stages(synth_dir, tmp_path):
+def test_modnet_fine_tunes_from_official_weights(synth_dir, tmp_path):
     """The plug-and-play path a user with the official weights takes: jobs/train.py --init-from
-    modnet-official:PATH (default --stage all), MODNet's own losses logged beside the NIG loss."""
+    modnet-official:PATH, MODNet's own losses logged beside the NIG loss (stage 1, where the official
+    weights are used; stage 2's refiner: the test above)."""
     import mlflow
 
     sd, _ = official_state(dict(SIZES))
     torch.save(sd, tmp_path / "modnet_official.ckpt")
     out = tmp_path / "run"
     proc = _train(synth_dir / "plain", out, "--config", str(_small_config(tmp_path)), "--epochs", "1",
-                  "--samples-per-epoch", "8", "--init-from", f"{PREFIX}{tmp_path / 'modnet_official.ckpt'}")
+                  "--samples-per-epoch", "8", "--stage", "1", "--init-from", f"{PREFIX}{tmp_path / 'modnet_official.ckpt'}")
     assert "epoch 1/1" in proc.stdout
     net = load_checkpoint(out / "matting.pt")
     assert isinstance(net, MODNet) and net.config["hr_channels"] == SIZES["hr_channels"]
-    assert (out / "refiner.pt").is_file()  # stage 2 ran on it, with a new refiner
     # the Adam steps moved the weights, but they started from the official file (lr 5e-4, warm-up)
     start = sd["module.hr_branch.conv_hr2x.0.layers.0.weight"]
     now = net.state_dict()["hr_branch.conv_hr2x.0.layers.0.weight"]

@@ -177,10 +177,11 @@ def release_this_process_ray() -> None:
     ray.shutdown()
 
 
-@pytest.mark.slow
-def test_the_readme_training_recipe_runs_as_written(tmp_path):
-    """The README's block in a copy of the repository (its tracked files, this test's venv as .venv):
-    a trained model, and MLflow lists the job's runs."""
+@pytest.fixture(scope="module")
+def recipe_run(tmp_path_factory):
+    """The README's block in a copy of the repository (its tracked files, this test's venv as .venv),
+    run once; its Ray head stays up for the module's tests and is stopped after them.
+    Yields (the block's process, the copy, the environment, the seconds it took)."""
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     release_this_process_ray()  # earlier modules' Ray (and Serve) in this pytest process hold the ports too
@@ -190,7 +191,7 @@ def test_the_readme_training_recipe_runs_as_written(tmp_path):
     if taken:  # GCS, dashboard (where `ray job submit` goes) and the job agent of a default `ray start`
         pytest.skip(f"another Ray on this machine holds port(s) {taken}, which the recipe's `ray start` needs")
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    repo = tmp_path / "repo"
+    repo = tmp_path_factory.mktemp("recipe") / "repo"
     for name in files:
         if (ROOT / name).is_file():
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
@@ -201,14 +202,43 @@ def test_the_readme_training_recipe_runs_as_written(tmp_path):
     env["RAY_TMPDIR"] = ray_tmp
     try:
         t0 = time.perf_counter()
-        proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", AGENT_RETRY + recipe(ROOT / "README.md")], cwd=repo, env=env,
-                              capture_output=True, text=True, timeout=1200)
-        seconds = time.perf_counter() - t0
+        proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", AGENT_RETRY + recipe(ROOT / "README.md")], cwd=repo,
+                              env=env, capture_output=True, text=True, timeout=1200)
+        yield proc, repo, env, time.perf_counter() - t0
     finally:
         stop_processes_under(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_the_readme_training_recipe_runs_as_written(recipe_run):
+    """A trained model, both stages' models registered, and MLflow lists the job's runs."""
+    proc, repo, _, seconds = recipe_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (repo / "runs/tiny/matting.pt").stat().st_size > 0 and (repo / "runs/tiny/refiner.pt").stat().st_size > 0
     runs = proc.stdout[proc.stdout.rindex("Date"):]  # `mlflow runs list`: the last command's table
     assert "stage1" in runs and "stage2" in runs and len(runs.strip().splitlines()) == 2 + 3, runs
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'runs/tiny/mlflow.db'}")
+    assert {m.name for m in client.search_registered_models()} >= {"dugray-matting", "dugray-refiner"}
     print(f"recipe: {seconds:.0f} s")
+
+
+@pytest.mark.slow
+def test_a_job_that_leaves_its_data_no_cpu_is_refused_at_once(recipe_run):
+    """The hang of an earlier issue, on the recipe's own head (`ray start --head --num-cpus 2`): two
+    workers of one CPU each would leave Ray Data's tasks none, and the job sat silent. It is refused
+    in seconds, saying what to change (the recipe's --cpus-per-worker 0.5 is that change, and trains)."""
+    proc, repo, env, _ = recipe_run
+    assert proc.returncode == 0, "the recipe failed: its head may not be up"
+    submit = ["ray", "job", "submit", "--working-dir", ".", "--", "python", "jobs/train.py", "--data",
+              f"{repo}/data/tiny/plain", "--out", f"{repo}/runs/refused", "--epochs", "1", "--crop", "64",
+              "--batch-size", "4", "--num-workers", "2"]
+    start = time.perf_counter()
+    refused = subprocess.run(submit, cwd=repo, env=dict(env, RAY_AUTH_MODE="token",
+                                                        PATH=f"{repo / '.venv/bin'}:{env['PATH']}"),
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0, refused.stdout[-3000:]
+    assert "lower --num-workers or --cpus-per-worker" in refused.stdout + refused.stderr, refused.stdout[-3000:]
+    assert time.perf_counter() - start < 90 and not (repo / "runs/refused/matting.pt").exists()
