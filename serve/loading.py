@@ -18,7 +18,10 @@ def replica_device(settings: ServeSettings) -> torch.device:
 def load_matting(settings: ServeSettings) -> torch.nn.Module:
     """The matting network F in eval mode (FileNotFoundError/CheckpointError fail the replica)."""
     set_threads(settings)
-    return load_networks(settings.model, settings.refiner, replica_device(settings), parts=("matting",))[0]
+    model = load_networks(settings.model, settings.refiner, replica_device(settings), parts=("matting",))[0]
+    if settings.network_max_side is not None:  # dugray.session.network.capped_forward reads it
+        model.infer_max_side = int(settings.network_max_side)
+    return model
 
 
 def load_refiner(settings: ServeSettings) -> torch.nn.Module | None:

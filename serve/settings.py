@@ -36,6 +36,12 @@ class ServeSettings:
         When refiner is unset it follows a folder or 'default' model, else 'none'.
     device : 'auto' (CUDA when the replica was given a GPU), 'cpu' or 'cuda'.
     torch_threads : intra-op threads per model replica; 0 keeps what Ray set (OMP_NUM_THREADS).
+    network_max_side : the matting network runs at most at this long side inside the working size
+        (its NIG maps come back at the working size, where the labels and the solve stay); unset =
+        the model's own ``infer_max_side``, else the working size. A speed for quality trade:
+        with the shipped model, 384 and 2 torch threads make an 800x600 click round 0.44x as
+        long and 5 clicks on the train/ photos 9.46 SAD instead of 8.67 (docs/evaluation.md,
+        "Network resolution").
     max_pixels : largest accepted image (width x height); larger gets 413.
     max_decode_bytes : bytes one image decode may allocate, read from its header before decoding
         (pixels x channels x bytes per sample, a TIFF's tile or strip buffer included); more gets
@@ -88,6 +94,7 @@ class ServeSettings:
     refiner: str | None = None
     device: str = "auto"
     torch_threads: int = 0
+    network_max_side: int | None = None
     max_pixels: int = 40_000_000
     max_decode_bytes: int | None = None
     max_upload_bytes: int = 64 * 2**20
@@ -126,6 +133,8 @@ class ServeSettings:
             raise ValueError(f"rate_burst must be at least 1 (a request), got {self.rate_burst}")
         if min(self.max_labels_per_request, self.max_labels_per_session, self.max_carry_passes) < 1:
             raise ValueError("max_labels_per_request, max_labels_per_session and max_carry_passes must be >= 1")
+        if self.network_max_side is not None and not 32 <= int(self.network_max_side) <= 16384:
+            raise ValueError(f"network_max_side must be 32-16384 pixels or unset, got {self.network_max_side}")
         if self.max_decode_bytes is None:
             self.max_decode_bytes = 8 * self.max_pixels
         if self.max_decode_bytes < self.max_pixels:

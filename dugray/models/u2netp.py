@@ -4,8 +4,8 @@
 first convolution as three more input channels starting at zero, and the NIG head reads
 its last decoder features and its seven logits; the head's gamma starts from U^2-Netp's
 fused saliency logit (its own gamma weights start at zero), so before training the matte
-is exactly the file's mask. Every label round reruns the whole network at the working
-resolution.
+is exactly the file's mask. Every label round reruns the whole network, at the working
+resolution or at most at ``infer_max_side`` (the labels and the solve stay at the working size).
 
 ``u2netp_guided`` (frozen prior, mask-guided matting as in Yu et al., CVPR 2021): U^2-Netp
 stays frozen and computes a saliency map once per image at 320x320 (as rembg does); a light
@@ -149,9 +149,16 @@ class U2NetpMatting(MattingNet):
 
     stride = 32
 
-    def __init__(self, head_mid=8, alpha_min=1.0, norm="bn"):
+    def __init__(self, head_mid=8, alpha_min=1.0, norm="bn", infer_max_side: int | None = None):
         super().__init__()
+        if infer_max_side is not None and int(infer_max_side) < self.stride:
+            raise ValueError(f"infer_max_side must be >= {self.stride} or unset, got {infer_max_side}")
         self.config = dict(name="u2netp", head_mid=head_mid, alpha_min=alpha_min, norm=norm)
+        if infer_max_side is not None:
+            self.config["infer_max_side"] = int(infer_max_side)
+        # the long side the network runs at in a session, at most (None: the working size; training
+        # runs at its crops): dugray.session.network.capped_forward; docs/evaluation.md, "Network resolution"
+        self.infer_max_side = None if infer_max_side is None else int(infer_max_side)
         self.body = U2NetP(extra_in=3)
         self.head = NIGHead(64 + 7, head_mid, alpha_min=alpha_min, norm=norm)
         with torch.no_grad():

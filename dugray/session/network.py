@@ -53,8 +53,41 @@ def _forward(model, images_w: Sequence[np.ndarray], user_maps_w: Sequence[np.nda
     with torch.inference_mode():
         x = torch.from_numpy(np.ascontiguousarray(np.stack([a.transpose(2, 0, 1) for a in images]))).to(device)
         u = torch.from_numpy(np.ascontiguousarray(np.stack(maps)[:, None])).to(device)
-        out = [t[:, 0].float().cpu().numpy() for t in model(x, u)]
+        out = [t[:, 0].float().cpu().numpy() for t in capped_forward(model, x, u)]
     return [NIG(*(m[j] for m in out)) for j in range(len(images))]
+
+
+def capped_forward(model, x: torch.Tensor, u: torch.Tensor) -> NIG:
+    """``model(x, u)``, at most at the network's inference resolution: a model whose
+    ``infer_max_side`` is set runs on the image shrunk to that long side (antialiased), with
+    every labelled pixel kept (:func:`shrink_user_map`), and its four NIG maps come back at
+    (H, W), bilinear (a convex mix of positive values stays positive). The working size
+    still sets the solve's and the labels' resolution; the cap only spares the network work
+    it does not repay (u2netp: docs/evaluation.md, 'Network resolution')."""
+    cap = getattr(model, "infer_max_side", None)
+    h, w = x.shape[-2:]
+    if not cap or max(h, w) <= cap:
+        return model(x, u)
+    scale = cap / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    small = torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    out = model(small.clamp(0, 1), shrink_user_map(u, size))
+    return NIG(*(torch.nn.functional.interpolate(t, size=(h, w), mode="bilinear", align_corners=False) for t in out))
+
+
+LABELS = ((-1.0, lambda u: u < -0.5), (0.5, lambda u: (u > 0.25) & (u <= 0.75)), (1.0, lambda u: u > 0.75))
+"""The user map's labels (bg, transition, fg: :func:`dugray.models.layers.user_planes`), later ones
+winning where a shrunk pixel holds several."""
+
+
+def shrink_user_map(u: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B,1,H,W) user map -> (B,1,*size): a shrunk pixel carries a label when any pixel it covers
+    does (a click of one pixel survives any shrink; nearest-neighbour sampling would drop it)."""
+    small = torch.zeros((u.shape[0], 1, *size), dtype=u.dtype, device=u.device)
+    for value, where in LABELS:
+        covered = torch.nn.functional.interpolate(where(u.float()).float(), size=size, mode="area") > 0
+        small[covered] = value
+    return small
 
 
 def device_of(net) -> torch.device:
