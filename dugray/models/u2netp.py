@@ -151,14 +151,14 @@ class U2NetpMatting(MattingNet):
 
     def __init__(self, head_mid=8, alpha_min=1.0, norm="bn", infer_max_side: int | None = None):
         super().__init__()
-        if infer_max_side is not None and int(infer_max_side) < self.stride:
-            raise ValueError(f"infer_max_side must be >= {self.stride} or unset, got {infer_max_side}")
-        self.config = dict(name="u2netp", head_mid=head_mid, alpha_min=alpha_min, norm=norm)
-        if infer_max_side is not None:
-            self.config["infer_max_side"] = int(infer_max_side)
         # the long side the network runs at in a session, at most (None: the working size; training
         # runs at its crops): dugray.session.network.capped_forward; docs/evaluation.md, "Network resolution"
         self.infer_max_side = None if infer_max_side is None else int(infer_max_side)
+        if self.infer_max_side is not None and self.infer_max_side < self.stride:
+            raise ValueError(f"infer_max_side must be >= {self.stride} or unset, got {infer_max_side}")
+        self.config = dict(name="u2netp", head_mid=head_mid, alpha_min=alpha_min, norm=norm)
+        if self.infer_max_side is not None:
+            self.config["infer_max_side"] = self.infer_max_side
         self.body = U2NetP(extra_in=3)
         self.head = NIGHead(64 + 7, head_mid, alpha_min=alpha_min, norm=norm)
         with torch.no_grad():

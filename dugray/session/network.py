@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from dugray.models.layers import user_planes
 from dugray.nig import NIG
 
 
@@ -75,18 +76,19 @@ def capped_forward(model, x: torch.Tensor, u: torch.Tensor) -> NIG:
     return NIG(*(torch.nn.functional.interpolate(t, size=(h, w), mode="bilinear", align_corners=False) for t in out))
 
 
-LABELS = ((-1.0, lambda u: u < -0.5), (0.5, lambda u: (u > 0.25) & (u <= 0.75)), (1.0, lambda u: u > 0.75))
-"""The user map's labels (bg, transition, fg: :func:`dugray.models.layers.user_planes`), later ones
-winning where a shrunk pixel holds several."""
+PAINT_ORDER = ((1, -1.0), (2, 0.5), (0, 1.0))
+"""(plane of :func:`dugray.models.layers.user_planes`, the user map's value): bg, transition, fg, later
+ones winning where a shrunk pixel holds several."""
 
 
 def shrink_user_map(u: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(B,1,H,W) user map -> (B,1,*size): a shrunk pixel carries a label when any pixel it covers
-    does (a click of one pixel survives any shrink; nearest-neighbour sampling would drop it)."""
+    does (a click of one pixel survives any shrink; nearest-neighbour sampling would drop it). The
+    labels are read as the network reads them (:func:`user_planes`)."""
+    covered = torch.nn.functional.interpolate(user_planes(u.float()), size=size, mode="area") > 0
     small = torch.zeros((u.shape[0], 1, *size), dtype=u.dtype, device=u.device)
-    for value, where in LABELS:
-        covered = torch.nn.functional.interpolate(where(u.float()).float(), size=size, mode="area") > 0
-        small[covered] = value
+    for plane, value in PAINT_ORDER:
+        small[covered[:, plane:plane + 1]] = value
     return small
 
 
