@@ -1,6 +1,13 @@
 """Shared fixtures: a real local Ray (for the slow integration tests) and tiny datasets."""
 
+import os
+
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # two test workers (pyproject's -n 2) share the machine's cores: one OpenMP thread each; two
+    # pools of two busy-waiting threads made the fast tests take 375 CPU-s instead of 299
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +59,23 @@ def tiny_model(tmp_path_factory):
         save_checkpoint(create_model("unet", widths=(8, 16, 32), head_mid=4), folder / "matting.pt")
         save_checkpoint(create_refiner("hrnet_lite"), folder / "refiner.pt")
     return str(folder)
+
+
+HEAVIEST_FIRST = ("test_recipe", "test_train", "test_cluster_train", "test_soak", "test_serve_exposed", "test_wheel",
+                  "test_modnet", "test_serve_cluster", "test_client", "test_batch", "test_serve", "test_web")
+"""Test files by their time in CI (minutes of Ray start-ups and training jobs each), longest first."""
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run order for two test workers (pyproject's ``-n 2 --dist loadfile``: each file goes whole to
+    whichever worker is free, in this order): the longest files first, then the other files with slow
+    tests, then the fast ones, which fill in at the end so that both workers finish together. Within a
+    file, the order is the file's own."""
+    slow_files = {item.module.__name__ for item in items if item.get_closest_marker("slow")}
+    rank = {name: i for i, name in enumerate(HEAVIEST_FIRST)}
+
+    def key(item):
+        name = item.module.__name__
+        return rank.get(name, len(rank) + (name not in slow_files))
+
+    items.sort(key=key)

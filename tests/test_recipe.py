@@ -105,14 +105,23 @@ def test_every_repository_file_named_in_help_texts_and_docs_exists(tracked_dirs)
     assert "jobs/configs/default_model.yaml" in texts["dugray train"]  # the config the help shows is real
 
 
-AGENT_RETRY = """
-ray() {  # what the README tells a user: 'No available agent' right after `ray start` means try again
+RAY_WRAPPER = """
+ray() {  # the block's own commands, on this test's own ports (RECIPE_*, from the fixture)
+  if [ "$1 $2" = "start --head" ]; then
+    shift 2
+    command ray start --head --port "$RECIPE_GCS_PORT" --dashboard-port "$RECIPE_DASHBOARD_PORT" \\
+      --dashboard-agent-listen-port "$RECIPE_AGENT_PORT" --ray-client-server-port "$RECIPE_CLIENT_PORT" "$@"
+    return
+  fi
   if [ "$1 $2" = "job submit" ]; then
+    shift 2
+    # what the README tells a user: 'No available agent' right after `ray start` means try again
     for attempt in 1 2 3 4 5 6; do
       # the log goes outside the working directory: a file written into it while `ray job submit` hashes
       # and zips it made the package the job asked for another than the one uploaded ("Failed to
       # download runtime_env file package ... prematurely deleted")
-      command ray "$@" 2>&1 | tee "$RAY_TMPDIR/ray-job.log" && return 0
+      command ray job submit --address "http://127.0.0.1:$RECIPE_DASHBOARD_PORT" "$@" 2>&1 \\
+        | tee "$RAY_TMPDIR/ray-job.log" && return 0
       grep -q "No available agent to submit job" "$RAY_TMPDIR/ray-job.log" || return 1
       echo "recipe test: Ray's job agent is not up yet; submitting again in 10 s" >&2
       sleep 10
@@ -122,19 +131,12 @@ ray() {  # what the README tells a user: 'No available agent' right after `ray s
   command ray "$@"
 }
 """
-"""The one thing the test adds to the block: a busy machine's fresh Ray may answer the first
-submission with Ray's own "No available agent to submit job, please try again later" (its job
-agent gets 10 s to come up); the README says to run it again, and so does this."""
-
-
-def free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed Ray's TIME_WAIT does not count: Ray binds so too
-        try:
-            s.bind(("", port))  # every address: Ray binds the node IP as well as loopback
-        except OSError:
-            return False
-    return True
+"""What the test adds to the block. Ports: the head gets free ports of its own instead of Ray's
+defaults (6379, 8265, 52365, 10001), so that another Ray on the machine (another test's, a
+parallel test worker's, a user's) neither blocks the recipe nor is joined by it; the commands
+are otherwise the block's. Retry: a busy machine's fresh Ray may answer the first submission
+with Ray's own "No available agent to submit job, please try again later" (its job agent gets
+10 s to come up); the README says to run it again, and so does this."""
 
 
 def stop_processes_under(folder: str) -> None:
@@ -163,18 +165,18 @@ def stop_processes_under(folder: str) -> None:
         time.sleep(3)
 
 
-def release_this_process_ray() -> None:
-    """Shut down the Ray this pytest process started for earlier modules (tests/app_on_loopback.py
-    keeps one, with Serve, from one module to the next): its raylet's job agent holds port 52365,
-    which the recipe's `ray start --head` needs (CI skipped this test for that reason)."""
-    ray = sys.modules.get("ray")
-    if ray is None or not ray.is_initialized():
-        return
-    serve = sys.modules.get("ray.serve")
-    if serve is not None:
-        with contextlib.suppress(Exception):  # no Serve on this Ray: nothing to stop
-            serve.shutdown()
-    ray.shutdown()
+def free_ports(count: int) -> list[str]:
+    """``count`` distinct ports free on every address right now (held open together, so none repeats)."""
+    held = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("", 0))
+            held.append(s)
+        return [str(s.getsockname()[1]) for s in held]
+    finally:
+        for s in held:
+            s.close()
 
 
 @pytest.fixture(scope="module")
@@ -184,12 +186,6 @@ def recipe_run(tmp_path_factory):
     Yields (the block's process, the copy, the environment, the seconds it took)."""
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
-    release_this_process_ray()  # earlier modules' Ray (and Serve) in this pytest process hold the ports too
-    deadline = time.monotonic() + 30
-    while (taken := [port for port in (6379, 8265, 52365) if not free(port)]) and time.monotonic() < deadline:
-        time.sleep(1)  # a Ray just shut down lets its ports go within seconds
-    if taken:  # GCS, dashboard (where `ray job submit` goes) and the job agent of a default `ray start`
-        pytest.skip(f"another Ray on this machine holds port(s) {taken}, which the recipe's `ray start` needs")
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     repo = tmp_path_factory.mktemp("recipe") / "repo"
     for name in files:
@@ -200,9 +196,12 @@ def recipe_run(tmp_path_factory):
     ray_tmp = tempfile.mkdtemp(prefix="rr", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_")) and k != "PYTHONPATH"}
     env["RAY_TMPDIR"] = ray_tmp
+    ports = free_ports(4)
+    env.update(RECIPE_GCS_PORT=ports[0], RECIPE_DASHBOARD_PORT=ports[1], RECIPE_AGENT_PORT=ports[2],
+               RECIPE_CLIENT_PORT=ports[3])
     try:
         t0 = time.perf_counter()
-        proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", AGENT_RETRY + recipe(ROOT / "README.md")], cwd=repo,
+        proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", RAY_WRAPPER + recipe(ROOT / "README.md")], cwd=repo,
                               env=env, capture_output=True, text=True, timeout=1200)
         yield proc, repo, env, time.perf_counter() - t0
     finally:
@@ -232,7 +231,7 @@ def test_a_job_that_leaves_its_data_no_cpu_is_refused_at_once(recipe_run):
     in seconds, saying what to change (the recipe's --cpus-per-worker 0.5 is that change, and trains)."""
     proc, repo, env, _ = recipe_run
     assert proc.returncode == 0, "the recipe failed: its head may not be up"
-    submit = ["ray", "job", "submit", "--working-dir", ".", "--", "python", "jobs/train.py", "--data",
+    submit = ["ray", "job", "submit", "--address", f"http://127.0.0.1:{env['RECIPE_DASHBOARD_PORT']}", "--working-dir", ".", "--", "python", "jobs/train.py", "--data",
               f"{repo}/data/tiny/plain", "--out", f"{repo}/runs/refused", "--epochs", "1", "--crop", "64",
               "--batch-size", "4", "--num-workers", "2"]
     start = time.perf_counter()
