@@ -75,10 +75,24 @@ def ensure_ray(cfg: TrainConfig) -> None:
             # address="local": always a new instance; a bare ray.init() would join any cluster
             # already running on this machine (and refuse num_cpus)
             ray.init(address="local", num_cpus=cpus, include_dashboard=False,
-                     runtime_env=address_env(f"127.0.0.1:{port}"))
+                     runtime_env={**(address_env(f"127.0.0.1:{port}") or {}), "worker_process_setup_hook": QUIET_HOOK})
         _PRIVATE_ADDRESS = ray.get_runtime_context().gcs_address
     os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
     ray.data.DataContext.get_current().enable_progress_bars = False
+
+
+CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
+QUIET_HOOK = "dugray.train.launch.quiet_blind_cleaner"
+
+
+def quiet_blind_cleaner() -> None:
+    """Every worker process of a private local Ray: Ray Train's placement-group cleaner asks Ray's
+    state API, which lives in the dashboard, whether the controller still runs; a private Ray has no
+    dashboard, so every few seconds of the job it warned "Failed to query Ray Train Controller actor
+    state" (33 lines in a 70 s job). Its warnings go; its errors stay."""
+    import logging
+
+    logging.getLogger(CLEANER_LOGGER).setLevel(logging.ERROR)
 
 
 def address_env(address: str) -> dict | None:
