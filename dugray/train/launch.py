@@ -81,18 +81,8 @@ def ensure_ray(cfg: TrainConfig) -> None:
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 
-CLEANER_LOGGER = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
-QUIET_HOOK = "dugray.train.launch.quiet_blind_cleaner"
-
-
-def quiet_blind_cleaner() -> None:
-    """Every worker process of a private local Ray: Ray Train's placement-group cleaner asks Ray's
-    state API, which lives in the dashboard, whether the controller still runs; a private Ray has no
-    dashboard, so every few seconds of the job it warned "Failed to query Ray Train Controller actor
-    state" (33 lines in a 70 s job). Its warnings go; its errors stay."""
-    import logging
-
-    logging.getLogger(CLEANER_LOGGER).setLevel(logging.ERROR)
+QUIET_HOOK = "dugray.train.worker_setup.quiet_blind_cleaner"
+"""Run by every worker process of a private Ray (a light module: each process imports it)."""
 
 
 def address_env(address: str) -> dict | None:
