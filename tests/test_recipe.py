@@ -231,8 +231,8 @@ def test_a_job_that_leaves_its_data_no_cpu_is_refused_at_once(recipe_run):
     in seconds, saying what to change (the recipe's --cpus-per-worker 0.5 is that change, and trains)."""
     proc, repo, env, _ = recipe_run
     assert proc.returncode == 0, "the recipe failed: its head may not be up"
-    submit = ["ray", "job", "submit", "--address", f"http://127.0.0.1:{env['RECIPE_DASHBOARD_PORT']}", "--working-dir", ".", "--", "python", "jobs/train.py", "--data",
-              f"{repo}/data/tiny/plain", "--out", f"{repo}/runs/refused", "--epochs", "1", "--crop", "64",
+    submit = ["ray", "job", "submit", "--address", f"http://127.0.0.1:{env['RECIPE_DASHBOARD_PORT']}",
+              "--working-dir", ".", "--", "python", "jobs/train.py", "--data", f"{repo}/data/tiny/plain", "--out", f"{repo}/runs/refused", "--epochs", "1", "--crop", "64",
               "--batch-size", "4", "--num-workers", "2"]
     start = time.perf_counter()
     refused = subprocess.run(submit, cwd=repo, env=dict(env, RAY_AUTH_MODE="token",

@@ -43,6 +43,9 @@ def tracking_uri(out: Path) -> str:
 _PRIVATE_ADDRESS = None
 """The GCS address of the private Ray that :func:`ensure_ray` started in this process, if any."""
 
+QUIET_HOOK = "dugray.train.worker_setup.quiet_blind_cleaner"
+"""Run by every worker process of a private Ray (a light module: each process imports it)."""
+
 
 def ensure_ray(cfg: TrainConfig) -> None:
     """Join the cluster named by ``cfg.address`` or RAY_ADDRESS (``ray job submit`` sets it),
@@ -74,15 +77,11 @@ def ensure_ray(cfg: TrainConfig) -> None:
         with environment(RAY_GCS_SERVER_PORT=str(port)):
             # address="local": always a new instance; a bare ray.init() would join any cluster
             # already running on this machine (and refuse num_cpus)
-            ray.init(address="local", num_cpus=cpus, include_dashboard=False,
-                     runtime_env={**(address_env(f"127.0.0.1:{port}") or {}), "worker_process_setup_hook": QUIET_HOOK})
+            runtime_env = {**(address_env(f"127.0.0.1:{port}") or {}), "worker_process_setup_hook": QUIET_HOOK}
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, runtime_env=runtime_env)
         _PRIVATE_ADDRESS = ray.get_runtime_context().gcs_address
     os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
     ray.data.DataContext.get_current().enable_progress_bars = False
-
-
-QUIET_HOOK = "dugray.train.worker_setup.quiet_blind_cleaner"
-"""Run by every worker process of a private Ray (a light module: each process imports it)."""
 
 
 def address_env(address: str) -> dict | None:
