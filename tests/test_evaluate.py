@@ -241,6 +241,12 @@ def test_bad_arguments_exit_2(tmp_path, tiny_model, three_images, capsys):
         ["--data", str(three_images), "--out", str(tmp_path / "o"), "--model", str(tiny_model), "--compare", "l1"],
         ["--data", str(three_images), "--out", str(tmp_path / "o"), "--model", str(tiny_model), "--max-side", "4"],
         ["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--model", str(tiny_model)],  # no layout
+        ["--data", str(three_images), "--out", str(tmp_path / "o"), "--model", str(tiny_model),
+         "--session-set", "network_rounds"],  # no value
+        ["--data", str(three_images), "--out", str(tmp_path / "o"), "--model", str(tiny_model),
+         "--session-set", "no_such_field=1"],
+        ["--data", str(three_images), "--out", str(tmp_path / "o"), "--model", str(tiny_model),
+         "--session-set", "network_rounds=sometimes"],
     ]
     for argv in cases:
         with pytest.raises(SystemExit) as exc:
@@ -383,3 +389,11 @@ def test_the_rembg_rows_come_from_a_model_that_carries_u2netp(tmp_path, three_im
     saved = cv2.imread(str(tmp_path / "out" / "mattes" / "rembg_u2netp" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(saved, mask)  # what is scored is rembg's mask, recomputed here
     assert float(rows[(name, "rembg_u2netp")]["whole_sad"]) == pytest.approx(np.abs(mask / 255.0 - ex.gt / 255.0).sum() / 1000, rel=1e-6)
+
+
+def test_session_set_reads_json_values_and_keeps_words():
+    from dugray.evaluation.cli import parse_session_set
+
+    got = parse_session_set([["network_rounds=first", "k=12"], ['solve_params={"weight_scale": 2.5}', "solve=false"]])
+    assert got == {"network_rounds": "first", "k": 12, "solve_params": {"weight_scale": 2.5}, "solve": False}
+    assert SessionConfig.from_dict(got).solve_params.weight_scale == 2.5

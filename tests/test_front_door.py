@@ -199,7 +199,7 @@ def _image():
 def test_the_async_runner_gives_the_in_process_session_exactly():
     """The Serve ingress runs round_plan with coroutine steps; same plan, same state as MattingSession."""
     model = Toy()
-    config = SessionConfig(k=4, n=3)
+    config = SessionConfig(k=4, n=3, network_rounds="every")  # the paper: the network in every round
     local = MattingSession(_image(), model, None, config).start().label([(0, "fg"), (1, "bg")]).refine()
     calls = []
 

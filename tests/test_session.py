@@ -182,7 +182,8 @@ def test_last_fusion_returns_the_last_round(model):
         fuse_rounds([], "nig")
     # in a session without the solve and label carrying, "last" means the matte is the latest network output
     # (labels enforced)
-    s = MattingSession(img, model, config=SessionConfig(fusion="last", solve=False, carry=False, **CFG)).start()
+    cfg = SessionConfig(fusion="last", solve=False, carry=False, network_rounds="every", **CFG)
+    s = MattingSession(img, model, config=cfg).start()
     s.label(oracle_labels(s, gt))
     r_last = predict_round(model, working_float(s.state), s.state.user_map)
     hard = np.isin(s.state.user_map, (1, -1))

@@ -44,8 +44,9 @@ import numpy as np
 import torch
 
 from dugray.data.synthetic import generate_sample
+from dugray.evaluation.cli import parse_session_set
 from dugray.models import load_networks
-from dugray.session import MattingSession, working_float
+from dugray.session import MattingSession, SessionConfig, working_float
 from dugray.session.network import capped_forward
 
 
@@ -54,9 +55,9 @@ def percentile(xs, q):
     return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
 
 
-def bench_in_process(model, image, repeats):
+def bench_in_process(model, image, repeats, config: SessionConfig | None = None):
     """(forward seconds list, label-round seconds list) in this process."""
-    session = MattingSession(image, model).start()
+    session = MattingSession(image, model, config=config).start()
     x = torch.from_numpy(working_float(session.state).transpose(2, 0, 1).copy())[None]
     u = torch.from_numpy(session.state.user_map.copy())[None, None]
     forward = []
@@ -177,13 +178,13 @@ def bench_clicks(client, png, gt, repeats):
     return out[:repeats]
 
 
-def clicks_in_process(model, refiner, photo, gt, repeats):
+def clicks_in_process(model, refiner, photo, gt, repeats, config: SessionConfig | None = None):
     """Seconds of the same user's rounds in process (``MattingSession.label`` with the point)."""
     from dugray.evaluation.clicks import run_clicks
 
     out = []
     while len(out) < repeats:
-        s = MattingSession(photo, model, refiner).start()
+        s = MattingSession(photo, model, refiner, config).start()
 
         def label(click):
             out.append(timed(s.label, [((click.y, click.x), click.label)])[0])
@@ -254,13 +255,13 @@ def free_port():
         return s.getsockname()[1]
 
 
-def label_rounds_in_process(model, image, repeats, labels_per_session=4):
+def label_rounds_in_process(model, image, repeats, labels_per_session=4, config: SessionConfig | None = None):
     """Seconds of label rounds in process, in sessions like :func:`bench_latency`'s (proposal 0, at
     most ``labels_per_session`` rounds each), after a warm-up session."""
     rounds = []
-    MattingSession(image, model).start().label([(0, "bg")])  # warm-up
+    MattingSession(image, model, config=config).start().label([(0, "bg")])  # warm-up
     while len(rounds) < repeats:
-        session = MattingSession(image, model).start()
+        session = MattingSession(image, model, config=config).start()
         for i in range(min(labels_per_session, repeats - len(rounds))):
             rounds.append(timed(session.label, [(0, "fg" if i % 2 else "bg")])[0])
     return rounds
@@ -301,6 +302,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--load-seconds", type=float, default=120, help="time cap per throughput run")
     ap.add_argument("--matte-size", default="800x600", help="WxH of the one-shot /v1/matte photo (default 800x600)")
     ap.add_argument("--skip-http", action="store_true")
+    ap.add_argument("--session-set", nargs="+", action="append", metavar="FIELD=VALUE",
+                    help="SessionConfig fields, in process and in the app's settings (as evaluate.py's)")
     ap.add_argument("--only-label", action="store_true", help="only the label round at --matte-size, HTTP vs in "
                     "process, and its bytes per round (no throughput, one-shot or click figures)")
     return ap
@@ -329,7 +332,7 @@ def _one_replica_figures(args, client, model, rows, ratios, rnd, f50) -> None:
         ratios["label HTTP / label in process"] = statistics.median(labels) / statistics.median(rnd)
     photo_client = Client(client.base, photo_png)
     http_rounds = bench_latency(photo_client, args.repeats)[1]
-    local_rounds = label_rounds_in_process(model, photo, args.repeats)
+    local_rounds = label_rounds_in_process(model, photo, args.repeats, config=SessionConfig.from_dict(args.session))
     rows += [(f"label {args.matte_size}, HTTP", http_rounds), (f"label {args.matte_size}, in process", local_rounds)]
     ratios[f"label {args.matte_size} HTTP / in process"] = statistics.median(http_rounds) / statistics.median(local_rounds)
     if args.only_label:
@@ -338,7 +341,7 @@ def _one_replica_figures(args, client, model, rows, ratios, rnd, f50) -> None:
     rows += [(f"matte {args.matte_size}, solve", shots[True]), (f"matte {args.matte_size}, no solve", shots[False])]
     ratios["matte with / without the solve"] = statistics.median(shots[True]) / statistics.median(shots[False])
     clicks = bench_clicks(client, photo_png, photo_gt, args.repeats)
-    local = clicks_in_process(model, None, photo, photo_gt, args.repeats)
+    local = clicks_in_process(model, None, photo, photo_gt, args.repeats, SessionConfig.from_dict(args.session))
     rows += [(f"click {args.matte_size}, HTTP", clicks), (f"click {args.matte_size}, in process", local)]
     ratios["click HTTP / click in process"] = statistics.median(clicks) / statistics.median(local)
 
@@ -356,7 +359,8 @@ def _http_figures(args, model, image, rows, ratios, rnd, f50) -> dict:
     try:
         client = Client(f"http://127.0.0.1:{port}", cv2.imencode(".png", image[..., ::-1])[1].tobytes())
         base_args = {"model": args.model, "torch_threads": args.threads, "max_rounds": 64, "rate_limit_per_s": 0,
-                     "session_storage": tempfile.mkdtemp(prefix="dugray-bench-"), "max_sessions_per_owner": 64}
+                     "session_storage": tempfile.mkdtemp(prefix="dugray-bench-"), "max_sessions_per_owner": 64,
+                     "session": args.session}
         for replicas in (1,) if args.only_label else (1, 2):
             deploy({**base_args, "replicas": {"Matting": replicas}}, port, args.cpus)
             if replicas == 1:
@@ -371,18 +375,25 @@ def _http_figures(args, model, image, rows, ratios, rnd, f50) -> dict:
 
 def main(argv=None):
     """Parse the flags, run the in-process, HTTP latency, throughput and one-shot measurements, print the table."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    args.session = parse_session_set(args.session_set, "bench_serve.py")
+    try:
+        SessionConfig.from_dict(args.session)  # a bad field fails here, before anything is measured
+    except ValueError as exc:
+        parser.error(str(exc))
     torch.set_num_threads(args.threads)
     image = generate_sample(0, size=args.size, seed=0)["image"]
     model = load_networks(args.model, "none", parts=("matting",))[0]
-    fwd, rnd = bench_in_process(model, image, args.repeats)
+    fwd, rnd = bench_in_process(model, image, args.repeats, SessionConfig.from_dict(args.session))
     rows = [("forward, in process", fwd), ("label round, in process", rnd)]
     f50 = statistics.median(fwd)
     ratios = {"label round / forward (in process)": statistics.median(rnd) / f50}
     moved = bytes_per_round(model, _photo(args.matte_size)[0])
     throughput = {} if args.skip_http else _http_figures(args, model, image, rows, ratios, rnd, f50)
 
-    print(f"\ndugray serving benchmark: {args.size}x{args.size}, model {args.model}, {args.threads} torch thread(s), {args.cpus} CPUs")
+    print(f"\ndugray serving benchmark: {args.size}x{args.size}, model {args.model}, {args.threads} torch thread(s), "
+          f"{args.cpus} CPUs, session {args.session or 'defaults'}")
     print(f"{'what':<28}{'p50 s':>9}{'p95 s':>9}{'n':>5}")
     for name, xs in rows:
         print(f"{name:<28}{percentile(xs, 50):>9.3f}{percentile(xs, 95):>9.3f}{len(xs):>5}")

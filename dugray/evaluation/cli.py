@@ -22,6 +22,7 @@ Exit codes: 0 done, 2 bad arguments or unreadable data / models.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -41,6 +42,21 @@ def fail(message: str, prog: str = PROG):
     """Print ``prog: error: <first line of message>`` on stderr and exit with code 2."""
     print(f"{prog}: error: {message.splitlines()[0] if message else 'failed'}", file=sys.stderr)
     sys.exit(2)
+
+
+def parse_session_set(items, prog: str = PROG) -> dict:
+    """``--session-set FIELD=VALUE ...`` -> {field: value}: each value read as JSON (numbers, booleans,
+    objects), else kept as the word it is; a bad item exits with 2."""
+    out = {}
+    for item in (x for group in items or [] for x in group):
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            fail(f"--session-set wants FIELD=VALUE, got {item!r}", prog)
+        try:
+            out[name] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name] = value
+    return out
 
 
 def parse_compare(items, prog: str = PROG) -> dict[str, str]:
@@ -77,6 +93,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=defaults.K, help=f"proposal grid cells per side (default {defaults.K})")
     p.add_argument("--n", type=int, default=defaults.N, help=f"proposals per round (default {defaults.N})")
     p.add_argument("--error-threshold", type=float, default=0.1, help="|error| of a 'large error' pixel for the AUROC (default 0.1)")
+    p.add_argument("--session-set", nargs="+", action="append", metavar="FIELD=VALUE",
+                   help="SessionConfig fields for every dugray row, a JSON value or a word "
+                        "(e.g. network_rounds=first; nested: solve_params='{\"weight_scale\": 1e-3}')")
     p.add_argument("--solve", action=argparse.BooleanOptionalAction, default=True,
                    help="rows use the uncertainty-guided solve, each beside its *_nosolve twin (default: yes)")
     p.add_argument("--no-ablations", action="store_true", help="skip the fusion / label-enforcement ablation sessions")
@@ -105,7 +124,8 @@ def main(argv=None, prog: str = PROG) -> int:
     from dugray.session import SessionConfig
 
     try:
-        session = SessionConfig(work_size=args.work_size, k=args.k, n=args.n, solve=args.solve)
+        fields = dict(work_size=args.work_size, k=args.k, n=args.n, solve=args.solve)
+        session = SessionConfig.from_dict({**fields, **parse_session_set(args.session_set, prog)})
         config = EvalConfig(rounds=args.rounds, split=args.split, limit=args.limit, max_side=args.max_side,
                             figures=args.figures, error_threshold=args.error_threshold,
                             ablations=not args.no_ablations, closed_form=not args.no_closed_form, clicks=args.clicks,

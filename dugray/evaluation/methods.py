@@ -22,9 +22,9 @@ refined_<name>         the same with another trained refiner (``--refiner-varian
                        Table 4: one refiner per stage-2 noise option)
 alg1_sel<r>            proposals="epistemic": Algorithm 1 on the network's rounds alone (the
                        paper's proposals), everything else as configured
-last_sel<r>            fusion="last": only the latest round, no NIG summation
-noenforce_sel<r>       enforce_labels=False and no solve: the paper's behaviour (labels
-                       reach the matte only through U and the fusion)
+last_sel<r>            fusion="last": only the latest round, no NIG summation (the network in every round)
+noenforce_sel<r>       enforce_labels=False, no solve, the network in every round: the paper's
+                       behaviour (labels reach the matte only through U and the fusion)
 noenforce_refined      the same + refinement: the paper-faithful twin of ``refined``
 trimap, trimap2        the dataset trimap(s) as the initial user map, one round
 trimap_refined, ...    the same + refinement
@@ -134,7 +134,7 @@ def describe(variant: str, rounds: int) -> str:
         return f"{sel(rounds)} + refinement, labels not enforced, no solve (paper)"
     if variant.startswith("refined_"):
         return f"{sel(rounds)} + refinement with refiner {variant[8:]!r} (Table 4)"
-    for prefix, what in (("last_", "last round only, no NIG fusion"), ("noenforce_", "labels not enforced, no solve (paper)"),
+    for prefix, what in (("last_", "last round only, no NIG fusion (network every round)"), ("noenforce_", "labels not enforced, no solve (paper)"),
                          ("alg1_", "Algorithm 1's proposals (epistemic of the network's rounds)")):
         if variant.startswith(prefix + "sel"):
             return f"{sel(int(variant[len(prefix) + 3:]))}, {what}"
@@ -322,7 +322,9 @@ def run_image(ex: Example, models: dict, plan: Plan) -> tuple[list[Outcome], Tra
         outcomes += outs
         trace = tr if main else trace
         if main and plan.ablations and plan.rounds > 0:
-            changes = [("last_", {"fusion": "last"}), ("noenforce_", {"enforce_labels": False, "solve": False})]
+            # the last round alone, and labels through U alone (the paper), only where the network runs in every round
+            changes = [("last_", {"fusion": "last", "network_rounds": "every"}),
+                       ("noenforce_", {"enforce_labels": False, "solve": False, "network_rounds": "every"})]
             if plan.session.proposals != "epistemic":
                 changes.insert(0, ("alg1_", {"proposals": "epistemic"}))
             for prefix, change in changes:

@@ -21,6 +21,7 @@ MIN_SIDE = 8
 """Smallest accepted image side in pixels."""
 FUSION_MODES = ("nig", "last")
 PROPOSAL_MODES = ("epistemic", "evidence", "spread")
+NETWORK_ROUNDS = ("every", "first")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ class SessionConfig:
         (:func:`dugray.nig.nig_temper`): the rounds are the same network on nearly the same
         input, not m independent observations, and eq. 2's summation alone would make every
         new round hold the solve m times tighter to the network's matte (the paper: False).
+    network_rounds : when the matting network runs: "every" round, on the image and the user map
+        so far (the paper), or only the "first", whose posterior every label round then reuses
+        (the labels act through their carried evidence, enforcement and the solve; with
+        ``temper_rounds`` m copies of one round fuse back to that round exactly). "first" spares a
+        network that barely reads the user map (u2netp, v4) its forward in every label round.
     """
 
     work_size: int = defaults.WORK_SIZE
@@ -77,6 +83,7 @@ class SessionConfig:
     carry_params: CarryParams = field(default_factory=CarryParams)
     proposals: str = "evidence"
     temper_rounds: bool = True
+    network_rounds: str = defaults.NETWORK_ROUNDS
 
     def __post_init__(self):
         if self.work_size < MIN_SIDE:
@@ -85,6 +92,8 @@ class SessionConfig:
             raise ValueError(f"need k >= 1 and n >= 0, got k={self.k}, n={self.n}")
         if self.proposals not in PROPOSAL_MODES:
             raise ValueError(f"proposals must be one of {PROPOSAL_MODES}, got {self.proposals!r}")
+        if self.network_rounds not in NETWORK_ROUNDS:
+            raise ValueError(f"network_rounds must be one of {NETWORK_ROUNDS}, got {self.network_rounds!r}")
         if self.fusion not in FUSION_MODES:
             raise ValueError(f"fusion must be one of {FUSION_MODES}, got {self.fusion!r}")
         if self.upsample_guide not in ("color", "gray"):

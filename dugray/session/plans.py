@@ -46,7 +46,10 @@ def round_plan(state: SessionState, timing: dict | None = None, propose: bool = 
     solve = state.config.solve and not refine
     timing = {} if timing is None else timing
     t0 = time.perf_counter()
-    (nig,) = yield ((PREDICT, state),)
+    if state.rounds and state.config.network_rounds == "first":
+        nig = state.rounds[0]  # the network's first round, reused (SessionConfig.network_rounds)
+    else:
+        (nig,) = yield ((PREDICT, state),)
     state.rounds.append(nig)
     t1 = time.perf_counter()
     (fused,) = yield ((FUSE, state),)
