@@ -2,6 +2,8 @@
 rounds, point labels. Known answers throughout: hand-built mattes, closed forms, a toy network
 that is confidently wrong about a region."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -158,6 +160,45 @@ def test_a_label_carries_over_its_colour_and_stops_at_another():
     assert (ev.strength[u != 0] == 0).all()
 
 
+@pytest.mark.parametrize("gamma_in_box, share", [(1.0, 0.0), (0.9, 0.5), (0.0, 1.0), (0.5, 1.0)])
+def test_the_surprise_gate_carries_a_label_as_far_as_it_corrected_the_network(gamma_in_box, share):
+    """A fg label where the network said gamma: its reach is scaled by min(1, |1 - gamma| / 0.2)."""
+    img = two_colour_image()
+    u = np.zeros((40, 80), np.float32)
+    u[18:22, 18:22] = FOREGROUND
+    boxes = [((18, 18, 22, 22), FOREGROUND)]
+    gamma = np.zeros((40, 80), np.float32)
+    gamma[18:22, 18:22] = gamma_in_box
+    colour = CarryParams(network_weight=0.0)  # colour only: gamma acts through the gate alone
+    free = carried_evidence(img, u, boxes, colour, gamma=gamma)
+    gated = carried_evidence(img, u, boxes, replace(colour, surprise_gate=0.2), gamma=gamma)
+    below_cap = free.strength < 0.99  # (both are capped at max_strength afterwards)
+    np.testing.assert_allclose(gated.strength[below_cap], free.strength[below_cap] * share, atol=1e-5)
+    assert gated.strength.max() <= share + 1e-5  # no pixel gets more than the share of a full reach
+    assert free.strength[5, 5] > 0.9  # the red the label reaches, before the gate
+    with pytest.raises(ValueError):
+        CarryParams(surprise_gate=-1)
+
+
+def test_network_weight_stops_a_label_where_the_network_changes_its_mind_in_one_colour():
+    img = np.full((20, 80, 3), 128, np.uint8)  # one colour: colour alone carries everywhere
+    u = np.zeros((20, 80), np.float32)
+    u[8:12, 4:8] = FOREGROUND
+    gamma = np.zeros((20, 80), np.float32)
+    gamma[:, :40] = 1.0  # the network: the left half is the subject
+    boxes = [((8, 4, 12, 8), FOREGROUND)]
+    colour = carried_evidence(img, u, boxes, CarryParams(network_weight=0.0), gamma=gamma)
+    both = carried_evidence(img, u, boxes, CarryParams(network_weight=10.0), gamma=gamma)
+    assert colour.strength[:, 60:].min() > 0.9  # 56 steps of 0.02 at scale 20: exp(-0.056) and more
+    left = np.zeros_like(u, bool)
+    left[:, :36] = True
+    assert both.strength[left & (u == 0)].min() > 0.9 and both.strength[:, 60:].max() < 0.3
+    # past the edge each step costs step_cost + (m - match_sd), m = 10 / colour_floor = 10 / 3 (the model's
+    # covariance is the floor alone): the reach falls by exp(-1.3533 / scale) a pixel
+    ratio = both.strength[10, 61:80] / both.strength[10, 60:79]
+    np.testing.assert_allclose(ratio, np.exp(-(0.02 + 10 / 3 - 2.0) / 20.0), rtol=1e-4)
+
+
 def test_grabcut_carries_a_label_and_says_nothing_when_one_side_is_empty():
     """GrabCut needs pixels of both sides to model; with none of one side it leaves the network alone
     (it once raised OpenCV's assertion and stopped the whole run)."""
@@ -278,6 +319,61 @@ def test_a_point_labels_the_click_box():
     np.testing.assert_array_equal(a.alpha, b.alpha)
     assert a.state.label_log[0]["box"] == [44, 94, 52, 102]
     np.testing.assert_array_equal(fused_nig(a.state).gamma, fused_nig(b.state).gamma)
+
+
+class Counting(nn.Module):
+    """Wraps a network and counts its forward passes."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.calls = net, 0
+
+    def forward(self, image, user_map):
+        self.calls += 1
+        return self.net(image, user_map)
+
+
+class BlindToLabels(nn.Module):
+    """ConfidentlyWrong without the user map: what a network that does not read the labels answers."""
+
+    def forward(self, image, user_map):
+        return ConfidentlyWrong()(image, torch.zeros_like(user_map))
+
+
+def test_network_rounds_first_runs_the_network_once_and_matches_every_round_for_a_network_blind_to_labels():
+    img, gt, disc, square = wrong_region_scene()
+    clicks = [[((48, 98), "bg")], [((40, 80), "bg")], [((48, 36), "fg")]]
+    runs = {}
+    for mode in ("every", "first"):
+        net = Counting(BlindToLabels()).eval()
+        s = MattingSession(img, net, config=SessionConfig(k=8, n=4, network_rounds=mode)).start()
+        mattes = [s.alpha.copy()]
+        for labels in clicks:
+            mattes.append(s.label(labels).alpha.copy())
+        runs[mode] = (net.calls, mattes, s)
+    assert runs["every"][0] == 4 and runs["first"][0] == 1
+    for a, b in zip(runs["every"][1], runs["first"][1]):
+        np.testing.assert_allclose(a, b, atol=1e-5)  # m copies of one round, tempered, are that round
+    s = runs["first"][2]
+    assert s.rounds == 4 and all(r is s.state.rounds[0] for r in s.state.rounds)
+    assert s.alpha[square].mean() < 0.5 < runs["first"][1][0][square].mean()  # the clicks still act
+    assert s.undo().rounds == 3
+    np.testing.assert_array_equal(s.alpha, runs["first"][1][2])
+
+
+def test_network_rounds_first_ignores_what_the_network_would_read_from_the_labels():
+    img, gt, disc, square = wrong_region_scene()
+    net = Counting(ConfidentlyWrong()).eval()
+    s = MattingSession(img, net, config=SessionConfig(k=8, n=4, network_rounds="first", carry=False,
+                                                      solve=False)).start()
+    first = fused_nig(s.state).gamma.copy()
+    s.label([((48, 98), "bg")])
+    after = fused_nig(s.state).gamma
+    labelled = s.state.user_map == BACKGROUND
+    np.testing.assert_array_equal(after[~labelled], first[~labelled])  # no carry, no solve: only the box moves
+    assert (after[labelled] == 0).all() and net.calls == 1
+    with pytest.raises(ValueError, match="network_rounds"):
+        SessionConfig(network_rounds="sometimes")
 
 
 # --------------------------------------------------------------------------- the rembg rows

@@ -81,6 +81,11 @@ class CarryParams:
         corrects the network where it was only so sure carries to pixels the network is about
         as sure of, not into what it knows far better (another object of the same colour).
         0: off.
+    surprise_gate : s > 0 scales a region's reach by min(1, d / s), d the mean |label - gamma| over
+        the region, gamma the network's matte there (its fused rounds, before any carrying): a label
+        that tells the network what it already said carries nothing beyond its box (an answered
+        proposal inside a subject the network had, whose colour also fills the background), one
+        that corrects it by s or more carries fully (a click where the matte is wrong). 0: off.
     transition : "none" (transition labels carry nothing), "release" (their region is solved
         like a trimap's unknown band: no pin, the network's weight times the solve's
         transition_weight) or "unpin" (their region gets no pin; weights unchanged).
@@ -100,7 +105,8 @@ class CarryParams:
     max_strength: float = 0.99
     edge_cost: float = 0.0
     confidence_gate: float = 0.0
-    network_weight: float = 0.0
+    network_weight: float = 10.0
+    surprise_gate: float = 0.0
     regrow: int = 0
     transition: str = "none"
     release_distance: float = 1.0
@@ -115,9 +121,11 @@ class CarryParams:
             raise ValueError(f"transition must be one of {TRANSITION_MODES}, got {self.transition!r}")
         if not (self.smoothing >= 0 and self.colour_floor > 0 and self.match_sd >= 0 and self.step_cost > 0
                 and self.scale > 0 and 0 < self.max_strength < 1 and self.release_distance > 0
-                and self.passes >= 1 and self.edge_cost >= 0 and self.confidence_gate >= 0 and self.network_weight >= 0 and 0 <= self.regrow <= 4):
+                and self.passes >= 1 and self.edge_cost >= 0 and self.confidence_gate >= 0 and self.network_weight >= 0 and self.surprise_gate >= 0
+                and 0 <= self.regrow <= 4):
             raise ValueError("need smoothing >= 0, colour_floor > 0, match_sd >= 0, step_cost > 0, scale > 0, "
-                             "0 < max_strength < 1, release_distance > 0 and passes >= 1")
+                             "0 < max_strength < 1, release_distance > 0, passes >= 1, confidence_gate, "
+                             "network_weight and surprise_gate >= 0 and regrow 0-4")
 
     def to_dict(self) -> dict:
         """Every parameter as a plain dict (:meth:`from_dict` reads it back)."""
@@ -231,8 +239,8 @@ def carried_evidence(image_w: np.ndarray, user_map: np.ndarray, label_boxes: Seq
     """The labels' evidence beyond their boxes (see the module doc).
 
     ``label_boxes``: the user's labels as ((y0, x0, y1, x1) on the working grid, U value);
-    ``nu`` and ``gamma``: the network's evidence (of its first round) and matte per pixel (for ``confidence_gate``
-    and ``method="grabcut"``).
+    ``nu`` and ``gamma``: the network's evidence (of its first round) and matte per pixel (for ``confidence_gate``,
+    ``surprise_gate`` and ``method="grabcut"``).
     """
     params = params or CarryParams()
     u = np.asarray(user_map)
@@ -252,11 +260,20 @@ def carried_evidence(image_w: np.ndarray, user_map: np.ndarray, label_boxes: Seq
             reach = region_strength(lab, region, params)
             if gate:
                 reach = reach * np.minimum(1.0, params.confidence_gate * float(nu[region].mean()) / nu)
+            if params.surprise_gate > 0 and gamma is not None:
+                reach = reach * surprise_share(gamma, region, value, params.surprise_gate)
             strength[value] = np.maximum(strength[value], reach)
     fg, bg = strength[FOREGROUND], strength[BACKGROUND]
     carried = np.minimum(np.abs(fg - bg), params.max_strength).astype(np.float32)
     carried[(u == FOREGROUND) | (u == BACKGROUND)] = 0.0  # the labels themselves are enforced, not carried
     return Evidence((fg > bg).astype(np.float32), carried)
+
+
+def surprise_share(gamma: np.ndarray, region: np.ndarray, value: float, gate: float) -> float:
+    """min(1, d / gate), d = mean |target - gamma| over ``region`` (target 1 for fg, 0 for bg): how much of
+    its reach a label keeps under ``CarryParams.surprise_gate`` (:func:`carried_evidence`)."""
+    target = 1.0 if value == FOREGROUND else 0.0
+    return min(1.0, float(np.abs(target - np.asarray(gamma, np.float64)[region]).mean()) / gate)
 
 
 def grabcut_evidence(image_w: np.ndarray, user_map: np.ndarray, gamma: np.ndarray | None, regions: dict,
