@@ -376,6 +376,30 @@ def test_network_rounds_first_ignores_what_the_network_would_read_from_the_label
         SessionConfig(network_rounds="sometimes")
 
 
+def test_a_transition_click_in_network_mode_unpins_its_box_and_leaves_a_trimaps_band_alone():
+    from dugray.session.steps import solve_labels
+    from dugray.usermap import TRANSITION
+
+    img, gt, disc, square = wrong_region_scene()
+    trimap = np.full(gt.shape, 128, np.uint8)
+    trimap[:, :10] = 0  # a background strip; the rest is the trimap's unknown band
+    for mode in ("none", "network"):
+        cfg = SessionConfig(k=8, n=4, carry_params={"transition": mode})
+        s = MattingSession(img, ConfidentlyWrong().eval(), config=cfg, trimap=trimap).start()
+        s.label([((40, 20, 48, 28), "transition"), ((0, 0, 4, 4), "transition")])  # the 2nd: on the bg strip
+        u, unpinned = solve_labels(s.state, s.config)
+        if mode == "none":
+            assert u is s.state.user_map and unpinned is None
+            continue
+        box = np.zeros(gt.shape, bool)
+        box[40:48, 20:28] = True
+        box[0:4, 0:4] = True
+        np.testing.assert_array_equal(unpinned, box)
+        assert (u[box] == 0).all()  # unlabelled to the solve: the network's full weight, no pin
+        np.testing.assert_array_equal(u[~box], s.state.user_map[~box])  # the rest of the band stays transition
+        assert (u[50:, 30:] == TRANSITION).all()
+
+
 # --------------------------------------------------------------------------- the rembg rows
 
 def test_rembg_trimap_erodes_fg_and_bg_by_ten_pixels_and_counts_the_border_as_bg():

@@ -102,7 +102,7 @@ def test_the_bounded_carry_is_fast_where_the_unbounded_was_not():
     assert time.perf_counter() - t < 5.0
 
 
-SETTINGS = list(itertools.product(PROPOSAL_MODES, FUSION_MODES, (True, False), ("none", "release", "unpin"), (True, False)))
+SETTINGS = list(itertools.product(PROPOSAL_MODES, FUSION_MODES, (True, False), ("none", "release", "unpin", "network"), (True, False)))
 
 
 @pytest.mark.parametrize("proposals, fusion, carry, transition, solve", SETTINGS)

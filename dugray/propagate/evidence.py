@@ -49,7 +49,9 @@ from dugray.usermap import BACKGROUND, FOREGROUND, TRANSITION
 
 from .geodesic import DEFAULT_PASSES, geodesic_distance, mahalanobis_cost
 
-TRANSITION_MODES = ("none", "release", "unpin")
+TRANSITION_MODES = ("none", "release", "unpin", "network")
+RELEASING = ("release", "unpin")
+"""The transition modes that reach beyond the label's box (:func:`released_band`)."""
 METHODS = ("geodesic", "grabcut")
 
 
@@ -88,7 +90,9 @@ class CarryParams:
         that corrects it by s or more carries fully (a click where the matte is wrong). 0: off.
     transition : "none" (transition labels carry nothing), "release" (their region is solved
         like a trimap's unknown band: no pin, the network's weight times the solve's
-        transition_weight) or "unpin" (their region gets no pin; weights unchanged).
+        transition_weight), "unpin" (their region gets no pin; weights unchanged) or "network"
+        (their own boxes get no pin and the network's full weight: the label says "mixed", the
+        posterior and the image say how; a trimap's unknown band keeps ``transition_weight``).
     release_distance : geodesic distance (cost units) within which a transition label's
         region reaches (e.g. 1.0: 50 working pixels of matching colour at step_cost 0.02).
     passes : geodesic scan pairs.
@@ -108,7 +112,7 @@ class CarryParams:
     network_weight: float = 10.0
     surprise_gate: float = 0.0
     regrow: int = 0
-    transition: str = "none"
+    transition: str = "network"
     release_distance: float = 1.0
     passes: int = DEFAULT_PASSES
 
@@ -228,7 +232,7 @@ def carry_passes(user_map: np.ndarray, label_boxes: Sequence[tuple], params: Car
     u = np.asarray(user_map)
     fg_bg = sum(len(labelled_regions(u, label_boxes, v)) for v in (FOREGROUND, BACKGROUND))
     passes = (params.regrow + 1) * fg_bg if params.method == "geodesic" else int(fg_bg > 0)
-    if params.transition != "none":
+    if params.transition in RELEASING:
         passes += len(labelled_regions(u, label_boxes, TRANSITION))
     return passes
 
@@ -314,7 +318,7 @@ def released_band(image_w: np.ndarray, user_map: np.ndarray, label_boxes: Sequen
     params = params or CarryParams()
     u = np.asarray(user_map)
     release = np.zeros(u.shape, bool)
-    regions = labelled_regions(u, label_boxes, TRANSITION) if params.transition != "none" else []
+    regions = labelled_regions(u, label_boxes, TRANSITION) if params.transition in RELEASING else []
     if regions:
         lab = lab_image(image_w, params.smoothing)
         for region in regions:

@@ -69,10 +69,23 @@ def solve_step(state: SessionState, config: SessionConfig | None = None, nig: NI
 def solve_labels(state: SessionState, config: SessionConfig) -> tuple[np.ndarray, np.ndarray | None]:
     """(user map, pixels never pinned) as the solve reads them: the state's user map, and the
     band the transition labels release (:func:`dugray.propagate.released_band`): marked
-    transition (``transition="release"``) or only unpinned (``"unpin"``)."""
+    transition (``transition="release"``) or only unpinned (``"unpin"``); with ``"network"`` the
+    pixels of the transition labels' own boxes are unpinned and keep the network's full weight
+    (they are unlabelled to the solve, which would otherwise weigh them by ``transition_weight``)."""
     mode = config.carry_params.transition if config.carry and state.label_log else "none"
     if mode == "none":
         return state.user_map, None
+    if mode == "network":
+        boxes = np.zeros(state.user_map.shape, bool)
+        for (y0, x0, y1, x1), value in label_boxes(state):
+            if value == TRANSITION:
+                boxes[y0:y1, x0:x1] = True
+        said = boxes & (state.user_map == TRANSITION)
+        if not said.any():
+            return state.user_map, None
+        u = state.user_map.copy()
+        u[said] = 0.0
+        return u, said
     band = released_band(state.image_w, state.user_map, label_boxes(state), config.carry_params)
     if mode == "unpin":
         return state.user_map, band
