@@ -242,6 +242,8 @@ def test_unusual_but_valid_images_are_accepted(base_url, kind, image):
 
 
 def test_labelling_survives_the_death_of_a_matting_replica(base_url):
+    """A label round reuses the network's first round (network_rounds "first"), so the network is
+    next needed by a new session: both the label and the new session's first round go through."""
     import ray
 
     sid = create(base_url).json()["id"]
@@ -253,7 +255,9 @@ def test_labelling_survives_the_death_of_a_matting_replica(base_url):
     r = requests.post(f"{base_url}/v1/sessions/{sid}/labels", json={"labels": [{"index": 0, "label": "fg"}]}, timeout=180)
     assert r.status_code == 200, r.text
     assert r.json()["round"] == 2, r.json()
-    print(f"labelled after the replica's death in {time.monotonic() - t0:.1f} s")
+    fresh = create(base_url)  # the network's forward, on the replica that replaced the dead one
+    assert fresh.status_code == 201, fresh.text
+    print(f"labelled and started a session after the replica's death in {time.monotonic() - t0:.1f} s")
 
 
 def test_least_recently_used_sessions_are_evicted(base_url):

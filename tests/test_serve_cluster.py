@@ -46,8 +46,11 @@ def replica_nodes(deployment: str) -> list[str]:
 
 
 def placement_settings() -> dict:
-    """Two Matting replicas, one per node with a ``dugray_matting`` slot; everything else on the head."""
+    """Two Matting replicas, one per node with a ``dugray_matting`` slot; everything else on the head.
+    Every label round runs the network (``network_rounds: every``), so the rounds in flight when a
+    Matting node dies are ones that need it."""
     return {"replicas": {"Matting": 2}, "retry_s": 90, "max_rounds": 40, "rate_limit_per_s": 0,
+            "session": {"network_rounds": "every"},
             "placement": {"Matting": {"resources": {MATTING_NODE: 1}}, **{d: {"resources": {HEAD: 0.01}} for d in ON_HEAD}}}
 
 

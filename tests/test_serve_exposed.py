@@ -176,8 +176,11 @@ def test_a_labelling_session_survives_the_death_of_its_store_and_model_replicas(
         view3 = alice.label(view.id, [(1, "transition")])
         assert (view3.round, view3.labels) == (3, 3)
         assert alice.png(view.id, "cutout")[:8] == b"\x89PNG\r\n\x1a\n"
+        other = alice.create_session(picture(seed=8))  # a first round: the replaced Matting replica's forward
+        assert other.round == 1
         print(f"continued {time.monotonic() - t0:.1f} s after the kills")
         alice.delete(view.id)
+        alice.delete(other.id)
 
 
 # --------------------------------------------------------------------------- issue 23

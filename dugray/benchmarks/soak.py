@@ -29,6 +29,7 @@ lost session (and, for runs of 2 minutes or more, no replica of the app grew by 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -37,6 +38,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -84,16 +86,18 @@ class Recorder:
 
 
 def client_loop(url: str, key: str, deadline: float, rec: Recorder, rng: random.Random, images: list[bytes],
-                bad_share: float) -> None:
-    """One simulated user until ``deadline``: one-shots, labelling sessions and bad requests."""
-    turn = rng.randrange(len(BAD))  # each client starts at another kind of bad request
+                bad_share: float, turns: Iterator[int]) -> None:
+    """One simulated user until ``deadline``: one-shots, labelling sessions and bad requests.
+
+    ``turns`` is shared by every client: the kinds of bad request go in turn across all of them,
+    so the first len(BAD) bad requests of a run cover every kind, however the clients' shares fall
+    (with a turn per client, two clients starting at random kinds could miss one in a short run)."""
     while time.monotonic() < deadline:
         roll = rng.random()
         image = rng.choice(images)
         try:
             if roll < bad_share:
-                name = sorted(BAD)[turn % len(BAD)]  # every kind in turn
-                turn += 1
+                name = sorted(BAD)[next(turns) % len(BAD)]  # every kind in turn (itertools.count: thread-safe)
                 try:
                     rec.timed(f"bad: {name}", lambda: BAD[name](url, key))
                 except requests.ConnectionError:  # refused before the body was read: the server may close
@@ -276,8 +280,9 @@ def drive(url: str, keys: list[str], args) -> tuple:
     watcher.start()
     checker = threading.Thread(target=health_watch, args=(url, stop, rec), daemon=True)
     checker.start()
+    turns = itertools.count()
     threads = [threading.Thread(target=client_loop, args=(url, key, deadline, rec, random.Random(args.seed + i), images,
-                                                          args.bad_share)) for i, key in enumerate(keys)]
+                                                          args.bad_share, turns)) for i, key in enumerate(keys)]
     for th in threads:
         th.start()
     for th in threads:
