@@ -40,9 +40,14 @@ def assert_stops_cleanly_on(name: str, proc, url: str, log: Path) -> str:
     """Send ``name`` the way it comes in real life to the ``dugray serve`` process ``proc`` (started with
     start_new_session, serving ``url``, writing its output to ``log``) while a matte is in flight:
     SIGTERM to the process (a process manager), SIGINT to its process group (Ctrl-C in a terminal).
-    The request in flight is answered, Serve and Ray shut down, exit 0, no crash trace, no process
-    left. Returns the server's output."""
+    The request in flight is answered, Serve and Ray shut down, exit 0, no crash trace from the
+    signal on, no process left. Returns the server's output.
+
+    Crash traces are looked for in what the server wrote after the signal: under load, Ray Serve's
+    router may log a cancelled queue-length probe ("Task exception was never retrieved ...
+    TaskCancelledError") while the replicas start, which is no part of stopping (seen once in CI)."""
     slow = {}
+    before = len(log.read_text())
     inflight = threading.Thread(target=lambda: slow.update(r=requests.post(
         url + "/v1/matte", files={"image": ("p.png", picture())}, timeout=300)))
     inflight.start()
@@ -58,7 +63,7 @@ def assert_stops_cleanly_on(name: str, proc, url: str, log: Path) -> str:
     out = log.read_text()
     assert rc == 0 and "stopping" in out and "stopped" in out, out[-3000:]
     for crash in CRASHES:
-        assert crash not in out, out[-3000:]
+        assert crash not in out[before:], out[before:][-3000:]
     assert slow["r"].status_code == 200  # the request in flight was answered, not cut
     time.sleep(3)
     assert session_processes(proc.pid) == [], "processes left behind"
