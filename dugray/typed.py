@@ -17,11 +17,27 @@ ValueError: unknown knobs: ['sise']
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def json_or_word(value: Any) -> Any:
+    """A value typed on a command line (``--set KEY=VALUE``): JSON when it parses (numbers, booleans,
+    objects), else the word as given; anything not a string unchanged.
+
+    >>> [json_or_word(v) for v in ("3", "true", '{"a": 1}', "first", 2.5)]
+    [3, True, {'a': 1}, 'first', 2.5]
+    """
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
 
 
 def check_known(cls: type, keys: Iterable[str], what: str, list_known: bool = False) -> None:

@@ -7,7 +7,6 @@ Every deployment gets the same :class:`ServeSettings` at bind time, so a config 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dugray.session import SessionConfig
-from dugray.typed import check_known
+from dugray.typed import check_known, json_or_word
 from serve.access import Networks
 from serve.placement import check_placement
 
@@ -193,7 +192,7 @@ class ServeSettings:
         elif environ.get(ENV_API_KEYS_FILE):
             values["api_keys"] = read_keys(environ[ENV_API_KEYS_FILE])
         check_known(cls, args or {}, "serve settings", list_known=True)
-        values.update({k: _parse(v) if k not in ("model", "refiner", "session_storage") else v
+        values.update({k: json_or_word(v) if k not in ("model", "refiner", "session_storage") else v
                        for k, v in (args or {}).items()})
         return cls(**values)
 
@@ -207,11 +206,3 @@ def read_keys(path) -> list[str]:
         raise ValueError(f"cannot read the API key file {path}: {exc.strerror}") from None
     return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
 
-
-def _parse(value):
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value

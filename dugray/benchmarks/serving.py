@@ -332,7 +332,7 @@ def _one_replica_figures(args, client, model, rows, ratios, rnd, f50) -> None:
         ratios["label HTTP / label in process"] = statistics.median(labels) / statistics.median(rnd)
     photo_client = Client(client.base, photo_png)
     http_rounds = bench_latency(photo_client, args.repeats)[1]
-    local_rounds = label_rounds_in_process(model, photo, args.repeats, config=SessionConfig.from_dict(args.session))
+    local_rounds = label_rounds_in_process(model, photo, args.repeats, config=args.session_config)
     rows += [(f"label {args.matte_size}, HTTP", http_rounds), (f"label {args.matte_size}, in process", local_rounds)]
     ratios[f"label {args.matte_size} HTTP / in process"] = statistics.median(http_rounds) / statistics.median(local_rounds)
     if args.only_label:
@@ -341,7 +341,7 @@ def _one_replica_figures(args, client, model, rows, ratios, rnd, f50) -> None:
     rows += [(f"matte {args.matte_size}, solve", shots[True]), (f"matte {args.matte_size}, no solve", shots[False])]
     ratios["matte with / without the solve"] = statistics.median(shots[True]) / statistics.median(shots[False])
     clicks = bench_clicks(client, photo_png, photo_gt, args.repeats)
-    local = clicks_in_process(model, None, photo, photo_gt, args.repeats, SessionConfig.from_dict(args.session))
+    local = clicks_in_process(model, None, photo, photo_gt, args.repeats, args.session_config)
     rows += [(f"click {args.matte_size}, HTTP", clicks), (f"click {args.matte_size}, in process", local)]
     ratios["click HTTP / click in process"] = statistics.median(clicks) / statistics.median(local)
 
@@ -377,15 +377,15 @@ def main(argv=None):
     """Parse the flags, run the in-process, HTTP latency, throughput and one-shot measurements, print the table."""
     parser = _parser()
     args = parser.parse_args(argv)
-    args.session = parse_session_set(args.session_set, "bench_serve.py")
+    args.session = parse_session_set(args.session_set, "bench_serve.py")  # the app's settings take the dict
     try:
-        SessionConfig.from_dict(args.session)  # a bad field fails here, before anything is measured
+        args.session_config = SessionConfig.from_dict(args.session)  # a bad field fails here, before any work
     except ValueError as exc:
         parser.error(str(exc))
     torch.set_num_threads(args.threads)
     image = generate_sample(0, size=args.size, seed=0)["image"]
     model = load_networks(args.model, "none", parts=("matting",))[0]
-    fwd, rnd = bench_in_process(model, image, args.repeats, SessionConfig.from_dict(args.session))
+    fwd, rnd = bench_in_process(model, image, args.repeats, args.session_config)
     rows = [("forward, in process", fwd), ("label round, in process", rnd)]
     f50 = statistics.median(fwd)
     ratios = {"label round / forward (in process)": statistics.median(rnd) / f50}

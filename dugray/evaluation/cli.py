@@ -22,12 +22,12 @@ Exit codes: 0 done, 2 bad arguments or unreadable data / models.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
 
 from dugray import defaults
+from dugray.typed import json_or_word
 
 
 PROG = "evaluate.py"
@@ -52,10 +52,7 @@ def parse_session_set(items, prog: str = PROG) -> dict:
         name, sep, value = item.partition("=")
         if not sep or not name:
             fail(f"--session-set wants FIELD=VALUE, got {item!r}", prog)
-        try:
-            out[name] = json.loads(value)
-        except json.JSONDecodeError:
-            out[name] = value
+        out[name] = json_or_word(value)
     return out
 
 

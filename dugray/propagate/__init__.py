@@ -5,9 +5,10 @@ cost map) and :mod:`.evidence` (colour models of the labelled regions, the stren
 label carries to every pixel, and its NIG summation into the posterior).
 """
 
-from .evidence import CarryParams, Evidence, box_reach, carried_evidence, carry_labels, carry_passes, features, lab_image, released_band
+from .evidence import (CarryParams, Evidence, box_reach, carried_evidence, carry_labels, carry_passes, features, lab_image,
+                       labelled_mask, released_band)
 from .geodesic import geodesic_distance, warm_up
 
 __all__ = ["CarryParams", "Evidence", "box_reach", "carried_evidence", "carry_labels", "carry_passes", "features", "geodesic_distance",
-           "lab_image",
+           "lab_image", "labelled_mask",
            "released_band", "warm_up"]

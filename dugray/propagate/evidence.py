@@ -210,16 +210,19 @@ def box_reach(lab: np.ndarray, box: tuple[int, int, int, int], params: CarryPara
     return region_strength(lab, region, params)
 
 
-def labelled_regions(user_map: np.ndarray, label_boxes: Sequence[tuple], value: float) -> list[np.ndarray]:
-    """The 8-connected regions of the user's ``value`` labels: ``label_boxes`` (working-grid
-    boxes with their values) still showing ``value`` in the user map."""
-    h, w = user_map.shape
-    mask = np.zeros((h, w), np.uint8)
+def labelled_mask(user_map: np.ndarray, label_boxes: Sequence[tuple], value: float) -> np.ndarray:
+    """The pixels of the user's ``value`` labels (bool): ``label_boxes`` (working-grid boxes with
+    their values) still showing ``value`` in the user map (a later label may have painted over)."""
+    mask = np.zeros(np.shape(user_map), bool)
     for (y0, x0, y1, x1), v in label_boxes:
         if v == value:
-            mask[y0:y1, x0:x1] = 1
-    mask &= (user_map == value).astype(np.uint8)
-    n, labels = cv2.connectedComponents(mask, connectivity=8)
+            mask[y0:y1, x0:x1] = True
+    return mask & (np.asarray(user_map) == value)
+
+
+def labelled_regions(user_map: np.ndarray, label_boxes: Sequence[tuple], value: float) -> list[np.ndarray]:
+    """The 8-connected regions of :func:`labelled_mask`."""
+    n, labels = cv2.connectedComponents(labelled_mask(user_map, label_boxes, value).astype(np.uint8), connectivity=8)
     return [labels == k for k in range(1, n)]
 
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from dugray.nig import NIG
-from dugray.propagate import box_reach, features, released_band
+from dugray.propagate import box_reach, features, labelled_mask, released_band
 from dugray.proposal import Proposal, propose
 from dugray.solve import SolveResult, solve_matte
 from dugray.usermap import TRANSITION
@@ -76,11 +76,7 @@ def solve_labels(state: SessionState, config: SessionConfig) -> tuple[np.ndarray
     if mode == "none":
         return state.user_map, None
     if mode == "network":
-        boxes = np.zeros(state.user_map.shape, bool)
-        for (y0, x0, y1, x1), value in label_boxes(state):
-            if value == TRANSITION:
-                boxes[y0:y1, x0:x1] = True
-        said = boxes & (state.user_map == TRANSITION)
+        said = labelled_mask(state.user_map, label_boxes(state), TRANSITION)
         if not said.any():
             return state.user_map, None
         u = state.user_map.copy()
