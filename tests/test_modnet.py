@@ -382,7 +382,7 @@ def test_initial_network_from_official_weights(tmp_path):
 
 
 def test_cli_checks_official_init(tmp_path):
-    from dugray.train.cli import check_official_init
+    from dugray.train.config import check_official_init
 
     sd, _ = official_state()
     torch.save(sd, tmp_path / "m.ckpt")

@@ -55,23 +55,6 @@ FLAGS = {  # flag -> (config key, type, help)
 PROG = "train.py"
 
 
-def check_official_init(cfg, arch_flag) -> None:
-    """``--init-from modnet-official:PATH``: stages 1 or all (stage 2's refiner then starts new),
-    arch modnet; loads the file once (its errors now, not in a worker) and makes PATH absolute
-    for the workers."""
-    from dugray.models.modnet_official import PREFIX, load_official_modnet, official_path
-
-    if cfg.stage == "2":
-        raise ValueError(f"--init-from {PREFIX}PATH warm-starts the matting network (stage 1 or all); the refiner "
-                         "has no official weights")
-    if arch_flag is not None and arch_flag != "modnet":
-        raise ValueError(f"--init-from {PREFIX}PATH trains the modnet architecture, not --arch {arch_flag}")
-    kwargs = cfg.arch_kwargs if cfg.arch == "modnet" else {}
-    path = official_path(cfg.init_from).resolve()
-    load_official_modnet(path, **{"alpha_min": cfg.alpha_min, **kwargs})
-    cfg.arch, cfg.arch_kwargs, cfg.init_from = "modnet", kwargs, f"{PREFIX}{path}"
-
-
 def parse(argv, prog: str = PROG):
     """The train.py flags parsed from ``argv``: --config plus one flag per TrainConfig key (None when not given)."""
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -97,7 +80,7 @@ def parse(argv, prog: str = PROG):
 def main(argv=None, prog: str = PROG) -> int:
     """Parse ``argv``, train, print the summary; returns the exit code (0, 1 failed, 2 bad input)."""
     args = parse(argv, prog)
-    from dugray.train.config import TrainConfig, load_config_file
+    from dugray.train.config import TrainConfig, check_official_init, load_config_file
 
     try:
         if args.deprecated_model is not None:

@@ -235,3 +235,20 @@ def load_config_file(path) -> dict:
     if not isinstance(values, dict):
         raise ValueError(f"config file {p} must hold a mapping of keys to values")
     return values
+
+
+def check_official_init(cfg, arch_flag) -> None:
+    """``--init-from modnet-official:PATH``: stages 1 or all (stage 2's refiner then starts new),
+    arch modnet; loads the file once (its errors now, not in a worker) and makes PATH absolute
+    for the workers."""
+    from dugray.models.modnet_official import PREFIX, load_official_modnet, official_path
+
+    if cfg.stage == "2":
+        raise ValueError(f"--init-from {PREFIX}PATH warm-starts the matting network (stage 1 or all); the refiner "
+                         "has no official weights")
+    if arch_flag is not None and arch_flag != "modnet":
+        raise ValueError(f"--init-from {PREFIX}PATH trains the modnet architecture, not --arch {arch_flag}")
+    kwargs = cfg.arch_kwargs if cfg.arch == "modnet" else {}
+    path = official_path(cfg.init_from).resolve()
+    load_official_modnet(path, **{"alpha_min": cfg.alpha_min, **kwargs})
+    cfg.arch, cfg.arch_kwargs, cfg.init_from = "modnet", kwargs, f"{PREFIX}{path}"

@@ -120,7 +120,7 @@ def dry_run(cfg, arch_flag=None, out=print) -> None:
     """Check ``cfg`` (a validated TrainConfig) end to end without Ray; raises (one-line message) on a problem."""
     from dugray.models import load_networks
     from dugray.models.modnet_official import is_official_uri
-    from dugray.train.cli import check_official_init
+    from dugray.train.config import check_official_init
 
     world = cfg.num_workers
     out(f"config: stage {cfg.stage}, arch {cfg.arch}, {cfg.epochs} epochs (stage 2: {cfg.stage2_epoch_count}), "
