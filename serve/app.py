@@ -29,6 +29,7 @@ import time
 import uuid
 from dataclasses import replace
 
+import ray
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from ray import serve
@@ -48,7 +49,6 @@ from dugray.session import (
     apply_user_labels,
     new_state,
     one_shot_plan,
-    proposals_need_rounds,
     refine_plan,
     round_plan,
     run_plan_async,
@@ -73,6 +73,7 @@ from serve.views import (
     model_id,
     owner_of,
     session_view,
+    image_bytes,
     state_from_bytes,
     state_to_bytes,
     web_file,
@@ -137,7 +138,7 @@ class APIIngress:
         sid = uuid.uuid4().hex
         uncertainty = await self._run(round_plan(state, {}), sid)
         view = session_view(sid, state, uncertainty)
-        await self._save(sid, state, view, None, owner_of(request))
+        await self._save(sid, state, view, None, owner_of(request), await image_bytes(state))
         return with_request_time(view, t0)
 
     @api.get("/v1/sessions/{sid}")
@@ -208,7 +209,7 @@ class APIIngress:
         """image (the input, RGB), alpha (grey), cutout (RGBA), epistemic or aleatoric (heat maps); full resolution."""
         if output not in OUTPUTS:
             raise ApiError(404, "unknown output", f"expected one of {list(OUTPUTS)}")
-        state, _, _ = await self._load(sid, request)
+        state, _, _ = await self._load(sid, request, image=True)  # every output is drawn at full size
         return Response(await self._render(state, output, sid=sid), media_type="image/png")
 
     @api.delete("/v1/sessions/{sid}", status_code=204)
@@ -248,8 +249,9 @@ class APIIngress:
             options.check_size(state.full_shape)  # before the round, not a 500 after it
         except ValueError as exc:
             raise ApiError(422, "invalid option", str(exc)) from None
-        await self._run(one_shot_plan(state, refine))  # the one-shot path, as in process
-        data = await self._render(state, "cutout" if output == "rgba" else "alpha", options)
+        refs: dict = {}
+        await self._run(one_shot_plan(state, refine), refs=refs)  # the one-shot path, as in process
+        data = await self._render(state, "cutout" if output == "rgba" else "alpha", options, fused=refs.get("fused"))
         return Response(data, media_type=options.media_type)
 
     @api.get("/v1/health", responses={503: {"description": "a deployment cannot serve (yet)"}})
@@ -280,49 +282,65 @@ class APIIngress:
 
     # ---- the session module's plans, each step on its deployment
 
-    async def _run(self, plan, sid: str | None = None) -> dict:
+    async def _run(self, plan, sid: str | None = None, refs: dict | None = None) -> dict:
         """Run a plan of :mod:`dugray.session`; returns the proposals' uncertainty summary
-        (empty when the plan proposed nothing). Each deployment gets the session at working
-        resolution (:meth:`SessionState.working`): never the full-size image, and the rounds
-        only where they are fused (or ranked: "epistemic" proposals). A session's posterior is
-        kept by Fusion under :func:`serve.posterior_cache.posterior_key` (``sid`` given)."""
+        (empty when the plan proposed nothing). The deployments get the session at working
+        resolution (:meth:`SessionState.working`, never the full-size image), put in the object
+        store once per round and read there by every step of it. A session's posterior is kept
+        by Fusion under :func:`serve.posterior_cache.posterior_key` (``sid`` given). ``refs``
+        (given: the one-shot path) gets the round's fused posterior as ``"fused"``, and
+        refinement's matte stays a reference there too, so the output is rendered from them
+        where they are instead of fusing again or bouncing the matte through this replica."""
         summary: dict = {}
+        refs = {} if refs is None else refs
+        shared: dict = {}
+
+        def working(state):
+            if "work" not in shared:  # after the network's output is in state.rounds; the same for every later step
+                shared["work"] = ray.put(state.working())
+            return shared["work"]
 
         async def predict(state):
+            shared.clear()  # a new round: the working state changes
             return await self._call(self.matting.predict, (working_float(state), state.user_map))
 
         async def fuse(state):
-            return await self._fuse(state, sid)  # handed on to the next steps by reference
+            refs["fused"] = await self._fuse(state, sid, working(state))  # handed on to the next steps by reference
+            return refs["fused"]
 
         async def propose(state, fused):
-            work = state.working(proposals_need_rounds(state))  # "epistemic" ranks the network's rounds alone
-            proposals, summary["uncertainty"] = await self._call(self.proposal.propose, work, fused)
+            proposals, summary["uncertainty"] = await self._call(self.proposal.propose, working(state), fused)
             return proposals
 
         async def solve(state, fused):
-            return await self._call(self.solver.solve, state.working(False), fused)
+            return await self._call(self.solver.solve, working(state), fused)
 
         async def refine(state, fused):
-            return await self._call(self.refinement.refine, state.working(False), fused)
+            if sid is None:  # one shot: the matte goes on to the render where it is, not through here
+                return self.refinement.refine.remote(working(state), fused)
+            return await self._call(self.refinement.refine, working(state), fused)
 
         await run_plan_async(plan, {PREDICT: predict, FUSE: fuse, PROPOSE: propose, SOLVE: solve, REFINE: refine})
         return summary.get("uncertainty", {})
 
-    async def _fuse(self, state: SessionState, sid: str | None):
-        """The Fusion deployment's posterior of ``state`` (a reference), kept there per session version."""
+    async def _fuse(self, state: SessionState, sid: str | None, work=None):
+        """The Fusion deployment's posterior of ``state`` (a reference), kept there per session version;
+        ``work`` is the state's working form when it is in the object store already."""
         key = None if sid is None else await asyncio.to_thread(posterior_key, sid, state)
-        return self.fusion.fuse.remote(state.working(), key)
+        return self.fusion.fuse.remote(state.working() if work is None else work, key)
 
     async def _render(self, state: SessionState, output: str, options: OutputOptions | None = None,
-                      sid: str | None = None) -> bytes:
+                      sid: str | None = None, fused=None) -> bytes:
         """One output of a session, rendered by the Refinement deployment from what it needs: the
-        current working matte, or the fused posterior (fused only when the output needs it, and
-        then found in Fusion's cache when the session's round asked for it already)."""
+        current working matte, or the fused posterior (``fused``: the round's, when the caller has
+        it; else fused only when the output needs it, and then found in Fusion's cache when the
+        session's round asked for it already)."""
         matte_w = state.refined if state.refined is not None else state.solved
         needs_posterior = output in ("epistemic", "aleatoric") or (output in ("alpha", "cutout") and matte_w is None)
-        fused = await self._fuse(state, sid) if needs_posterior else None
+        if needs_posterior and fused is None:
+            fused = await self._fuse(state, sid)
         return await self._call(self.refinement.render, output, state.image, state.image_w, state.config, matte_w,
-                                fused, options)
+                                fused if needs_posterior else None, options)
 
     async def _call(self, method, *args):
         """``await method.remote(*args)``, retried while the replica that had it is replaced (a model
@@ -356,24 +374,34 @@ class APIIngress:
         except ValueError as exc:
             raise ApiError(422, "invalid input", str(exc)) from None
 
-    async def _load(self, sid: str, request: Request) -> tuple[SessionState, dict, int]:
-        got = await self._store("get", checked_sid(sid), owner_of(request))
+    async def _load(self, sid: str, request: Request, image: bool = False) -> tuple[SessionState, dict, int]:
+        """(state, view, version) of a session of the requester; the full-size image only when
+        ``image`` (the outputs that read it), else the state has ``image`` None."""
+        got = await self._stored("get", sid, request)
+        blob, view, version = got
+        pixels = await self._stored("image", sid, request) if image else None
+        try:
+            return await state_from_bytes(blob, pixels), view, version  # off the event loop
+        except Exception as exc:  # noqa: BLE001 - any unreadable state: the session is gone, the replica is not
+            log.warning("session %s: stored state unreadable (%s); quarantined", sid, type(exc).__name__)
+            await self._store("quarantine", sid, f"unreadable state ({type(exc).__name__})")
+            raise ApiError(410, "session lost", "its stored state could not be read; start a new session") from None
+
+    async def _stored(self, method: str, sid: str, request: Request):
+        """The store's ``get`` or ``image`` of a session of the requester; 404, 410 or 503 when it has none."""
+        got = await self._store(method, checked_sid(sid), owner_of(request))
         if got is None:
             raise unknown_session(sid)
         if isinstance(got, dict) and "unavailable" in got:  # the storage failed; the session is kept
             raise ApiError(503, "session storage unavailable", "the session is kept; retry", headers={"Retry-After": "5"})
         if isinstance(got, dict):  # its stored state was missing or cut short: quarantined by the store
             raise ApiError(410, "session lost", "its stored state could not be read; start a new session")
-        blob, view, version = got
-        try:
-            return await state_from_bytes(blob), view, version  # off the event loop
-        except Exception as exc:  # noqa: BLE001 - any unreadable state: the session is gone, the replica is not
-            log.warning("session %s: stored state unreadable (%s); quarantined", sid, type(exc).__name__)
-            await self._store("quarantine", sid, f"unreadable state ({type(exc).__name__})")
-            raise ApiError(410, "session lost", "its stored state could not be read; start a new session") from None
+        return got
 
-    async def _save(self, sid: str, state: SessionState, view: dict, version: int | None, owner: str | None) -> None:
-        result = await self._store("put", sid, await state_to_bytes(state), view, version, owner)
+    async def _save(self, sid: str, state: SessionState, view: dict, version: int | None, owner: str | None,
+                    image: bytes | None = None) -> None:
+        """Write the state (without its image); ``image`` once, when the session is made."""
+        result = await self._store("put", sid, await state_to_bytes(state), view, version, owner, image)
         if not result["ok"]:
             raise save_error(result["error"], sid, self.settings.session_ttl_s)
 

@@ -2,9 +2,10 @@
 
 :class:`FileBlobs` writes through ``pyarrow.fs`` (a local folder by default, any URI
 pyarrow opens on a cluster: ``s3://``, ``gs://``, ``hdfs://``), so a restarted store
-replica, or a second one, finds every session that was live. Per session two objects:
-``<sid>.<version>.npz`` (the state) and ``<sid>.meta.json`` (version, owner, last
-write, size, the JSON view), each written atomically (a temporary name and a rename on
+replica, or a second one, finds every session that was live. Per session three objects:
+``<sid>.image.npy`` (the full-size image, written once when the session is made: no round
+reads or rewrites it), ``<sid>.<version>.npz`` (the state without the image) and
+``<sid>.meta.json`` (version, owner, last write, sizes, the JSON view), each written atomically (a temporary name and a rename on
 local disks; object stores make a single PUT atomic themselves). The state is written
 before the meta that names it, so a crash between the two leaves the previous version
 readable; the superseded state is deleted afterwards.
@@ -47,7 +48,9 @@ def meta_problem(meta, sid: str | None = None) -> str | None:
         return "not a JSON object"
     if not isinstance(meta.get("sid"), str) or not SID.fullmatch(meta["sid"]) or (sid is not None and meta["sid"] != sid):
         return f"invalid session id {str(meta.get('sid'))[:80]!r}"
-    for key in ("version", "size"):
+    for key in ("version", "size", "image_size"):
+        if key == "image_size" and key not in meta:
+            continue
         if not isinstance(meta.get(key), int) or isinstance(meta.get(key), bool) or meta[key] < 0:
             return f"invalid {key} {str(meta.get(key))[:40]!r}"
     written = meta.get("written")
@@ -69,6 +72,15 @@ class MemoryBlobs:
     def __init__(self):
         self._data: dict[str, tuple[int, bytes]] = {}
         self._meta: dict[str, dict] = {}
+        self._images: dict[str, bytes] = {}
+
+    def write_image(self, sid: str, data: bytes) -> None:
+        """Store the session's full-size image (once, before its first state)."""
+        self._images[sid] = data
+
+    def read_image(self, sid: str) -> bytes | None:
+        """The session's image bytes, or None."""
+        return self._images.get(sid)
 
     def write(self, sid: str, version: int, blob: bytes, meta: dict, replaces: int | None = None) -> None:
         """Store ``blob`` as ``version`` of ``sid`` with its metadata (``replaces``: the version it supersedes)."""
@@ -88,6 +100,7 @@ class MemoryBlobs:
         """Forget ``sid`` (no error when it is unknown)."""
         self._data.pop(sid, None)
         self._meta.pop(sid, None)
+        self._images.pop(sid, None)
 
     def all_meta(self) -> list[dict]:
         """Every stored session's metadata (for a store that starts)."""
@@ -126,8 +139,19 @@ class FileBlobs:
     def read(self, sid: str, version: int) -> bytes | None:
         """The bytes of ``version`` of ``sid``, or None when they are not there (deleted meanwhile);
         any other OSError is raised (the storage failed, the session is not lost)."""
+        return self._read(self._blob_path(sid, version))
+
+    def write_image(self, sid: str, data: bytes) -> None:
+        """Write the session's full-size image (once, before its first state and meta)."""
+        self._put(self._image_path(sid), data)
+
+    def read_image(self, sid: str) -> bytes | None:
+        """The session's image bytes, or None when not there (as :meth:`read`)."""
+        return self._read(self._image_path(sid))
+
+    def _read(self, path: str) -> bytes | None:
         try:
-            with self.fs.open_input_stream(self._blob_path(sid, version)) as f:
+            with self.fs.open_input_stream(path) as f:
                 return f.read()
         except FileNotFoundError:
             return None
@@ -147,6 +171,7 @@ class FileBlobs:
         self._delete(self._meta_path(sid))
         if meta is not None:
             self._delete(self._blob_path(sid, meta["version"]))
+        self._delete(self._image_path(sid))
 
     def all_meta(self) -> list[dict]:
         """Every readable session's metadata: unreadable metas and states are quarantined,
@@ -159,7 +184,7 @@ class FileBlobs:
                 continue
             if name.endswith(".meta.json"):
                 metas.append(name[: -len(".meta.json")])
-            elif name.endswith(".npz"):
+            elif name.endswith((".npz", ".npy")):
                 states[name] = info.size
             elif ".part-" in name:
                 self._delete(info.path)
@@ -174,11 +199,14 @@ class FileBlobs:
             state = f"{sid}.{meta['version']}.npz" if problem is None else None
             if problem is None and states.get(state) != meta["size"]:
                 problem = "state missing" if state not in states else f"state of {states[state]} bytes, not {meta['size']}"
+            image = f"{sid}.image.npy"
+            if problem is None and meta.get("image_size") and states.get(image) != meta["image_size"]:
+                problem = "image missing" if image not in states else f"image of {states[image]} bytes, not {meta['image_size']}"
             if problem is not None:
                 self._quarantine_files(sid, [n for n in states if n.startswith(sid + ".")], problem)
                 continue
             good.append(meta)
-        live = {f"{m['sid']}.{m['version']}.npz" for m in good}
+        live = {f"{m['sid']}.{m['version']}.npz" for m in good} | {f"{m['sid']}.image.npy" for m in good}
         for name in states:
             if name not in live and name.split(".")[0] not in kept:  # superseded, or its meta never written
                 self._delete(f"{self.root}/{name}")
@@ -189,7 +217,7 @@ class FileBlobs:
         """Move a session's files (meta and states) to ``quarantine/``, and log why."""
         infos = self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
         self._quarantine_files(sid, [i.base_name for i in infos if i.base_name.startswith(sid + ".")
-                                     and i.base_name.endswith(".npz")], reason)
+                                     and i.base_name.endswith((".npz", ".npy"))], reason)
 
     def _read_meta(self, name: str) -> tuple[dict | None, str | None]:
         """(meta, problem); a meta that is gone or not JSON is a problem, any other OSError is raised."""
@@ -233,6 +261,9 @@ class FileBlobs:
 
     def _blob_path(self, sid: str, version: int) -> str:
         return f"{self.root}/{_checked(sid)}.{int(version)}.npz"
+
+    def _image_path(self, sid: str) -> str:
+        return f"{self.root}/{_checked(sid)}.image.npy"
 
     def _meta_path(self, sid: str) -> str:
         return f"{self.root}/{_checked(sid)}.meta.json"

@@ -52,6 +52,12 @@ class Entry:
     touched: float
     size: int
     owner: str | None = None
+    image_size: int = 0
+
+    @property
+    def total(self) -> int:
+        """Bytes the session holds in storage: its state and its image."""
+        return self.size + self.image_size
 
 
 def owns(entry_owner: str | None, owner: str | None) -> bool:
@@ -103,7 +109,7 @@ class SessionTable:
                         continue
                     if blob is None or len(blob) != size:
                         self._entries.pop(sid)
-                        self._bytes -= e.size
+                        self._bytes -= e.total
                         self.lost += 1
                         reason = "state missing" if blob is None else f"state of {len(blob)} bytes, not {size}"
                         break
@@ -130,8 +136,39 @@ class SessionTable:
         finally:
             self._flush()
 
-    def put(self, sid: str, blob: bytes, view: dict, expect_version: int | None = None, owner: str | None = None) -> dict:
-        """Store a session. ``expect_version`` None creates it (for ``owner``); else it must match the stored one.
+    def image(self, sid: str, owner: str | None = None) -> bytes | dict | None:
+        """The full-size image of a live session of ``owner`` (the outputs read it; no round does):
+        bytes, None, ``{"gone": reason}`` or ``{"unavailable": reason}`` as :meth:`get`."""
+        try:
+            with self._lock:
+                e = self._current(sid)
+                if e is None or not owns(e.owner, owner):
+                    return None
+                size = e.image_size
+            if not size:
+                return None  # created without one (a caller that keeps the image in its state)
+            try:
+                data = self.blobs.read_image(sid)
+            except OSError as exc:
+                return {"unavailable": f"{type(exc).__name__}: {str(exc)[:200]}"}
+            if data is not None and len(data) == size:
+                return data
+            with self._lock:
+                if self._entries.get(sid) is not e:
+                    return None  # deleted or rewritten meanwhile: as if unknown
+                self._entries.pop(sid)
+                self._bytes -= e.total
+                self.lost += 1
+            reason = "image missing" if data is None else f"image of {len(data)} bytes, not {size}"
+            self._quarantine_files(sid, reason)
+            return {"gone": reason}
+        finally:
+            self._flush()
+
+    def put(self, sid: str, blob: bytes, view: dict, expect_version: int | None = None, owner: str | None = None,
+            image: bytes | None = None) -> dict:
+        """Store a session. ``expect_version`` None creates it (for ``owner``), with its full-size
+        ``image`` (written once, read by :meth:`image`); else it must match the stored one.
 
         Returns ``{"ok": True, "version": v}`` or ``{"ok": False, "error": "missing" | "conflict" |
         "too_large" | "quota" | "share" | "storage"}`` (plain values, not exceptions, so they
@@ -139,20 +176,27 @@ class SessionTable:
         """
         try:
             with self._lock:
-                refused = self._admit(sid, len(blob), expect_version, owner)
+                if image is not None and expect_version is not None:
+                    raise ValueError("a session's image is stored when it is created, and only then")
+                old = self._entries.get(sid)
+                image_size = old.image_size if old is not None and expect_version is not None else len(image or b"")
+                refused = self._admit(sid, len(blob) + image_size, expect_version, owner)
                 if refused is not None:
                     return {"ok": False, "error": refused}
-                old = self._entries.get(sid)
                 version = 0 if old is None else old.version + 1
                 entry_owner = owner if old is None else old.owner
                 self._pending.add(sid)
             try:
+                if image is not None:
+                    self.blobs.write_image(sid, image)
                 self.blobs.write(sid, version, blob, {"sid": sid, "owner": entry_owner, "written": self.wall(),
-                                                      "size": len(blob), "view": view},
+                                                      "size": len(blob), "image_size": image_size, "view": view},
                                  replaces=None if old is None else old.version)
             except OSError:
                 with self._lock:
                     self._pending.discard(sid)
+                    if old is None:
+                        self._doomed.append(sid)  # a half-made session leaves no image behind
                 return {"ok": False, "error": "storage"}
             with self._lock:
                 self._pending.discard(sid)
@@ -161,10 +205,10 @@ class SessionTable:
                     self._doomed.append(sid)  # deleted, expired or evicted while we wrote: what we wrote goes too
                     return {"ok": False, "error": "missing"}
                 if now is not None:
-                    self._bytes -= now.size
-                self._entries[sid] = Entry(view, version, self.clock(), len(blob), entry_owner)
+                    self._bytes -= now.total
+                self._entries[sid] = Entry(view, version, self.clock(), len(blob), entry_owner, image_size)
                 self._entries.move_to_end(sid)
-                self._bytes += len(blob)
+                self._bytes += len(blob) + image_size
                 while len(self._entries) > self.max_sessions or self._bytes > self.max_bytes:
                     self._forget(next(iter(self._entries)))
                     self.evicted += 1
@@ -190,7 +234,7 @@ class SessionTable:
             e = self._entries.pop(sid, None)
             if e is None:
                 return
-            self._bytes -= e.size
+            self._bytes -= e.total
             self.lost += 1
         self._quarantine_files(sid, reason)
 
@@ -209,7 +253,7 @@ class SessionTable:
     def owned_bytes(self, owner: str) -> int:
         """Bytes of the live sessions created by ``owner``."""
         with self._lock:
-            return sum(e.size for e in self._entries.values() if e.owner == owner)
+            return sum(e.total for e in self._entries.values() if e.owner == owner)
 
     def stats(self) -> dict:
         """Counters for /v1/health, after dropping expired entries: sessions, bytes, their bounds,
@@ -256,7 +300,7 @@ class SessionTable:
             return "quota"
         holder = owner if old is None else old.owner
         if self.max_bytes_per_owner is not None and holder is not None:
-            held = self.owned_bytes(holder) - (old.size if old is not None else 0)
+            held = self.owned_bytes(holder) - (old.total if old is not None else 0)
             if held + size > self.max_bytes_per_owner:
                 return "share"
         return None
@@ -275,9 +319,10 @@ class SessionTable:
         now_wall, now = self.wall(), self.clock()
         for meta in sorted(self.blobs.all_meta(), key=lambda m: float(m["written"])):
             age = max(0.0, now_wall - float(meta["written"]))
-            e = Entry(meta.get("view") or {}, int(meta["version"]), now - age, int(meta["size"]), meta.get("owner"))
+            e = Entry(meta.get("view") or {}, int(meta["version"]), now - age, int(meta["size"]), meta.get("owner"),
+                      int(meta.get("image_size", 0)))
             old = self._entries.pop(meta["sid"], None)
-            self._bytes += e.size - (old.size if old is not None else 0)
+            self._bytes += e.total - (old.total if old is not None else 0)
             self._entries[meta["sid"]] = e
         with self._lock:
             self._expire()
@@ -293,7 +338,7 @@ class SessionTable:
         """Drop ``sid`` from the table; its files are removed by the next :meth:`_flush`."""
         e = self._entries.pop(sid, None)
         if e is not None:
-            self._bytes -= e.size
+            self._bytes -= e.total
         self._doomed.append(sid)
 
     def _flush(self) -> None:

@@ -13,7 +13,7 @@ from fastapi import Request
 from fastapi.responses import FileResponse
 
 from dugray.nig import NIG
-from dugray.session import OUTPUTS, SessionState, uncertainty_maps
+from dugray.session import OUTPUTS, SessionState, image_from_bytes, image_to_bytes, uncertainty_maps
 from serve.blobs import SID
 from serve.docs import doc_file
 from serve.errors import ApiError, unknown_session
@@ -54,14 +54,24 @@ def with_request_time(view: dict, t0: float) -> dict:
 
 
 async def state_to_bytes(state: SessionState) -> bytes:
-    """``state.to_bytes()`` in a worker thread: tens of MB (0.1 s at 12 MP) never on the event loop
-    that answers /v1/health."""
-    return await asyncio.to_thread(state.to_bytes)
+    """The state without its full-size image (stored once, apart: :func:`image_bytes`), serialised in a
+    worker thread: never on the event loop that answers /v1/health."""
+    return await asyncio.to_thread(state.to_bytes, image=False)
 
 
-async def state_from_bytes(blob: bytes) -> SessionState:
-    """:meth:`SessionState.from_bytes` in a worker thread (every output GET and label reads a state)."""
-    return await asyncio.to_thread(SessionState.from_bytes, blob)
+async def image_bytes(state: SessionState) -> bytes:
+    """The session's full-size image as stored beside its state, when the session is made."""
+    return await asyncio.to_thread(image_to_bytes, state.image)
+
+
+async def state_from_bytes(blob: bytes, image: bytes | None = None) -> SessionState:
+    """:meth:`SessionState.from_bytes` in a worker thread, with the stored ``image`` when the caller
+    needs it (the outputs; a round reads everything but the image)."""
+
+    def load():
+        return SessionState.from_bytes(blob, None if image is None else image_from_bytes(image))
+
+    return await asyncio.to_thread(load)
 
 
 def _finite_mean(a: np.ndarray) -> float | None:

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from dugray.foreground import estimate_foreground, rgba_cutout
 from dugray.nig import NIG
 from dugray.session import (
+    image_from_bytes,
+    image_to_bytes,
     MattingSession,
     SessionConfig,
     SessionState,
@@ -234,6 +236,34 @@ def test_state_round_trips_and_continues_identically(model):
         assert b.state.label_log == a.state.label_log
     with pytest.raises(ValueError, match="SessionState"):
         SessionState.from_bytes(b"not an npz")
+
+
+def test_a_stored_state_keeps_each_round_once_and_the_image_apart(model):
+    """Label rounds that reuse the network's first round (network_rounds "first") are one array set
+    in the stored bytes, and one object again when read back; a state stored without its image
+    (what a server's rounds read and write) knows its size and renders as before with it."""
+    img, gt = scene()
+    a = MattingSession(img, model, config=SessionConfig(work_size=64, network_rounds="first", **CFG)).start()
+    one_round = len(a.state.to_bytes())
+    for _ in range(3):
+        a.label(oracle_labels(a, gt))
+    assert len(a.state.rounds) == 4 and all(r is a.state.rounds[0] for r in a.state.rounds)
+    blob = a.state.to_bytes()
+    assert len(blob) < one_round + 3 * a.state.rounds[0].gamma.nbytes  # three more rounds cost less than one map
+    back = SessionState.from_bytes(blob)
+    assert len(back.rounds) == 4 and all(r is back.rounds[0] for r in back.rounds)
+    for x, y in zip(back.rounds[0], a.state.rounds[0]):
+        np.testing.assert_array_equal(x, y)
+
+    bare = SessionState.from_bytes(a.state.to_bytes(image=False))
+    assert bare.image is None and bare.full_shape == img.shape[:2] and len(bare.rounds) == 4
+    assert len(a.state.to_bytes(image=False)) <= len(blob) - img.nbytes
+    whole = SessionState.from_bytes(a.state.to_bytes(image=False), image_from_bytes(image_to_bytes(img)))
+    np.testing.assert_array_equal(MattingSession.from_state(whole, model).alpha, a.alpha)
+    with pytest.raises(ValueError, match="image"):
+        SessionState.from_bytes(a.state.to_bytes(image=False), img[:-1])
+    with pytest.raises(ValueError, match="stored image"):
+        image_from_bytes(image_to_bytes(img)[:-3])
 
 
 # --------------------------------------------------------------------------- steps

@@ -77,3 +77,33 @@ def test_quarantine_is_pruned_oldest_first_to_its_bound(tmp_path):
     kept = list((tmp_path / "quarantine").iterdir())
     assert sum(p.stat().st_size for p in kept) <= 1000 and (tmp_path / "quarantine" / "q7.0.npz").exists()
     assert not (tmp_path / "quarantine" / "q0.0.npz").exists()
+
+
+def test_the_image_is_written_once_and_goes_with_its_session(tmp_path):
+    """A session's full-size image is its own file, written when the session is made: no later
+    write rewrites it, the outputs read it, it counts in the session's bytes, and it leaves with
+    the session (deleted, or quarantined when it is cut short)."""
+    table = table_on(tmp_path)
+    assert table.put("s1", b"state-0", {"round": 1}, image=b"pixels")["ok"]
+    image = tmp_path / "s1.image.npy"
+    written = image.stat().st_mtime_ns
+    assert table.put("s1", b"state-1!", {"round": 2}, 0)["ok"]
+    assert image.stat().st_mtime_ns == written and image.read_bytes() == b"pixels"
+    assert table.get("s1") == (b"state-1!", {"round": 2}, 1) and table.image("s1") == b"pixels"
+    assert table.stats()["bytes"] == len(b"state-1!") + len(b"pixels")
+    assert table_on(tmp_path).image("s1") == b"pixels"  # a restarted store serves it too
+    try:
+        table.put("s1", b"state-2", {"round": 3}, 1, image=b"other")
+        raise AssertionError("an image written twice")
+    except ValueError:
+        pass
+    assert table.delete("s1") and not image.exists()
+
+    assert table.put("s2", b"state", {"round": 1}, image=b"pixels")["ok"]
+    (tmp_path / "s2.image.npy").write_bytes(b"pix")  # cut short
+    assert "gone" in table.image("s2") and table.get("s2") is None
+    assert (tmp_path / "quarantine" / "s2.image.npy").exists()
+    assert table.put("s3", b"state", {"round": 1}, image=b"pixels")["ok"]
+    (tmp_path / "s3.image.npy").unlink()
+    assert table_on(tmp_path).get("s3") is None  # a restart finds it incomplete: quarantined, not served
+    assert (tmp_path / "quarantine" / "s3.0.npz").exists()

@@ -32,6 +32,7 @@ label round <= 1.25x the in-process one; 2 replicas >= 1.6x the throughput of 1.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import pickle
 import socket
 import statistics
@@ -267,27 +268,35 @@ def label_rounds_in_process(model, image, repeats, labels_per_session=4, config:
     return rounds
 
 
-def bytes_per_round(model, image) -> dict:
-    """Serialised bytes one label round moves between the ingress and the deployments (pickle
-    protocol 5, what Ray's object store holds): ``before``, the graph that sent the session state
-    (full-size image included) to Fusion, Proposal and Solve; ``now``, working-resolution arrays
-    only (:meth:`SessionState.working`). Both count the network's input and output, the fused
-    posterior, the solved matte and the session store's get and put of the state's blob."""
-    from dataclasses import replace
+def bytes_per_round(model, image, config: SessionConfig | None = None, rounds: int = 4) -> dict:
+    """Serialised bytes the last label round of a ``rounds``-round session moves through the object
+    store (pickle protocol 5, what Ray's object store holds; the store's blobs as written).
 
+    ``before``, stop 37's graph: the session store's get and put of the whole state (full-size
+    image and every round's arrays, also the copies of the network's one round), the working
+    state pickled for Fusion and again (without rounds) for Proposal and Solve. ``now``: the
+    state without its image and with each distinct round once, and the working state put once
+    per round and read by every step. Both count the network's input and output when the round
+    runs it (``network_rounds`` "every"), the fused posterior and the solved matte."""
+    from dugray.nig import NIG
     from dugray.session import fused_nig
 
-    session = MattingSession(image, model).start()
-    session.label([(0, "bg")])
+    session = MattingSession(image, model, config=config).start()
+    for i in range(rounds - 1):
+        session.label([(i % max(1, len(session.proposals)), "bg")])
     state = session.state
 
     def size(obj) -> int:
         return len(pickle.dumps(obj, protocol=5))
 
-    common = (size((working_float(state), state.user_map)) + size(state.rounds[-1]) + size(fused_nig(state))
-              + size(state.solved) + 2 * len(state.to_bytes()))
-    return {"before": common + size(state) + 2 * size(replace(state, rounds=[])),
-            "now": common + size(state.working()) + 2 * size(state.working(False))}
+    copies = replace(state, rounds=[NIG(*(a.copy() for a in r)) for r in state.rounds])  # the old blob's rounds
+    network = state.rounds[-1] is not state.rounds[0]
+    common = size(fused_nig(state)) + size(state.solved)
+    if network:
+        common += size((working_float(state), state.user_map)) + size(state.rounds[-1])
+    before = common + size(copies.working()) + 2 * size(copies.working(False)) + 2 * len(copies.to_bytes())
+    now = common + size(state.working()) + 2 * len(state.to_bytes(image=False))
+    return {"before": before, "now": now}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -389,7 +398,7 @@ def main(argv=None):
     rows = [("forward, in process", fwd), ("label round, in process", rnd)]
     f50 = statistics.median(fwd)
     ratios = {"label round / forward (in process)": statistics.median(rnd) / f50}
-    moved = bytes_per_round(model, _photo(args.matte_size)[0])
+    moved = bytes_per_round(model, _photo(args.matte_size)[0], args.session_config)
     throughput = {} if args.skip_http else _http_figures(args, model, image, rows, ratios, rnd, f50)
 
     print(f"\ndugray serving benchmark: {args.size}x{args.size}, model {args.model}, {args.threads} torch thread(s), "

@@ -30,7 +30,8 @@ _STATE_FORMAT = 1
 class SessionState:
     """Everything a session knows, separable from the models (a server stores it anywhere).
 
-    image : full-resolution RGB uint8 (H, W, 3).
+    image : full-resolution RGB uint8 (H, W, 3), or None where it was not loaded (a server's
+        label round reads everything but the image: :meth:`to_bytes` ``image=False``).
     image_w : working-resolution RGB uint8 (h, w, 3) (the same array when no resize).
     user_map : working-resolution float32 user map U (h, w).
     labelled : working-resolution bool mask of pixels the user has answered for; cells
@@ -48,9 +49,10 @@ class SessionState:
     initial : the user map and labelled mask before any label, as int8 codes (:func:`encode_initial`),
         or None when both were empty: with the append-only rounds, timings and label log it is all
         undo needs (:mod:`.history` replays the log onto it), one byte a working pixel.
+    image_shape : the full-resolution (H, W); kept so that a state without its image still knows it.
     """
 
-    image: np.ndarray
+    image: np.ndarray | None
     image_w: np.ndarray
     user_map: np.ndarray
     labelled: np.ndarray
@@ -63,10 +65,17 @@ class SessionState:
     label_log: list[dict] = field(default_factory=list)
     config: SessionConfig = field(default_factory=SessionConfig)
     initial: np.ndarray | None = None
+    image_shape: tuple[int, int] | None = None
+
+    def __post_init__(self):
+        if self.image is not None:
+            self.image_shape = tuple(self.image.shape[:2])
+        elif self.image_shape is None:
+            raise ValueError("a SessionState without its image needs image_shape")
 
     @property
     def full_shape(self) -> tuple[int, int]:
-        return tuple(self.image.shape[:2])
+        return tuple(self.image_shape)
 
     @property
     def work_shape(self) -> tuple[int, int]:
@@ -87,34 +96,43 @@ class SessionState:
     @property
     def nbytes(self) -> int:
         """Bytes held in arrays (the serialised size is about this, plus a little JSON)."""
-        arrays = [self.image, self.user_map, self.labelled] + [a for r in self.rounds for a in r]
-        if self.image_w is not self.image:
-            arrays.append(self.image_w)
+        distinct = [r for m, (first, r) in enumerate(zip(_distinct_rounds(self.rounds), self.rounds)) if first == m]
+        arrays = [self.user_map, self.labelled] + [a for r in distinct for a in r]
+        arrays += [self.image_w] if self.image is None else [self.image] if self.image_w is self.image else [
+            self.image, self.image_w]
         arrays += [a for a in (self.solved, self.refined, self.initial) if a is not None]
         return int(sum(a.nbytes for a in arrays))
 
-    def to_bytes(self, compress: bool = False) -> bytes:
+    def to_bytes(self, compress: bool = False, image: bool = True) -> bytes:
         """Serialise to an in-memory .npz: arrays as arrays, small fields as one JSON entry.
 
         No pickle anywhere, so :meth:`from_bytes` is safe on untrusted input. ``compress``
         trades CPU (deflate) for size; image arrays compress well, NIG maps little.
+        ``image=False`` leaves the full-size image out: a server stores it once, apart
+        (:func:`image_to_bytes`), and gives it back only to the outputs that read it.
         """
-        arrays: dict[str, np.ndarray] = {"image": self.image, "user_map": self.user_map, "labelled": self.labelled}
-        same_working = self.image_w is self.image or (
-            self.image_w.shape == self.image.shape and np.array_equal(self.image_w, self.image)
-        )
+        image = image and self.image is not None
+        arrays: dict[str, np.ndarray] = {"user_map": self.user_map, "labelled": self.labelled}
+        same_working = image and (self.image_w is self.image or (
+            self.image_w.shape == self.image.shape and np.array_equal(self.image_w, self.image)))
+        if image:
+            arrays["image"] = self.image
         if not same_working:
             arrays["image_w"] = self.image_w
+        round_of = _distinct_rounds(self.rounds)
         for m, r in enumerate(self.rounds):
-            for name, a in zip(NIG._fields, r):
-                arrays[f"round{m}_{name}"] = a
+            if round_of[m] == m:
+                for name, a in zip(NIG._fields, r):
+                    arrays[f"round{m}_{name}"] = a
         for name in ("solved", "refined", "initial"):
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
         meta = {
             "format": _STATE_FORMAT,
             "rounds": len(self.rounds),
+            "round_of": round_of,
             "same_working": same_working,
+            "image_shape": list(self.full_shape),
             "proposals": [p.to_dict() for p in self.proposals],
             "timings": self.timings,
             "label_log": self.label_log,
@@ -127,8 +145,9 @@ class SessionState:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "SessionState":
-        """Inverse of :meth:`to_bytes` (allow_pickle=False)."""
+    def from_bytes(cls, data: bytes, image: np.ndarray | None = None) -> "SessionState":
+        """Inverse of :meth:`to_bytes` (allow_pickle=False); ``image`` is the full-size image of a
+        state stored without it (``to_bytes(image=False)``), or None to leave it out."""
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
@@ -137,8 +156,16 @@ class SessionState:
             raise ValueError(f"not a serialised SessionState: {exc}") from exc
         if meta.get("format") != _STATE_FORMAT:
             raise ValueError(f"unsupported SessionState format {meta.get('format')!r}")
-        image = arrays["image"]
-        rounds = [NIG(*(arrays[f"round{m}_{n}"] for n in NIG._fields)) for m in range(meta["rounds"])]
+        image = arrays.get("image", image)
+        shape = tuple(meta.get("image_shape") or image.shape[:2])
+        if image is not None and tuple(image.shape[:2]) != shape:
+            raise ValueError(f"the image is {image.shape[:2]}, the state's is {shape}")
+        round_of = meta.get("round_of") or list(range(meta["rounds"]))
+        rounds: list[NIG] = []
+        for m, first in enumerate(round_of):
+            if not (first == m or 0 <= first < m and round_of[first] == first):
+                raise ValueError(f"not a serialised SessionState: round {m} refers to round {first}")
+            rounds.append(rounds[first] if first < m else NIG(*(arrays[f"round{m}_{n}"] for n in NIG._fields)))
         proposals = [Proposal(tuple(p["box"]), float(p["score"]), tuple(p["cell"])) for p in meta["proposals"]]
         return cls(
             image=image,
@@ -154,7 +181,34 @@ class SessionState:
             label_log=meta["label_log"],
             config=SessionConfig.from_dict(meta["config"]),
             initial=arrays.get("initial"),
+            image_shape=shape,
         )
+
+
+def image_to_bytes(image: np.ndarray) -> bytes:
+    """A full-size RGB uint8 image as .npy bytes (no pickle), stored once beside its session's state."""
+    buf = io.BytesIO()
+    np.save(buf, as_rgb_uint8(image), allow_pickle=False)
+    return buf.getvalue()
+
+
+def image_from_bytes(data: bytes) -> np.ndarray:
+    """Inverse of :func:`image_to_bytes`; ValueError for anything but an RGB uint8 image."""
+    try:
+        image = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - any decoding failure means "not an image"
+        raise ValueError(f"not a stored image: {exc}") from exc
+    if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+        raise ValueError("not a stored image: expected RGB uint8")
+    return image
+
+
+def _distinct_rounds(rounds: list[NIG]) -> list[int]:
+    """For each round, the first round that is the same object: with the network once per image
+    (``SessionConfig.network_rounds`` "first") every label round is round 0 again, and a stored
+    state keeps its arrays once, not once a round."""
+    first: dict[int, int] = {}
+    return [first.setdefault(id(r), m) for m, r in enumerate(rounds)]
 
 
 @dataclass
