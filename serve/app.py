@@ -56,7 +56,7 @@ from dugray.session import (
     undo_plan,
     working_float,
 )
-from serve.access import Policy, RequestGuard
+from serve.access import Gate, Policy, RequestGuard, replica_gate
 from serve.docs import install_docs
 from serve.errors import ApiError, install_error_handlers, save_error, unknown_session
 from serve.imaging import CEILING_ENV, ceiling_in_effect, decode_image, decode_plane, decoder_env
@@ -90,7 +90,7 @@ api = FastAPI(
 )
 install_error_handlers(api)
 install_docs(api)
-api.add_middleware(RequestGuard)  # keys, rate limit and body limits before any route (serve/access.py)
+api.add_middleware(RequestGuard, find_gate=replica_gate)  # keys, rate and body limits before any route (serve/access)
 # NB: serve.ingress pickles the routes when the class is decorated: everything they use
 # must be imported or defined above the APIIngress class.
 log = logging.getLogger("ray.serve")
@@ -114,7 +114,7 @@ class APIIngress:
         self.refinement, self.store = refinement, store
         self.settings, self.config = settings, settings.session_config()
         self.readiness = Readiness(serve.get_replica_context().app_name, GRAPH)
-        RequestGuard.install(Policy.from_settings(settings))
+        self.gate = Gate(Policy.from_settings(settings))  # RequestGuard finds it through replica_gate
 
     @api.get("/", include_in_schema=False)
     async def page(self) -> FileResponse:
@@ -278,7 +278,7 @@ class APIIngress:
     async def drain(self, timeout_s: float = 30.0) -> int:
         """A clean stop (``dugray serve`` on SIGTERM / SIGINT, through a handle, not HTTP): refuse new
         requests with 503 and wait up to ``timeout_s`` for those in flight; how many were left."""
-        return await RequestGuard.drain(timeout_s)
+        return await self.gate.drain(timeout_s)
 
     # ---- the session module's plans, each step on its deployment
 

@@ -1,4 +1,4 @@
-"""Who may call the API and how much (serve/access.py), and sessions that outlive their store
+"""Who may call the API and how much (serve/access/), and sessions that outlive their store
 (serve/store.py on serve/blobs.py): plain Python, no Ray."""
 
 import asyncio
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from serve.access import KeyRing, Policy, RateLimiter, RequestGuard, key_id, presented_key
+from serve.access import Gate, KeyRing, Policy, RateLimiter, RequestGuard, key_id, presented_key
 from serve.blobs import FileBlobs, MemoryBlobs, open_blobs
 from serve.errors import ApiError
 from serve.settings import ServeSettings
@@ -68,8 +68,7 @@ def _call(policy, path, headers=(), body=b"", client=("10.0.0.1", 5), method="GE
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
-    RequestGuard.install(policy)
-    guard = RequestGuard(app)
+    guard = RequestGuard(app, Gate(policy))
     sent = []
     chunks = [body[i:i + 1000] for i in range(0, len(body), 1000)] or [b""]
 
@@ -316,8 +315,7 @@ def _fastapi_app(policy):
 
     app = FastAPI()
     install_error_handlers(app)
-    app.add_middleware(RequestGuard)
-    RequestGuard.install(policy)
+    app.add_middleware(RequestGuard, gate=Gate(policy))
 
     @app.post("/v1/sessions/{sid}/labels")
     async def label(sid: str, body: LabelRequest) -> dict:
@@ -542,13 +540,13 @@ def test_draining_refuses_new_requests_and_waits_for_those_in_flight():
         return send
 
     async def run():
-        RequestGuard.install(policy)
-        guard = RequestGuard(app)
+        gate = Gate(policy)
+        guard = RequestGuard(app, gate)
         scope = {"type": "http", "path": "/v1/sessions/a", "root_path": "", "client": ("127.0.0.1", 1), "method": "GET",
                  "headers": []}
         slow = asyncio.ensure_future(guard(dict(scope), receive, sender(sent)))
         await asyncio.sleep(0.05)
-        drained = asyncio.ensure_future(RequestGuard.drain(5.0))
+        drained = asyncio.ensure_future(gate.drain(5.0))
         await asyncio.sleep(0.05)
         late = []
         await guard(dict(scope), receive, sender(late))
@@ -557,9 +555,6 @@ def test_draining_refuses_new_requests_and_waits_for_those_in_flight():
         await slow
         return await drained, late
 
-    try:
-        left, late = asyncio.run(run())
-    finally:
-        RequestGuard.draining = False
+    left, late = asyncio.run(run())  # the gate is this test's own: nothing to reset
     assert left == 0 and sent[0]["status"] == 200
     assert late[0]["status"] == 503 and json.loads(late[1]["body"])["error"] == "stopping"
