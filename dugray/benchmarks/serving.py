@@ -100,6 +100,7 @@ class Client:
         body = {"labels": [{"index": 0, "label": "fg" if i % 2 else "bg"}]}
         r = self.http.post(f"{self.base}/v1/sessions/{sid}/labels", json=body, timeout=300)
         r.raise_for_status()
+        return r.json()["timings"]
 
     def delete(self, sid):
         """``DELETE /v1/sessions/{sid}`` (the response is not checked)."""
@@ -131,19 +132,38 @@ def timed(fn, *a):
     return time.perf_counter() - t, out
 
 
-def bench_latency(client, repeats, labels_per_session=4):
+def bench_latency(client, repeats, labels_per_session=4, hops: list | None = None):
     """(create seconds, label seconds) over HTTP after a warm-up session: sessions of at most
-    ``labels_per_session`` label rounds until ``repeats`` rounds are timed.
+    ``labels_per_session`` label rounds until ``repeats`` rounds are timed. ``hops`` gets each
+    label round's (wall seconds, the view's timings) for :func:`hop_table`.
     """
     creates, labels = [], []
+    hops = [] if hops is None else hops
     client.delete(client.create())  # warm-up: handles, numba, first batch
     while len(labels) < repeats:
         dt, sid = timed(client.create)
         creates.append(dt)
         for i in range(min(labels_per_session, repeats - len(labels))):
-            labels.append(timed(client.label, sid, i)[0])
+            dt, timings = timed(client.label, sid, i)
+            labels.append(dt)
+            hops.append((dt, timings))
         client.delete(sid)
     return creates, labels
+
+
+def hop_table(hops: list) -> list[tuple[str, float]]:
+    """Where an HTTP label round's time goes (medians, seconds), from the client's wall time and
+    the timings the ingress returns: HTTP and Serve's proxy (wall - request_s), the session store's
+    get and put with (de)serialising (request_s - total_s), then the round's own steps."""
+    def med(f):
+        return statistics.median(f(wall, t) for wall, t in hops)
+
+    return [("HTTP + proxy", med(lambda w, t: w - t["request_s"])),
+            ("store get + put", med(lambda w, t: t["request_s"] - t["total_s"])),
+            ("labels painted", med(lambda w, t: t.get("label_s", 0.0))),
+            ("network (or its reuse)", med(lambda w, t: t["predict_s"])),
+            ("fusion", med(lambda w, t: t["fuse_s"])),
+            ("proposals + solve", med(lambda w, t: t["propose_solve_s"]))]
 
 
 def bench_one_shot(client, png, repeats):
@@ -340,7 +360,9 @@ def _one_replica_figures(args, client, model, rows, ratios, rnd, f50) -> None:
         ratios["label HTTP / forward in process"] = statistics.median(labels) / f50
         ratios["label HTTP / label in process"] = statistics.median(labels) / statistics.median(rnd)
     photo_client = Client(client.base, photo_png)
-    http_rounds = bench_latency(photo_client, args.repeats)[1]
+    hops: list = []
+    http_rounds = bench_latency(photo_client, args.repeats, hops=hops)[1]
+    args.hops = hop_table(hops)
     local_rounds = label_rounds_in_process(model, photo, args.repeats, config=args.session_config)
     rows += [(f"label {args.matte_size}, HTTP", http_rounds), (f"label {args.matte_size}, in process", local_rounds)]
     ratios[f"label {args.matte_size} HTTP / in process"] = statistics.median(http_rounds) / statistics.median(local_rounds)
@@ -411,6 +433,9 @@ def main(argv=None):
         print(f"{name:<40}{value:>7.2f}x")
     print(f"bytes per label round {args.matte_size}: before {moved['before'] / 1e6:.2f} MB, now {moved['now'] / 1e6:.2f} MB "
           f"({moved['now'] / moved['before']:.2f}x)")
+    if getattr(args, "hops", None):
+        print(f"label {args.matte_size} over HTTP, where the time goes (p50 s): "
+              + ", ".join(f"{name} {sec:.3f}" for name, sec in args.hops))
     for replicas, (rate, n) in throughput.items():
         print(f"throughput, {replicas} Matting replica(s){'':<10}{rate:>7.2f} rounds/s ({n} rounds, {args.concurrency} clients)")
     if len(throughput) == 2 and throughput[1][0] > 0:
