@@ -19,14 +19,14 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     .venv/bin/pip install --quiet --no-compile "torch==${DUGRAY_TORCH_VERSION:-2.13.0}"
 fi
 step "dugray and its dependencies (Ray, MLflow, ...)" .venv/bin/pip install --quiet --no-compile -e ".[dev]"
-# compile the numba kernels now, into numba's cache: a server (or the first cut-out) then loads them
+# compile the numba kernels now (dugray.session.warmup), into numba's cache: a server (or the first cut-out) then loads them
 # in milliseconds instead of compiling them in every replica on its first start. Beside it, on the
 # other core, the installed packages' byte-code, which pip would have compiled one file after
 # another during the install (--no-compile above): 45 s of a 100 s install on 2 cores
 compile_all() {
   .venv/bin/python -m compileall -q .venv/lib > /dev/null 2>&1 &  # a few packages ship files of other Pythons: ignored
   local bytecode=$!
-  .venv/bin/python -m dugray.solve.cache > /dev/null
+  .venv/bin/python -m dugray.session > /dev/null
   wait "$bytecode" || true
 }
 step "numba kernels and Python byte-code compiled (side by side)" compile_all

@@ -559,8 +559,8 @@ KERNEL_PROBE = """
 import gc, json
 from numba.core.caching import NullCache
 from numba.core.dispatcher import Dispatcher
-from dugray.solve.cache import compile_kernels
-compile_kernels()
+from dugray.session.warmup import warm_up_kernels
+warm_up_kernels()
 report = {}
 for d in (o for o in gc.get_objects() if isinstance(o, Dispatcher)):
     if not isinstance(d._cache, NullCache):  # cache=True
@@ -578,7 +578,7 @@ kernel does not run: the caller's cached code holds it)."""
 
 @pytest.mark.slow
 def test_setup_compiles_every_numba_kernel_into_the_cache():
-    """``python -m dugray.solve.cache`` (setup.sh) leaves every @njit(cache=True) kernel of dugray,
+    """``python -m dugray.session`` (setup.sh) leaves every @njit(cache=True) kernel of dugray,
     and pymatting's, in numba's cache, so no replica compiles one when it starts: after it, a fresh
     process running the same steps loads every kernel from the cache and compiles none.
 
@@ -601,7 +601,7 @@ def test_setup_compiles_every_numba_kernel_into_the_cache():
         inner |= {f"{path.stem}.{c.func.id}" for f in njitted for c in ast.walk(f)
                   if isinstance(c, ast.Call) and getattr(c.func, "id", None) in names - {f.name}}
     assert {"pcg._pcg", "laplacian._band_cf_kernel", "geodesic._scan"} <= kernels and "pcg._dot" in inner
-    proc = subprocess.run([sys.executable, "-m", "dugray.solve.cache"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "dugray.session"], capture_output=True, text=True,
                           timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     probe = subprocess.run([sys.executable, "-c", KERNEL_PROBE], capture_output=True, text=True, timeout=600, cwd=ROOT)

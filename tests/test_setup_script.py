@@ -53,4 +53,4 @@ def test_pip_leaves_the_byte_code_to_the_step_beside_numba(tmp_path):
     calls = (tmp_path / ".venv" / "bin" / "calls").read_text().splitlines()
     installs = [c for c in calls if c.startswith("pip install")]
     assert len(installs) == 2 and all("--no-compile" in c for c in installs), installs
-    assert "python -m compileall -q .venv/lib" in calls and "python -m dugray.solve.cache" in calls, calls
+    assert "python -m compileall -q .venv/lib" in calls and "python -m dugray.session" in calls, calls

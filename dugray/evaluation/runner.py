@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from dugray.session import SessionConfig
+from dugray.session.warmup import warm_up_sessions
 
 from .auroc import ERROR_THRESHOLD, error_detection_auroc
 from .clicks import PROTOCOL, summarise_runs
@@ -187,7 +188,7 @@ def run(prep: Prepared, out, config: EvalConfig | None = None, progress: bool = 
     plan = Plan(config.rounds, config.session, config.ablations, config.closed_form, prep.refiners, config.clicks,
                 config.clicks_v1, prep.peer_net)
     records, skipped, sizes, derived, click_runs = [], [], [], 0, {PROTOCOL: {}, 1: {}}
-    _warm_up(prep, config)
+    warm_up_sessions(prep.models.values(), config.session, config.closed_form)  # timings without start-up costs
     t_start = time.perf_counter()
     figures_left = config.figures
     for row, name in tqdm(list(zip(prep.rows, prep.names)), desc="evaluate", unit="img", disable=not progress):
@@ -245,23 +246,6 @@ def corrective_summary(runs: dict, records: list[dict], clicks: int) -> dict:
 def _cf_sads(records: list[dict]) -> dict:
     """Each image's closed-form whole-image SAD given the full trimap (the NoC reference)."""
     return {r["image"]: r["whole_sad"] for r in records if r["method"] == "cf_trimap"}
-
-
-def _warm_up(prep: Prepared, config: EvalConfig) -> None:
-    """One throw-away pass of every network and of the closed-form solver (its JIT), so
-    the first image's timings measure the method, not one-off start-up costs."""
-    from dugray.session import MattingSession
-
-    rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
-    for net, ref in prep.models.values():
-        MattingSession(image, net, ref, config.session).start().refine()
-    if config.closed_form:
-        from .closed_form import closed_form_alpha
-
-        trimap = np.full((48, 48), 128, np.uint8)
-        trimap[:8], trimap[-8:] = 0, 255
-        closed_form_alpha(image, trimap)
 
 
 def evaluate(data, out, model: str = "default", compare: dict | None = None, config: EvalConfig | None = None,

@@ -7,8 +7,8 @@ label carries to every pixel, and its NIG summation into the posterior).
 
 from .evidence import (CarryParams, Evidence, box_reach, carried_evidence, carry_labels, carry_passes, features, lab_image,
                        labelled_mask, released_band)
-from .geodesic import geodesic_distance, warm_up
+from .geodesic import geodesic_distance
 
 __all__ = ["CarryParams", "Evidence", "box_reach", "carried_evidence", "carry_labels", "carry_passes", "features", "geodesic_distance",
            "lab_image", "labelled_mask",
-           "released_band", "warm_up"]
+           "released_band"]

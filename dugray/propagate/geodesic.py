@@ -100,9 +100,3 @@ def geodesic_distance(cost: np.ndarray, seeds: np.ndarray, passes: int = DEFAULT
         raise ValueError(f"passes must be >= 1, got {passes}")
     dist = np.where(seeds, 0.0, np.inf)
     return _scan(dist, cost, int(passes))
-
-
-def warm_up() -> None:
-    """One tiny distance: compiles (or loads from numba's cache) the kernel, so a server's first
-    labelled round does not pay for it."""
-    geodesic_distance(mahalanobis_cost(np.zeros((4, 4, 3)), np.zeros(3), np.eye(3), 1.0, 0.0), np.eye(4, dtype=bool))

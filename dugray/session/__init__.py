@@ -101,7 +101,7 @@ from .state import (
     working_float,
 )
 from .steps import propose_patches, proposals_need_rounds, record_solve, set_solve, solve_labels, solve_step
-from .warmup import warm_up, warm_up_network, warm_up_outputs, warm_up_posterior
+from .warmup import warm_up_network, warm_up_outputs, warm_up_posterior
 
 __all__ = [
     "FUSE", "FUSION_MODES", "MIN_SIDE", "OUTPUTS", "PREDICT", "PROPOSAL_MODES", "PROPOSE", "REFINE", "SOLVE",
@@ -110,6 +110,6 @@ __all__ = [
     "fuse_rounds", "fused_nig", "image_from_bytes", "image_to_bytes", "label_boxes", "network_posterior", "new_state", "one_shot_plan", "predict_round",
     "predict_rounds", "propose_patches", "proposals_need_rounds", "record_solve", "refine_matte", "refine_plan", "refine_step",
     "refiner_noise", "resize_map", "round_plan", "run_plan", "run_plan_async", "scale_box", "set_solve",
-    "rewind", "solve_labels", "solve_step", "solve_switch_plan", "uncertainty_maps", "undo_plan", "warm_up", "warm_up_network",
+    "rewind", "solve_labels", "solve_step", "solve_switch_plan", "uncertainty_maps", "undo_plan", "warm_up_network",
     "warm_up_outputs", "warm_up_posterior", "working_box", "working_float",
 ]

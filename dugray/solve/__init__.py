@@ -9,7 +9,7 @@ fallback) and :mod:`.matte` (:func:`solve_matte`, which composes them).
 """
 
 from .laplacian import band_laplacian
-from .matte import SolveParams, SolveResult, solve_matte, warm_up
+from .matte import SolveParams, SolveResult, load_kernels, solve_matte
 from .pcg import ic0_pcg
 
-__all__ = ["SolveParams", "SolveResult", "band_laplacian", "ic0_pcg", "solve_matte", "warm_up"]
+__all__ = ["SolveParams", "SolveResult", "band_laplacian", "ic0_pcg", "load_kernels", "solve_matte"]

@@ -187,9 +187,9 @@ def solve_matte(image: np.ndarray, nig: NIG, user_map: np.ndarray | None = None,
     return SolveResult(out.astype(np.float32), band, cg.iterations, cg.residual, verdict, stats)
 
 
-def warm_up() -> None:
-    """One tiny solve: compiles (or loads from numba's cache) every kernel a solve uses, so
-    a server's first request does not pay for it."""
+def load_kernels() -> None:
+    """One tiny solve: compiles (or loads from numba's cache) every kernel a solve uses
+    (:mod:`dugray.session.warmup` calls it, with the rest of a session's warm-up)."""
     g = np.tile(np.linspace(0.2, 0.8, 12), (10, 1))
     ones = np.ones_like(g)
     user = np.zeros_like(g)
