@@ -143,15 +143,19 @@ class _ExampleBatcher:
         return example_batch(batch.to_pylist(), self.config, self.epoch, self.ledger)
 
 
-def example_batch(rows: list[dict], config: PipelineConfig, epoch: int, ledger=None, repeats=None) -> dict:
+def example_batch(rows: list[dict], config: PipelineConfig, epoch: int, ledger=None, repeats=None,
+                  on_bad=None) -> dict:
     """Stacked compact examples of ``rows`` (``repeats``: each row's pass number within the
     epoch, 0 by default); a row whose files are bad is skipped, logged and told to the
-    :class:`SkipLedger` (if any), never fatal."""
+    :class:`SkipLedger` (if any), never fatal, unless ``on_bad(row, exc)``, called first
+    with each bad row and its error, raises (``train.py --dry-run`` names the file)."""
     examples, failures = [], []
     for row, repeat in zip(rows, repeats if repeats is not None else [0] * len(rows)):
         try:
             examples.append(prepare_example(row, config, epoch, repeat=int(repeat)))
         except Exception as exc:  # noqa: BLE001 - any bad file is skipped, never fatal
+            if on_bad is not None:
+                on_bad(row, exc)
             failures.append({"name": row.get("name"), "alpha": row.get("alpha"), "error": f"{type(exc).__name__}: {exc}"})
             log.warning("skipping %s: %s", row.get("name"), exc)
     if failures and ledger is not None:

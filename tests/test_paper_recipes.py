@@ -182,3 +182,16 @@ def test_the_recipes_augmentation_reaches_the_training_examples():
     augment = pipeline_config(cfg, train=True).augment
     assert (augment.flip_p, augment.blur_p, augment.sharpen_p, augment.shadow_p) == (cfg.flip_p, cfg.blur_p, cfg.sharpen_p, cfg.shadow_p)
     assert augment.blur_p == 0 and pipeline_config(cfg, train=False).augment == NO_AUGMENT
+
+
+def test_a_dry_run_names_the_example_it_cannot_read(tmp_path, official_ckpt, capsys):
+    """Training skips an unreadable example; its dry run stops at it and names the file."""
+    root = tmp_path / "P3M-10k"
+    _write(root / "train", ["p_0001", "p_0002"], "blurred_image", "mask")
+    _write(root / "validation" / "P3M-500-P", ["p_1001", "p_1002"], "blurred_image", "mask", "trimap", seed=1)
+    _write(root / "validation" / "P3M-500-NP", ["1003", "1004"], "original_image", "mask", "trimap", seed=2)
+    for image in (root / "train" / "blurred_image").iterdir():
+        image.write_bytes(b"not a JPEG")
+    code, out, err = dry(capsys, P3M, root, "--init-from", f"modnet-official:{official_ckpt}")
+    assert code == 2 and "error: cannot read example p_000" in err and "/train/mask/p_000" in err, err
+    assert "stage 1:" not in out

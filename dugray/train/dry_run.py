@@ -53,22 +53,22 @@ def open_datasets(cfg, out=print) -> dict:
     return tables
 
 
-def example_batch(cfg, table, split: str, seed: int) -> dict:
-    """:data:`BATCH` examples of ``split`` made as training makes them (augmented, user maps), at :data:`CROP` px."""
+def step_batch(cfg, table, split: str, seed: int) -> dict:
+    """:data:`BATCH` examples of ``split`` made as training makes them (:func:`dugray.pipeline.example_batch`:
+    augmented, user maps), at :data:`CROP` px, as float tensors; an unreadable one is a DryRunError."""
     from dataclasses import replace
 
-    from dugray.pipeline import epoch_rows, prepare_example, to_float_batch
+    from dugray.pipeline import epoch_rows, example_batch, to_float_batch
     from dugray.train.ingest import pipeline_config
 
     pcfg = replace(pipeline_config(cfg, train=True), size=CROP, seed=seed)
     rows = epoch_rows(table, split, seed, 0).slice(0, BATCH).to_pylist()
-    examples = []
-    for row in rows:
-        try:
-            examples.append(prepare_example(row, pcfg))
-        except Exception as exc:  # noqa: BLE001 - a dry run names the file instead of skipping it
-            raise DryRunError(f"cannot read example {row['name']} ({row['alpha']}): {type(exc).__name__}: {exc}") from exc
-    return to_float_batch({k: np.stack([e[k] for e in examples]) for k in examples[0]})
+    return to_float_batch(example_batch(rows, pcfg, 0, on_bad=_refuse))
+
+
+def _refuse(row: dict, exc: Exception):
+    """A dry run names the file it cannot read instead of skipping it."""
+    raise DryRunError(f"cannot read example {row['name']} ({row['alpha']}): {type(exc).__name__}: {exc}") from exc
 
 
 def _finite(losses: dict, stage: str) -> float:
@@ -135,7 +135,7 @@ def dry_run(cfg, arch_flag=None, out=print) -> None:
     if is_official_uri(cfg.init_from):
         check_official_init(cfg, arch_flag)
     torch.manual_seed(cfg.seed)
-    batch = example_batch(cfg, table, cfg.train_split, cfg.seed)
+    batch = step_batch(cfg, table, cfg.train_split, cfg.seed)
     shrunk = f"{BATCH} crops of {CROP} px (the recipe's batch {cfg.batch_size} of {cfg.crop} px, shrunk for a CPU check)"
     if cfg.stage in ("1", "all"):
         net, loss = stage1_step(cfg, batch)
