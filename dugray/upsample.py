@@ -37,6 +37,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from dugray.sym3 import sym3_cofactors
+
 DEFAULT_RADIUS = 1
 DEFAULT_EPS = 1e-4
 
@@ -155,13 +157,7 @@ def _fit_color(guide: np.ndarray, p: np.ndarray, radius: int, eps: float):
     gb = _box(g * b_, radius) - mg * mb
     bb = _box(b_ * b_, radius) - mb * mb + eps
     # cofactors of the symmetric matrix [[rr rg rb] [rg gg gb] [rb gb bb]]
-    c_rr = gg * bb - gb * gb
-    c_rg = gb * rb - rg * bb
-    c_rb = rg * gb - gg * rb
-    c_gg = rr * bb - rb * rb
-    c_gb = rb * rg - rr * gb
-    c_bb = rr * gg - rg * rg
-    det = rr * c_rr + rg * c_rg + rb * c_rb
+    c_rr, c_rg, c_rb, c_gg, c_gb, c_bb, det = sym3_cofactors(rr, rg, rb, gg, gb, bb)
     cr, cg, cb = (cov_ip[..., c] for c in range(3))
     a = np.stack(
         [

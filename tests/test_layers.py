@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ("dugray.solve", "dugray.propagate", "dugray.nig", "dugray.usermap", "dugray.proposal", "dugray.refine",
-        "dugray.upsample")
+        "dugray.upsample", "dugray.sym3")
 """The core: plain numpy / scipy / numba, below everything else."""
 ABOVE_CORE = ("dugray.session", "dugray.models", "serve")
 

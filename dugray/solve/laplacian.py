@@ -20,10 +20,16 @@ import numpy as np
 import scipy.sparse
 from numba import njit
 
+from dugray.sym3 import sym3_cofactors
+
 DEFAULT_EPSILON = 1e-7
 """Levin's regulariser; pymatting's default (small: edges stay sharp)."""
 DEFAULT_RADIUS = 1
 """Window radius: 3x3 windows, as in pymatting and the paper's reference method."""
+
+_sym3_cofactors = njit(inline="always", nogil=True)(sym3_cofactors)
+"""The kernel's 3x3 inverse (inlined; numba's cache of the kernel does not see an edit of
+:mod:`dugray.sym3`: touch this module too when that one changes)."""
 
 
 @njit(cache=True, nogil=True)
@@ -84,13 +90,8 @@ def _band_cf_kernel(image, index, known_value, centres, eps, r, values, cols, rh
         a12 /= area
         a22 /= area
         # inverse of the symmetric 3x3 (S + eps/|w| I)
-        b00 = a11 * a22 - a12 * a12
-        b01 = a02 * a12 - a01 * a22
-        b02 = a01 * a12 - a02 * a11
-        b11 = a00 * a22 - a02 * a02
-        b12 = a01 * a02 - a00 * a12
-        b22 = a00 * a11 - a01 * a01
-        inv_det = 1.0 / (a00 * b00 + a01 * b01 + a02 * b02)
+        b00, b01, b02, b11, b12, b22, det = _sym3_cofactors(a00, a01, a02, a11, a12, a22)
+        inv_det = 1.0 / det
         for i in range(area):
             ui = idx[i]
             if ui < 0:  # a fixed pixel: its pairs with other fixed pixels add to the constant
