@@ -27,7 +27,6 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from dugray.data.io import IMAGE_EXTENSIONS
 
@@ -258,11 +257,3 @@ def read_layout(root, backgrounds=None, n_bg_per_fg: int = DEFAULT_BG_PER_FG,
                           f"matching alpha: {', '.join(str(d.path) for d in detect_layouts(root))}")
     return rows
 
-
-def layouts_summary(rows: Iterable[dict]) -> dict[tuple[str, str], int]:
-    """Row counts per (layout, split)."""
-    out: dict[tuple[str, str], int] = {}
-    for r in rows:
-        key = (r["layout"], r["split"])
-        out[key] = out.get(key, 0) + 1
-    return dict(sorted(out.items()))
