@@ -11,8 +11,6 @@ slicing ``U[y0:y1, x0:x1]``).
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import cv2
 import numpy as np
 
@@ -143,16 +141,6 @@ def simulate_user_map(
     return user_map
 
 
-def apply_labels(user_map: np.ndarray, boxes: Sequence[Box], labels: Sequence[str | float]) -> np.ndarray:
-    """Paint several labelled boxes into a copy of U (later boxes win where they overlap)."""
-    if len(boxes) != len(labels):
-        raise ValueError(f"{len(boxes)} boxes but {len(labels)} labels")
-    out = np.array(user_map, dtype=np.float32, copy=True)
-    for box, label in zip(boxes, labels):
-        paint_box(out, box, label)
-    return out
-
-
 def normalize_trimap(trimap: np.ndarray) -> np.ndarray:
     """A trimap as uint8 with exactly 0 / 128 / 255.
 
@@ -218,19 +206,6 @@ def trimap_to_usermap(trimap: np.ndarray) -> np.ndarray:
     out = np.full(t.shape, TRANSITION, np.float32)
     out[t == 0] = BACKGROUND
     out[t == 255] = FOREGROUND
-    return out
-
-
-def usermap_to_trimap(user_map: np.ndarray) -> np.ndarray:
-    """U to a uint8 trimap: fg 255, bg 0, transition and unknown 128.
-
-    A trimap has no 'no information' value, so unlabelled pixels become unknown (128):
-    the conversion is exact for maps made by :func:`trimap_to_usermap`.
-    """
-    u = np.asarray(user_map)
-    out = np.full(u.shape, 128, np.uint8)
-    out[u >= 0.75] = 255
-    out[u <= -0.5] = 0
     return out
 
 
