@@ -127,17 +127,16 @@ def test_every_entry_point_refuses_a_refiner_given_as_the_model(folder, synth_di
 # --------------------------------------------------------------------------- one vocabulary
 
 
-def test_train_arch_and_its_deprecated_alias(tmp_path, capsys):
+def test_train_names_the_backbone_arch(capsys):
+    """train.py's backbone is --arch (config key ``arch``); --model, everywhere else the weights, is no
+    name of it there: argparse's usual error, and an unknown config key."""
     from dugray.train.cli import main as train_main
 
-    assert train_main(["--model", "unet", "--out", str(tmp_path / "o")]) == 2  # parsed, then --data missing
-    err = capsys.readouterr().err
-    assert "--model is deprecated" in err and "--arch unet" in err and "--data is required" in err
-    assert train_main(["--arch", "unet", "--model", "modnet_lite", "--data", "x"]) == 2
-    assert "disagree" in capsys.readouterr().err
-    with pytest.warns(DeprecationWarning, match="'model' is deprecated; use 'arch'"):
-        cfg = TrainConfig.from_dict({"data": "x", "model": "modnet_lite", "model_kwargs": {}})
-    assert cfg.arch == "modnet_lite"
+    with pytest.raises(SystemExit) as stop:
+        train_main(["--model", "unet", "--data", "x"])
+    assert stop.value.code == 2 and "unrecognized arguments: --model unet" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="model"):
+        TrainConfig.from_dict({"data": "x", "model": "modnet_lite"})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert TrainConfig.from_dict({"data": "x", "arch": "unet"}).arch == "unet"

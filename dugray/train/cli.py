@@ -64,8 +64,6 @@ def parse(argv, prog: str = PROG):
             p.add_argument(flag, dest=key, action="append", help=help_)
         else:
             p.add_argument(flag, dest=key, type=typ, help=help_)
-    p.add_argument("--model", dest="deprecated_model", metavar="ARCH",
-                   help="deprecated name of --arch (everywhere else --model names weights); removed in 0.3")
     p.add_argument("--use-gpu", dest="use_gpu", action="store_true", default=None, help="one GPU per worker")
     p.add_argument("--amp", dest="amp", action="store_true", default=None,
                    help="mixed precision (autocast: fp16 on CUDA, bf16 on CPU)")
@@ -83,14 +81,8 @@ def main(argv=None, prog: str = PROG) -> int:
     from dugray.train.config import TrainConfig, check_official_init, load_config_file
 
     try:
-        if args.deprecated_model is not None:
-            print(f"{prog}: warning: --model is deprecated for the backbone; use --arch {args.deprecated_model}",
-                  file=sys.stderr)
-            if args.arch is not None and args.arch != args.deprecated_model:
-                raise ValueError(f"--arch {args.arch} and --model {args.deprecated_model} disagree; give --arch only")
-            args.arch = args.deprecated_model
         values = load_config_file(args.config) if args.config else {}
-        values.update({k: v for k, v in vars(args).items() if k not in ("config", "deprecated_model", "dry_run") and v is not None})
+        values.update({k: v for k, v in vars(args).items() if k not in ("config", "dry_run") and v is not None})
         cfg = TrainConfig.from_dict(values)
         if not cfg.data:
             raise ValueError("--data is required (or 'data' in --config)")

@@ -9,14 +9,10 @@ where it does not (crop size, batch, epochs: see docs/training.md, "Default mode
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dugray.typed import check_known
-
-DEPRECATED_KEYS = {"model": "arch", "model_kwargs": "arch_kwargs"}
-"""Old config names still read (with a DeprecationWarning) for one release."""
 
 
 @dataclass
@@ -80,7 +76,7 @@ class TrainConfig:
     """Epochs of stage 2 (0 = same as ``epochs``)."""
     # model
     arch: str = "unet"
-    """Matting backbone (``dugray.models.available_models()``); 'model' is its deprecated name."""
+    """Matting backbone (``dugray.models.available_models()``)."""
     arch_kwargs: dict = field(default_factory=dict)
     alpha_min: float = 1.0
     """NIG head: alpha = softplus + alpha_min (paper 1.0; the authors' code 2.1)."""
@@ -166,14 +162,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        """Build and validate; unknown keys are an error, deprecated names are renamed with a warning."""
+        """Build and validate; unknown keys are an error."""
         values = dict(values)
-        for old, new in DEPRECATED_KEYS.items():
-            if old in values:
-                warnings.warn(f"TrainConfig key {old!r} is deprecated; use {new!r}", DeprecationWarning, stacklevel=2)
-                if new in values and values[new] != values[old]:
-                    raise ValueError(f"both {old!r} (deprecated) and {new!r} given, with different values")
-                values[new] = values.pop(old)
         check_known(cls, values, "config keys")
         cfg = cls(**values)
         cfg.validate()
