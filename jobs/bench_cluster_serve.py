@@ -1,11 +1,11 @@
 """Benchmark: Serve label rounds/s with the Matting replicas on one node vs two, and bytes per round by hop.
 
-The code and its flags live in ``dugray.benchmarks.cluster_serving`` (``python jobs/bench_cluster_serve.py --help``).
+The code and its flags live in ``jobs/benchmarks/cluster_serving.py`` (``python jobs/bench_cluster_serve.py --help``).
 """
 
 import sys
 
-from dugray.benchmarks.cluster_serving import main
+from benchmarks.cluster_serving import main
 
 if __name__ == "__main__":
     sys.exit(main())

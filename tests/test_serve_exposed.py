@@ -190,7 +190,7 @@ def _post_raw(url: str, path: str, headers: list, body: bytes) -> tuple[int, dic
     """POST with headers exactly as given (requests cannot send one twice): (status, JSON body)."""
     import json
 
-    from dugray.benchmarks.hostile import raw_post
+    from jobs.benchmarks.hostile import raw_post
 
     r = raw_post(url, path, headers, body, timeout=120)
     return r.status_code, json.loads(r.text or "{}")

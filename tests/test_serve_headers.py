@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dugray.benchmarks.hostile import float64_tiff, jpeg_padding, os2_bmp, png_with_trailing_data, tiled_tiff
+from jobs.benchmarks.hostile import float64_tiff, jpeg_padding, os2_bmp, png_with_trailing_data, tiled_tiff
 from serve.errors import ApiError
 from serve.headers import DECLARABLE, read_header
 from serve.imaging import decode_image, probe

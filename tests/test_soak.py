@@ -31,7 +31,7 @@ def test_half_a_minute_of_mixed_load_gives_no_5xx_and_loses_no_session(tiny_mode
     assert report["requests"] > 50 and report["latency"]["label"]["n"] > 5
     refused = {int(k) for k in report["status"]} - {200, 201, 204}
     assert refused and all(400 <= code < 500 for code in refused)  # the bad requests got their 4xx
-    from dugray.benchmarks.soak import BAD
+    from jobs.benchmarks.soak import BAD
 
     kinds = {k for k in report["latency"] if k.startswith("bad: ")}
     assert len(kinds) == len(BAD), kinds
@@ -45,7 +45,7 @@ def test_the_memory_bound_is_on_the_apps_replicas_and_rays_processes_are_reporte
     replica at 1.2x fails; the health bound applies only to runs of 2 marks or more."""
     from argparse import Namespace
 
-    from dugray.benchmarks.soak import Recorder, soak_report
+    from jobs.benchmarks.soak import Recorder, soak_report
 
     args = Namespace(clients=1, mark_s=60.0, max_growth=1.10, max_health_p99=0.5)
     rec = Recorder()

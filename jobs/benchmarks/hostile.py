@@ -1,4 +1,4 @@
-"""Hostile requests for the soak (dugray.benchmarks.soak): one of each kind the server must refuse
+"""Hostile requests for the soak (jobs/benchmarks/soak.py): one of each kind the server must refuse
 cleanly (4xx, never a 5xx, a stall or a crash), each a function (url, key) -> response; and the
 bodies of issue 30 (tile bomb, PNG trailing data, float64 TIFF, JPEG junk, OS/2 bitmap), built
 once, for the soak and the tests alike."""

@@ -45,8 +45,8 @@ import cv2
 import numpy as np
 import requests
 
-from dugray.benchmarks.hostile import BAD
-from dugray.benchmarks.hostile import auth as _auth
+from .hostile import BAD
+from .hostile import auth as _auth
 from dugray.data.synthetic import generate_sample
 
 PROG = "soak_serve.py"
@@ -249,7 +249,7 @@ def start_app(args, keys: list[str], prog: str = PROG) -> str:
     import ray
     from ray import serve
 
-    from dugray.benchmarks.serving import free_port
+    from .serving import free_port
     from serve.access import set_proxy_env
     from serve.app import build
     from serve.memory import set_malloc_env

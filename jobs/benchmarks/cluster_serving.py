@@ -20,7 +20,7 @@ import tempfile
 
 import cv2
 
-from dugray.benchmarks.serving import Client, bench_latency, bench_throughput, free_port
+from .serving import Client, bench_latency, bench_throughput, free_port
 from dugray.data.synthetic import generate_sample
 from dugray.models import load_networks
 from dugray.session import MattingSession, fused_nig, working_float
