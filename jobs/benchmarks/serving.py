@@ -154,16 +154,19 @@ def bench_latency(client, repeats, labels_per_session=4, hops: list | None = Non
 def hop_table(hops: list) -> list[tuple[str, float]]:
     """Where an HTTP label round's time goes (medians, seconds), from the client's wall time and
     the timings the ingress returns: HTTP and Serve's proxy (wall - request_s), the session store's
-    get and put with (de)serialising (request_s - total_s), then the round's own steps."""
+    put with serialising (request_s - total_s), the labels with the store's get (label_s), then the
+    round's own steps: Fusion is asked for a reference (fuse_s), and the fusion itself runs while
+    Proposal and Solve wait for it (propose_solve_s, of which solve_s is the solve's own time)."""
     def med(f):
         return statistics.median(f(wall, t) for wall, t in hops)
 
     return [("HTTP + proxy", med(lambda w, t: w - t["request_s"])),
-            ("store get + put", med(lambda w, t: t["request_s"] - t["total_s"])),
-            ("labels painted", med(lambda w, t: t.get("label_s", 0.0))),
+            ("store put", med(lambda w, t: t["request_s"] - t["total_s"])),
+            ("store get + labels", med(lambda w, t: t.get("label_s", 0.0))),
             ("network (or its reuse)", med(lambda w, t: t["predict_s"])),
-            ("fusion", med(lambda w, t: t["fuse_s"])),
-            ("proposals + solve", med(lambda w, t: t["propose_solve_s"]))]
+            ("fusion asked", med(lambda w, t: t["fuse_s"])),
+            ("the solve in its replica", med(lambda w, t: t.get("solve_s", 0.0))),
+            ("fusion, proposals and hand-offs", med(lambda w, t: t["propose_solve_s"] - t.get("solve_s", 0.0)))]
 
 
 def bench_one_shot(client, png, repeats):
@@ -276,15 +279,19 @@ def free_port():
         return s.getsockname()[1]
 
 
-def label_rounds_in_process(model, image, repeats, labels_per_session=4, config: SessionConfig | None = None):
+def label_rounds_in_process(model, image, repeats, labels_per_session=4, config: SessionConfig | None = None,
+                            hops: list | None = None):
     """Seconds of label rounds in process, in sessions like :func:`bench_latency`'s (proposal 0, at
-    most ``labels_per_session`` rounds each), after a warm-up session."""
+    most ``labels_per_session`` rounds each), after a warm-up session; ``hops`` gets each round's
+    timings (the same keys as the server's)."""
     rounds = []
+    hops = [] if hops is None else hops
     MattingSession(image, model, config=config).start().label([(0, "bg")])  # warm-up
     while len(rounds) < repeats:
         session = MattingSession(image, model, config=config).start()
         for i in range(min(labels_per_session, repeats - len(rounds))):
             rounds.append(timed(session.label, [(0, "fg" if i % 2 else "bg")])[0])
+            hops.append(session.state.timings[-1])
     return rounds
 
 
@@ -363,7 +370,11 @@ def _one_replica_figures(args, client, model, rows, ratios, rnd, f50) -> None:
     hops: list = []
     http_rounds = bench_latency(photo_client, args.repeats, hops=hops)[1]
     args.hops = hop_table(hops)
-    local_rounds = label_rounds_in_process(model, photo, args.repeats, config=args.session_config)
+    local_hops: list = []
+    local_rounds = label_rounds_in_process(model, photo, args.repeats, config=args.session_config, hops=local_hops)
+    args.local_hops = [(name, statistics.median(t.get(key, 0.0) for t in local_hops))
+                       for name, key in (("fusion", "fuse_s"), ("the solve", "solve_s"),
+                                         ("proposals and solve", "propose_solve_s"))]
     rows += [(f"label {args.matte_size}, HTTP", http_rounds), (f"label {args.matte_size}, in process", local_rounds)]
     ratios[f"label {args.matte_size} HTTP / in process"] = statistics.median(http_rounds) / statistics.median(local_rounds)
     if args.only_label:
@@ -436,6 +447,8 @@ def main(argv=None):
     if getattr(args, "hops", None):
         print(f"label {args.matte_size} over HTTP, where the time goes (p50 s): "
               + ", ".join(f"{name} {sec:.3f}" for name, sec in args.hops))
+    if getattr(args, "local_hops", None):
+        print(f"label {args.matte_size} in process (p50 s): " + ", ".join(f"{n} {v:.3f}" for n, v in args.local_hops))
     for replicas, (rate, n) in throughput.items():
         print(f"throughput, {replicas} Matting replica(s){'':<10}{rate:>7.2f} rounds/s ({n} rounds, {args.concurrency} clients)")
     if len(throughput) == 2 and throughput[1][0] > 0:
