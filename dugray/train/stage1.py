@@ -18,23 +18,8 @@ from dugray.models.modnet_official import load_official_modnet, official_path
 from dugray.nig import aleatoric, epistemic
 from dugray.train.losses import laplacian_loss, stage1_loss
 from dugray.train.modnet_losses import modnet_losses
-from dugray.train.visualize import sample_grid
-from dugray.train.worker import (
-    LoopArgs,
-    MlflowLogger,
-    Progress,
-    all_reduce_sums,
-    autocast,
-    epoch_batches,
-    epoch_line,
-    prepare_training,
-    report_epoch,
-    say,
-    skipped_rows,
-    training_state,
-    unwrap,
-    worker_context,
-)
+from dugray.train.worker import (LoopArgs, all_reduce_sums, autocast, epoch_batches, prepare_training, run_epochs, unwrap,
+                                 worker_context)
 
 
 def objective(cfg, nig, alpha_gt, aux=None, image=None) -> dict:
@@ -106,15 +91,6 @@ def pretrained_network(cfg):
     return net
 
 
-def counted(batches, what: str = "this worker's data shard"):
-    """``batches`` as (step number, batch) from 1; an error when there was none (all rows skipped)."""
-    i = 0
-    for i, batch in enumerate(batches, 1):
-        yield i, batch
-    if i == 0:
-        raise RuntimeError(f"{what} produced no usable example this epoch (all rows skipped?)")
-
-
 @torch.no_grad()
 def validate(model, args, wc) -> tuple[dict, dict | None]:
     """Whole-crop SAD/MSE of the trimap-free (empty user map) prediction and with the
@@ -161,30 +137,11 @@ def stage1_loop(loop_config: dict) -> None:
     # the L1 ablation leaves the nu/alpha/beta heads without gradients: DDP must allow it
     t = prepare_training(net, args, wc, cfg.lr, cfg.epochs, cfg.weight_decay,
                          find_unused_parameters=cfg.loss == "l1")
-    model, opt, sched, steps = t.model, t.opt, t.sched, t.steps
-    mlf = MlflowLogger(args, wc)
-    for epoch in range(t.start_epoch, cfg.epochs):
-        progress = Progress("1", epoch, cfg.epochs, steps, cfg.log_every, wc)
-        sums = defaultdict(float)
-        done = 0
-        for done, batch in counted(epoch_batches(args, wc, epoch)):
-            with autocast(cfg, wc):
-                losses = stage1_losses(model, cfg, batch)
-            t.step(losses["total"], model.parameters(), cfg.grad_clip)
-            losses = {k: v.detach() for k, v in losses.items()}
-            for k, v in losses.items():
-                sums[k] += float(v)
-            progress.step(done, batch["image"].shape[0], {k: float(v) for k, v in losses.items()})
-        train_metrics = {f"train_{k}": v / done / wc.world for k, v in all_reduce_sums(dict(sums), wc).items()}
-        train_metrics["images_per_s"] = progress.images_per_s()
-        val_metrics, sample = validate(model, args, wc)
-        metrics = {**train_metrics, **val_metrics, "epoch": epoch + 1, "lr": sched.get_last_lr()[0],
-                   "skipped_rows": skipped_rows(args)}
-        if wc.is_chief:
-            say(epoch_line("1", epoch, cfg.epochs, metrics))
-        report_epoch(metrics, model, training_state(t, epoch), wc)
-        # tracked only once the epoch's checkpoint is committed: an epoch redone after a
-        # failure is then logged once, not twice
-        mlf.metrics(metrics, step=epoch + 1)
-        if sample is not None and mlf.active:
-            mlf.artifact(sample_grid(sample, f"stage1_epoch{epoch + 1:03d}.png"), "samples")
+
+    def step(batch):
+        with autocast(cfg, wc):
+            losses = stage1_losses(t.model, cfg, batch)
+        t.step(losses["total"], t.model.parameters(), cfg.grad_clip)
+        return losses, {}
+
+    run_epochs("1", args, wc, t, cfg.epochs, lambda epoch: step, lambda: validate(t.model, args, wc), images_per_s=True)

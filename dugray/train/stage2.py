@@ -19,23 +19,8 @@ from dugray.models import create_refiner, load_checkpoint, load_networks
 from dugray.nig import aleatoric, aleatoric_variance
 from dugray.refine import extract_patches, noise_variance, paste_patches, refinement_boxes, sample_coarse
 from dugray.train.losses import stage2_loss
-from dugray.train.stage1 import counted
-from dugray.train.worker import (
-    LoopArgs,
-    MlflowLogger,
-    Progress,
-    all_reduce_sums,
-    autocast,
-    epoch_batches,
-    epoch_line,
-    prepare_training,
-    report_epoch,
-    say,
-    skipped_rows,
-    training_state,
-    unwrap,
-    worker_context,
-)
+from dugray.train.worker import (LoopArgs, all_reduce_sums, autocast, epoch_batches, prepare_training, run_epochs, unwrap,
+                                 worker_context)
 
 
 def refinement_batch(nig, image, alpha_gt, cfg, rng: np.random.Generator, noise: str = "aleatoric"):
@@ -138,31 +123,21 @@ def stage2_loop(loop_config: dict) -> None:
     frozen = frozen_matting(args.matting_checkpoint, wc.device, cfg.matting)
     epochs = cfg.stage2_epoch_count
     t = prepare_training(initial_refiner(cfg), args, wc, cfg.stage2_lr, epochs)
-    refiner, opt, sched, steps = t.model, t.opt, t.sched, t.steps
-    mlf = MlflowLogger(args, wc)
-    for epoch in range(t.start_epoch, epochs):
+
+    def epoch_step(epoch):
         rng = np.random.default_rng((cfg.seed, epoch, wc.rank, 2))
-        progress = Progress("2", epoch, epochs, steps, cfg.log_every, wc)
-        sums = defaultdict(float)
-        done = 0
-        for done, batch in counted(epoch_batches(args, wc, epoch)):
+
+        def step(batch):
             with torch.no_grad(), autocast(cfg, wc):
                 nig = frozen(batch["image"], batch["user_map"])
             nig = tuple(x.float() for x in nig)
             coarse, pix, target, _, _ = refinement_batch(nig, batch["image"], batch["alpha"], cfg, rng, cfg.stage2_noise)
             with autocast(cfg, wc):
-                refined = refiner(coarse.to(wc.device), pix.to(wc.device))
+                refined = t.model(coarse.to(wc.device), pix.to(wc.device))
                 losses = stage2_loss(refined.float(), target.to(wc.device))
-            t.step(losses["total"], refiner.parameters())
-            losses = {k: v.detach() for k, v in losses.items()}
-            for k, v in losses.items():
-                sums[k] += float(v)
-            sums["patches"] += coarse.shape[0]
-            progress.step(done, batch["image"].shape[0], {k: float(v) for k, v in losses.items()})
-        train_metrics = {f"train_{k}": v / done / wc.world for k, v in all_reduce_sums(dict(sums), wc).items()}
-        metrics = {**train_metrics, **validate(frozen, refiner, args, wc), "epoch": epoch + 1,
-                   "lr": sched.get_last_lr()[0], "skipped_rows": skipped_rows(args)}
-        if wc.is_chief:
-            say(epoch_line("2", epoch, epochs, metrics))
-        report_epoch(metrics, refiner, training_state(t, epoch), wc)
-        mlf.metrics(metrics, step=epoch + 1)  # after the commit, as in stage 1
+            t.step(losses["total"], t.model.parameters())
+            return losses, {"patches": coarse.shape[0]}
+
+        return step
+
+    run_epochs("2", args, wc, t, epochs, epoch_step, lambda: (validate(frozen, t.model, args, wc), None))

@@ -1,4 +1,5 @@
-"""What both stages' Ray Train worker loops share: context, data, schedule, checkpoints, logging.
+"""What both stages' Ray Train worker loops share: context, data, schedule, checkpoints, logging,
+and the epoch loop itself (:func:`run_epochs`).
 
 Data: each worker streams its shard of the datasets the driver built
 (:mod:`dugray.train.ingest`, ``ray.train.get_dataset_shard``).
@@ -16,6 +17,7 @@ import math
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from dugray.models import save_checkpoint
 from dugray.pipeline import to_float_batch
 from dugray.train.config import TrainConfig
 from dugray.train.ingest import steps_per_epoch
+from dugray.train.visualize import sample_grid
 
 
 @dataclass
@@ -389,3 +392,55 @@ class Progress:
             loss = " ".join(f"{k}={v:.4f}" for k, v in losses.items())
             say(f"[stage {self.stage}] epoch {self.epoch + 1}/{self.epochs} step {i}/{self.steps} {loss} "
                 f"{rate * self.wc.world:.1f} img/s eta {eta:.0f}s")
+
+
+def counted(batches, what: str = "this worker's data shard"):
+    """``batches`` as (step number, batch) from 1; an error when there was none (all rows skipped)."""
+    i = 0
+    for i, batch in enumerate(batches, 1):
+        yield i, batch
+    if i == 0:
+        raise RuntimeError(f"{what} produced no usable example this epoch (all rows skipped?)")
+
+
+def run_epochs(stage: str, args: LoopArgs, wc: WorkerContext, t: Training, epochs: int, epoch_step, validate,
+               images_per_s: bool = False) -> None:
+    """The epoch loop of both stages, from ``t.start_epoch`` (a restored checkpoint's) to ``epochs``.
+
+    Per epoch: ``step = epoch_step(epoch)``, then ``step(batch)`` for every batch of this worker's
+    shard of the epoch's examples: it trains on the batch (its optimiser step included) and
+    returns its losses (tensors, ``total`` among them) and any other per-batch counts to sum
+    (numbers); the sums become means over the steps and workers (``train_<key>``), with the
+    images per second when ``images_per_s``; then ``validate()`` gives the validation metrics
+    and a sample (a dict for :func:`dugray.train.visualize.sample_grid`, or None); the metrics,
+    the epoch, the LR and the skipped rows go into :func:`report_epoch` (rank 0 checkpoints
+    ``t.model``) and, once that epoch's checkpoint is committed, to the stage's MLflow run (rank 0,
+    with the sample grid): an epoch redone after a failure is then logged once, not twice.
+    """
+    cfg = args.config
+    mlf = MlflowLogger(args, wc)
+    for epoch in range(t.start_epoch, epochs):
+        step = epoch_step(epoch)
+        progress = Progress(stage, epoch, epochs, t.steps, cfg.log_every, wc)
+        sums = defaultdict(float)
+        done = 0
+        for done, batch in counted(epoch_batches(args, wc, epoch)):
+            losses, counts = step(batch)
+            losses = {k: v.detach() for k, v in losses.items()}
+            for k, v in losses.items():
+                sums[k] += float(v)
+            for k, v in counts.items():
+                sums[k] += v
+            progress.step(done, batch["image"].shape[0], {k: float(v) for k, v in losses.items()})
+        train_metrics = {f"train_{k}": v / done / wc.world for k, v in all_reduce_sums(dict(sums), wc).items()}
+        if images_per_s:
+            train_metrics["images_per_s"] = progress.images_per_s()
+        val_metrics, sample = validate()
+        metrics = {**train_metrics, **val_metrics, "epoch": epoch + 1, "lr": t.sched.get_last_lr()[0],
+                   "skipped_rows": skipped_rows(args)}
+        if wc.is_chief:
+            say(epoch_line(stage, epoch, epochs, metrics))
+        report_epoch(metrics, t.model, training_state(t, epoch), wc)
+        mlf.metrics(metrics, step=epoch + 1)
+        if sample is not None and mlf.active:
+            mlf.artifact(sample_grid(sample, f"stage{stage}_epoch{epoch + 1:03d}.png"), "samples")
