@@ -40,8 +40,8 @@ def refine_step(state: SessionState, refiner, config: SessionConfig | None = Non
 
 
 def refiner_noise(refiner) -> str:
-    """The noise option ``refiner`` was trained with (its config's ``noise``; "aleatoric" for older refiners)."""
-    return (getattr(refiner, "config", None) or {}).get("noise", "aleatoric")
+    """The noise option ``refiner`` was trained with (its config's ``noise``)."""
+    return refiner.config["noise"]
 
 
 def refine_matte(refiner, nig: NIG, image_w: np.ndarray, config: SessionConfig | None = None, rng=None,
@@ -58,8 +58,8 @@ def refine_matte(refiner, nig: NIG, image_w: np.ndarray, config: SessionConfig |
     with (Table 4: "aleatoric", "fixed" = one image-wide variance, "none"); passing
     another is an evaluation-time swap. The refined boxes are the same for every noise.
     """
-    noise = noise or refiner_noise(refiner)
-    if noise not in NOISES:
+    noise = noise or (refiner_noise(refiner) if refiner is not None else None)
+    if noise is not None and noise not in NOISES:
         raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
     config = config or SessionConfig()
     gamma = np.asarray(nig.gamma, np.float32)
