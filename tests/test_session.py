@@ -164,7 +164,7 @@ def test_fusion_of_identical_rounds_keeps_gamma(model):
     img, _ = scene()
     state = new_state(img)
     r = predict_round(model, working_float(state), state.user_map)
-    fused = fuse_rounds([r, r, r], "nig", enforce_labels=False)
+    fused = fuse_rounds([r, r, r], "nig")
     np.testing.assert_allclose(fused.gamma, r.gamma, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(fused.nu, 3 * r.nu, rtol=1e-6)
     assert np.all(uncertainty_maps(fused)["epistemic"] < uncertainty_maps(r)["epistemic"])
@@ -176,10 +176,10 @@ def test_last_fusion_returns_the_last_round(model):
     r1 = predict_round(model, working_float(state), state.user_map)
     u = np.ones_like(state.user_map)
     r2 = predict_round(model, working_float(state), u)
-    last = fuse_rounds([r1, r2], "last", enforce_labels=False)
+    last = fuse_rounds([r1, r2], "last")
     for a, b in zip(last, r2):
         np.testing.assert_array_equal(a, b)
-    assert not np.allclose(fuse_rounds([r1, r2], "nig", enforce_labels=False).gamma, r2.gamma)
+    assert not np.allclose(fuse_rounds([r1, r2], "nig").gamma, r2.gamma)
     with pytest.raises(ValueError, match="fusion mode"):
         fuse_rounds([r1], "mean")
     with pytest.raises(ValueError, match="at least one"):
@@ -274,7 +274,7 @@ def test_a_stored_state_keeps_each_round_once_and_the_image_apart(model):
 def test_refine_matte_touches_only_uncertain_patches(model):
     img, gt = scene()
     s = MattingSession(img, model, config=SessionConfig(**CFG)).start()
-    nig = fuse_rounds(s.state.rounds, "nig", enforce_labels=False)
+    nig = fuse_rounds(s.state.rounds, "nig")
     image_w = working_float(s.state)
     np.testing.assert_array_equal(refine_matte(None, nig, image_w), nig.gamma)
     cfg = SessionConfig(max_patches=2)

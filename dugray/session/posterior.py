@@ -24,11 +24,11 @@ def enforce_user_labels(matte: np.ndarray, user_map: np.ndarray) -> np.ndarray:
     return out
 
 
-def fuse_rounds(rounds: Sequence[NIG], mode: str = "nig", user_map=None, enforce_labels: bool = True) -> NIG:
+def fuse_rounds(rounds: Sequence[NIG], mode: str = "nig") -> NIG:
     """Fuse the rounds' NIGs: eq. 2 over all rounds ("nig") or only the last ("last").
 
-    With ``user_map`` and ``enforce_labels``, gamma is then pinned to the user's fg/bg
-    labels. Returns new float32 arrays (the rounds are never modified).
+    Returns new float32 arrays (the rounds are never modified); the labels are
+    :func:`fused_nig`'s to enforce.
     """
     if not rounds:
         raise ValueError("fuse_rounds needs at least one round")
@@ -38,10 +38,7 @@ def fuse_rounds(rounds: Sequence[NIG], mode: str = "nig", user_map=None, enforce
         fused = rounds[-1]
     else:
         raise ValueError(f"fusion mode must be one of {FUSION_MODES}, got {mode!r}")
-    fused = NIG(*(np.array(a, np.float32, copy=True) for a in fused))
-    if enforce_labels and user_map is not None:
-        fused = fused._replace(gamma=enforce_user_labels(fused.gamma, user_map))
-    return fused
+    return NIG(*(np.array(a, np.float32, copy=True) for a in fused))
 
 
 def uncertainty_maps(nig: NIG) -> dict[str, np.ndarray]:
@@ -65,7 +62,7 @@ def fused_nig(state: SessionState, config: SessionConfig | None = None) -> NIG:
     config = config or state.config
     if not state.rounds:
         raise RuntimeError("no round has been predicted yet; call start() / predict_round first")
-    fused = fuse_rounds(state.rounds, config.fusion, state.user_map, enforce_labels=False)
+    fused = fuse_rounds(state.rounds, config.fusion)
     if config.temper_rounds and config.fusion == "nig" and len(state.rounds) > 1:
         fused = NIG(*(np.asarray(a, np.float32) for a in nig_temper(fused, len(state.rounds))))
     if config.carry and state.label_log:
