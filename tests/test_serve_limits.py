@@ -12,18 +12,9 @@ import pytest
 from dugray.compose import OutputOptions
 from dugray.nig import NIG
 from dugray.propagate import CarryParams, carry_passes
-from dugray.session import (
-    FUSION_MODES,
-    PROPOSAL_MODES,
-    SessionConfig,
-    apply_user_labels,
-    fused_nig,
-    label_boxes,
-    new_state,
-    propose_patches,
-    proposals_need_rounds,
-    solve_step,
-)
+from dugray.session import SessionConfig, apply_user_labels, fused_nig, label_boxes, new_state, propose_patches, solve_step
+from dugray.session.config import FUSION_MODES, PROPOSAL_MODES
+from dugray.session.steps import proposals_need_rounds
 from serve.errors import ApiError
 from serve.limits import check_label_count, check_label_work
 from serve.settings import ServeSettings

@@ -22,18 +22,17 @@ from dugray.session import (
     SessionConfig,
     SessionState,
     apply_user_labels,
-    as_rgb_uint8,
-    fuse_rounds,
     full_resolution_alpha,
     fused_nig,
     new_state,
     predict_round,
     propose_patches,
     refine_matte,
-    scale_box,
     uncertainty_maps,
     working_float,
 )
+from dugray.session.posterior import fuse_rounds
+from dugray.session.state import as_rgb_uint8, scale_box
 from dugray.usermap import oracle_label
 
 H, W = 96, 120
@@ -485,7 +484,7 @@ def test_labels_reset_the_solved_matte_until_the_next_round(model):
 def test_pictures_render_from_arrays_alone_like_the_session():
     """What a server's render replica gets (no session object) gives the session's own outputs:
     the current matte when there is one, else the fused posterior's gamma (a session without the solve)."""
-    from dugray.session import current_matte, picture
+    from dugray.session.outputs import current_matte, picture
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (24, 40, 3), np.uint8)

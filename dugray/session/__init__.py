@@ -7,7 +7,8 @@ and the Ray Serve deployments both call it. It imports no Ray. Its parts: :mod:`
 :mod:`.posterior` (fusion, carried evidence, enforced labels), :mod:`.steps` (proposals,
 the solve), :mod:`.refinement`, :mod:`.outputs` (full resolution), :mod:`.plans` (the
 round, refinement and solve switch, and their two runners), :mod:`.warmup`, :mod:`.history` (undo) and
-:mod:`.facade` (MattingSession). Import from ``dugray.session``.
+:mod:`.facade` (MattingSession). Import from ``dugray.session``; what only the package itself and the
+tests use is imported from its module (``dugray.session.posterior.fuse_rounds``).
 
 Flow
 ----
@@ -18,7 +19,7 @@ Flow
               propose_patches(state)                  -> N boxes    (Algorithm 1, full-res)
     user:     apply_user_labels(state, [(i, "fg"), (box, "bg"), ...])   paints U
     round m:  predict_round(F, image_w, U)            -> NIG_m
-              fuse_rounds([NIG_1..NIG_m], "nig", U)   -> NIG        (eq. 2, labels enforced)
+              fused_nig(state)                        -> NIG        (eq. 2 over the rounds, carried evidence, labels enforced)
               propose_patches(state)                  -> next boxes (labelled cells skipped)
               solve_step(state, config, NIG)          -> matte      (posterior + labels + Laplacian)
     refine:   refine_step(state, R, config, NIG)      -> matte      (section 3.4, then the solve again)
@@ -67,49 +68,24 @@ image's short side, which rules out extreme aspect ratios at a given ``work_size
 ValueError with a one-line reason; calling steps out of order raises RuntimeError.
 """
 
-from .config import FUSION_MODES, MIN_SIDE, PROPOSAL_MODES, SessionConfig
+from .config import SessionConfig
 from .facade import MattingSession
-from .history import NothingToUndo, rewind, undo_plan
+from .history import NothingToUndo, undo_plan
 from .labels import apply_user_labels
-from .network import device_of, predict_round, predict_rounds
-from .outputs import OUTPUTS, alpha_u8, current_matte, deliver, full_resolution_alpha, picture, resize_map
-from .plans import (
-    FUSE,
-    PREDICT,
-    PROPOSE,
-    REFINE,
-    SOLVE,
-    one_shot_plan,
-    refine_plan,
-    round_plan,
-    run_plan,
-    run_plan_async,
-    solve_switch_plan,
-)
-from .posterior import enforce_user_labels, fuse_rounds, fused_nig, network_posterior, uncertainty_maps
-from .refinement import refine_matte, refine_step, refiner_noise
-from .state import (
-    SessionState,
-    WorkingState,
-    as_rgb_uint8,
-    image_from_bytes,
-    image_to_bytes,
-    label_boxes,
-    new_state,
-    scale_box,
-    working_box,
-    working_float,
-)
-from .steps import propose_patches, proposals_need_rounds, record_solve, set_solve, solve_labels, solve_step
+from .network import predict_round, predict_rounds
+from .outputs import OUTPUTS, deliver, full_resolution_alpha
+from .plans import FUSE, PREDICT, PROPOSE, REFINE, SOLVE, one_shot_plan, refine_plan, round_plan, run_plan_async, solve_switch_plan
+from .posterior import enforce_user_labels, fused_nig, uncertainty_maps
+from .refinement import refine_matte, refine_step
+from .state import SessionState, WorkingState, image_from_bytes, image_to_bytes, label_boxes, new_state, working_float
+from .steps import propose_patches, solve_step
 from .warmup import warm_up_network, warm_up_outputs, warm_up_posterior
 
 __all__ = [
-    "FUSE", "FUSION_MODES", "MIN_SIDE", "OUTPUTS", "PREDICT", "PROPOSAL_MODES", "PROPOSE", "REFINE", "SOLVE",
+    "FUSE", "OUTPUTS", "PREDICT", "PROPOSE", "REFINE", "SOLVE",
     "MattingSession", "NothingToUndo", "SessionConfig", "SessionState", "WorkingState",
-    "alpha_u8", "apply_user_labels", "as_rgb_uint8", "current_matte", "deliver", "picture", "device_of", "enforce_user_labels", "full_resolution_alpha",
-    "fuse_rounds", "fused_nig", "image_from_bytes", "image_to_bytes", "label_boxes", "network_posterior", "new_state", "one_shot_plan", "predict_round",
-    "predict_rounds", "propose_patches", "proposals_need_rounds", "record_solve", "refine_matte", "refine_plan", "refine_step",
-    "refiner_noise", "resize_map", "round_plan", "run_plan", "run_plan_async", "scale_box", "set_solve",
-    "rewind", "solve_labels", "solve_step", "solve_switch_plan", "uncertainty_maps", "undo_plan", "warm_up_network",
-    "warm_up_outputs", "warm_up_posterior", "working_box", "working_float",
+    "apply_user_labels", "deliver", "enforce_user_labels", "full_resolution_alpha", "fused_nig", "image_from_bytes",
+    "image_to_bytes", "label_boxes", "new_state", "one_shot_plan", "predict_round", "predict_rounds", "propose_patches",
+    "refine_matte", "refine_plan", "refine_step", "round_plan", "run_plan_async", "solve_step", "solve_switch_plan",
+    "uncertainty_maps", "undo_plan", "warm_up_network", "warm_up_outputs", "warm_up_posterior", "working_float",
 ]
