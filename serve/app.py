@@ -8,8 +8,8 @@ The graph (every box a deployment, each may have several replicas)::
 
     HTTP -> APIIngress --+-> Matting       F: batched predict_round at working resolution
                          +-> Fusion        eq. 2 over all rounds, user labels enforced
-                         +-> Proposal      Algorithm 1 on the fused epistemic map + summary
-                         +-> Solve         posterior + labels + matting Laplacian (dugray.solve)
+                         +-> Proposer      Algorithm 1 on the fused epistemic map + summary
+                         +-> Solver        posterior + labels + matting Laplacian (dugray.solve)
                          +-> Refinement    R (section 3.4) and the full-resolution outputs
                          +-> SessionStore  bounded SessionState.to_bytes() blobs (1 replica)
 
@@ -61,13 +61,13 @@ from serve.docs import install_docs
 from serve.errors import ApiError, install_error_handlers, save_error, unknown_session
 from serve.imaging import CEILING_ENV, ceiling_in_effect, decode_image, decode_plane, decoder_env
 from serve.limits import check_label_count, check_label_work
-from serve.placement import deployment_options
+from serve.placement import DEPLOYMENT_NAMES, deployment_options
 from serve.posterior_cache import posterior_key
 from serve.readiness import Readiness
 from serve.schemas import LabelRequest, SessionPatch
 from serve.settings import ServeSettings
 from serve.uploads import read_form, upload_openapi
-from serve.deployments import Fusion, Matting, Proposal, Refinement, SessionStore, Solve
+from serve.deployments import Fusion, Matting, Proposer, Refinement, SessionStore, Solver
 from serve.views import (
     checked_sid,
     model_id,
@@ -97,7 +97,7 @@ log = logging.getLogger("ray.serve")
 MODEL_DIED = (RayActorError, ObjectLostError, ReplicaUnavailableError, DeploymentUnavailableError)  # a lost node: its results too
 PNG = {200: {"content": {"image/png": {}}}}  # for /docs
 ONE_SHOT = {200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}}}
-GRAPH = ("Matting", "Fusion", "Proposal", "Solve", "Refinement", "SessionStore", "APIIngress")
+GRAPH = DEPLOYMENT_NAMES
 """The deployments of the app, by name: /v1/health is ok only when each can serve (DEPLOYMENTS below)."""
 
 
@@ -106,11 +106,11 @@ GRAPH = ("Matting", "Fusion", "Proposal", "Solve", "Refinement", "SessionStore",
 class APIIngress:
     """HTTP under /v1: validates input, runs the session steps on the deployments above; the web page at /."""
 
-    def __init__(self, matting, fusion, proposal, solver, refinement, store, settings: ServeSettings):
+    def __init__(self, matting, fusion, proposer, solver, refinement, store, settings: ServeSettings):
         if not ceiling_in_effect(settings.max_pixels):  # the decoder's own limit under the header checks
             raise RuntimeError(f"OpenCV's {CEILING_ENV} is not {settings.max_pixels} (max_pixels) in this replica: it "
                                "must be in the ingress's environment when cv2 is loaded (serve.app.build puts it there)")
-        self.matting, self.fusion, self.proposal, self.solver = matting, fusion, proposal, solver
+        self.matting, self.fusion, self.proposer, self.solver = matting, fusion, proposer, solver
         self.refinement, self.store = refinement, store
         self.settings, self.config = settings, settings.session_config()
         self.readiness = Readiness(serve.get_replica_context().app_name, GRAPH)
@@ -309,7 +309,7 @@ class APIIngress:
             return refs["fused"]
 
         async def propose(state, fused):
-            proposals, summary["uncertainty"] = await self._call(self.proposal.propose, working(state), fused)
+            proposals, summary["uncertainty"] = await self._call(self.proposer.propose, working(state), fused)
             return proposals
 
         async def solve(state, fused):
@@ -410,7 +410,7 @@ class APIIngress:
         return await self._call(getattr(self.store, method), *args)
 
 
-DEPLOYMENTS = (Matting, Fusion, Proposal, Solve, Refinement, SessionStore, APIIngress)
+DEPLOYMENTS = (Matting, Fusion, Proposer, Solver, Refinement, SessionStore, APIIngress)
 
 
 def required_cpus(settings: ServeSettings) -> float:
@@ -438,7 +438,7 @@ def build(args: dict | ServeSettings | None = None) -> serve.Application:
     settings a caller has already resolved (``dugray serve`` checks them before Ray starts)."""
     s = args if isinstance(args, ServeSettings) else ServeSettings.from_args(args)
     n = lambda d, actor=None: d.options(**deployment_options(d, s, actor))  # noqa: E731 - replicas, placement
-    models = n(Matting).bind(s), n(Fusion).bind(s), n(Proposal).bind(s), n(Solve).bind(s), n(Refinement).bind(s)
+    models = n(Matting).bind(s), n(Fusion).bind(s), n(Proposer).bind(s), n(Solver).bind(s), n(Refinement).bind(s)
     return n(APIIngress, ingress_options(s)).bind(*models, n(SessionStore).bind(s), s)
 
 

@@ -67,7 +67,7 @@ class Fusion:
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.05}, max_ongoing_requests=16)
-class Proposal:
+class Proposer:
     """Algorithm 1: the next patches to ask about, and the uncertainty summary, from the fused NIG."""
 
     def __init__(self, settings: ServeSettings):
@@ -79,7 +79,7 @@ class Proposal:
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=16)
-class Solve:
+class Solver:
     """The uncertainty-guided solve of the fused posterior with the user's labels (None when the session's config is off)."""
 
     def __init__(self, settings: ServeSettings):

@@ -12,10 +12,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 PLACEMENT_KEYS = ("resources", "max_replicas_per_node")
+DEPLOYMENT_NAMES = ("Matting", "Fusion", "Proposer", "Solver", "Refinement", "SessionStore", "APIIngress")
+"""The app's deployments, by name (serve/app.py's graph): the only keys ``replicas`` and ``placement`` take."""
+
+
+def check_deployment_names(setting: str, names) -> None:
+    """A ValueError naming ``setting`` and the known names for names that are no deployment of the
+    app (a typo, an old name), which Serve would otherwise ignore without a word."""
+    unknown = sorted(set(names) - set(DEPLOYMENT_NAMES), key=str)
+    if unknown:
+        raise ValueError(f"{setting}: unknown deployments {unknown}; known: {sorted(DEPLOYMENT_NAMES)}")
 
 
 def check_placement(placement: Mapping) -> None:
     """A ValueError for a placement Serve would refuse later, or silently ignore (a typo'd key)."""
+    check_deployment_names("placement", placement)
     for name, spec in placement.items():
         if not isinstance(spec, Mapping) or set(spec) - set(PLACEMENT_KEYS):
             raise ValueError(f"placement[{name!r}]: expected a dict of {', '.join(PLACEMENT_KEYS)}, got {spec!r}")

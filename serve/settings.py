@@ -16,7 +16,7 @@ from typing import Any
 from dugray.session import SessionConfig
 from dugray.typed import check_known, json_or_word
 from serve.access import Networks
-from serve.placement import check_placement
+from serve.placement import check_deployment_names, check_placement
 
 ENV_MODEL = "DUGRAY_MODEL"
 ENV_REFINER = "DUGRAY_REFINER"
@@ -81,12 +81,14 @@ class ServeSettings:
     retry_s : how long the ingress keeps retrying a model call whose replica died.
     session : SessionConfig overrides (work_size, k, n, t, fusion, ...).
     replicas : fixed replica counts per deployment name, e.g. {"Matting": 2} (else the
-        decorators' or the config file's). SessionStore has exactly one: it holds the
-        sessions' last-access times, and a second one would expire what the first serves.
+        decorators' or the config file's); the names are serve.placement.DEPLOYMENT_NAMES
+        (Matting, Fusion, Proposer, Solver, Refinement, SessionStore, APIIngress), any other
+        an error. SessionStore has exactly one: it holds the sessions' last-access times, and a
+        second one would expire what the first serves.
     placement : where replicas may run, per deployment name: ``resources`` (custom node
         resources its replicas ask for, added to its ``ray_actor_options``) and
         ``max_replicas_per_node``, e.g. ``{"Matting": {"resources": {"matting_node": 1}}}``
-        (serve/placement.py); empty = anywhere, as on one node.
+        (serve/placement.py), by the same names; empty = anywhere, as on one node.
     """
 
     model: str = "default"
@@ -153,6 +155,7 @@ class ServeSettings:
             self.api_keys = [k.strip() for k in self.api_keys.split(",") if k.strip()]
         if any(not isinstance(k, str) or len(k) < 16 for k in self.api_keys):
             raise ValueError("every API key must be a string of at least 16 characters")
+        check_deployment_names("replicas", self.replicas)
         check_placement(self.placement)
         store_replicas = self.replicas.get("SessionStore", 1)
         if store_replicas != 1:

@@ -137,6 +137,7 @@ def test_trimap_and_mask_are_obeyed(tiny_model, image, tmp_path):
     (["batch", "{missing}", "{tmp}/out"], "no such file or folder"),
     (["frobnicate"], "invalid choice"),
     (["serve", "--cpus", "1", "--port", "0"], "reserves 1.5 CPUs"),  # else Serve would wait forever
+    (["serve", "--port", "0", "--set", 'replicas={{"Solve": 2}}'], "replicas: unknown deployments ['Solve']; known: "),
 ])
 def test_bad_input_exits_2_with_one_line(argv, message, image, tmp_path, capsys):
     bad = tmp_path / "bad.png"

@@ -1,6 +1,8 @@
 """The ``placement`` setting: where replicas may run (serve/placement.py); the cluster itself is
 tests/test_serve_cluster.py."""
 
+import json
+
 import pytest
 
 from serve.deployments import Matting, SessionStore
@@ -43,3 +45,24 @@ def test_the_ingress_environment_and_the_placement_both_reach_its_actor():
 def test_a_placement_serve_would_refuse_or_ignore_fails_at_build_time(placement):
     with pytest.raises(ValueError, match="placement"):
         ServeSettings(placement=placement)
+
+
+@pytest.mark.parametrize("setting", ["replicas", "placement"])
+@pytest.mark.parametrize("name", ["Proposal", "Solve", "matting"])  # the old names of Proposer and Solver, a typo
+def test_a_name_that_is_no_deployment_is_refused_with_the_names_there_are(setting, name):
+    """Serve would ignore it without a word: the replicas never counted, the replicas placed anywhere."""
+    value = {name: 2} if setting == "replicas" else {name: {"resources": {"head": 0.01}}}
+    with pytest.raises(ValueError) as err:
+        ServeSettings.from_args({setting: json.dumps(value)}, environ={})
+    known = "['APIIngress', 'Fusion', 'Matting', 'Proposer', 'Refinement', 'SessionStore', 'Solver']"
+    assert str(err.value) == f"{setting}: unknown deployments [{name!r}]; known: {known}"
+
+
+def test_the_settings_know_every_deployment_of_the_app_by_its_name():
+    from serve.app import DEPLOYMENTS
+    from serve.placement import DEPLOYMENT_NAMES
+
+    assert DEPLOYMENT_NAMES == tuple(d.name for d in DEPLOYMENTS)
+    s = ServeSettings(replicas={"Proposer": 2, "Solver": 3},
+                      placement={name: {"resources": {"head": 0.01}} for name in DEPLOYMENT_NAMES})
+    assert [deployment_options(d, s).get("num_replicas") for d in DEPLOYMENTS] == [None, None, 2, 3, None, None, None]

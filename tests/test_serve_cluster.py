@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationW
 
 APP = "dugray-cluster"
 HEAD, MATTING_NODE = "dugray_head", "dugray_matting"
-ON_HEAD = ("Fusion", "Proposal", "Solve", "Refinement", "SessionStore", "APIIngress")
+ON_HEAD = ("Fusion", "Proposer", "Solver", "Refinement", "SessionStore", "APIIngress")
 H, W = 192, 256  # big enough that a round spends a while in the network
 
 from app_on_loopback import app_on_loopback  # noqa: E402

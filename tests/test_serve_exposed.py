@@ -268,14 +268,14 @@ def test_health_is_503_until_every_deployment_can_serve(base_url, tiny_model):
     "starting" naming Matting (and only it, once the others have warmed up)."""
     from ray import serve
 
-    from serve.app import APIIngress, Fusion, Matting, Proposal, Refinement, SessionStore, Solve, ingress_options
+    from serve.app import APIIngress, Fusion, Matting, Proposer, Refinement, SessionStore, Solver, ingress_options
     from serve.settings import ServeSettings
 
     s = ServeSettings.from_args({"model": tiny_model, "torch_threads": 1, "session_storage": "none"}, environ={})
     zero, never = {"num_cpus": 0}, {"num_cpus": 0, "resources": {"no-such-resource": 1}}
     app = APIIngress.options(ray_actor_options={**ingress_options(s), **zero}).bind(
         Matting.options(ray_actor_options=never).bind(s), Fusion.options(ray_actor_options=zero).bind(s),
-        Proposal.options(ray_actor_options=zero).bind(s), Solve.options(ray_actor_options=zero).bind(s),
+        Proposer.options(ray_actor_options=zero).bind(s), Solver.options(ray_actor_options=zero).bind(s),
         Refinement.options(ray_actor_options=zero).bind(s), SessionStore.options(ray_actor_options=zero).bind(s), s)
     serve.run_many([serve.RunTarget(app, name="dugray-starting", route_prefix="/starting")],
                    wait_for_applications_running=False)

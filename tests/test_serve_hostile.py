@@ -41,7 +41,7 @@ def label(url, sid, labels):
 
 
 def test_epistemic_proposals_take_label_rounds_through_the_graph(url):
-    """proposals="epistemic" with carried labels was a 500 on every label round (the Proposal
+    """proposals="epistemic" with carried labels was a 500 on every label round (the Proposer
     deployment got no rounds to rank)."""
     s = create(url)
     for labels in ([{"box": [2, 2, 12, 12], "label": "bg"}], [{"point": [36, 48], "label": "fg"}]):

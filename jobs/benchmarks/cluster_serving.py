@@ -26,7 +26,7 @@ from dugray.models import load_networks
 from dugray.session import MattingSession, fused_nig, working_float
 
 HEAD, ONE, ANY = "dugray_head", "dugray_matting_first", "dugray_matting"
-ON_HEAD = ("Fusion", "Proposal", "Solve", "Refinement", "SessionStore", "APIIngress")
+ON_HEAD = ("Fusion", "Proposer", "Solver", "Refinement", "SessionStore", "APIIngress")
 LAYOUTS = {
     1: {"resources": {ONE: 1}},  # only the first worker node has these slots: both replicas there
     2: {"resources": {ANY: 1}, "max_replicas_per_node": 1},  # one replica per worker node
@@ -35,7 +35,7 @@ LAYOUTS = {
 
 def bytes_by_hop(model, image) -> dict:
     """Pickled bytes (protocol 5, what Ray's object store holds) each deployment of the graph gets
-    and gives back in one label round, by the name of the hop; Proposal, Solve and Refinement take
+    and gives back in one label round, by the name of the hop; Proposer, Solver and Refinement take
     the fused posterior from Fusion by reference (counted once, as Fusion's output)."""
     session = MattingSession(image, model).start()
     session.label([(0, "bg")])
@@ -46,8 +46,8 @@ def bytes_by_hop(model, image) -> dict:
 
     blob = len(state.to_bytes())
     return {"ingress -> Matting": size((working_float(state), state.user_map)), "Matting -> ingress": size(state.rounds[-1]),
-            "ingress -> Fusion": size(state.working()), "Fusion -> Proposal, Solve": size(fused_nig(state)),
-            "ingress -> Proposal, Solve": 2 * size(state.working(False)), "Solve -> ingress": size(state.solved),
+            "ingress -> Fusion": size(state.working()), "Fusion -> Proposer, Solver": size(fused_nig(state)),
+            "ingress -> Proposer, Solver": 2 * size(state.working(False)), "Solver -> ingress": size(state.solved),
             "SessionStore <-> ingress": 2 * blob}
 
 

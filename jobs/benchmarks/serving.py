@@ -156,7 +156,7 @@ def hop_table(hops: list) -> list[tuple[str, float]]:
     the timings the ingress returns: HTTP and Serve's proxy (wall - request_s), the session store's
     put with serialising (request_s - total_s), the labels with the store's get (label_s), then the
     round's own steps: Fusion is asked for a reference (fuse_s), and the fusion itself runs while
-    Proposal and Solve wait for it (propose_solve_s, of which solve_s is the solve's own time)."""
+    Proposer and Solver wait for it (propose_solve_s, of which solve_s is the solve's own time)."""
     def med(f):
         return statistics.median(f(wall, t) for wall, t in hops)
 
@@ -301,7 +301,7 @@ def bytes_per_round(model, image, config: SessionConfig | None = None, rounds: i
 
     ``before``, stop 37's graph: the session store's get and put of the whole state (full-size
     image and every round's arrays, also the copies of the network's one round), the working
-    state pickled for Fusion and again (without rounds) for Proposal and Solve. ``now``: the
+    state pickled for Fusion and again (without rounds) for Proposer and Solver. ``now``: the
     state without its image and with each distinct round once, and the working state put once
     per round and read by every step. Both count the network's input and output when the round
     runs it (``network_rounds`` "every"), the fused posterior and the solved matte."""
