@@ -33,22 +33,28 @@ LAYOUTS = {
 }
 
 
-def bytes_by_hop(model, image) -> dict:
-    """Pickled bytes (protocol 5, what Ray's object store holds) each deployment of the graph gets
-    and gives back in one label round, by the name of the hop; Proposer, Solver and Refinement take
-    the fused posterior from Fusion by reference (counted once, as Fusion's output)."""
+def bytes_by_hop(model, image, rounds: int = 4) -> dict:
+    """Pickled bytes (protocol 5, what Ray's object store holds) each hop of the graph carries in
+    the last label round of a ``rounds``-round session, by the name of the hop. The ingress puts
+    the round's working state in the object store once, and Fusion, Proposer and Solver read that
+    copy; Proposer and Solver take the fused posterior from Fusion by reference (counted once, as
+    Fusion's output); the store's get and put carry the state without its full-size image (stored
+    once, when the session is made). The network's hops are 0 when the round reuses its first
+    round (``SessionConfig.network_rounds`` "first", the default)."""
     session = MattingSession(image, model).start()
-    session.label([(0, "bg")])
+    for i in range(rounds - 1):
+        session.label([(i % max(1, len(session.proposals)), "bg")])
     state = session.state
 
     def size(obj) -> int:
         return len(pickle.dumps(obj, protocol=5))
 
-    blob = len(state.to_bytes())
-    return {"ingress -> Matting": size((working_float(state), state.user_map)), "Matting -> ingress": size(state.rounds[-1]),
-            "ingress -> Fusion": size(state.working()), "Fusion -> Proposer, Solver": size(fused_nig(state)),
-            "ingress -> Proposer, Solver": 2 * size(state.working(False)), "Solver -> ingress": size(state.solved),
-            "SessionStore <-> ingress": 2 * blob}
+    network = state.rounds[-1] is not state.rounds[0]
+    return {"ingress -> Matting": size((working_float(state), state.user_map)) if network else 0,
+            "Matting -> ingress": size(state.rounds[-1]) if network else 0,
+            "ingress -> Fusion, Proposer, Solver (one put)": size(state.working()),
+            "Fusion -> Proposer, Solver": size(fused_nig(state)), "Solver -> ingress": size(state.solved),
+            "SessionStore <-> ingress": 2 * len(state.to_bytes(image=False))}
 
 
 def start_cluster(cpus: int):
