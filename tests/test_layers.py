@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE = ("dugray.solve", "dugray.propagate", "dugray.nig", "dugray.usermap", "dugray.proposal", "dugray.refine",
+CORE = ("dugray.solve", "dugray.propagate", "dugray.nig", "dugray.usermap", "dugray.proposal", "dugray.detail_patches",
         "dugray.upsample", "dugray.sym3")
 """The core: plain numpy / scipy / numba, below everything else."""
 ABOVE_CORE = ("dugray.session", "dugray.models", "serve")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dugray.refine import above_otsu, extract_patches, paste_patches, patch_boxes, refinement_boxes, sample_coarse, select_pixels
+from dugray.detail_patches import above_otsu, extract_patches, paste_patches, patch_boxes, refinement_boxes, sample_coarse, select_pixels
 
 
 def test_sample_coarse_statistics_numpy_and_torch():
@@ -90,7 +90,7 @@ def test_paste_averages_overlaps_order_independent():
 
 
 def test_refinement_boxes_uses_filters_and_fallback():
-    from dugray.refine import refinement_boxes
+    from dugray.detail_patches import refinement_boxes
 
     ale = np.full((64, 64), 0.01)
     ale[40:44, 40:44] = 0.5
@@ -118,7 +118,7 @@ def _nig_maps(h=64, w=64, alpha_value=3.0, seed=0):
 
 def test_alpha_at_most_two_is_never_reliable_but_the_fallback_still_refines():
     from dugray.nig import aleatoric, aleatoric_variance
-    from dugray.refine import FALLBACK_FRACTION, refinement_boxes, select_pixels
+    from dugray.detail_patches import FALLBACK_FRACTION, refinement_boxes, select_pixels
 
     _, _, a, b = _nig_maps(alpha_value=1.8)  # the paper's alpha > 1 activation allows this
     ale, var = aleatoric(a, b), aleatoric_variance(a, b)
@@ -138,7 +138,7 @@ def test_alpha_at_most_two_is_never_reliable_but_the_fallback_still_refines():
 
 def test_mixed_alpha_selects_only_reliable_pixels():
     from dugray.nig import aleatoric, aleatoric_variance
-    from dugray.refine import select_pixels
+    from dugray.detail_patches import select_pixels
 
     _, _, a, b = _nig_maps()
     a[20:25], b[20:25] = 1.5, 0.05  # the top half of the strip: the same E[sigma^2], but alpha <= 2
@@ -171,7 +171,7 @@ def test_stage2_and_inference_pick_the_same_boxes():
 def test_noise_options():
     import torch
 
-    from dugray.refine import NOISES, noise_variance
+    from dugray.detail_patches import NOISES, noise_variance
 
     ale = np.array([[0.01, 0.03], [np.inf, 0.02]], np.float32)
     assert noise_variance(ale, "aleatoric") is ale

@@ -62,7 +62,7 @@ class ToyMattingModel(nn.Module):
 class ToyRefiner(nn.Module):
     """coarse (P,1,32,32) + image (P,3,32,32) -> half coarse, half a sharp luminance matte."""
 
-    config = {"noise": "aleatoric"}  # trained with (dugray.refine.NOISES), as every refiner says
+    config = {"noise": "aleatoric"}  # trained with (dugray.detail_patches.NOISES), as every refiner says
 
     def forward(self, coarse, image):
         return (0.5 * coarse + 0.5 * torch.sigmoid(40 * (image.mean(1, keepdim=True) - 0.5))).clamp(0, 1)

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from dugray.refine import select_pixels
+from dugray.detail_patches import select_pixels
 from dugray.session import (
     MattingSession,
     SessionConfig,
@@ -185,7 +185,7 @@ def aleatoric_stats(session: MattingSession, gt_u8: np.ndarray) -> dict:
 
     ``auroc_aleatoric_band``: AUROC of E[sigma^2] as a detector of the GT transition band
     (:func:`band_of`); ``selected_share``: the share of the working image the refinement
-    filter (Otsu + reliability, :func:`dugray.refine.select_pixels`) keeps;
+    filter (Otsu + reliability, :func:`dugray.detail_patches.select_pixels`) keeps;
     ``selected_in_band``: the share of those pixels inside the band (NaN if none kept).
     """
     maps = uncertainty_maps(fused_nig(session.state, session.config))

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from dugray.nig import aleatoric, aleatoric_variance
-from dugray.refine import select_pixels
+from dugray.detail_patches import select_pixels
 from dugray.upsample import resize_to_working
 from dugray.usermap import trimap_to_usermap
 

@@ -106,13 +106,13 @@ class HRNetLiteRefiner(nn.Module):
 
     ``widths``: channels of the branches (full, 1/2, 1/4 of the patch resolution);
     ``modules``: HR modules per stage (stage k runs the first k+1 branches).
-    ``noise``: how its input gamma_s was drawn in training (:data:`dugray.refine.NOISES`,
+    ``noise``: how its input gamma_s was drawn in training (:data:`dugray.detail_patches.NOISES`,
     Table 4); kept in the checkpoint so inference samples the same way.
     """
 
     def __init__(self, widths=(24, 64, 160), modules=(1, 3, 3), blocks=2, norm="bn", noise="aleatoric"):
         super().__init__()
-        from dugray.refine import NOISES
+        from dugray.detail_patches import NOISES
 
         widths, modules = tuple(int(w) for w in widths), tuple(int(m) for m in modules)
         if len(modules) != len(widths):

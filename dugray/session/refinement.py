@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from dugray.nig import NIG
-from dugray.refine import NOISES, extract_patches, noise_variance, paste_patches, refinement_boxes, sample_coarse
+from dugray.detail_patches import NOISES, extract_patches, noise_variance, paste_patches, refinement_boxes, sample_coarse
 from dugray.solve import solve_matte
 
 from .config import SessionConfig

@@ -201,7 +201,7 @@ class TrainConfig:
             raise ValueError(f"extra_fraction must be in [0, 1), got {self.extra_fraction}")
         if self.extra_fraction and not self.extra_data:
             raise ValueError("extra_fraction needs extra_data")
-        from dugray.refine import NOISES
+        from dugray.detail_patches import NOISES
 
         if self.stage2_noise not in NOISES:
             raise ValueError(f"stage2_noise must be one of {', '.join(NOISES)}, got {self.stage2_noise!r}")

@@ -2,7 +2,7 @@
 
 Per training image: F gives the NIG; gamma_s ~ N(gamma, E[sigma^2]) is sampled once;
 pixels above Otsu's aleatoric threshold with a reliable Var[sigma^2] are covered by at
-most ``patches_per_image`` 32x32 boxes (:func:`dugray.refine.refinement_boxes`, the
+most ``patches_per_image`` 32x32 boxes (:func:`dugray.detail_patches.refinement_boxes`, the
 same selection the session uses); R maps (gamma_s patch, image patch) to a refined
 patch, trained with ||y - gamma_r||_1 + ||grad y - grad gamma_r||_1.
 """
@@ -17,7 +17,7 @@ import torch
 
 from dugray.models import create_refiner, load_checkpoint, load_networks
 from dugray.nig import aleatoric, aleatoric_variance
-from dugray.refine import extract_patches, noise_variance, paste_patches, refinement_boxes, sample_coarse
+from dugray.detail_patches import extract_patches, noise_variance, paste_patches, refinement_boxes, sample_coarse
 from dugray.train.losses import stage2_loss
 from dugray.train.worker import (LoopArgs, all_reduce_sums, autocast, epoch_batches, prepare_training, run_epochs, unwrap,
                                  worker_context)
