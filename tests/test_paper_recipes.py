@@ -66,7 +66,7 @@ def c1k(tmp_path_factory) -> Path:
     for i in range(3):
         (base / "coco" / "train2014").mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(base / "coco" / "train2014" / f"COCO_train2014_{i:012d}.jpg"), _pair(rng)[0])
-    from dugray.data.cli import main as make_data
+    from dugray.data.make_data import main as make_data
 
     assert make_data(["manifest", str(root), "--backgrounds", str(base / "coco" / "train2014"), "--n-bg-per-fg", "2"]) == 0
     return root / "manifest.parquet"
