@@ -392,7 +392,7 @@ def test_the_rembg_rows_come_from_a_model_that_carries_u2netp(tmp_path, three_im
 
 
 def test_session_set_reads_json_values_and_keeps_words():
-    from dugray.evaluation.cli import parse_session_set
+    from dugray.evaluation.evaluate_job import parse_session_set
 
     got = parse_session_set([["network_rounds=first", "k=12"], ['solve_params={"weight_scale": 2.5}', "solve=false"]])
     assert got == {"network_rounds": "first", "k": 12, "solve_params": {"weight_scale": 2.5}, "solve": False}

@@ -144,7 +144,7 @@ def test_train_names_the_backbone_arch(capsys):
 
 def test_the_defaults_are_defined_once():
     from dugray import defaults
-    from dugray.evaluation.cli import build_parser
+    from dugray.evaluation.evaluate_job import build_parser
     from serve.settings import ServeSettings
 
     config = SessionConfig()

@@ -82,7 +82,7 @@ def score_variant(examples, model, refiner, config: SessionConfig, cf: dict, cli
 
 def build_parser() -> argparse.ArgumentParser:
     """The tune_clicks.py parser; a bad flag exits with code 2."""
-    from .cli import _Parser
+    from .evaluate_job import _Parser
 
     p = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, nargs="+", help="dataset folders (or manifests)")
@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Score every variant on every dataset; write and print the table. Exit 2 on bad input."""
-    from .cli import fail
+    from .evaluate_job import fail
     from .runner import EvalError, load_pair
 
     args = build_parser().parse_args(argv)

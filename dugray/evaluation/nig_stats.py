@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     from dugray.data.manifest import load_or_build
     from dugray.models import load_networks
 
-    from .cli import parse_compare
+    from .evaluate_job import parse_compare
     from .data import load_item, select_rows, unique_names
 
     p = argparse.ArgumentParser(prog="nig_stats.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from dugray.data.synthetic import generate_sample
-from dugray.evaluation.cli import parse_session_set
+from dugray.evaluation.evaluate_job import parse_session_set
 from dugray.models import load_networks
 from dugray.session import MattingSession, SessionConfig, working_float
 from dugray.session.network import capped_forward
