@@ -117,7 +117,7 @@ def test_every_entry_point_refuses_a_refiner_given_as_the_model(folder, synth_di
 
     with pytest.raises(EvalError, match="not a matting network"):
         load_pair(str(folder / "refiner.pt"))
-    from dugray.train.cli import main as train_main
+    from dugray.train.train_job import main as train_main
 
     assert train_main(["--data", str(synth_dir / "plain"), "--out", str(tmp_path / "o"), "--stage", "1",
                        "--init-from", str(folder / "refiner.pt")]) == 2  # before Ray starts
@@ -130,7 +130,7 @@ def test_every_entry_point_refuses_a_refiner_given_as_the_model(folder, synth_di
 def test_train_names_the_backbone_arch(capsys):
     """train.py's backbone is --arch (config key ``arch``); --model, everywhere else the weights, is no
     name of it there: argparse's usual error, and an unknown config key."""
-    from dugray.train.cli import main as train_main
+    from dugray.train.train_job import main as train_main
 
     with pytest.raises(SystemExit) as stop:
         train_main(["--model", "unet", "--data", "x"])

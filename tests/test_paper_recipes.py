@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dugray.data.io import write_png
-from dugray.train.cli import main
+from dugray.train.train_job import main
 from dugray.train.config import TrainConfig, load_config_file
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -61,7 +61,7 @@ def run(cmd, cwd, timeout=300):
 def test_the_wheel_holds_the_server_its_page_and_the_weights_and_not_the_benchmarks(installed):
     _, names = installed
     for name in ("serve/app.py", "serve/static/index.html", "serve/static/app.js", "serve/config.yaml",
-                 "dugray/weights/matting.pt", "dugray/weights/refiner.pt", "dugray/train/cli.py",
+                 "dugray/weights/matting.pt", "dugray/weights/refiner.pt", "dugray/train/train_job.py",
                  "dugray/evaluation/evaluate_job.py"):
         assert name in names, name
     # the benchmarks, soak and GPU smoke live under jobs/ (jobs/benchmarks/), not in the installed package

@@ -11,7 +11,7 @@ from dugray.cli import cutout, interactive, server
 from dugray.cli.common import (EXIT_CODES, EXIT_INTERRUPTED, EXIT_UNREACHABLE, EXIT_USAGE, PROG, UsageError,
                                exit_status, fail)
 
-JOBS = {"eval": "dugray.evaluation.evaluate_job", "train": "dugray.train.cli", "pretrained": "dugray.pretrained"}
+JOBS = {"eval": "dugray.evaluation.evaluate_job", "train": "dugray.train.train_job", "pretrained": "dugray.pretrained"}
 """Commands that are the jobs themselves: jobs/evaluate.py and jobs/train.py run the same ``main``."""
 
 DESCRIPTION = f"""Uncertainty-guided interactive image matting (dugMatting) on Ray.

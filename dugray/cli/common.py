@@ -9,7 +9,7 @@ from pathlib import Path
 from dugray import defaults
 
 PROG = "dugray"
-JOBS = {"eval": "dugray.evaluation.evaluate_job", "train": "dugray.train.cli"}
+JOBS = {"eval": "dugray.evaluation.evaluate_job", "train": "dugray.train.train_job"}
 """Commands that are the jobs themselves: jobs/evaluate.py and jobs/train.py run the same ``main``."""
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
