@@ -168,16 +168,18 @@ def features(image: np.ndarray, gamma: np.ndarray | None, params: CarryParams) -
     return np.concatenate([lab, (np.asarray(gamma, np.float32) * params.network_weight)[..., None]], axis=2)
 
 
-def colour_cost(lab: np.ndarray, region: np.ndarray, params: CarryParams) -> np.ndarray:
-    """Per-pixel cost of ``region``'s colour model: step_cost + max(0, Mahalanobis - match_sd)."""
+def colour_cost(lab: np.ndarray, region: np.ndarray, *, colour_floor: float, step_cost: float, match_sd: float,
+                edge_cost: float) -> np.ndarray:
+    """Per-pixel cost of ``region``'s colour model: step_cost + max(0, Mahalanobis - match_sd), plus
+    ``edge_cost`` times the image's gradient magnitude when > 0 (the parameters: :class:`CarryParams`)."""
     pts = lab[region].astype(np.float64)
     mean = pts.mean(axis=0)
     c = lab.shape[2]
-    cov = (np.cov(pts.T) if len(pts) > 1 else np.zeros((c, c))) + np.eye(c) * params.colour_floor ** 2
+    cov = (np.cov(pts.T) if len(pts) > 1 else np.zeros((c, c))) + np.eye(c) * colour_floor ** 2
     whiten = np.linalg.cholesky(np.linalg.inv(cov))  # inv(cov) = W W': m^2 = |(x - mean) W|^2
-    cost = mahalanobis_cost(lab, mean, whiten, params.step_cost, params.match_sd)
-    if params.edge_cost > 0:
-        cost += params.edge_cost * edge_magnitude(lab)
+    cost = mahalanobis_cost(lab, mean, whiten, step_cost, match_sd)
+    if edge_cost > 0:
+        cost += edge_cost * edge_magnitude(lab)
     return cost
 
 
@@ -188,16 +190,19 @@ def edge_magnitude(lab: np.ndarray) -> np.ndarray:
     return np.sqrt((gx * gx + gy * gy).sum(axis=2)).astype(np.float64) / 8.0
 
 
-def region_strength(lab: np.ndarray, region: np.ndarray, params: CarryParams) -> np.ndarray:
+def region_strength(lab: np.ndarray, region: np.ndarray, *, scale: float, regrow: int, passes: int,
+                    colour_floor: float, step_cost: float, match_sd: float, edge_cost: float) -> np.ndarray:
     """exp(-D / scale): how strongly ``region``'s label reaches each pixel (1 on the region).
 
     With ``regrow`` > 0 the colour model is refitted that many times on everything the label
     reaches with strength above 1/2, and the distance computed again from the label: a label
     in a varied region (foliage, rock) learns the region's other colours step by step."""
     model_region = region
-    for _ in range(params.regrow + 1):
-        dist = geodesic_distance(colour_cost(lab, model_region, params), region, params.passes)
-        strength = np.exp(-dist / params.scale)
+    for _ in range(regrow + 1):
+        cost = colour_cost(lab, model_region, colour_floor=colour_floor, step_cost=step_cost, match_sd=match_sd,
+                           edge_cost=edge_cost)
+        dist = geodesic_distance(cost, region, passes)
+        strength = np.exp(-dist / scale)
         model_region = strength > 0.5
     return strength
 
@@ -207,7 +212,9 @@ def box_reach(lab: np.ndarray, box: tuple[int, int, int, int], params: CarryPara
     region = np.zeros(lab.shape[:2], bool)
     y0, x0, y1, x1 = box
     region[y0:y1, x0:x1] = True
-    return region_strength(lab, region, params)
+    return region_strength(lab, region, scale=params.scale, regrow=params.regrow, passes=params.passes,
+                           colour_floor=params.colour_floor, step_cost=params.step_cost, match_sd=params.match_sd,
+                           edge_cost=params.edge_cost)
 
 
 def labelled_mask(user_map: np.ndarray, label_boxes: Sequence[tuple], value: float) -> np.ndarray:
@@ -257,14 +264,17 @@ def carried_evidence(image_w: np.ndarray, user_map: np.ndarray, label_boxes: Seq
     if not (regions[FOREGROUND] or regions[BACKGROUND]):
         return Evidence(zeros, zeros.copy())
     if params.method == "grabcut":
-        return grabcut_evidence(image_w, u, gamma, regions, params)
+        return grabcut_evidence(image_w, u, gamma, regions, grabcut_iterations=params.grabcut_iterations,
+                                grabcut_strength=params.grabcut_strength)
     lab = features(image_w, gamma, params)
     gate = params.confidence_gate > 0 and nu is not None
     if gate:
         nu = np.maximum(np.asarray(nu, np.float64), 1e-6)
     for value, found in regions.items():
         for region in found:
-            reach = region_strength(lab, region, params)
+            reach = region_strength(lab, region, scale=params.scale, regrow=params.regrow, passes=params.passes,
+                                    colour_floor=params.colour_floor, step_cost=params.step_cost,
+                                    match_sd=params.match_sd, edge_cost=params.edge_cost)
             if gate:
                 reach = reach * np.minimum(1.0, params.confidence_gate * float(nu[region].mean()) / nu)
             if params.surprise_gate > 0 and gamma is not None:
@@ -283,9 +293,10 @@ def surprise_share(gamma: np.ndarray, region: np.ndarray, value: float, gate: fl
     return min(1.0, float(np.abs(target - np.asarray(gamma, np.float64)[region]).mean()) / gate)
 
 
-def grabcut_evidence(image_w: np.ndarray, user_map: np.ndarray, gamma: np.ndarray | None, regions: dict,
-                     params: CarryParams) -> Evidence:
-    """GrabCut's answer where it disagrees with the network, in pieces touching a label of its class."""
+def grabcut_evidence(image_w: np.ndarray, user_map: np.ndarray, gamma: np.ndarray | None, regions: dict, *,
+                     grabcut_iterations: int, grabcut_strength: float) -> Evidence:
+    """GrabCut's answer (``grabcut_iterations`` of it) where it disagrees with the network, in pieces touching
+    a label of its class, as evidence of strength ``grabcut_strength`` (see :class:`CarryParams`)."""
     if gamma is None:
         raise ValueError("method='grabcut' needs the network's matte")
     net_fg = np.asarray(gamma) > 0.5
@@ -298,7 +309,7 @@ def grabcut_evidence(image_w: np.ndarray, user_map: np.ndarray, gamma: np.ndarra
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     img = np.asarray(image_w)
     img = img if img.dtype == np.uint8 else np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
-    cv2.grabCut(np.ascontiguousarray(img[..., ::-1]), mask, None, bgd, fgd, params.grabcut_iterations,
+    cv2.grabCut(np.ascontiguousarray(img[..., ::-1]), mask, None, bgd, fgd, grabcut_iterations,
                 cv2.GC_INIT_WITH_MASK)
     seg_fg = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
     target = seg_fg.astype(np.float32)
@@ -309,7 +320,7 @@ def grabcut_evidence(image_w: np.ndarray, user_map: np.ndarray, gamma: np.ndarra
         touching = {int(k) for region in regions[value] for k in np.unique(pieces[cv2.dilate(
             region.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0]) if k}
         for k in touching:
-            strength[pieces == k] = params.grabcut_strength
+            strength[pieces == k] = grabcut_strength
     strength[(user_map == FOREGROUND) | (user_map == BACKGROUND)] = 0.0
     return Evidence(target, strength)
 
@@ -325,7 +336,9 @@ def released_band(image_w: np.ndarray, user_map: np.ndarray, label_boxes: Sequen
     if regions:
         lab = lab_image(image_w, params.smoothing)
         for region in regions:
-            release |= geodesic_distance(colour_cost(lab, region, params), region, params.passes) <= params.release_distance
+            cost = colour_cost(lab, region, colour_floor=params.colour_floor, step_cost=params.step_cost,
+                               match_sd=params.match_sd, edge_cost=params.edge_cost)
+            release |= geodesic_distance(cost, region, params.passes) <= params.release_distance
     return release & (u == 0)
 
 
