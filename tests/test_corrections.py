@@ -387,7 +387,7 @@ def test_a_transition_click_in_network_mode_unpins_its_box_and_leaves_a_trimaps_
         cfg = SessionConfig(k=8, n=4, carry_params={"transition": mode})
         s = MattingSession(img, ConfidentlyWrong().eval(), config=cfg, trimap=trimap).start()
         s.label([((40, 20, 48, 28), "transition"), ((0, 0, 4, 4), "transition")])  # the 2nd: on the bg strip
-        u, unpinned = solve_labels(s.state, s.config)
+        u, unpinned = solve_labels(s.state)
         if mode == "none":
             assert u is s.state.user_map and unpinned is None
             continue

@@ -21,8 +21,8 @@ Flow
     round m:  predict_round(F, image_w, U)            -> NIG_m
               fused_nig(state)                        -> NIG        (eq. 2 over the rounds, carried evidence, labels enforced)
               propose_patches(state)                  -> next boxes (labelled cells skipped)
-              solve_step(state, config, NIG)          -> matte      (posterior + labels + Laplacian)
-    refine:   refine_step(state, R, config, NIG)      -> matte      (section 3.4, then the solve again)
+              solve_step(state, NIG)                  -> matte      (posterior + labels + Laplacian)
+    refine:   refine_step(state, R, NIG)              -> matte      (section 3.4, then the solve again)
     output:   full_resolution_alpha(matte, image)     -> alpha HxW  (guided upsampling)
               rgba_cutout(image, alpha)               -> RGBA       (dugray.foreground)
 

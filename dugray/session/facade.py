@@ -179,9 +179,9 @@ class MattingSession:
         return {
             PREDICT: lambda st: predict_round(self.model, working_float(st), st.user_map),
             FUSE: lambda st: self._fused(),
-            PROPOSE: lambda st, nig: propose_patches(st, None, nig),
-            SOLVE: lambda st, nig: solve_step(st, None, nig),
-            REFINE: lambda st, nig: refine_step(st, self.refiner, None, nig),
+            PROPOSE: lambda st, nig: propose_patches(st, nig),
+            SOLVE: lambda st, nig: solve_step(st, nig),
+            REFINE: lambda st, nig: refine_step(st, self.refiner, nig),
         }
 
     def _fused(self) -> NIG:

@@ -12,7 +12,7 @@ from dugray.nig import NIG, aleatoric, aleatoric_variance, epistemic, nig_fold, 
 from dugray.propagate import carried_evidence, carry_labels
 from dugray.usermap import BACKGROUND, FOREGROUND
 
-from .config import FUSION_MODES, SessionConfig
+from .config import FUSION_MODES
 from .state import SessionState, label_boxes
 
 
@@ -55,11 +55,11 @@ def uncertainty_maps(nig: NIG) -> dict[str, np.ndarray]:
         }
 
 
-def fused_nig(state: SessionState, config: SessionConfig | None = None) -> NIG:
+def fused_nig(state: SessionState) -> NIG:
     """The state's posterior: its rounds fused as its config says (eq. 2; tempered to one
     round's evidence with ``config.temper_rounds``), the labels' carried evidence summed in
-    (``config.carry``), labels enforced when configured. ``config`` defaults to the state's."""
-    config = config or state.config
+    (``config.carry``), labels enforced when configured."""
+    config = state.config
     if not state.rounds:
         raise RuntimeError("no round has been predicted yet; call start() / predict_round first")
     fused = fuse_rounds(state.rounds, config.fusion)
@@ -74,6 +74,7 @@ def fused_nig(state: SessionState, config: SessionConfig | None = None) -> NIG:
     return fused
 
 
-def network_posterior(state: SessionState, config: SessionConfig | None = None) -> NIG:
-    """The posterior of the network's rounds alone: :func:`fused_nig` without the carried evidence."""
-    return fused_nig(state, replace(config or state.config, carry=False))
+def network_posterior(state: SessionState) -> NIG:
+    """The posterior of the network's rounds alone: :func:`fused_nig` without the carried evidence
+    (of the state with its config's ``carry`` off)."""
+    return fused_nig(replace(state, config=replace(state.config, carry=False)))

@@ -16,25 +16,24 @@ from .state import SessionState, working_float
 from .steps import solve_labels
 
 
-def refine_step(state: SessionState, refiner, config: SessionConfig | None = None, nig: NIG | None = None,
-                noise: str | None = None) -> np.ndarray:
+def refine_step(state: SessionState, refiner, nig: NIG | None = None, noise: str | None = None) -> np.ndarray:
     """Refinement (section 3.4) of the fused posterior, then, when the config solves, the solve
     with the refined matte as the posterior's mean: the working matte ``state.refined`` holds.
 
     Refine-then-solve is the order that won on train/ and synthetic data (docs/solve.md, "Uncertainty-
     guided solve"): the refiner was trained on the network's own mattes, and the solve then
     settles what it leaves against the image's colour lines and the labels. Deterministic:
-    the sample gamma_s is drawn from ``(config.seed, rounds)``. ``noise`` defaults to the
+    the sample gamma_s is drawn from ``(config.seed, rounds)`` (the state's config). ``noise`` defaults to the
     refiner's own (Table 4's options: see :func:`refine_matte`).
     """
-    config = config or state.config
-    nig = nig if nig is not None else fused_nig(state, config)
+    config = state.config
+    nig = nig if nig is not None else fused_nig(state)
     rng = np.random.default_rng([config.seed, state.round_count])
     matte = refine_matte(refiner, nig, working_float(state), config, rng, noise=noise)
     if config.enforce_labels:
         matte = enforce_user_labels(matte, state.user_map)
     if config.solve:
-        user_map, unpinned = solve_labels(state, config)
+        user_map, unpinned = solve_labels(state)
         matte = solve_matte(state.image_w, nig._replace(gamma=matte), user_map, config.solve_params, unpinned).alpha
     return matte
 

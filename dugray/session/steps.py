@@ -17,30 +17,29 @@ from dugray.proposal import Proposal, propose
 from dugray.solve import SolveResult, solve_matte
 from dugray.usermap import TRANSITION
 
-from .config import SessionConfig
 from .posterior import fused_nig, network_posterior, uncertainty_maps
 from .state import SessionState, label_boxes, scale_box
 
 
-def proposals_need_rounds(state: SessionState, config: SessionConfig | None = None) -> bool:
+def proposals_need_rounds(state: SessionState) -> bool:
     """Whether :func:`propose_patches` reads the rounds themselves, not only the fused posterior it is
     given: ``proposals="epistemic"`` with carried labels ranks the network's rounds alone (Algorithm 1),
     so a server must send it the rounds (``state.working(True)``)."""
-    config = config or state.config
+    config = state.config
     return config.proposals == "epistemic" and config.carry and bool(state.label_log)
 
 
-def propose_patches(state: SessionState, config: SessionConfig | None = None, nig: NIG | None = None) -> list[Proposal]:
+def propose_patches(state: SessionState, nig: NIG | None = None) -> list[Proposal]:
     """Algorithm 1 on the fused epistemic map; boxes returned in FULL-resolution pixels.
 
-    What the map is comes from ``config.proposals`` (:class:`SessionConfig`). Computed on the
+    What the map is comes from the state's ``config.proposals`` (:class:`SessionConfig`). Computed on the
     working grid (cells mostly labelled already are skipped), then each box is scaled to the
     full image and clipped to it. ``nig`` saves re-fusing when the caller has the posterior.
     """
-    config = config or state.config
-    if proposals_need_rounds(state, config):
-        nig = network_posterior(state, config)  # Algorithm 1 on the network's rounds alone
-    nig = nig if nig is not None else fused_nig(state, config)
+    config = state.config
+    if proposals_need_rounds(state):
+        nig = network_posterior(state)  # Algorithm 1 on the network's rounds alone
+    nig = nig if nig is not None else fused_nig(state)
     epi = uncertainty_maps(nig)["epistemic"]
     reach = None
     if config.proposals == "spread":
@@ -51,27 +50,28 @@ def propose_patches(state: SessionState, config: SessionConfig | None = None, ni
     return [Proposal(scale_box(p.box, state.work_shape, state.full_shape), p.score, p.cell) for p in found]
 
 
-def solve_step(state: SessionState, config: SessionConfig | None = None, nig: NIG | None = None) -> SolveResult | None:
+def solve_step(state: SessionState, nig: NIG | None = None) -> SolveResult | None:
     """The uncertainty-guided solve of the state's fused posterior and user map (None if off).
 
     Runs :func:`dugray.solve.solve_matte` at working resolution; the caller stores
     ``result.alpha`` in ``state.solved`` (see :func:`record_solve`). ``nig`` saves
     re-fusing when the caller already has the fused NIG.
     """
-    config = config or state.config
+    config = state.config
     if not config.solve:
         return None
-    nig = nig if nig is not None else fused_nig(state, config)
-    user_map, unpinned = solve_labels(state, config)
+    nig = nig if nig is not None else fused_nig(state)
+    user_map, unpinned = solve_labels(state)
     return solve_matte(state.image_w, nig, user_map, config.solve_params, unpinned)
 
 
-def solve_labels(state: SessionState, config: SessionConfig) -> tuple[np.ndarray, np.ndarray | None]:
+def solve_labels(state: SessionState) -> tuple[np.ndarray, np.ndarray | None]:
     """(user map, pixels never pinned) as the solve reads them: the state's user map, and the
     band the transition labels release (:func:`dugray.propagate.released_band`): marked
     transition (``transition="release"``) or only unpinned (``"unpin"``); with ``"network"`` the
     pixels of the transition labels' own boxes are unpinned and keep the network's full weight
     (they are unlabelled to the solve, which would otherwise weigh them by ``transition_weight``)."""
+    config = state.config
     mode = config.carry_params.transition if config.carry and state.label_log else "none"
     if mode == "none":
         return state.user_map, None
