@@ -59,14 +59,15 @@ def help_texts() -> dict[str, str]:
             main([command, "--help"] if command else ["--help"])
         texts[f"dugray {command}".strip()] = out.getvalue()
     for job in sorted((ROOT / "jobs").glob("*.py")):
-        out, argv = io.StringIO(), sys.argv
+        out, argv, path = io.StringIO(), sys.argv, list(sys.path)
         sys.argv = [str(job), "--help"]
+        sys.path.insert(0, str(job.parent))  # as `python jobs/NAME.py` does: the script's folder first
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()), \
                     contextlib.suppress(SystemExit):
                 runpy.run_path(str(job), run_name="__main__")
         finally:
-            sys.argv = argv
+            sys.argv, sys.path[:] = argv, path
         texts[f"jobs/{job.name}"] = out.getvalue()
     return texts
 
