@@ -126,7 +126,7 @@ class BatchReport:
 
 def uncertainty_report(session: MattingSession) -> dict:
     """What a reviewer needs to know about a matte: how unsure the model is, and where."""
-    fused = fused_nig(session.state)
+    fused = fused_nig(session.state.working())
     maps = uncertainty_maps(fused)
     h, w = session.state.full_shape
     report = {"width": w, "height": h, "rounds": session.rounds, "refined": session.state.refined is not None,
@@ -135,7 +135,7 @@ def uncertainty_report(session: MattingSession) -> dict:
         v = maps[name][np.isfinite(maps[name])]
         report[f"{name}_mean"] = float(v.mean()) if v.size else None
         report[f"{name}_p95"] = float(np.percentile(v, 95)) if v.size else None
-    proposals = session.proposals or propose_patches(session.state, nig=fused)  # a one-shot round asks nobody
+    proposals = session.proposals or propose_patches(session.state.working(), nig=fused)  # a one-shot round asks nobody
     report["proposals"] = [{"box": list(p.box), "score": float(p.score)} for p in proposals]
     return report
 

@@ -208,16 +208,16 @@ def test_the_async_runner_gives_the_in_process_session_exactly():
             return predict_round(model, working_float(st), st.user_map)
 
         async def fuse(st):
-            return fused_nig(st)
+            return fused_nig(st.working())
 
         async def propose(st, nig):
-            return propose_patches(st, nig=nig)
+            return propose_patches(st.working(), nig=nig)
 
         async def solve(st, nig):
-            return solve_step(st, nig=nig)
+            return solve_step(st.working(), nig=nig)
 
         async def refine(st, nig):
-            return refine_step(st, None, nig=nig)
+            return refine_step(st.working(), None, nig=nig)
 
         return {PREDICT: predict, FUSE: fuse, PROPOSE: propose, SOLVE: solve, REFINE: refine}
 

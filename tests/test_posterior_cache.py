@@ -24,7 +24,7 @@ def test_a_sessions_posterior_is_fused_once_per_version():
     for _ in range(4):  # the round, then epistemic.png, aleatoric.png, a refine: one fusion
         again = cache.get_or_fuse(posterior_key("s1", state), fuse)
     assert len(calls) == 1 and all(np.array_equal(a, b) for a, b in zip(first, again))
-    assert all(np.array_equal(a, b) for a, b in zip(again, fused_nig(state)))
+    assert all(np.array_equal(a, b) for a, b in zip(again, fused_nig(state.working())))
     assert cache.get_or_fuse(None, fuse) is not first and len(calls) == 2  # no key: never kept
 
 
@@ -47,7 +47,7 @@ def test_the_key_changes_with_everything_the_posterior_depends_on():
 
 def test_the_cache_is_bounded_by_entries_and_bytes():
     state = started(SessionConfig())
-    fused = fused_nig(state)
+    fused = fused_nig(state.working())
     size = sum(a.nbytes for a in fused)
     cache = PosteriorCache(max_entries=3, max_bytes=10 * size)
     for i in range(10):

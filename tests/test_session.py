@@ -333,7 +333,7 @@ def test_labels_by_box_and_mapping_and_unknown_erases(model):
     img, _ = scene()
     state = new_state(img, SessionConfig(**CFG))
     state.rounds.append(predict_round(model, working_float(state), state.user_map))
-    state.proposals = propose_patches(state)
+    state.proposals = propose_patches(state.working())
     corner = (H - 5, W - 5, H, W)
     assert state.proposals[0].box[:2] < corner[:2]  # the two boxes do not overlap
     apply_user_labels(state, {0: "fg", corner: -1})
@@ -465,7 +465,7 @@ def test_the_solve_switch_and_the_state_round_trip(model):
     assert restored.state.solve_info == s.state.solve_info
     s.set_solve(False)
     assert s.state.solved is None and not s.config.solve and s.state.config.solve is False
-    np.testing.assert_allclose(s.alpha, full_resolution_alpha(fused_nig(s.state).gamma, s.state.image, s.config,
+    np.testing.assert_allclose(s.alpha, full_resolution_alpha(fused_nig(s.state.working()).gamma, s.state.image, s.config,
                                                               image_w=s.state.image_w))
     s.set_solve(True)
     np.testing.assert_array_equal(s.alpha, solved)  # deterministic

@@ -170,7 +170,7 @@ def simulated_user(session: MattingSession, gt_u8: np.ndarray) -> list[tuple[int
 
 def network_matte(session: MattingSession) -> np.ndarray:
     """The session's current working matte without the solve: the fused gamma (labels enforced as configured)."""
-    return fused_nig(session.state).gamma
+    return fused_nig(session.state.working()).gamma
 
 
 def band_of(gt_u8: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -188,7 +188,7 @@ def aleatoric_stats(session: MattingSession, gt_u8: np.ndarray) -> dict:
     filter (Otsu + reliability, :func:`dugray.detail_patches.select_pixels`) keeps;
     ``selected_in_band``: the share of those pixels inside the band (NaN if none kept).
     """
-    maps = uncertainty_maps(fused_nig(session.state))
+    maps = uncertainty_maps(fused_nig(session.state.working()))
     band = band_of(gt_u8, maps["aleatoric"].shape)
     sel = select_pixels(maps["aleatoric"], maps["aleatoric_variance"], session.config.reliable_quantile)
     kept = int(sel.sum())
@@ -249,14 +249,14 @@ def _refined_rows(s: MattingSession, refiner, model_name: str, variant: str, rou
                   gt_u8) -> list[Outcome]:
     """``variant`` (the session's own refinement), its ``_nosolve`` twin and, per extra trained refiner
     (Table 4), ``<variant>_<name>`` with that refiner and the noise it was trained with."""
-    fused = fused_nig(s.state)
+    fused = fused_nig(s.state.working())
     stats = aleatoric_stats(s, gt_u8)
     t0 = time.perf_counter()
     refined = s.refine().alpha_u8
     outs = [Outcome(model_name, variant, refined, time.perf_counter() - t0, rounds, n_labels, s.epistemic, stats)]
     if s.config.solve:
         t0 = time.perf_counter()
-        matte = refine_step(replace(s.state, config=replace(s.config, solve=False)), refiner, fused)
+        matte = refine_step(replace(s.state.working(False), config=replace(s.config, solve=False)), refiner, fused)
         outs.append(Outcome(model_name, variant + NOSOLVE, as_full_u8(s, matte), time.perf_counter() - t0, rounds,
                             n_labels, s.epistemic, stats))
     for name, other in (refiners or {}).items():
@@ -264,7 +264,7 @@ def _refined_rows(s: MattingSession, refiner, model_name: str, variant: str, rou
             if suffix and not s.config.solve:
                 continue
             t0 = time.perf_counter()
-            matte = refine_step(replace(s.state, config=config), other, fused)
+            matte = refine_step(replace(s.state.working(False), config=config), other, fused)
             outs.append(Outcome(model_name, f"{variant}_{name}{suffix}", as_full_u8(s, matte), time.perf_counter() - t0,
                                 rounds, n_labels, s.epistemic, stats))
     return outs

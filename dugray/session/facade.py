@@ -22,7 +22,7 @@ from .plans import (FUSE, PREDICT, PROPOSE, REFINE, SOLVE, one_shot_plan, refine
 from .posterior import fused_nig, uncertainty_maps
 from .refinement import refine_step
 from .state import SessionState, new_state, working_float
-from .steps import propose_patches, solve_step
+from .steps import propose_patches, proposals_need_rounds, solve_step
 
 
 class MattingSession:
@@ -175,18 +175,19 @@ class MattingSession:
         run_plan(round_plan(self.state, timing, propose), self._steps())
 
     def _steps(self) -> dict:
-        """The steps of the plans, run here (the config is the state's)."""
+        """The steps of the plans, run here on the state at working resolution (:meth:`SessionState.working`,
+        without the rounds where the step reads only the fused posterior; the config is the state's)."""
         return {
             PREDICT: lambda st: predict_round(self.model, working_float(st), st.user_map),
             FUSE: lambda st: self._fused(),
-            PROPOSE: lambda st, nig: propose_patches(st, nig),
-            SOLVE: lambda st, nig: solve_step(st, nig),
-            REFINE: lambda st, nig: refine_step(st, self.refiner, nig),
+            PROPOSE: lambda st, nig: propose_patches(st.working(proposals_need_rounds(st)), nig),
+            SOLVE: lambda st, nig: solve_step(st.working(False), nig),
+            REFINE: lambda st, nig: refine_step(st.working(False), self.refiner, nig),
         }
 
     def _fused(self) -> NIG:
         if "fused" not in self._cache:
-            self._cache["fused"] = fused_nig(self.state)
+            self._cache["fused"] = fused_nig(self.state.working())
         return self._cache["fused"]
 
     def _full_map(self, name: str) -> np.ndarray:

@@ -15,7 +15,8 @@ from .state import SessionState
 from .steps import record_solve, set_solve
 
 PREDICT, FUSE, PROPOSE, SOLVE, REFINE = "predict", "fuse", "propose", "solve", "refine"
-"""The steps a plan asks its runner for, with their arguments:
+"""The steps a plan asks its runner for, with their arguments (the runner hands each step after
+the network the state at working resolution, :meth:`dugray.session.SessionState.working`):
 
 - ``(PREDICT, state)`` -> the network's NIG for the state's working image and user map
   (:func:`dugray.session.predict_round`);

@@ -13,7 +13,7 @@ from dugray.propagate import carried_evidence, carry_labels
 from dugray.usermap import BACKGROUND, FOREGROUND
 
 from .config import FUSION_MODES
-from .state import SessionState, label_boxes
+from .state import WorkingState, label_boxes
 
 
 def enforce_user_labels(matte: np.ndarray, user_map: np.ndarray) -> np.ndarray:
@@ -55,7 +55,7 @@ def uncertainty_maps(nig: NIG) -> dict[str, np.ndarray]:
         }
 
 
-def fused_nig(state: SessionState) -> NIG:
+def fused_nig(state: WorkingState) -> NIG:
     """The state's posterior: its rounds fused as its config says (eq. 2; tempered to one
     round's evidence with ``config.temper_rounds``), the labels' carried evidence summed in
     (``config.carry``), labels enforced when configured."""
@@ -74,7 +74,7 @@ def fused_nig(state: SessionState) -> NIG:
     return fused
 
 
-def network_posterior(state: SessionState) -> NIG:
+def network_posterior(state: WorkingState) -> NIG:
     """The posterior of the network's rounds alone: :func:`fused_nig` without the carried evidence
     (of the state with its config's ``carry`` off)."""
     return fused_nig(replace(state, config=replace(state.config, carry=False)))

@@ -12,11 +12,11 @@ from dugray.solve import solve_matte
 from .config import SessionConfig
 from .network import device_of
 from .posterior import enforce_user_labels, fused_nig, uncertainty_maps
-from .state import SessionState, working_float
+from .state import WorkingState, working_float
 from .steps import solve_labels
 
 
-def refine_step(state: SessionState, refiner, nig: NIG | None = None, noise: str | None = None) -> np.ndarray:
+def refine_step(state: WorkingState, refiner, nig: NIG | None = None, noise: str | None = None) -> np.ndarray:
     """Refinement (section 3.4) of the fused posterior, then, when the config solves, the solve
     with the refined matte as the posterior's mean: the working matte ``state.refined`` holds.
 

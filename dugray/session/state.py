@@ -12,6 +12,7 @@ import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -230,6 +231,28 @@ class WorkingState:
         return tuple(self.image_w.shape[:2])
 
 
+class LabelledImage(Protocol):
+    """What a :class:`SessionState` and its :class:`WorkingState` both are: a working image, the full
+    image's size, the user's labels so far and the session's config. The helpers that read only these
+    (:func:`working_float`, :func:`working_box`, :func:`label_boxes`,
+    :func:`dugray.session.steps.proposals_need_rounds`) take either."""
+
+    @property
+    def image_w(self) -> np.ndarray: ...
+
+    @property
+    def full_shape(self) -> tuple[int, int]: ...
+
+    @property
+    def work_shape(self) -> tuple[int, int]: ...
+
+    @property
+    def label_log(self) -> list[dict]: ...
+
+    @property
+    def config(self) -> SessionConfig: ...
+
+
 def new_state(
     image: np.ndarray,
     config: SessionConfig | None = None,
@@ -324,7 +347,7 @@ def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"image dtype must be uint8, uint16 or float32/64 in [0, 1], got {a.dtype}")
 
 
-def working_float(state: SessionState) -> np.ndarray:
+def working_float(state: LabelledImage) -> np.ndarray:
     """The working image as float32 in [0, 1], the network's input range."""
     return state.image_w.astype(np.float32) / 255.0
 
@@ -341,13 +364,13 @@ def scale_box(box: Sequence[int], src_shape: tuple[int, int], dst_shape: tuple[i
     return (clip(y0 * fy, dh), clip(x0 * fx, dw), clip(y1 * fy, dh), clip(x1 * fx, dw))
 
 
-def working_box(state: SessionState, box: Sequence[int]) -> Box:
+def working_box(state: LabelledImage, box: Sequence[int]) -> Box:
     """A full-resolution box on the working grid; a tiny box still covers one working pixel."""
     y0, x0, y1, x1 = scale_box(box, state.full_shape, state.work_shape)
     return (y0, x0, max(y1, y0 + 1), max(x1, x0 + 1))
 
 
-def label_boxes(state: SessionState) -> list[tuple[Box, float]]:
+def label_boxes(state: LabelledImage) -> list[tuple[Box, float]]:
     """The user's labels so far (``state.label_log``) as (working-grid box, U value), oldest first."""
     return [(working_box(state, entry["box"]), entry["value"]) for entry in state.label_log]
 

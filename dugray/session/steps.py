@@ -1,8 +1,9 @@
 """The steps after the network: proposals (Algorithm 1) and the uncertainty-guided solve.
 
-Each is a plain function of the session's working-resolution data (``image_w``,
-``user_map``, ``labelled``, ``label_log``, ``config`` and the full size for boxes) and
-the fused posterior, so a server can run it in any replica without the full-size image.
+Each is a plain function of the session's working-resolution data (a :class:`WorkingState`:
+``image_w``, ``user_map``, ``labelled``, ``label_log``, ``config`` and the full size for boxes,
+from :meth:`SessionState.working`) and the fused posterior, so a server can run it in any
+replica without the full-size image.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from dugray.solve import SolveResult, solve_matte
 from dugray.usermap import TRANSITION
 
 from .posterior import fused_nig, network_posterior, uncertainty_maps
-from .state import SessionState, label_boxes, scale_box
+from .state import LabelledImage, SessionState, WorkingState, label_boxes, scale_box
 
 
-def proposals_need_rounds(state: SessionState) -> bool:
+def proposals_need_rounds(state: LabelledImage) -> bool:
     """Whether :func:`propose_patches` reads the rounds themselves, not only the fused posterior it is
     given: ``proposals="epistemic"`` with carried labels ranks the network's rounds alone (Algorithm 1),
     so a server must send it the rounds (``state.working(True)``)."""
@@ -29,7 +30,7 @@ def proposals_need_rounds(state: SessionState) -> bool:
     return config.proposals == "epistemic" and config.carry and bool(state.label_log)
 
 
-def propose_patches(state: SessionState, nig: NIG | None = None) -> list[Proposal]:
+def propose_patches(state: WorkingState, nig: NIG | None = None) -> list[Proposal]:
     """Algorithm 1 on the fused epistemic map; boxes returned in FULL-resolution pixels.
 
     What the map is comes from the state's ``config.proposals`` (:class:`SessionConfig`). Computed on the
@@ -50,7 +51,7 @@ def propose_patches(state: SessionState, nig: NIG | None = None) -> list[Proposa
     return [Proposal(scale_box(p.box, state.work_shape, state.full_shape), p.score, p.cell) for p in found]
 
 
-def solve_step(state: SessionState, nig: NIG | None = None) -> SolveResult | None:
+def solve_step(state: WorkingState, nig: NIG | None = None) -> SolveResult | None:
     """The uncertainty-guided solve of the state's fused posterior and user map (None if off).
 
     Runs :func:`dugray.solve.solve_matte` at working resolution; the caller stores
@@ -65,7 +66,7 @@ def solve_step(state: SessionState, nig: NIG | None = None) -> SolveResult | Non
     return solve_matte(state.image_w, nig, user_map, config.solve_params, unpinned)
 
 
-def solve_labels(state: SessionState) -> tuple[np.ndarray, np.ndarray | None]:
+def solve_labels(state: WorkingState) -> tuple[np.ndarray, np.ndarray | None]:
     """(user map, pixels never pinned) as the solve reads them: the state's user map, and the
     band the transition labels release (:func:`dugray.propagate.released_band`): marked
     transition (``transition="release"``) or only unpinned (``"unpin"``); with ``"network"`` the

@@ -81,9 +81,10 @@ def warm_up_posterior(config: SessionConfig | None = None, size: tuple[int, int]
     h, w = state.full_shape
     apply_user_labels(state, [((h // 2, w // 2), "fg"), ((4, 4), "bg")])
     _made_up_round(state)
-    fused = fused_nig(state)
-    propose_patches(state, nig=fused)
-    record_solve(state, solve_step(state, nig=fused))
+    work = state.working()
+    fused = fused_nig(work)
+    propose_patches(work, nig=fused)
+    record_solve(state, solve_step(work, nig=fused))
     return time.perf_counter() - t0
 
 
@@ -94,8 +95,9 @@ def warm_up_outputs(refiner=None, config: SessionConfig | None = None, size: tup
     t0 = time.perf_counter()
     state = _photo(config, size)
     _made_up_round(state)
-    fused = fused_nig(state)
-    matte = refine_step(state, refiner, nig=fused) if refiner is not None else fused.gamma
+    work = state.working()
+    fused = fused_nig(work)
+    matte = refine_step(work, refiner, nig=fused) if refiner is not None else fused.gamma
     for output in OUTPUTS:
         picture(output, state.image, state.image_w, state.config, matte, fused)
     return time.perf_counter() - t0

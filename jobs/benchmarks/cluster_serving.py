@@ -53,7 +53,7 @@ def bytes_by_hop(model, image, rounds: int = 4) -> dict:
     return {"ingress -> Matting": size((working_float(state), state.user_map)) if network else 0,
             "Matting -> ingress": size(state.rounds[-1]) if network else 0,
             "ingress -> Fusion, Proposer, Solver (one put)": size(state.working()),
-            "Fusion -> Proposer, Solver": size(fused_nig(state)), "Solver -> ingress": size(state.solved),
+            "Fusion -> Proposer, Solver": size(fused_nig(state.working())), "Solver -> ingress": size(state.solved),
             "SessionStore <-> ingress": 2 * len(state.to_bytes(image=False))}
 
 

@@ -318,7 +318,7 @@ def bytes_per_round(model, image, config: SessionConfig | None = None, rounds: i
 
     copies = replace(state, rounds=[NIG(*(a.copy() for a in r)) for r in state.rounds])  # the old blob's rounds
     network = state.rounds[-1] is not state.rounds[0]
-    common = size(fused_nig(state)) + size(state.solved)
+    common = size(fused_nig(state.working())) + size(state.solved)
     if network:
         common += size((working_float(state), state.user_map)) + size(state.rounds[-1])
     before = common + size(copies.working()) + 2 * size(copies.working(False)) + 2 * len(copies.to_bytes())

@@ -83,8 +83,9 @@ def bench_photo(model, name, image, trimap, size, repeats) -> list[dict]:
         x = working_float(state)
         forward_s, nig = median_time(lambda: predict_round(model, x, state.user_map), repeats)
         state.rounds.append(nig)
-        fused = fused_nig(state)
-        solve_s, result = median_time(lambda: solve_step(state, fused), repeats)
+        work = state.working()
+        fused = fused_nig(work)
+        solve_s, result = median_time(lambda: solve_step(work, fused), repeats)
         h, w = state.work_shape
         rows.append({"photo": name, "size": f"{w}x{h}", "mode": mode, "forward_s": forward_s, "solve_s": solve_s,
                      "ratio": solve_s / forward_s, "band": result.stats["band_fraction"], "iterations": result.iterations})
@@ -107,8 +108,9 @@ def band_growth(model, image, trimap, size, repeats, dilations) -> list[dict]:
             tri[unknown > 0] = 128
         state = new_state(image, config, trimap=tri)
         state.rounds.append(predict_round(model, working_float(state), state.user_map))
-        fused = fused_nig(state)
-        seconds, r = median_time(lambda: solve_step(state, fused), repeats)
+        work = state.working()
+        fused = fused_nig(work)
+        seconds, r = median_time(lambda: solve_step(work, fused), repeats)
         rows.append({"dilation_px": d, "band": r.stats["band_fraction"], "unknowns": r.stats["unknowns"], "solve_s": seconds,
                      "laplacian_s": r.stats["laplacian_s"], "cg_s": r.stats["cg_s"], "iterations": r.iterations})
     return rows
