@@ -49,11 +49,11 @@ def refine_matte(refiner, nig: NIG, image_w: np.ndarray, config: SessionConfig |
 
     gamma_s ~ N(gamma, E[sigma^2]) (one sample), pixels above Otsu's aleatoric threshold
     with a reliable Var[sigma^2] are covered by at most ``config.max_patches`` patches of
-    gamma_s (:func:`dugray.refine.refinement_boxes`: the rule and fallback stage 2 trained
+    gamma_s (:func:`dugray.detail_patches.refinement_boxes`: the rule and fallback stage 2 trained
     with), R refines them in one batch, and the results are pasted into gamma, not into
     gamma_s: outside the patches the sampling noise would only add error.
 
-    ``noise`` (:data:`dugray.refine.NOISES`) defaults to the one the refiner was trained
+    ``noise`` (:data:`dugray.detail_patches.NOISES`) defaults to the one the refiner was trained
     with (Table 4: "aleatoric", "fixed" = one image-wide variance, "none"); passing
     another is an evaluation-time swap. The refined boxes are the same for every noise.
     """
