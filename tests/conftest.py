@@ -10,6 +10,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+@pytest.fixture
+def job_script_path(monkeypatch):
+    """sys.path as ``python jobs/NAME.py`` has it, for a test that runs a jobs script in process:
+    the script's folder first (the benchmark scripts import ``benchmarks.<module>``), undone after."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "jobs"))
+
+
 @pytest.fixture(scope="session")
 def _ray_shut_down_at_the_end():
     """Whatever Ray the tests left running goes with the session."""

@@ -51,7 +51,8 @@ def test_readme_and_training_md_show_the_same_training_recipe():
 
 
 def help_texts() -> dict[str, str]:
-    """``dugray [COMMAND] --help`` and ``python jobs/NAME.py --help``, run in this process."""
+    """``dugray [COMMAND] --help`` and ``python jobs/NAME.py --help``, run in this process (with the
+    ``job_script_path`` fixture: sys.path as the script would have it)."""
     texts = {}
     for command in COMMANDS:
         out = io.StringIO()
@@ -59,15 +60,14 @@ def help_texts() -> dict[str, str]:
             main([command, "--help"] if command else ["--help"])
         texts[f"dugray {command}".strip()] = out.getvalue()
     for job in sorted((ROOT / "jobs").glob("*.py")):
-        out, argv, path = io.StringIO(), sys.argv, list(sys.path)
+        out, argv = io.StringIO(), sys.argv
         sys.argv = [str(job), "--help"]
-        sys.path.insert(0, str(job.parent))  # as `python jobs/NAME.py` does: the script's folder first
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()), \
                     contextlib.suppress(SystemExit):
                 runpy.run_path(str(job), run_name="__main__")
         finally:
-            sys.argv, sys.path[:] = argv, path
+            sys.argv = argv
         texts[f"jobs/{job.name}"] = out.getvalue()
     return texts
 
@@ -90,7 +90,7 @@ def tracked_dirs() -> set[str]:
     return {p.parts[0] for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith((".venv", "__"))} | {".ci"}
 
 
-def test_every_repository_file_named_in_help_texts_and_docs_exists(tracked_dirs):
+def test_every_repository_file_named_in_help_texts_and_docs_exists(tracked_dirs, job_script_path):
     texts = help_texts()
     assert len(texts) == len(COMMANDS) + len(list((ROOT / "jobs").glob("*.py")))
     assert all("usage:" in text for text in texts.values()), [k for k, t in texts.items() if "usage:" not in t]
