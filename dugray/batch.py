@@ -129,8 +129,13 @@ def uncertainty_report(session: MattingSession) -> dict:
     fused = fused_nig(session.state.working())
     maps = uncertainty_maps(fused)
     h, w = session.state.full_shape
-    report = {"width": w, "height": h, "rounds": session.rounds, "refined": session.state.refined is not None,
-              "solve": dict(session.state.solve_info) or None}
+    report = {
+        "width": w,
+        "height": h,
+        "rounds": session.rounds,
+        "refined": session.state.refined is not None,
+        "solve": dict(session.state.solve_info) or None,
+    }
     for name in ("epistemic", "aleatoric"):
         v = maps[name][np.isfinite(maps[name])]
         report[f"{name}_mean"] = float(v.mean()) if v.size else None
@@ -148,14 +153,17 @@ def output_paths(out_dir, rel: str, outputs) -> dict[str, Path]:
     return paths
 
 
-def process_image(source: str, rel: str, out_dir, model, refiner, options: BatchOptions,
-                  node: str | None = None) -> dict:
+def process_image(
+    source: str, rel: str, out_dir, model, refiner, options: BatchOptions, node: str | None = None
+) -> dict:
     """One input -> its outputs on disk and a status row; any failure is the row's ``error``.
     ``node`` (the Ray node id) goes into the summary, so a cluster run says where each came from."""
     t0 = time.perf_counter()
     paths = output_paths(out_dir, rel, options.outputs)
     try:
-        s = matte_image(read_rgb(source), model, refiner, SessionConfig.from_dict(options.session), refine=options.refine)
+        s = matte_image(
+            read_rgb(source), model, refiner, SessionConfig.from_dict(options.session), refine=options.refine
+        )
         summary = {"source": source, **uncertainty_report(s), "node": node}
         for kind in OUTPUT_KINDS:
             if kind in paths:
@@ -165,15 +173,19 @@ def process_image(source: str, rel: str, out_dir, model, refiner, options: Batch
         return _row(source, rel, "ok", summary=summary)
     except Exception as exc:  # noqa: BLE001 - one bad image is reported, never fatal to the batch
         reason = str(exc).splitlines()[0] if str(exc) else ""
-        return _row(source, rel, "failed", error=f"{type(exc).__name__}: {reason}", seconds=time.perf_counter() - t0,
-                    node=node)
+        return _row(
+            source, rel, "failed", error=f"{type(exc).__name__}: {reason}", seconds=time.perf_counter() - t0, node=node
+        )
 
 
 def _row(source, rel, status, error="", seconds=0.0, summary=None, node=None) -> dict:
     summary = summary or {}
     nan = float("nan")
     return {
-        "source": source, "rel": rel, "status": status, "error": error,
+        "source": source,
+        "rel": rel,
+        "status": status,
+        "error": error,
         "seconds": float(summary.get("seconds", seconds)),
         "epistemic_mean": _num(summary.get("epistemic_mean", nan)),
         "aleatoric_mean": _num(summary.get("aleatoric_mean", nan)),
@@ -242,8 +254,12 @@ def _list_uri(uri: str) -> list[tuple[str, str]]:
     base, inner = uri.rstrip("/"), inner.rstrip("/")
     items = []
     for f in sorted(fs.get_file_info(pafs.FileSelector(inner, recursive=True)), key=lambda f: f.path):
-        rel = f.path[len(inner) + 1:]
-        if f.type == pafs.FileType.File and _is_image_name(f.base_name) and not any(p.startswith(".") for p in rel.split("/")):
+        rel = f.path[len(inner) + 1 :]
+        if (
+            f.type == pafs.FileType.File
+            and _is_image_name(f.base_name)
+            and not any(p.startswith(".") for p in rel.split("/"))
+        ):
             items.append((f"{base}/{rel}", str(PurePosixPath(rel).with_suffix(""))))
     return items
 
@@ -290,9 +306,16 @@ class _Matter:
         return process_image(source, rel, self.out_dir, self.model, self.refiner, self.options, node=self.node)
 
 
-def run_batch(source, out_dir, options: BatchOptions | None = None, engine: str = "auto",
-              concurrency: int | None = None, address: str | None = None, progress=True,
-              announce: Callable[[str, str], None] | None = None) -> BatchReport:
+def run_batch(
+    source,
+    out_dir,
+    options: BatchOptions | None = None,
+    engine: str = "auto",
+    concurrency: int | None = None,
+    address: str | None = None,
+    progress=True,
+    announce: Callable[[str, str], None] | None = None,
+) -> BatchReport:
     """Matte every input not already done; write summary.json and results.csv in ``out_dir``.
 
     ``engine="ray"`` joins the cluster at ``address`` (or RAY_ADDRESS) or starts a local Ray
@@ -322,8 +345,9 @@ def run_batch(source, out_dir, options: BatchOptions | None = None, engine: str 
     reason = "as asked"
     if todo and engine == "auto":
         ray_running = "ray" in sys.modules and sys.modules["ray"].is_initialized()
-        engine, reason = choose_engine(len(todo), local_cpus(), address or os.environ.get("RAY_ADDRESS"), ray_running,
-                                       concurrency)
+        engine, reason = choose_engine(
+            len(todo), local_cpus(), address or os.environ.get("RAY_ADDRESS"), ray_running, concurrency
+        )
     if todo and announce is not None:
         announce(engine, reason)
     if todo:
@@ -332,8 +356,13 @@ def run_batch(source, out_dir, options: BatchOptions | None = None, engine: str 
             rows += [process_image(src, rel, out, model, refiner, options) for src, rel in _bar(todo, progress)]
         else:
             rows += _run_ray(todo, out, options, concurrency, address, progress)
-    report = BatchReport(sorted(rows, key=lambda r: r["rel"]), time.perf_counter() - t0, out,
-                         engine if todo else None, reason if todo else "nothing to do")
+    report = BatchReport(
+        sorted(rows, key=lambda r: r["rel"]),
+        time.perf_counter() - t0,
+        out,
+        engine if todo else None,
+        reason if todo else "nothing to do",
+    )
     write_reports(report, source, options)
     return report
 
@@ -357,11 +386,18 @@ def _run_ray(todo, out: Path, options: BatchOptions, concurrency, address, progr
     ctx.enable_progress_bars = False  # one bar, in images, below
     try:
         ds = ray.data.from_items([{"source": _absolute(s), "rel": r} for s, r in todo], override_num_blocks=len(todo))
-        ds = ds.map_batches(_Matter, fn_constructor_args=(str(out.absolute()), options), batch_size=1,
-                            batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=concurrency),
-                            num_cpus=options.threads)
-        rows = [{k: v.item() if hasattr(v, "item") else v for k, v in row.items()}
-                for row in _bar(ds.iter_rows(), progress, total=len(todo))]
+        ds = ds.map_batches(
+            _Matter,
+            fn_constructor_args=(str(out.absolute()), options),
+            batch_size=1,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=concurrency),
+            num_cpus=options.threads,
+        )
+        rows = [
+            {k: v.item() if hasattr(v, "item") else v for k, v in row.items()}
+            for row in _bar(ds.iter_rows(), progress, total=len(todo))
+        ]
     finally:
         ctx.enable_progress_bars = bars
     return _one_row_per_input(todo, rows)
@@ -384,8 +420,15 @@ def _bar(iterable, progress, total: int | None = None):
     """A bar in images: none when ``progress`` is false, on stderr when true, on ``progress`` when a stream."""
     from tqdm import tqdm
 
-    return tqdm(iterable, total=total, disable=not progress, file=progress if hasattr(progress, "write") else None,
-                unit="img", desc="matting", dynamic_ncols=True)
+    return tqdm(
+        iterable,
+        total=total,
+        disable=not progress,
+        file=progress if hasattr(progress, "write") else None,
+        unit="img",
+        desc="matting",
+        dynamic_ncols=True,
+    )
 
 
 def write_reports(report: BatchReport, source, options: BatchOptions) -> None:

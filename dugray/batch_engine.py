@@ -40,8 +40,9 @@ def local_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def choose_engine(todo: int, cpus: int, address: str | None = None, ray_running: bool = False,
-                  concurrency: int | None = None) -> tuple[str, str]:
+def choose_engine(
+    todo: int, cpus: int, address: str | None = None, ray_running: bool = False, concurrency: int | None = None
+) -> tuple[str, str]:
     """("loop" or "ray", why) for ``todo`` images on ``cpus`` local CPUs (the rule above)."""
     if address:
         return "ray", f"a Ray cluster was given ({address})"
@@ -50,9 +51,13 @@ def choose_engine(todo: int, cpus: int, address: str | None = None, ray_running:
     if concurrency:
         return "ray", f"--concurrency {concurrency} asks for a pool of actors"
     if cpus < RAY_MIN_CPUS:
-        return "loop", (f"{cpus} CPU{'s' * (cpus != 1)} and no cluster: one process beats a local Ray pool below "
-                        f"{RAY_MIN_CPUS} CPUs (--engine ray to force it)")
+        return "loop", (
+            f"{cpus} CPU{'s' * (cpus != 1)} and no cluster: one process beats a local Ray pool below "
+            f"{RAY_MIN_CPUS} CPUs (--engine ray to force it)"
+        )
     if todo < RAY_MIN_IMAGES_PER_CPU * cpus:
-        return "loop", (f"{todo} image{'s' * (todo != 1)} on {cpus} CPUs: too few to repay the pool's start "
-                        f"(ray from {RAY_MIN_IMAGES_PER_CPU * cpus} on; --engine ray to force it)")
+        return "loop", (
+            f"{todo} image{'s' * (todo != 1)} on {cpus} CPUs: too few to repay the pool's start "
+            f"(ray from {RAY_MIN_IMAGES_PER_CPU * cpus} on; --engine ray to force it)"
+        )
     return "ray", f"{todo} images on {cpus} CPUs: a pool of one actor per CPU"

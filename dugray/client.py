@@ -85,8 +85,18 @@ class SessionView:
     def from_json(cls, d: dict) -> SessionView:
         """The view of the API's session JSON (``labels``, ``refined`` and ``timings`` optional)."""
         props = [Proposal(int(p["index"]), tuple(p["box"]), float(p["score"])) for p in d["proposals"]]
-        return cls(d["id"], d["width"], d["height"], d["round"], props, d["uncertainty"], d.get("labels", 0),
-                   d.get("refined", False), d.get("timings", {}), d)
+        return cls(
+            d["id"],
+            d["width"],
+            d["height"],
+            d["round"],
+            props,
+            d["uncertainty"],
+            d.get("labels", 0),
+            d.get("refined", False),
+            d.get("timings", {}),
+            d,
+        )
 
 
 class DugrayClient:
@@ -116,14 +126,20 @@ class DugrayClient:
         """``GET /v1/health``: status, the model served and the session store's counters."""
         return self._call("GET", "/v1/health").json()
 
-    def create_session(self, image: ImageInput, trimap: ImageInput | None = None,
-                       mask: ImageInput | None = None, solve: bool | None = None) -> SessionView:
+    def create_session(
+        self,
+        image: ImageInput,
+        trimap: ImageInput | None = None,
+        mask: ImageInput | None = None,
+        solve: bool | None = None,
+    ) -> SessionView:
         """Upload an image (and a trimap, or a binary mask); the server runs round 1.
 
         ``solve`` switches the uncertainty-guided solve for this session (None: the server's default).
         """
-        return SessionView.from_json(self._call("POST", "/v1/sessions", params=_solve_param(solve),
-                                                files=_files(image, trimap, mask)).json())
+        return SessionView.from_json(
+            self._call("POST", "/v1/sessions", params=_solve_param(solve), files=_files(image, trimap, mask)).json()
+        )
 
     def set_solve(self, sid: str, enabled: bool) -> SessionView:
         """Switch the uncertainty-guided solve of a session on or off."""
@@ -157,10 +173,20 @@ class DugrayClient:
         """Delete the session on the server; DugrayApiError 404 if it is unknown."""
         self._call("DELETE", f"/v1/sessions/{sid}")
 
-    def cutout(self, image: ImageInput, output: str = "rgba", trimap: ImageInput | None = None,
-               mask: ImageInput | None = None, refine: bool | None = None, solve: bool | None = None,
-               bg_color: str | None = None, format: str | None = None, crop: bool = False,
-               crop_margin: str | int | None = None, max_side: int | None = None) -> bytes:
+    def cutout(
+        self,
+        image: ImageInput,
+        output: str = "rgba",
+        trimap: ImageInput | None = None,
+        mask: ImageInput | None = None,
+        refine: bool | None = None,
+        solve: bool | None = None,
+        bg_color: str | None = None,
+        format: str | None = None,
+        crop: bool = False,
+        crop_margin: str | int | None = None,
+        max_side: int | None = None,
+    ) -> bytes:
         """One shot, no session: the file bytes of the RGBA cutout (``rgba``) or the alpha matte (``alpha``).
 
         As background-removal services deliver it: ``bg_color`` (hex) composites over a colour,
@@ -206,7 +232,9 @@ def _label_item(target, label: str) -> dict:
         return {"index": target, "label": label}
     values = [int(v) for v in target]
     if len(values) not in (2, 4):
-        raise ValueError(f"a label target is a proposal index, a (y, x) point or a (y0, x0, y1, x1) box, got {target!r}")
+        raise ValueError(
+            f"a label target is a proposal index, a (y, x) point or a (y0, x0, y1, x1) box, got {target!r}"
+        )
     return {"box" if len(values) == 4 else "point": values, "label": label}
 
 
@@ -214,8 +242,11 @@ def _files(image, trimap, mask) -> dict:
     if trimap is not None and mask is not None:
         raise ValueError("give either trimap or mask, not both")
     parts = {"image": image, "trimap": trimap, "mask": mask}
-    return {name: (f"{name}.png", _image_bytes(value), "application/octet-stream")
-            for name, value in parts.items() if value is not None}
+    return {
+        name: (f"{name}.png", _image_bytes(value), "application/octet-stream")
+        for name, value in parts.items()
+        if value is not None
+    }
 
 
 def _image_bytes(image: ImageInput) -> bytes:

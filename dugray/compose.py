@@ -74,8 +74,10 @@ class OutputOptions:
         limit = MAX_SIDES.get(self.suffix)
         side = max(shape[:2]) if self.max_side is None else min(max(shape[:2]), int(self.max_side))
         if limit is not None and side > limit:
-            raise ValueError(f"{self.format} pictures are at most {limit} pixels a side and this one would be "
-                             f"{side}: pass max_side={limit} or less, or choose png")
+            raise ValueError(
+                f"{self.format} pictures are at most {limit} pixels a side and this one would be "
+                f"{side}: pass max_side={limit} or less, or choose png"
+            )
 
     @property
     def suffix(self) -> str:
@@ -141,8 +143,11 @@ def encode(picture: np.ndarray, options: OutputOptions) -> bytes:
     a = np.asarray(picture)
     if a.ndim == 3:
         a = cv2.cvtColor(a, cv2.COLOR_RGBA2BGRA if a.shape[2] == 4 else cv2.COLOR_RGB2BGR)
-    params = {".jpg": [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY], ".webp": [cv2.IMWRITE_WEBP_QUALITY, WEBP_QUALITY],
-              ".png": [cv2.IMWRITE_PNG_COMPRESSION, 3]}[options.suffix]
+    params = {
+        ".jpg": [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY],
+        ".webp": [cv2.IMWRITE_WEBP_QUALITY, WEBP_QUALITY],
+        ".png": [cv2.IMWRITE_PNG_COMPRESSION, 3],
+    }[options.suffix]
     ok, buf = cv2.imencode(options.suffix, a, params)
     if not ok:
         raise ValueError(f"cannot encode a {a.shape} picture as {options.format}")

@@ -85,7 +85,9 @@ def select_pixels(aleatoric: np.ndarray, aleatoric_var: np.ndarray, reliable_qua
     return candidates & (var <= limit)
 
 
-def patch_boxes(mask: np.ndarray, score: np.ndarray | None = None, size: int = PATCH, max_patches: int = 64) -> list[Box]:
+def patch_boxes(
+    mask: np.ndarray, score: np.ndarray | None = None, size: int = PATCH, max_patches: int = 64
+) -> list[Box]:
     """Cover selected pixels with ``size`` x ``size`` boxes centred on them.
 
     Greedy and deterministic: take the remaining selected pixel with the highest score
@@ -214,7 +216,9 @@ def noise_variance(aleatoric, noise: str = "aleatoric"):
                 return torch.zeros_like(aleatoric)
             finite = torch.isfinite(aleatoric)
             dims = tuple(range(1, aleatoric.ndim))
-            mean = torch.where(finite, aleatoric, 0).sum(dims, keepdim=True) / finite.sum(dims, keepdim=True).clamp_min(1)
+            mean = torch.where(finite, aleatoric, 0).sum(dims, keepdim=True) / finite.sum(dims, keepdim=True).clamp_min(
+                1
+            )
             return mean.expand_as(aleatoric).clone()
     except ImportError:  # pragma: no cover - torch is a dependency
         pass

@@ -18,8 +18,9 @@ from __future__ import annotations
 from dugray.session import MattingSession, SessionConfig
 
 
-def matte_image(image, model, refiner=None, config: SessionConfig | None = None, trimap=None, mask=None,
-                refine: bool | None = None) -> MattingSession:
+def matte_image(
+    image, model, refiner=None, config: SessionConfig | None = None, trimap=None, mask=None, refine: bool | None = None
+) -> MattingSession:
     """The one-shot matte of ``image`` (RGB uint8 HxWx3) as a started session (``.alpha``,
     ``.cutout()``, ``.render(output, options)``). ``trimap`` / ``mask``: what is already known;
     ``refine``: run ``refiner`` (None: the one-shot default, no); ``config``: the session's

@@ -80,7 +80,9 @@ def prepare_example(row: dict, config: PipelineConfig, epoch: int = 0, repeat: i
         kernel = int(rng.integers(config.trimap_kernel[0], config.trimap_kernel[1] + 1))
         user_map = trimap_to_usermap(make_trimap(alpha, kernel))
     else:
-        user_map = simulate_user_map(alpha, rng, p=config.usermap_p, patch=config.usermap_patch, mode=config.usermap_mode)
+        user_map = simulate_user_map(
+            alpha, rng, p=config.usermap_p, patch=config.usermap_patch, mode=config.usermap_mode
+        )
     return {
         "image": np.ascontiguousarray(_to_u8(image).transpose(2, 0, 1)),
         "alpha": _to_u8(alpha)[None],
@@ -143,8 +145,7 @@ class _ExampleBatcher:
         return example_batch(batch.to_pylist(), self.config, self.epoch, self.ledger)
 
 
-def example_batch(rows: list[dict], config: PipelineConfig, epoch: int, ledger=None, repeats=None,
-                  on_bad=None) -> dict:
+def example_batch(rows: list[dict], config: PipelineConfig, epoch: int, ledger=None, repeats=None, on_bad=None) -> dict:
     """Stacked compact examples of ``rows`` (``repeats``: each row's pass number within the
     epoch, 0 by default); a row whose files are bad is skipped, logged and told to the
     :class:`SkipLedger` (if any), never fatal, unless ``on_bad(row, exc)``, called first
@@ -156,7 +157,9 @@ def example_batch(rows: list[dict], config: PipelineConfig, epoch: int, ledger=N
         except Exception as exc:  # noqa: BLE001 - any bad file is skipped, never fatal
             if on_bad is not None:
                 on_bad(row, exc)
-            failures.append({"name": row.get("name"), "alpha": row.get("alpha"), "error": f"{type(exc).__name__}: {exc}"})
+            failures.append(
+                {"name": row.get("name"), "alpha": row.get("alpha"), "error": f"{type(exc).__name__}: {exc}"}
+            )
             log.warning("skipping %s: %s", row.get("name"), exc)
     if failures and ledger is not None:
         ray.get(ledger.add.remote(failures))
@@ -175,7 +178,9 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng((seed, epoch, 1)).permutation(n)
 
 
-def epoch_rows(table: pa.Table, split: str | None, seed: int, epoch: int, shard: tuple[int, int] | None = None) -> pa.Table:
+def epoch_rows(
+    table: pa.Table, split: str | None, seed: int, epoch: int, shard: tuple[int, int] | None = None
+) -> pa.Table:
     """The manifest rows of one epoch (and shard), in that epoch's seeded order, with a ``row`` id.
 
     ``row`` is the row's index in the split, so an example's randomness does not depend

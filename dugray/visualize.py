@@ -25,7 +25,11 @@ def grey(values: np.ndarray) -> np.ndarray:
 def usermap_rgb(user_map: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
     """User map over a dimmed image: fg white, bg black, transition grey, unknown = image."""
     u = np.asarray(user_map)
-    base = (np.asarray(image, np.float32) * 0.4).astype(np.uint8) if image is not None else np.full(u.shape + (3,), 60, np.uint8)
+    base = (
+        (np.asarray(image, np.float32) * 0.4).astype(np.uint8)
+        if image is not None
+        else np.full(u.shape + (3,), 60, np.uint8)
+    )
     out = base.copy()
     out[u >= 0.75] = (255, 255, 255)
     out[u <= -0.5] = (0, 0, 0)

@@ -27,24 +27,33 @@ def main(argv=None) -> int:
     ap.add_argument("--split", default="train")
     ap.add_argument("--model", default="default")
     args = ap.parse_args(argv)
-    torch.set_num_threads(1)  # the numbers do not depend on it (PointwiseConv2d); one thread is gentler on a shared machine
+    torch.set_num_threads(
+        1
+    )  # the numbers do not depend on it (PointwiseConv2d); one thread is gentler on a shared machine
     root = args.data / args.split
     model, refiner = load_networks(args.model)
     rows = []
     for path in sorted((root / "image").glob("*.png")):
-        image, gt, trimap = read_rgb(path), read_mask(root / "alpha" / path.name), read_mask(root / "trimap" / path.name)
+        image, gt, trimap = (
+            read_rgb(path),
+            read_mask(root / "alpha" / path.name),
+            read_mask(root / "trimap" / path.name),
+        )
         row = {"name": path.stem}
         for refine in (False, True):
             key = "refined" if refine else "solved"
             row[f"free_{key}"] = whole_image(matte_image(image, model, refiner, refine=refine).alpha_u8, gt)["sad"]
-            row[f"trimap_{key}"] = composition1k(matte_image(image, model, refiner, trimap=trimap, refine=refine).alpha_u8,
-                                                 gt, trimap)["sad"]
+            row[f"trimap_{key}"] = composition1k(
+                matte_image(image, model, refiner, trimap=trimap, refine=refine).alpha_u8, gt, trimap
+            )["sad"]
         rows.append(row)
         print(json.dumps(row), flush=True)
     for mode in ("free", "trimap"):
         worse = sum(r[f"{mode}_refined"] > r[f"{mode}_solved"] for r in rows)
-        print(f"{mode}: mean SAD solved {np.mean([r[f'{mode}_solved'] for r in rows]):.2f}, + refiner "
-              f"{np.mean([r[f'{mode}_refined'] for r in rows]):.2f}; the refiner worse on {worse} of {len(rows)}")
+        print(
+            f"{mode}: mean SAD solved {np.mean([r[f'{mode}_solved'] for r in rows]):.2f}, + refiner "
+            f"{np.mean([r[f'{mode}_refined'] for r in rows]):.2f}; the refiner worse on {worse} of {len(rows)}"
+        )
     return 0
 
 

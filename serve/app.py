@@ -94,7 +94,12 @@ api.add_middleware(RequestGuard, find_gate=replica_gate)  # keys, rate and body 
 # NB: serve.ingress pickles the routes when the class is decorated: everything they use
 # must be imported or defined above the APIIngress class.
 log = logging.getLogger("ray.serve")
-MODEL_DIED = (RayActorError, ObjectLostError, ReplicaUnavailableError, DeploymentUnavailableError)  # a lost node: its results too
+MODEL_DIED = (
+    RayActorError,
+    ObjectLostError,
+    ReplicaUnavailableError,
+    DeploymentUnavailableError,
+)  # a lost node: its results too
 PNG = {200: {"content": {"image/png": {}}}}  # for /docs
 ONE_SHOT = {200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}}}
 GRAPH = DEPLOYMENT_NAMES
@@ -108,8 +113,10 @@ class APIIngress:
 
     def __init__(self, matting, fusion, proposer, solver, refinement, store, settings: ServeSettings):
         if not ceiling_in_effect(settings.max_pixels):  # the decoder's own limit under the header checks
-            raise RuntimeError(f"OpenCV's {CEILING_ENV} is not {settings.max_pixels} (max_pixels) in this replica: it "
-                               "must be in the ingress's environment when cv2 is loaded (serve.app.build puts it there)")
+            raise RuntimeError(
+                f"OpenCV's {CEILING_ENV} is not {settings.max_pixels} (max_pixels) in this replica: it "
+                "must be in the ingress's environment when cv2 is loaded (serve.app.build puts it there)"
+            )
         self.matting, self.fusion, self.proposer, self.solver = matting, fusion, proposer, solver
         self.refinement, self.store = refinement, store
         self.settings, self.config = settings, settings.session_config()
@@ -219,11 +226,24 @@ class APIIngress:
             raise unknown_session(sid)
         return Response(status_code=204)
 
-    @api.post("/v1/matte", response_class=Response, openapi_extra=upload_openapi("image", "trimap", "mask"),
-              responses=ONE_SHOT)
-    async def matte(self, request: Request, output: str = "rgba", refine: bool | None = None, solve: bool | None = None,
-                    bg_color: str | None = None, format: str = "png", crop: bool = False, crop_margin: str = "0",
-                    max_side: int | None = None) -> Response:
+    @api.post(
+        "/v1/matte",
+        response_class=Response,
+        openapi_extra=upload_openapi("image", "trimap", "mask"),
+        responses=ONE_SHOT,
+    )
+    async def matte(
+        self,
+        request: Request,
+        output: str = "rgba",
+        refine: bool | None = None,
+        solve: bool | None = None,
+        bg_color: str | None = None,
+        format: str = "png",
+        crop: bool = False,
+        crop_margin: str = "0",
+        max_side: int | None = None,
+    ) -> Response:
         """One shot, no session: the RGBA cutout (``output=rgba``) or the alpha matte (``alpha``), the
         same bytes as ``dugray cutout`` and ``dugray batch`` give (:func:`dugray.session.one_shot_plan`):
         one round, solved (``solve=false``: the network's matte), not refined unless ``refine=true``
@@ -238,8 +258,9 @@ class APIIngress:
         if output not in ("rgba", "alpha"):
             raise ApiError(422, "invalid request", "output must be rgba or alpha")
         try:
-            options = OutputOptions(bg_color=bg_color, format=format, crop=crop, crop_margin=crop_margin,
-                                    max_side=max_side)
+            options = OutputOptions(
+                bg_color=bg_color, format=format, crop=crop, crop_margin=crop_margin, max_side=max_side
+            )
             if output == "alpha" and bg_color is not None:
                 raise ValueError("bg_color applies to output=rgba, not to the alpha matte")
         except ValueError as exc:
@@ -269,8 +290,12 @@ class APIIngress:
                 stats = await asyncio.wait_for(self.store.stats.remote(), timeout=2.0)
             except (asyncio.TimeoutError, *MODEL_DIED):
                 missing = [*missing, "SessionStore"]
-        body = {"status": "ok" if not missing else "unavailable" if self.readiness.ever_ready else "starting",
-                "model": model_id(self.settings.model), "auth": bool(self.settings.api_keys), "store": stats}
+        body = {
+            "status": "ok" if not missing else "unavailable" if self.readiness.ever_ready else "starting",
+            "model": model_id(self.settings.model),
+            "auth": bool(self.settings.api_keys),
+            "store": stats,
+        }
         if missing:
             return JSONResponse({**body, "not_ready": missing}, status_code=503, headers={"Retry-After": "5"})
         return body
@@ -329,8 +354,9 @@ class APIIngress:
         key = None if sid is None else await asyncio.to_thread(posterior_key, sid, state)
         return self.fusion.fuse.remote(state.working() if work is None else work, key)
 
-    async def _render(self, state: SessionState, output: str, options: OutputOptions | None = None,
-                      sid: str | None = None, fused=None) -> bytes:
+    async def _render(
+        self, state: SessionState, output: str, options: OutputOptions | None = None, sid: str | None = None, fused=None
+    ) -> bytes:
         """One output of a session, rendered by the Refinement deployment from what it needs: the
         current working matte, or the fused posterior (``fused``: the round's, when the caller has
         it; else fused only when the output needs it, and then found in Fusion's cache when the
@@ -339,8 +365,16 @@ class APIIngress:
         needs_posterior = output in ("epistemic", "aleatoric") or (output in ("alpha", "cutout") and matte_w is None)
         if needs_posterior and fused is None:
             fused = await self._fuse(state, sid)
-        return await self._call(self.refinement.render, output, state.image, state.image_w, state.config, matte_w,
-                                fused if needs_posterior else None, options)
+        return await self._call(
+            self.refinement.render,
+            output,
+            state.image,
+            state.image_w,
+            state.config,
+            matte_w,
+            fused if needs_posterior else None,
+            options,
+        )
 
     async def _call(self, method, *args):
         """``await method.remote(*args)``, retried while the replica that had it is replaced (a model
@@ -393,13 +427,22 @@ class APIIngress:
         if got is None:
             raise unknown_session(sid)
         if isinstance(got, dict) and "unavailable" in got:  # the storage failed; the session is kept
-            raise ApiError(503, "session storage unavailable", "the session is kept; retry", headers={"Retry-After": "5"})
+            raise ApiError(
+                503, "session storage unavailable", "the session is kept; retry", headers={"Retry-After": "5"}
+            )
         if isinstance(got, dict):  # its stored state was missing or cut short: quarantined by the store
             raise ApiError(410, "session lost", "its stored state could not be read; start a new session")
         return got
 
-    async def _save(self, sid: str, state: SessionState, view: dict, version: int | None, owner: str | None,
-                    image: bytes | None = None) -> None:
+    async def _save(
+        self,
+        sid: str,
+        state: SessionState,
+        view: dict,
+        version: int | None,
+        owner: str | None,
+        image: bytes | None = None,
+    ) -> None:
         """Write the state (without its image); ``image`` once, when the session is made."""
         result = await self._store("put", sid, await state_to_bytes(state), view, version, owner, image)
         if not result["ok"]:

@@ -46,7 +46,11 @@ def meta_problem(meta, sid: str | None = None) -> str | None:
     """Why ``meta`` (a parsed meta file) cannot describe a session (``sid``'s, if given), or None."""
     if not isinstance(meta, dict):
         return "not a JSON object"
-    if not isinstance(meta.get("sid"), str) or not SID.fullmatch(meta["sid"]) or (sid is not None and meta["sid"] != sid):
+    if (
+        not isinstance(meta.get("sid"), str)
+        or not SID.fullmatch(meta["sid"])
+        or (sid is not None and meta["sid"] != sid)
+    ):
         return f"invalid session id {str(meta.get('sid'))[:80]!r}"
     for key in ("version", "size", "image_size"):
         if key == "image_size" and key not in meta:
@@ -198,10 +202,16 @@ class FileBlobs:
                 continue
             state = f"{sid}.{meta['version']}.npz" if problem is None else None
             if problem is None and states.get(state) != meta["size"]:
-                problem = "state missing" if state not in states else f"state of {states[state]} bytes, not {meta['size']}"
+                problem = (
+                    "state missing" if state not in states else f"state of {states[state]} bytes, not {meta['size']}"
+                )
             image = f"{sid}.image.npy"
             if problem is None and meta.get("image_size") and states.get(image) != meta["image_size"]:
-                problem = "image missing" if image not in states else f"image of {states[image]} bytes, not {meta['image_size']}"
+                problem = (
+                    "image missing"
+                    if image not in states
+                    else f"image of {states[image]} bytes, not {meta['image_size']}"
+                )
             if problem is not None:
                 self._quarantine_files(sid, [n for n in states if n.startswith(sid + ".")], problem)
                 continue
@@ -216,8 +226,15 @@ class FileBlobs:
     def quarantine(self, sid: str, reason: str) -> None:
         """Move a session's files (meta and states) to ``quarantine/``, and log why."""
         infos = self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
-        self._quarantine_files(sid, [i.base_name for i in infos if i.base_name.startswith(sid + ".")
-                                     and i.base_name.endswith((".npz", ".npy"))], reason)
+        self._quarantine_files(
+            sid,
+            [
+                i.base_name
+                for i in infos
+                if i.base_name.startswith(sid + ".") and i.base_name.endswith((".npz", ".npy"))
+            ],
+            reason,
+        )
 
     def _read_meta(self, name: str) -> tuple[dict | None, str | None]:
         """(meta, problem); a meta that is gone or not JSON is a problem, any other OSError is raised."""

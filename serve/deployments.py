@@ -31,6 +31,7 @@ from serve.settings import ServeSettings
 from serve.store import SessionTable
 from serve.views import uncertainty_summary
 
+
 @serve.deployment(ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=8)
 class Matting:
     """The matting network F; concurrent requests are batched (same shapes share a pass)."""
@@ -108,8 +109,9 @@ class Refinement:
         trim()
         return refined
 
-    def render(self, output: str, image, image_w, config, matte_w=None, fused=None,
-               options: OutputOptions | None = None) -> bytes:
+    def render(
+        self, output: str, image, image_w, config, matte_w=None, fused=None, options: OutputOptions | None = None
+    ) -> bytes:
         """One of OUTPUTS at the input's full resolution, delivered as ``options`` say (PNG by default):
         :func:`dugray.session.deliver`, as in process, so the bytes are the command line's.
         ``matte_w`` for alpha and cutout, ``fused`` for the heat maps."""
@@ -128,7 +130,11 @@ class SessionStore(SessionTable):
         replicas = serve.get_replica_context().world_size  # None when autoscaled
         if replicas != 1:
             raise RuntimeError(f"SessionStore must have exactly 1 replica, not {replicas} (serve/store.py)")
-        super().__init__(settings.max_sessions, settings.session_ttl_s, settings.max_store_bytes,
-                         blobs=open_blobs(settings.session_storage, settings.max_store_bytes // 16),
-                         max_per_owner=settings.max_sessions_per_owner,
-                         max_bytes_per_owner=settings.max_store_bytes_per_owner)
+        super().__init__(
+            settings.max_sessions,
+            settings.session_ttl_s,
+            settings.max_store_bytes,
+            blobs=open_blobs(settings.session_storage, settings.max_store_bytes // 16),
+            max_per_owner=settings.max_sessions_per_owner,
+            max_bytes_per_owner=settings.max_store_bytes_per_owner,
+        )

@@ -34,7 +34,11 @@ def install_docs(api: FastAPI) -> None:
 
     @api.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="openapi.json", title=f"{api.title}: API docs",
-                                   swagger_js_url="static/swagger-ui-bundle.js",
-                                   swagger_css_url="static/swagger-ui.css", swagger_favicon_url="static/favicon.png",
-                                   swagger_ui_parameters={"validatorUrl": None})  # no badge from swagger.io
+        return get_swagger_ui_html(
+            openapi_url="openapi.json",
+            title=f"{api.title}: API docs",
+            swagger_js_url="static/swagger-ui-bundle.js",
+            swagger_css_url="static/swagger-ui.css",
+            swagger_favicon_url="static/favicon.png",
+            swagger_ui_parameters={"validatorUrl": None},
+        )  # no badge from swagger.io

@@ -30,9 +30,17 @@ SAVE_ERRORS = {  # the session store's refusals (serve/store.py) as HTTP
     "missing": (404, "session expired or deleted"),
     "conflict": (409, "session changed meanwhile; reload it and retry"),
     "too_large": (413, "session state too large for the store"),
-    "quota": (429, "too many live sessions", "delete one of yours (DELETE /v1/sessions/{id}) or wait for one to expire"),
-    "share": (429, "session store share used up", "your sessions hold your share of the store's bytes; delete one of "
-              "yours (DELETE /v1/sessions/{id}) or wait for one to expire"),
+    "quota": (
+        429,
+        "too many live sessions",
+        "delete one of yours (DELETE /v1/sessions/{id}) or wait for one to expire",
+    ),
+    "share": (
+        429,
+        "session store share used up",
+        "your sessions hold your share of the store's bytes; delete one of "
+        "yours (DELETE /v1/sessions/{id}) or wait for one to expire",
+    ),
     "storage": (503, "session storage failed", "the session could not be written; retry"),
 }
 

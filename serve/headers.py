@@ -255,7 +255,15 @@ def png_row_bytes(header: Header, samples: int, interlaced: bool) -> int:
     if not interlaced:
         return header.height * (1 + (header.width * bits + 7) // 8)
     total = 0
-    for x0, y0, dx, dy in ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)):
+    for x0, y0, dx, dy in (
+        (0, 0, 8, 8),
+        (4, 0, 8, 8),
+        (0, 4, 4, 8),
+        (2, 0, 4, 4),
+        (0, 2, 2, 4),
+        (1, 0, 2, 2),
+        (0, 1, 1, 2),
+    ):
         w, h = -(-(header.width - x0) // dx), -(-(header.height - y0) // dy)
         if w > 0 and h > 0:
             total += h * (1 + (w * bits + 7) // 8)

@@ -44,9 +44,13 @@ MAX_JPEG_SCANS = 100
 """Scans one JPEG may have: progressive encoders write about 10; each scan is a pass over
 the image (~2 ms per scan at 16 MP), so thousands of tiny scans would burn CPU for nothing."""
 ORIENT = {  # EXIF orientation -> how to turn the stored pixels into the displayed image
-    2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
-    5: lambda a: a.swapaxes(0, 1), 6: lambda a: a[::-1].swapaxes(0, 1),
-    7: lambda a: a[::-1, ::-1].swapaxes(0, 1), 8: lambda a: a[:, ::-1].swapaxes(0, 1),
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: a[::-1].swapaxes(0, 1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: a[:, ::-1].swapaxes(0, 1),
 }
 
 
@@ -111,11 +115,14 @@ def _refused(w: int, h: int) -> bool:
 
 def _png_claiming(w: int, h: int) -> bytes:
     """A grey 8-bit PNG that claims ``w`` x ``h`` pixels and holds one row of them."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(w + 1))) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(w + 1))) + chunk(b"IEND", b"")
+    )
 
 
 def probe(data: bytes, name: str = "image") -> tuple[tuple[int, int], int]:
@@ -156,10 +163,13 @@ def _check_pixels(size: tuple[int, int], max_pixels: int, name: str) -> None:
 
 def _check_bytes(header: Header, max_bytes: int, name: str) -> None:
     if header.decode_bytes > max_bytes:
-        raise ApiError(413, f"{name} is too large to decode",
-                       f"{header.width}x{header.height} {header.format}, {header.channels} channels of "
-                       f"{header.sample_bits} bits{' and its tiles or strips' if header.buffer_bytes else ''}: "
-                       f"{header.decode_bytes} bytes to decode; the limit is {max_bytes}")
+        raise ApiError(
+            413,
+            f"{name} is too large to decode",
+            f"{header.width}x{header.height} {header.format}, {header.channels} channels of "
+            f"{header.sample_bits} bits{' and its tiles or strips' if header.buffer_bytes else ''}: "
+            f"{header.decode_bytes} bytes to decode; the limit is {max_bytes}",
+        )
 
 
 def decode_plane(data: bytes, max_pixels: int, name: str, max_bytes: int | None = None) -> np.ndarray:
@@ -167,5 +177,3 @@ def decode_plane(data: bytes, max_pixels: int, name: str, max_bytes: int | None 
     reads and checks its values, as for every other entry point)."""
     a = decode_image(data, max_pixels, name, max_bytes)
     return a[..., 0] if a.ndim == 3 else a
-
-

@@ -19,17 +19,27 @@ from serve.errors import ApiError
 def check_label_count(n: int, settings) -> None:
     """422 for a request of more than ``max_labels_per_request`` labels."""
     if n > settings.max_labels_per_request:
-        raise ApiError(422, "too many labels", f"{n} labels in one request; the limit is {settings.max_labels_per_request}")
+        raise ApiError(
+            422, "too many labels", f"{n} labels in one request; the limit is {settings.max_labels_per_request}"
+        )
 
 
 def check_label_work(state: SessionState, settings) -> None:
     """422 when ``state`` (labels applied) holds more labels, or its carry costs more passes, than allowed."""
     if len(state.label_log) > settings.max_labels_per_session:
-        raise ApiError(422, "too many labels", f"{len(state.label_log)} labels in this session; the limit is "
-                       f"{settings.max_labels_per_session}: start a new session")
+        raise ApiError(
+            422,
+            "too many labels",
+            f"{len(state.label_log)} labels in this session; the limit is "
+            f"{settings.max_labels_per_session}: start a new session",
+        )
     if not state.config.carry:
         return
     passes = carry_passes(state.user_map, label_boxes(state), state.config.carry_params)
     if passes > settings.max_carry_passes:
-        raise ApiError(422, "too many labelled regions", f"the labels make {passes} separate regions to carry; the "
-                       f"limit is {settings.max_carry_passes}: label larger boxes, or erase some ('unknown')")
+        raise ApiError(
+            422,
+            "too many labelled regions",
+            f"the labels make {passes} separate regions to carry; the "
+            f"limit is {settings.max_carry_passes}: label larger boxes, or erase some ('unknown')",
+        )

@@ -32,8 +32,11 @@ def check_placement(placement: Mapping) -> None:
             raise ValueError(f"placement[{name!r}]: expected a dict of {', '.join(PLACEMENT_KEYS)}, got {spec!r}")
         resources = spec.get("resources", {})
         if not isinstance(resources, Mapping) or any(
-                not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0 for v in resources.values()):
-            raise ValueError(f"placement[{name!r}].resources: expected {{resource name: positive amount}}, got {resources!r}")
+            not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0 for v in resources.values()
+        ):
+            raise ValueError(
+                f"placement[{name!r}].resources: expected {{resource name: positive amount}}, got {resources!r}"
+            )
         per_node = spec.get("max_replicas_per_node", 1)
         if not isinstance(per_node, int) or isinstance(per_node, bool) or per_node < 1:
             raise ValueError(f"placement[{name!r}].max_replicas_per_node must be a positive integer, got {per_node!r}")

@@ -45,9 +45,16 @@ class Readiness:
     as "nothing is known to be ready".
     """
 
-    def __init__(self, app: str, deployments, fetch=None, ttl_s: float = 1.0, max_age_s: float = 5.0,
-                 clock=time.monotonic):
-        self.app, self.deployments, self.ttl_s, self.max_age_s, self.clock = app, list(deployments), ttl_s, max_age_s, clock
+    def __init__(
+        self, app: str, deployments, fetch=None, ttl_s: float = 1.0, max_age_s: float = 5.0, clock=time.monotonic
+    ):
+        self.app, self.deployments, self.ttl_s, self.max_age_s, self.clock = (
+            app,
+            list(deployments),
+            ttl_s,
+            max_age_s,
+            clock,
+        )
         self.fetch = fetch or _serve_status
         self.ever_ready = False
         self._at, self._value, self._inflight = -1e18, list(self.deployments), None

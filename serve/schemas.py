@@ -15,10 +15,16 @@ class LabelItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     index: StrictInt | None = Field(None, ge=0, description="index into the session's current proposals")
-    box: list[StrictInt] | None = Field(None, min_length=4, max_length=4, description="[y0, x0, y1, x1], full-resolution pixels")
-    point: list[StrictInt] | None = Field(None, min_length=2, max_length=2,
-                                          description="[y, x], full-resolution pixels: a click, labelling the square of "
-                                                      "max(8, 2% of the long side) pixels centred there")
+    box: list[StrictInt] | None = Field(
+        None, min_length=4, max_length=4, description="[y0, x0, y1, x1], full-resolution pixels"
+    )
+    point: list[StrictInt] | None = Field(
+        None,
+        min_length=2,
+        max_length=2,
+        description="[y, x], full-resolution pixels: a click, labelling the square of "
+        "max(8, 2% of the long side) pixels centred there",
+    )
     label: LabelName = Field(description="fg, bg or transition; unknown erases earlier labels in the box")
 
     @model_validator(mode="after")

@@ -146,7 +146,11 @@ class ServeSettings:
             raise ValueError("max_store_bytes_per_owner must be between 1 and max_store_bytes")
         for name in ("trusted_proxies", "allowed_hosts"):
             value = getattr(self, name)
-            setattr(self, name, [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value))
+            setattr(
+                self,
+                name,
+                [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else list(value),
+            )
         try:
             Networks(self.trusted_proxies)
         except ValueError as exc:
@@ -159,8 +163,10 @@ class ServeSettings:
         check_placement(self.placement)
         store_replicas = self.replicas.get("SessionStore", 1)
         if store_replicas != 1:
-            raise ValueError(f"replicas: SessionStore={store_replicas}; the store has exactly one replica (each "
-                             "replica keeps its own last-access times, so a second would expire what the first serves)")
+            raise ValueError(
+                f"replicas: SessionStore={store_replicas}; the store has exactly one replica (each "
+                "replica keeps its own last-access times, so a second would expire what the first serves)"
+            )
 
     def session_config(self) -> SessionConfig:
         """The SessionConfig of every session: the defaults with ``session``'s overrides."""
@@ -178,7 +184,9 @@ class ServeSettings:
         return asdict(self)
 
     @classmethod
-    def from_args(cls, args: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> ServeSettings:
+    def from_args(
+        cls, args: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> ServeSettings:
         """Settings from env vars overridden by ``args``; unknown keys are an error.
 
         String values that look like JSON (numbers, dicts) are parsed, so
@@ -195,8 +203,12 @@ class ServeSettings:
         elif environ.get(ENV_API_KEYS_FILE):
             values["api_keys"] = read_keys(environ[ENV_API_KEYS_FILE])
         check_known(cls, args or {}, "serve settings", list_known=True)
-        values.update({k: json_or_word(v) if k not in ("model", "refiner", "session_storage") else v
-                       for k, v in (args or {}).items()})
+        values.update(
+            {
+                k: json_or_word(v) if k not in ("model", "refiner", "session_storage") else v
+                for k, v in (args or {}).items()
+            }
+        )
         return cls(**values)
 
 
@@ -208,4 +220,3 @@ def read_keys(path) -> list[str]:
     except OSError as exc:
         raise ValueError(f"cannot read the API key file {path}: {exc.strerror}") from None
     return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
-

@@ -69,9 +69,17 @@ def owns(entry_owner: str | None, owner: str | None) -> bool:
 class SessionTable:
     """LRU + TTL + byte- and owner-bounded map from session id to (blob, view, version)."""
 
-    def __init__(self, max_sessions: int, ttl_s: float, max_bytes: int, clock: Callable[[], float] = time.monotonic,
-                 blobs=None, max_per_owner: int | None = None, wall: Callable[[], float] = time.time,
-                 max_bytes_per_owner: int | None = None):
+    def __init__(
+        self,
+        max_sessions: int,
+        ttl_s: float,
+        max_bytes: int,
+        clock: Callable[[], float] = time.monotonic,
+        blobs=None,
+        max_per_owner: int | None = None,
+        wall: Callable[[], float] = time.time,
+        max_bytes_per_owner: int | None = None,
+    ):
         self.max_sessions, self.ttl_s, self.max_bytes, self.clock = max_sessions, ttl_s, max_bytes, clock
         self.max_per_owner, self.max_bytes_per_owner, self.wall = max_per_owner, max_bytes_per_owner, wall
         self.blobs = blobs if blobs is not None else MemoryBlobs()
@@ -165,8 +173,15 @@ class SessionTable:
         finally:
             self._flush()
 
-    def put(self, sid: str, blob: bytes, view: dict, expect_version: int | None = None, owner: str | None = None,
-            image: bytes | None = None) -> dict:
+    def put(
+        self,
+        sid: str,
+        blob: bytes,
+        view: dict,
+        expect_version: int | None = None,
+        owner: str | None = None,
+        image: bytes | None = None,
+    ) -> dict:
         """Store a session. ``expect_version`` None creates it (for ``owner``), with its full-size
         ``image`` (written once, read by :meth:`image`); else it must match the stored one.
 
@@ -189,9 +204,20 @@ class SessionTable:
             try:
                 if image is not None:
                     self.blobs.write_image(sid, image)
-                self.blobs.write(sid, version, blob, {"sid": sid, "owner": entry_owner, "written": self.wall(),
-                                                      "size": len(blob), "image_size": image_size, "view": view},
-                                 replaces=None if old is None else old.version)
+                self.blobs.write(
+                    sid,
+                    version,
+                    blob,
+                    {
+                        "sid": sid,
+                        "owner": entry_owner,
+                        "written": self.wall(),
+                        "size": len(blob),
+                        "image_size": image_size,
+                        "view": view,
+                    },
+                    replaces=None if old is None else old.version,
+                )
             except OSError:
                 with self._lock:
                     self._pending.discard(sid)
@@ -319,8 +345,14 @@ class SessionTable:
         now_wall, now = self.wall(), self.clock()
         for meta in sorted(self.blobs.all_meta(), key=lambda m: float(m["written"])):
             age = max(0.0, now_wall - float(meta["written"]))
-            e = Entry(meta.get("view") or {}, int(meta["version"]), now - age, int(meta["size"]), meta.get("owner"),
-                      int(meta.get("image_size", 0)))
+            e = Entry(
+                meta.get("view") or {},
+                int(meta["version"]),
+                now - age,
+                int(meta["size"]),
+                meta.get("owner"),
+                int(meta.get("image_size", 0)),
+            )
             old = self._entries.pop(meta["sid"], None)
             self._bytes += e.total - (old.total if old is not None else 0)
             self._entries[meta["sid"]] = e

@@ -66,8 +66,12 @@ def parse_form(body: bytes, content_type: str) -> dict[str, bytes]:
     """Parts of a multipart/form-data ``body`` by field name (first part wins per name)."""
     collector = _Parts()
     try:
-        parser = MultipartParser(boundary(content_type), collector.callbacks(), max_header_count=MAX_HEADER_COUNT,
-                                 max_header_size=MAX_HEADER_SIZE)
+        parser = MultipartParser(
+            boundary(content_type),
+            collector.callbacks(),
+            max_header_count=MAX_HEADER_COUNT,
+            max_header_size=MAX_HEADER_SIZE,
+        )
         for i in range(0, len(body), CHUNK):
             parser.write(body[i : i + CHUNK])
         parser.finalize()
@@ -103,9 +107,16 @@ class _Parts:
         self._disposition: bytes | None = None
 
     def callbacks(self) -> dict:
-        return {"on_part_begin": self._begin, "on_part_data": self._part_data, "on_part_end": self._part_end,
-                "on_header_field": self._header_field, "on_header_value": self._header_val,
-                "on_header_end": self._header_end, "on_headers_finished": self._headers_done, "on_end": self._end}
+        return {
+            "on_part_begin": self._begin,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+            "on_header_field": self._header_field,
+            "on_header_value": self._header_val,
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_done,
+            "on_end": self._end,
+        }
 
     def _begin(self):
         self._parts += 1

@@ -59,12 +59,17 @@ def app_on_loopback(model: str, name: str, settings: dict, route_prefix: str = "
         from serve.access import set_proxy_env
 
         set_proxy_env()  # as dugray serve: Ray's proxy believes no X-Forwarded-For (the app decides)
-        os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")  # a busy 2-core CI: the proxy starts slowly
+        os.environ.setdefault(
+            "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60"
+        )  # a busy 2-core CI: the proxy starts slowly
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     port = _serve_on_this_ray()
     storage = tempfile.mkdtemp(prefix="dugray-sessions-")  # each app its own: no test sees another's sessions
-    serve.run(build({"model": model, "torch_threads": 1, "session_storage": storage, **settings}), name=name,
-              route_prefix=route_prefix)
+    serve.run(
+        build({"model": model, "torch_threads": 1, "session_storage": storage, **settings}),
+        name=name,
+        route_prefix=route_prefix,
+    )
     try:
         yield f"http://127.0.0.1:{port}" + route_prefix.rstrip("/")
     finally:

@@ -48,8 +48,11 @@ def assert_stops_cleanly_on(name: str, proc, url: str, log: Path) -> str:
     TaskCancelledError") while the replicas start, which is no part of stopping (seen once in CI)."""
     slow = {}
     before = len(log.read_text())
-    inflight = threading.Thread(target=lambda: slow.update(r=requests.post(
-        url + "/v1/matte", files={"image": ("p.png", picture())}, timeout=300)))
+    inflight = threading.Thread(
+        target=lambda: slow.update(
+            r=requests.post(url + "/v1/matte", files={"image": ("p.png", picture())}, timeout=300)
+        )
+    )
     inflight.start()
     time.sleep(0.5)
     sig = getattr(signal, name)

@@ -70,8 +70,20 @@ def tiny_model(tmp_path_factory):
     return str(folder)
 
 
-HEAVIEST_FIRST = ("test_recipe", "test_train", "test_cluster_train", "test_soak", "test_serve_exposed", "test_wheel",
-                  "test_modnet", "test_serve_cluster", "test_client", "test_batch", "test_serve", "test_web")
+HEAVIEST_FIRST = (
+    "test_recipe",
+    "test_train",
+    "test_cluster_train",
+    "test_soak",
+    "test_serve_exposed",
+    "test_wheel",
+    "test_modnet",
+    "test_serve_cluster",
+    "test_client",
+    "test_batch",
+    "test_serve",
+    "test_web",
+)
 """Test files by their time in CI (minutes of Ray start-ups and training jobs each), longest first."""
 
 

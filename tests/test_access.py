@@ -70,7 +70,7 @@ def _call(policy, path, headers=(), body=b"", client=("10.0.0.1", 5), method="GE
 
     guard = RequestGuard(app, Gate(policy))
     sent = []
-    chunks = [body[i:i + 1000] for i in range(0, len(body), 1000)] or [b""]
+    chunks = [body[i : i + 1000] for i in range(0, len(body), 1000)] or [b""]
 
     async def receive():
         chunk = chunks.pop(0) if chunks else b""
@@ -79,8 +79,14 @@ def _call(policy, path, headers=(), body=b"", client=("10.0.0.1", 5), method="GE
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "path": root_path + path, "root_path": root_path, "client": client, "method": method,
-             "headers": [(k.lower().encode(), v.encode()) for k, v in headers]}
+    scope = {
+        "type": "http",
+        "path": root_path + path,
+        "root_path": root_path,
+        "client": client,
+        "method": method,
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers],
+    }
 
     async def run():
         try:
@@ -88,7 +94,12 @@ def _call(policy, path, headers=(), body=b"", client=("10.0.0.1", 5), method="GE
         except ApiError as exc:  # raised while the app reads the body: FastAPI's handler answers it
             return exc.status, exc.headers or {}, {"error": exc.error}, seen.get("owner")
         start, body_msg = sent
-        return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, json.loads(body_msg["body"]), seen.get("owner")
+        return (
+            start["status"],
+            {k.decode(): v.decode() for k, v in start["headers"]},
+            json.loads(body_msg["body"]),
+            seen.get("owner"),
+        )
 
     return asyncio.run(run())
 
@@ -183,7 +194,9 @@ def test_expiry_and_eviction_clean_the_storage(tmp_path):
     clock.t = wall.t = 20
     assert table.stats()["sessions"] == 0 and list(tmp_path.iterdir()) == []
     # a store that starts after the TTL has passed drops what it finds
-    SessionTable(2, ttl_s=10, max_bytes=10**6, clock=clock, blobs=FileBlobs(str(tmp_path)), wall=wall).put("d", b"1", {})
+    SessionTable(2, ttl_s=10, max_bytes=10**6, clock=clock, blobs=FileBlobs(str(tmp_path)), wall=wall).put(
+        "d", b"1", {}
+    )
     wall.t = 100
     late = SessionTable(2, ttl_s=10, max_bytes=10**6, blobs=FileBlobs(str(tmp_path)), wall=wall)
     assert late.stats()["sessions"] == 0 and list(tmp_path.iterdir()) == []
@@ -281,8 +294,9 @@ def test_without_keys_other_sites_cannot_use_a_local_server():
     assert _call(policy, "/v1/matte", [("Host", "localhost:8000")], method="POST")[0] == 200
     assert _call(policy, "/v1/matte", [("Host", "[::1]:8000")], method="POST")[0] == 200
     for origin in ("http://evil.example", "null", "http://127.0.0.1:9999"):
-        status, _, body, owner = _call(policy, "/v1/matte", [("Host", "127.0.0.1:8000"), ("Origin", origin)],
-                                       method="POST")
+        status, _, body, owner = _call(
+            policy, "/v1/matte", [("Host", "127.0.0.1:8000"), ("Origin", origin)], method="POST"
+        )
         assert status == 403 and body["error"] == "cross-origin request refused" and owner is None, origin
     assert _call(policy, "/v1/sessions/x", [("Host", "127.0.0.1:8000"), ("Origin", "http://evil.example")])[0] == 200
     status, _, body, _ = _call(policy, "/", [("Host", "evil.example:8000")])
@@ -337,14 +351,21 @@ def test_an_over_limit_json_body_is_413_streamed_or_not_and_two_content_types_ar
 
             async def chunks():
                 for i in range(0, len(labels), 500):
-                    yield labels[i:i + 500]
+                    yield labels[i : i + 500]
 
             streamed = await client.post("/v1/sessions/x/labels", content=chunks(), headers=key)
-            small = await client.post("/v1/sessions/x/labels", content=b'{"labels": [{"index": 0, "label": "fg"}]}',
-                                      headers=key)
-            twice = await client.post("/v1/sessions/x/labels", content=labels, headers=[
-                ("X-API-Key", KEY_A), ("content-type", "application/json"),
-                ("content-type", "multipart/form-data; boundary=x")])
+            small = await client.post(
+                "/v1/sessions/x/labels", content=b'{"labels": [{"index": 0, "label": "fg"}]}', headers=key
+            )
+            twice = await client.post(
+                "/v1/sessions/x/labels",
+                content=labels,
+                headers=[
+                    ("X-API-Key", KEY_A),
+                    ("content-type", "application/json"),
+                    ("content-type", "multipart/form-data; boundary=x"),
+                ],
+            )
             return streamed, small, twice
 
     streamed, small, twice = asyncio.run(run())
@@ -360,17 +381,25 @@ def test_rotating_x_forwarded_for_does_not_escape_the_rate_limit():
     policy = Policy([], rate=1.0, burst=3, max_upload_bytes=10_000, max_json_bytes=2_000)
     # Ray's proxy (uvicorn) believes X-Forwarded-For from loopback unless told otherwise: it then hands us
     # the header's address as the client; every such request shares one bucket
-    rewritten = [_call(policy, "/v1/sessions/a", [("X-Forwarded-For", f"10.9.8.{i}")], client=(f"10.9.8.{i}", 0))[0]
-                 for i in range(6)]
+    rewritten = [
+        _call(policy, "/v1/sessions/a", [("X-Forwarded-For", f"10.9.8.{i}")], client=(f"10.9.8.{i}", 0))[0]
+        for i in range(6)
+    ]
     assert rewritten.count(429) >= 3, rewritten
     # a peer that is not a configured proxy cannot choose its address
-    direct = [_call(policy, "/v1/sessions/a", [("X-Forwarded-For", f"10.7.0.{i}")], client=("10.0.0.7", 5))[0]
-              for i in range(6)]
+    direct = [
+        _call(policy, "/v1/sessions/a", [("X-Forwarded-For", f"10.7.0.{i}")], client=("10.0.0.7", 5))[0]
+        for i in range(6)
+    ]
     assert direct.count(429) >= 3, direct
     # a configured proxy's forwarded address is the client's
-    proxied = Policy([], rate=1.0, burst=3, max_upload_bytes=10_000, max_json_bytes=2_000, trusted_proxies=["10.1.0.0/16"])
-    owners = {_call(proxied, "/v1/sessions/a", [("X-Forwarded-For", f"203.0.113.{i}, 10.1.0.9")],
-                    client=("10.1.0.2", 5))[3] for i in range(3)}
+    proxied = Policy(
+        [], rate=1.0, burst=3, max_upload_bytes=10_000, max_json_bytes=2_000, trusted_proxies=["10.1.0.0/16"]
+    )
+    owners = {
+        _call(proxied, "/v1/sessions/a", [("X-Forwarded-For", f"203.0.113.{i}, 10.1.0.9")], client=("10.1.0.2", 5))[3]
+        for i in range(3)
+    }
     assert owners == {"addr:203.0.113.0", "addr:203.0.113.1", "addr:203.0.113.2"}
 
 
@@ -497,7 +526,9 @@ def test_blob_io_happens_outside_the_lock_and_in_flight_writes_are_safe():
     table.put("b", b"1", {})
     blobs.release.clear()
     results = {}
-    writer = threading.Thread(target=lambda: results.setdefault("put", table.put("a", b"22", {"v": 1}, expect_version=0)))
+    writer = threading.Thread(
+        target=lambda: results.setdefault("put", table.put("a", b"22", {"v": 1}, expect_version=0))
+    )
     writer.start()
     assert blobs.writing.wait(5)
     # while a write waits on storage, other requests are answered at once
@@ -537,13 +568,20 @@ def test_draining_refuses_new_requests_and_waits_for_those_in_flight():
     def sender(box):
         async def send(message):
             box.append(message)
+
         return send
 
     async def run():
         gate = Gate(policy)
         guard = RequestGuard(app, gate)
-        scope = {"type": "http", "path": "/v1/sessions/a", "root_path": "", "client": ("127.0.0.1", 1), "method": "GET",
-                 "headers": []}
+        scope = {
+            "type": "http",
+            "path": "/v1/sessions/a",
+            "root_path": "",
+            "client": ("127.0.0.1", 1),
+            "method": "GET",
+            "headers": [],
+        }
         slow = asyncio.ensure_future(guard(dict(scope), receive, sender(sent)))
         await asyncio.sleep(0.05)
         drained = asyncio.ensure_future(gate.drain(5.0))

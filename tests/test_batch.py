@@ -38,8 +38,9 @@ def test_list_inputs(tmp_path):
     found = list_inputs(tmp_path / "in")
     assert [rel for _, rel in found] == ["a", "b", "broken", "sub/c"]  # no hidden files, no .txt
     uri = (tmp_path / "in").as_uri()
-    assert list_inputs(uri) == [(f"{uri}/{rel}{ext}", rel) for rel, ext in
-                                (("a", ".png"), ("b", ".jpg"), ("broken", ".png"), ("sub/c", ".png"))]
+    assert list_inputs(uri) == [
+        (f"{uri}/{rel}{ext}", rel) for rel, ext in (("a", ".png"), ("b", ".jpg"), ("broken", ".png"), ("sub/c", ".png"))
+    ]
     (tmp_path / "list.txt").write_text(f"# two of them\n{tmp_path / 'in' / 'a.png'}\n\n{uri}/sub/c.png\n")
     assert [rel for _, rel in list_inputs(tmp_path / "list.txt")] == ["a", "c"]
     out_inside = tmp_path / "in" / "out"
@@ -149,8 +150,16 @@ def test_auto_engine_says_what_it_picked(tiny_model, tmp_path, monkeypatch, caps
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     make_folder(tmp_path / "in")
     (tmp_path / "in" / "broken.png").unlink()
-    argv = ["batch", str(tmp_path / "in"), str(tmp_path / "out"), "--outputs", "alpha", "--model", tiny_model,
-            "--no-progress"]
+    argv = [
+        "batch",
+        str(tmp_path / "in"),
+        str(tmp_path / "out"),
+        "--outputs",
+        "alpha",
+        "--model",
+        tiny_model,
+        "--no-progress",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("engine: ")]
@@ -166,7 +175,10 @@ def test_the_ray_report_has_one_row_per_input_whatever_comes_back():
     todo = [("in/a.png", "a"), ("in/b.png", "b")]
     back = [_row("/abs/in/a.png", "a", "ok"), _row("/abs/in/a.png", "a", "ok")]  # a twice, b never
     rows = _one_row_per_input(todo, back)
-    assert [(r["source"], r["rel"], r["status"]) for r in rows] == [("in/a.png", "a", "ok"), ("in/b.png", "b", "failed")]
+    assert [(r["source"], r["rel"], r["status"]) for r in rows] == [
+        ("in/a.png", "a", "ok"),
+        ("in/b.png", "b", "failed"),
+    ]
     assert "run again" in rows[1]["error"]
 
 
@@ -185,8 +197,19 @@ def test_ray_batch_matches_the_loop_and_resumes(tiny_model, tmp_path, ray_local,
             ray_bytes, loop_bytes = ((tmp_path / d / kind / f"{rel}.png").read_bytes() for d in ("ray", "loop"))
             assert ray_bytes == loop_bytes, (rel, kind)
     # the command: a rerun skips the 3 finished files, still reports the corrupt one, exits 1
-    argv = ["batch", str(tmp_path / "in"), str(tmp_path / "ray"), "--outputs", "cutout", "alpha",
-            "--model", tiny_model, "--concurrency", "2", "--no-progress"]
+    argv = [
+        "batch",
+        str(tmp_path / "in"),
+        str(tmp_path / "ray"),
+        "--outputs",
+        "cutout",
+        "alpha",
+        "--model",
+        tiny_model,
+        "--concurrency",
+        "2",
+        "--no-progress",
+    ]
     assert main(argv) == 1
     cap = capsys.readouterr()
     assert "0 done, 3 skipped (already done), 1 failed" in cap.out and "failed: " in cap.err and "broken.png" in cap.err
@@ -205,9 +228,15 @@ def two_nodes():
 
     ray.shutdown()
     # an agent port of its own: a Ray started earlier in this process may still hold the default
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "include_dashboard": False, "dashboard_agent_listen_port": free_port(),
-        "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 0,
+            "include_dashboard": False,
+            "dashboard_agent_listen_port": free_port(),
+            "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3},
+        },
+    )
     try:
         workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
         cluster.wait_for_nodes(timeout=60)
@@ -245,14 +274,31 @@ def test_batch_over_two_nodes_survives_losing_one_and_a_rerun_redoes_nothing(tin
         cv2.circle(img, (w // 2, h // 2), h // 4, (40, 200, 230), -1)
         cv2.imwrite(str(tmp_path / "in" / f"{rel}.png"), img)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "dugray.cli", "batch", str(tmp_path / "in"), str(out), "--outputs", "cutout",
-           "alpha", "--model", tiny_model, "--address", cluster.address, "--concurrency", "2", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dugray.cli",
+        "batch",
+        str(tmp_path / "in"),
+        str(out),
+        "--outputs",
+        "cutout",
+        "alpha",
+        "--model",
+        tiny_model,
+        "--address",
+        cluster.address,
+        "--concurrency",
+        "2",
+        "--no-progress",
+    ]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     run = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         both = {victim.node_id, survivor.node_id}
-        wait_for(lambda: set(nodes_of_finished(out).values()) == both or run.poll() is not None, 180,
-                 "image from each node")
+        wait_for(
+            lambda: set(nodes_of_finished(out).values()) == both or run.poll() is not None, 180, "image from each node"
+        )
         before = nodes_of_finished(out)
         assert set(before.values()) == both and len(before) < len(sizes)  # work on both nodes, the batch mid-way
         cluster.remove_node(victim, allow_graceful=False)  # SIGKILL: its actor dies mid-image

@@ -75,8 +75,19 @@ def test_cutout_delivered_as_background_removal_clients_expect(tiny_model, image
     assert main(["cutout", str(image), "-o", str(tmp_path / "c.png"), "--model", tiny_model, "--no-refine"]) == 0
     rgba = cv2.cvtColor(read(tmp_path / "c.png"), cv2.COLOR_BGRA2RGBA)
     out = tmp_path / "c.webp"
-    argv = ["cutout", str(image), "-o", str(out), "--model", tiny_model, "--no-refine", "--bg-color", "102030",
-            "--max-side", "20"]
+    argv = [
+        "cutout",
+        str(image),
+        "-o",
+        str(out),
+        "--model",
+        tiny_model,
+        "--no-refine",
+        "--bg-color",
+        "102030",
+        "--max-side",
+        "20",
+    ]
     assert main(argv) == 0
     webp = cv2.cvtColor(read(out), cv2.COLOR_BGR2RGB)
     options = OutputOptions(bg_color="102030", max_side=20, format="webp")
@@ -84,8 +95,23 @@ def test_cutout_delivered_as_background_removal_clients_expect(tiny_model, image
     assert webp.shape == expected.shape == (round(H * 20 / max(H, W)), round(W * 20 / max(H, W)), 3)
     lossy = cv2.imdecode(np.frombuffer(encode(expected, options), np.uint8), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(read(out), lossy)  # exactly the composed picture, through the same (lossy) WebP
-    assert main(["cutout", str(image), "--model", tiny_model, "--no-refine", "--format", "jpg", "--crop", "-o",
-                 str(tmp_path / "c.jpeg")]) == 0
+    assert (
+        main(
+            [
+                "cutout",
+                str(image),
+                "--model",
+                tiny_model,
+                "--no-refine",
+                "--format",
+                "jpg",
+                "--crop",
+                "-o",
+                str(tmp_path / "c.jpeg"),
+            ]
+        )
+        == 0
+    )
     assert read(tmp_path / "c.jpeg").ndim == 3
 
 
@@ -107,38 +133,72 @@ def test_trimap_and_mask_are_obeyed(tiny_model, image, tmp_path):
     trimap[:, -W // 4 :] = 255
     cv2.imwrite(str(tmp_path / "t.png"), trimap)
     out = tmp_path / "a.png"
-    assert main(["cutout", str(image), "-o", str(out), "--alpha-only", "--trimap", str(tmp_path / "t.png"),
-                 "--model", tiny_model]) == 0
+    assert (
+        main(
+            [
+                "cutout",
+                str(image),
+                "-o",
+                str(out),
+                "--alpha-only",
+                "--trimap",
+                str(tmp_path / "t.png"),
+                "--model",
+                tiny_model,
+            ]
+        )
+        == 0
+    )
     alpha = read(out)
     assert (alpha[trimap == 0] == 0).all() and (alpha[trimap == 255] == 255).all()
     mask = np.zeros((H, W), np.uint8)
     mask[10:30, 20:50] = 1  # a 0/1 mask
     cv2.imwrite(str(tmp_path / "m.png"), mask)
-    assert main(["cutout", str(image), "-o", str(out), "--alpha-only", "--mask", str(tmp_path / "m.png"),
-                 "--model", tiny_model]) == 0
+    assert (
+        main(
+            [
+                "cutout",
+                str(image),
+                "-o",
+                str(out),
+                "--alpha-only",
+                "--mask",
+                str(tmp_path / "m.png"),
+                "--model",
+                tiny_model,
+            ]
+        )
+        == 0
+    )
     assert np.array_equal(read(out), mask * 255)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["cutout", "{bad}"], "cannot decode image"),
-    (["cutout", "{missing}"], "no such file"),
-    (["cutout", "{image}", "-o", "out.gif"], "must be a .png, .jpg or .webp"),
-    (["cutout", "{image}", "-o", "out.png", "--format", "jpg"], "does not end in .jpg"),
-    (["cutout", "{image}", "--bg-color", "reddish"], "hex colour"),
-    (["cutout", "{image}", "--crop", "--crop-margin", "5em"], "crop_margin"),
-    (["cutout", "{image}", "--model", "{bad}"], "checkpoint"),
-    (["cutout", "{image}", "--trimap", "{image}", "--mask", "{image}"], "not allowed with"),
-    (["cutout", "{image}", "--work-size", "many"], "invalid int"),
-    (["cutout", "{image}", "--server", "http://127.0.0.1:9", "--model", "x.pt"], "with --server"),
-    (["interactive", "{image}", "--web", "-o", "out.png"], "with --web, download from the page"),
-    (["interactive", "{image}", "--web", "--server", "http://127.0.0.1:9", "--work-size", "256"], "with --server"),
-    (["interactive", "s3://bucket/photo.png", "--web", "--server", "http://127.0.0.1:9"], "no such local file"),
-    (["interactive", "{image}", "--server", "http://127.0.0.1:9"], "--server goes with --web"),
-    (["batch", "{missing}", "{tmp}/out"], "no such file or folder"),
-    (["frobnicate"], "invalid choice"),
-    (["serve", "--cpus", "1", "--port", "0"], "reserves 1.5 CPUs"),  # else Serve would wait forever
-    (["serve", "--port", "0", "--set", 'replicas={{"Solve": 2}}'], "replicas: unknown deployments ['Solve']; known: "),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["cutout", "{bad}"], "cannot decode image"),
+        (["cutout", "{missing}"], "no such file"),
+        (["cutout", "{image}", "-o", "out.gif"], "must be a .png, .jpg or .webp"),
+        (["cutout", "{image}", "-o", "out.png", "--format", "jpg"], "does not end in .jpg"),
+        (["cutout", "{image}", "--bg-color", "reddish"], "hex colour"),
+        (["cutout", "{image}", "--crop", "--crop-margin", "5em"], "crop_margin"),
+        (["cutout", "{image}", "--model", "{bad}"], "checkpoint"),
+        (["cutout", "{image}", "--trimap", "{image}", "--mask", "{image}"], "not allowed with"),
+        (["cutout", "{image}", "--work-size", "many"], "invalid int"),
+        (["cutout", "{image}", "--server", "http://127.0.0.1:9", "--model", "x.pt"], "with --server"),
+        (["interactive", "{image}", "--web", "-o", "out.png"], "with --web, download from the page"),
+        (["interactive", "{image}", "--web", "--server", "http://127.0.0.1:9", "--work-size", "256"], "with --server"),
+        (["interactive", "s3://bucket/photo.png", "--web", "--server", "http://127.0.0.1:9"], "no such local file"),
+        (["interactive", "{image}", "--server", "http://127.0.0.1:9"], "--server goes with --web"),
+        (["batch", "{missing}", "{tmp}/out"], "no such file or folder"),
+        (["frobnicate"], "invalid choice"),
+        (["serve", "--cpus", "1", "--port", "0"], "reserves 1.5 CPUs"),  # else Serve would wait forever
+        (
+            ["serve", "--port", "0", "--set", 'replicas={{"Solve": 2}}'],
+            "replicas: unknown deployments ['Solve']; known: ",
+        ),
+    ],
+)
 def test_bad_input_exits_2_with_one_line(argv, message, image, tmp_path, capsys):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
@@ -158,16 +218,29 @@ def test_unreachable_server_exits_3(image, tmp_path, capsys):
 def test_a_real_process_exits_2_without_a_traceback(tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"junk")
-    proc = subprocess.run([sys.executable, "-m", "dugray.cli", "cutout", str(bad)],
-                          check=False, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dugray.cli", "cutout", str(bad)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"dugray: error: cannot decode image {bad} (not an image, or truncated)"]
+    assert proc.stderr.strip().splitlines() == [
+        f"dugray: error: cannot decode image {bad} (not an image, or truncated)"
+    ]
 
 
 def test_parse_labels():
     assert parse_labels("0f 1bg 12:t 3=u 10,20,40,60:bg 120,340=bg 5,6f") == [
-        (0, "fg"), (1, "bg"), (12, "transition"), (3, "unknown"), ((10, 20, 40, 60), "bg"), ((120, 340), "bg"),
-        ((5, 6), "fg")]
+        (0, "fg"),
+        (1, "bg"),
+        (12, "transition"),
+        (3, "unknown"),
+        ((10, 20, 40, 60), "bg"),
+        ((120, 340), "bg"),
+        ((5, 6), "fg"),
+    ]
     for bad in ("0x", "f0", "1,2,3:fg", "-1f", "1,2,3,4,5:bg", "-3,4=fg"):
         with pytest.raises(ValueError, match="cannot read"):
             parse_labels(bad)

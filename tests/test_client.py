@@ -36,9 +36,24 @@ H, W = 40, 56
 def server(tmp_path_factory, tiny_model):
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    cmd = [sys.executable, "-m", "dugray.cli", "serve", "--port", str(port), "--cpus", "2", "--model", tiny_model,
-           "--set", "torch_threads=1", "--set", "max_sessions=8",
-           "--set", f"session_storage={tmp_path_factory.mktemp('sessions')}"]  # not the user's ~/.cache
+    cmd = [
+        sys.executable,
+        "-m",
+        "dugray.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--cpus",
+        "2",
+        "--model",
+        tiny_model,
+        "--set",
+        "torch_threads=1",
+        "--set",
+        "max_sessions=8",
+        "--set",
+        f"session_storage={tmp_path_factory.mktemp('sessions')}",
+    ]  # not the user's ~/.cache
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -151,7 +166,16 @@ def test_cli_through_the_server(server, tmp_path, capsys):
     mask = np.zeros((H, W), np.uint8)
     mask[5:30, 10:40] = 255
     cv2.imwrite(str(tmp_path / "m.png"), mask)
-    argv = ["interactive", str(image), "--web", "--server", server["url"] + "/", "--no-browser", "--mask", str(tmp_path / "m.png")]
+    argv = [
+        "interactive",
+        str(image),
+        "--web",
+        "--server",
+        server["url"] + "/",
+        "--no-browser",
+        "--mask",
+        str(tmp_path / "m.png"),
+    ]
     assert main(argv) == 0  # round 1 there, with the mask; the page to label it printed (and opened without the flag)
     page = re.search(r"label them at (\S+)", capsys.readouterr().out).group(1)
     sid = page.removeprefix(f"{server['url']}/?session=")

@@ -58,7 +58,9 @@ def wait_for(condition, what: str, proc, timeout: float = 150):
     deadline = time.time() + timeout
     while not condition():
         if proc.poll() is not None:
-            raise AssertionError(f"training ended (exit {proc.returncode}) before {what}:\n{proc.stdout.read()[-4000:]}")
+            raise AssertionError(
+                f"training ended (exit {proc.returncode}) before {what}:\n{proc.stdout.read()[-4000:]}"
+            )
         if time.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.3)
@@ -81,8 +83,13 @@ def test_two_workers_on_two_nodes_survive_losing_a_node_in_each_stage(synth_dir,
         ray.shutdown()  # a Ray of this process's own would be one more raylet on the host
     # a killed node found dead in ~3 s, not Ray's default ~15 s (5 failed health checks 3 s apart), as in
     # tests/test_batch.py: twice a node is lost, and every restart waits for that verdict
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 1,
+            "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3},
+        },
+    )
     proc = None
     try:
         for _ in range(2):
@@ -90,10 +97,34 @@ def test_two_workers_on_two_nodes_survive_losing_a_node_in_each_stage(synth_dir,
         cluster.wait_for_nodes()
         start = time.perf_counter()
         out, storage = tmp_path / "run", tmp_path / "shared-storage"
-        cmd = [sys.executable, str(ROOT / "jobs" / "train.py"), "--data", str(synth_dir / "plain"), "--out", str(out),
-               "--storage", str(storage), "--stage", "all", "--epochs", "3", "--stage2-epochs", "2",
-               "--num-workers", "2", "--crop", "64", "--batch-size", "4", "--samples-per-epoch", "16",
-               "--max-failures", "3", "--config", str(write_slot_config(tmp_path))]
+        cmd = [
+            sys.executable,
+            str(ROOT / "jobs" / "train.py"),
+            "--data",
+            str(synth_dir / "plain"),
+            "--out",
+            str(out),
+            "--storage",
+            str(storage),
+            "--stage",
+            "all",
+            "--epochs",
+            "3",
+            "--stage2-epochs",
+            "2",
+            "--num-workers",
+            "2",
+            "--crop",
+            "64",
+            "--batch-size",
+            "4",
+            "--samples-per-epoch",
+            "16",
+            "--max-failures",
+            "3",
+            "--config",
+            str(write_slot_config(tmp_path)),
+        ]
         env = dict(own_ray_env(), RAY_ADDRESS=cluster.address)
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         for stage in ("1", "2"):

@@ -92,7 +92,7 @@ def test_protocol_2_never_clicks_inside_a_box_it_already_labelled():
     assert len({(c.y, c.x) for c in v1.clicks}) == 1 and len(v1.clicks) == 4
     boxes = [c.box for c in v2.clicks]
     for i, (y0, x0, y1, x1) in enumerate(boxes):  # each click outside every earlier box
-        assert not any(y0 <= c.y < y1 and x0 <= c.x < x1 for c in v2.clicks[i + 1:])
+        assert not any(y0 <= c.y < y1 and x0 <= c.x < x1 for c in v2.clicks[i + 1 :])
     assert len({(c.y, c.x) for c in v2.clicks}) == 4
     assert v2.clicks[0] == v1.clicks[0]  # the first click is the same user
     assert all(c.x >= 100 for c in v2.clicks)  # the right half stays the largest summed error, box by box
@@ -206,8 +206,13 @@ def test_grabcut_carries_a_label_and_says_nothing_when_one_side_is_empty():
     u = np.zeros((40, 80), np.float32)
     u[18:22, 18:22] = BACKGROUND
     gamma = np.ones((40, 80), np.float32)  # the network says foreground everywhere, and no label says otherwise
-    ev = carried_evidence(img, np.where(u != 0, FOREGROUND, 0).astype(np.float32), [((18, 18, 22, 22), FOREGROUND)],
-                          CarryParams(method="grabcut"), gamma=gamma)
+    ev = carried_evidence(
+        img,
+        np.where(u != 0, FOREGROUND, 0).astype(np.float32),
+        [((18, 18, 22, 22), FOREGROUND)],
+        CarryParams(method="grabcut"),
+        gamma=gamma,
+    )
     assert (ev.strength == 0).all()
     gamma[:, 40:] = 0.0  # red foreground, blue background: both sides to model, the bg label in the red
     ev = carried_evidence(img, u, [((18, 18, 22, 22), BACKGROUND)], CarryParams(method="grabcut"), gamma=gamma)
@@ -229,8 +234,12 @@ def test_fg_and_bg_evidence_cancel_where_both_reach():
 
 
 def test_carry_labels_is_nig_summation_with_a_pseudo_observation():
-    g, nu, a, b = (np.array([0.9, 0.9, 0.2]), np.array([2.0, 2.0, 1.0]), np.array([3.0, 3.0, 3.0]),
-                   np.array([0.1, 0.1, 0.1]))
+    g, nu, a, b = (
+        np.array([0.9, 0.9, 0.2]),
+        np.array([2.0, 2.0, 1.0]),
+        np.array([3.0, 3.0, 3.0]),
+        np.array([0.1, 0.1, 0.1]),
+    )
     ev = Evidence(np.array([0.0, 0.0, 1.0], np.float32), np.array([0.0, 0.75, 0.5], np.float32))
     out = carry_labels(NIG(g, nu, a, b), ev)
     np.testing.assert_allclose(out.gamma, [0.9, 0.25 * 0.9, 0.5 * 0.2 + 0.5], rtol=1e-6)  # (1 - s) gamma + s target
@@ -261,7 +270,8 @@ class ConfidentlyWrong(nn.Module):
     def forward(self, image, user_map):
         logit = 14 * (image.mean(1, keepdim=True) - 0.45)
         labelled = torch.nn.functional.max_pool2d(user_map.abs(), 3, 1, 1) * torch.sign(
-            torch.nn.functional.avg_pool2d(user_map, 3, 1, 1))
+            torch.nn.functional.avg_pool2d(user_map, 3, 1, 1)
+        )
         gamma = torch.sigmoid(logit + 40 * labelled)
         nu = 0.2 + 10 * torch.tanh(logit.abs() / 3)
         return NIG(gamma, nu, torch.full_like(gamma, 3.0), 0.01 + 0.2 * gamma * (1 - gamma))
@@ -364,8 +374,9 @@ def test_network_rounds_first_runs_the_network_once_and_matches_every_round_for_
 def test_network_rounds_first_ignores_what_the_network_would_read_from_the_labels():
     img, gt, disc, square = wrong_region_scene()
     net = Counting(ConfidentlyWrong()).eval()
-    s = MattingSession(img, net, config=SessionConfig(k=8, n=4, network_rounds="first", carry=False,
-                                                      solve=False)).start()
+    s = MattingSession(
+        img, net, config=SessionConfig(k=8, n=4, network_rounds="first", carry=False, solve=False)
+    ).start()
     first = fused_nig(s.state.working()).gamma.copy()
     s.label([((48, 98), "bg")])
     after = fused_nig(s.state.working()).gamma
@@ -401,6 +412,7 @@ def test_a_transition_click_in_network_mode_unpins_its_box_and_leaves_a_trimaps_
 
 
 # --------------------------------------------------------------------------- the rembg rows
+
 
 def test_rembg_trimap_erodes_fg_and_bg_by_ten_pixels_and_counts_the_border_as_bg():
     from dugray.evaluation.peers import rembg_trimap

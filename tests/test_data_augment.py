@@ -1,11 +1,20 @@
 """Augmentations: consistent geometry, photometric ops never touch alpha, exact crops."""
+
 import cv2
 import numpy as np
 import pytest
 
-from dugray.data.augment import (AugmentConfig, augment_sample, composite, random_blur,
-                                 random_crop, random_flip, random_shadow, random_sharpen,
-                                 transition_pixels)
+from dugray.data.augment import (
+    AugmentConfig,
+    augment_sample,
+    composite,
+    random_blur,
+    random_crop,
+    random_flip,
+    random_shadow,
+    random_sharpen,
+    transition_pixels,
+)
 
 
 def _pair(h=64, w=96, seed=0):
@@ -13,7 +22,7 @@ def _pair(h=64, w=96, seed=0):
     image = rng.random((h, w, 3)).astype(np.float32)
     alpha = np.zeros((h, w), np.float32)
     alpha[:, : w // 3] = 1.0
-    alpha[:, w // 3: w // 3 + 4] = np.linspace(0.8, 0.2, 4)      # a soft edge
+    alpha[:, w // 3 : w // 3 + 4] = np.linspace(0.8, 0.2, 4)  # a soft edge
     return image, alpha
 
 
@@ -23,7 +32,7 @@ def test_flip_applies_to_image_and_alpha_together():
     assert np.array_equal(fi, image[:, ::-1]) and np.array_equal(fa, alpha[:, ::-1])
     same_i, same_a = random_flip(image, alpha, np.random.default_rng(0), p=0.0)
     assert np.array_equal(same_i, image) and np.array_equal(same_a, alpha)
-    for seed in range(10):                                   # p=0.5: always consistent
+    for seed in range(10):  # p=0.5: always consistent
         fi, fa = random_flip(image, alpha, np.random.default_rng(seed))
         flipped = np.array_equal(fa, alpha[:, ::-1])
         assert np.array_equal(fi, image[:, ::-1] if flipped else image)
@@ -48,10 +57,16 @@ def test_blur_and_sharpen_change_image_only():
         assert 0 <= out.min() and out.max() <= 1
 
 
-@pytest.mark.parametrize("shape,size,scales", [
-    ((64, 96), 32, (1.0,)), ((100, 80), (48, 40), (1.0,)), ((128, 128), 48, (1.0, 1.5, 2.0)),
-    ((30, 50), 64, (1.0,)), ((20, 200), (64, 64), (1.0, 2.0)),
-])
+@pytest.mark.parametrize(
+    "shape,size,scales",
+    [
+        ((64, 96), 32, (1.0,)),
+        ((100, 80), (48, 40), (1.0,)),
+        ((128, 128), 48, (1.0, 1.5, 2.0)),
+        ((30, 50), 64, (1.0,)),
+        ((20, 200), (64, 64), (1.0, 2.0)),
+    ],
+)
 def test_crop_output_size_is_exact(shape, size, scales):
     image, alpha = _pair(*shape)
     th, tw = (size, size) if np.isscalar(size) else size
@@ -65,7 +80,7 @@ def test_small_image_is_resized_up_not_padded():
     image = np.full((30, 50, 3), 0.4, np.float32)
     alpha = np.ones((30, 50), np.float32)
     ci, ca = random_crop(image, alpha, 64, np.random.default_rng(0))
-    assert np.allclose(ci, 0.4) and np.allclose(ca, 1.0)              # no padded pixels
+    assert np.allclose(ci, 0.4) and np.allclose(ca, 1.0)  # no padded pixels
     image, alpha = _pair(30, 50)
     ci, ca = random_crop(image, alpha, 64, np.random.default_rng(0))
     # the whole short side is kept: the left solid part and the soft edge are both there
@@ -76,15 +91,13 @@ def test_transition_centred_crop_contains_transition_pixels():
     image = np.zeros((256, 256, 3), np.float32)
     alpha = np.zeros((256, 256), np.float32)
     cv2.circle(alpha, (220, 30), 10, 1.0, -1)
-    alpha = cv2.GaussianBlur(alpha, (0, 0), 1.5)                   # small soft blob
+    alpha = cv2.GaussianBlur(alpha, (0, 0), 1.5)  # small soft blob
     alpha[alpha < 1e-3] = 0
     hits_centred = hits_uniform = 0
     for seed in range(20):
-        _, ca = random_crop(image, alpha, 48, np.random.default_rng(seed),
-                            transition_centred_prob=1.0)
+        _, ca = random_crop(image, alpha, 48, np.random.default_rng(seed), transition_centred_prob=1.0)
         hits_centred += len(transition_pixels(ca)[0]) > 0
-        _, ca = random_crop(image, alpha, 48, np.random.default_rng(seed),
-                            transition_centred_prob=0.0)
+        _, ca = random_crop(image, alpha, 48, np.random.default_rng(seed), transition_centred_prob=0.0)
         hits_uniform += len(transition_pixels(ca)[0]) > 0
     assert hits_centred == 20 and hits_uniform < 20
 

@@ -1,4 +1,5 @@
 """Dataset layouts are detected on tiny trees; manifests round-trip with the fixed schema."""
+
 import os
 import zlib
 from pathlib import Path
@@ -10,8 +11,7 @@ import pytest
 
 from dugray.data.io import load_example, write_png
 from dugray.data.layouts import LAYOUTS, LayoutError, detect_layouts, read_layout
-from dugray.data.manifest import (SCHEMA, build_manifest, load_or_build, read_manifest,
-                                  summary)
+from dugray.data.manifest import SCHEMA, build_manifest, load_or_build, read_manifest, summary
 
 REAL = Path("/work/shared/data/alphamatting-lowres")
 
@@ -19,11 +19,11 @@ REAL = Path("/work/shared/data/alphamatting-lowres")
 def _img(path, rgb=True, size=(12, 16), value=None):
     rng = np.random.default_rng(zlib.crc32(str(path).encode()))
     shape = size + (3,) if rgb else size
-    data = rng.integers(0, 256, shape, dtype=np.uint8) if value is None \
-        else np.full(shape, value, np.uint8)
+    data = rng.integers(0, 256, shape, dtype=np.uint8) if value is None else np.full(shape, value, np.uint8)
     path = Path(path)
     if path.suffix == ".jpg":
         import cv2
+
         path.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(path), data)
     else:
@@ -34,8 +34,15 @@ def _img(path, rgb=True, size=(12, 16), value=None):
 def _make(root, folders, stems, ext=".png"):
     for folder in folders:
         for stem in stems:
-            rgb = folder.split("/")[-1] in ("fg", "bg", "merged", "image", "blurred_image",
-                                            "original_image", "original")
+            rgb = folder.split("/")[-1] in (
+                "fg",
+                "bg",
+                "merged",
+                "image",
+                "blurred_image",
+                "original_image",
+                "original",
+            )
             _img(Path(root) / folder / f"{stem}{ext if rgb else '.png'}", rgb=rgb)
 
 
@@ -77,10 +84,8 @@ def test_comp1k_test_with_one_alpha_per_foreground(tmp_path):
 def test_p3m10k_tree(tmp_path):
     root = tmp_path / "P3M-10k"
     _make(root / "train", ["blurred_image", "mask"], ["t1", "t2"], ext=".jpg")
-    _make(root / "validation" / "P3M-500-P", ["blurred_image", "mask", "trimap"], ["p1"],
-          ext=".jpg")
-    _make(root / "validation" / "P3M-500-NP", ["original_image", "mask", "trimap"],
-          ["n1", "n2"], ext=".jpg")
+    _make(root / "validation" / "P3M-500-P", ["blurred_image", "mask", "trimap"], ["p1"], ext=".jpg")
+    _make(root / "validation" / "P3M-500-NP", ["original_image", "mask", "trimap"], ["n1", "n2"], ext=".jpg")
     rows = read_layout(root)
     counts = {}
     for r in rows:
@@ -97,18 +102,17 @@ def test_aim500(tmp_path):
     _make(root, ["original", "mask", "trimap"], ["o1", "o2"], ext=".jpg")
     (root / "usr").mkdir()
     rows = read_layout(root)
-    assert [(r["layout"], r["split"], r["name"]) for r in rows] == \
-        [("aim500", "test", "o1"), ("aim500", "test", "o2")]
+    assert [(r["layout"], r["split"], r["name"]) for r in rows] == [("aim500", "test", "o1"), ("aim500", "test", "o2")]
 
 
 def test_plain_with_splits_and_trimap2(tmp_path):
     for split in ("train", "val", "test"):
-        _make(tmp_path / "plain" / split, ["image", "alpha", "trimap"], [f"{split}1", f"{split}2"],
-              ext=".jpg")
+        _make(tmp_path / "plain" / split, ["image", "alpha", "trimap"], [f"{split}1", f"{split}2"], ext=".jpg")
     _make(tmp_path / "plain" / "val", ["trimap2"], ["val1"])
     rows = read_layout(tmp_path / "plain")
     assert sorted((r["split"], r["name"]) for r in rows) == sorted(
-        (s, f"{s}{i}") for s in ("train", "val", "test") for i in (1, 2))
+        (s, f"{s}{i}") for s in ("train", "val", "test") for i in (1, 2)
+    )
     assert all(r["layout"] == "plain" and r["image"].endswith(".jpg") for r in rows)
     by_name = {r["name"]: r for r in rows}
     assert by_name["val1"]["trimap2"].endswith("trimap2/val1.png")
@@ -182,7 +186,7 @@ def test_load_or_build_default_location_and_parquet(tmp_path):
     table = load_or_build(root, n_bg_per_fg=2)
     assert (root / "manifest.parquet").is_file() and table.num_rows == 3 * 2 + 2
     assert load_or_build(root / "manifest.parquet").equals(table)
-    assert load_or_build(root).num_rows == 8                 # reused, not rebuilt
+    assert load_or_build(root).num_rows == 8  # reused, not rebuilt
     assert load_or_build(root, rebuild=True, n_bg_per_fg=1).num_rows == 3 + 2
     with pytest.raises(FileNotFoundError):
         load_or_build(tmp_path / "nope.parquet")
@@ -215,7 +219,7 @@ def test_load_example_composites_comp1k_rows_on_the_fly(tmp_path):
     _make(root, ["fg", "alpha"], ["a"])
     _img(root / "bg" / "wide.png", size=(8, 40))
     row = read_layout(root, n_bg_per_fg=1)[0]
-    example = load_example(row)                                  # centred background crop
+    example = load_example(row)  # centred background crop
     fg = read_rgb(row["fg"]).astype(np.float32) / 255
     bg = fit_background(read_rgb(row["bg"]), 12, 16).astype(np.float32) / 255
     a = read_mask(row["alpha"]).astype(np.float32)[..., None] / 255

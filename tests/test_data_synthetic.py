@@ -1,4 +1,5 @@
 """Synthetic generator: determinism, the matting equation, trimaps, real sub-pixel hair."""
+
 import hashlib
 from pathlib import Path
 
@@ -9,8 +10,7 @@ from skimage.morphology import skeletonize
 
 from dugray.data.io import read_mask, read_rgb
 from dugray.data.photos import available_photos, photo_bank
-from dugray.data.synthetic import (SynthConfig, generate_sample, split_counts,
-                                   write_dataset)
+from dugray.data.synthetic import SynthConfig, generate_sample, split_counts, write_dataset
 from dugray.data.trimap import make_trimap
 
 ARRAYS = ("fg", "bg", "alpha", "image", "trimap")
@@ -79,8 +79,7 @@ def _ridge(layer):
     """Pixels that are a maximum across the strand (horizontally or vertically)."""
     p = np.pad(layer, 1)
     c = p[1:-1, 1:-1]
-    return (((c >= p[1:-1, :-2]) & (c >= p[1:-1, 2:]))
-            | ((c >= p[:-2, 1:-1]) & (c >= p[2:, 1:-1])))
+    return ((c >= p[1:-1, :-2]) & (c >= p[1:-1, 2:])) | ((c >= p[:-2, 1:-1]) & (c >= p[2:, 1:-1]))
 
 
 def _mean_strand_width(layer, core):
@@ -109,7 +108,7 @@ def test_hair_strands_are_subpixel_coverage_not_blur():
     assert np.median(centres) < 0.5
     assert np.mean(centres > 0.95) < 0.05
     assert np.mean(widths) < 0.9
-    assert np.mean(blurred_widths) > 1.0           # what the shortcut would look like
+    assert np.mean(blurred_widths) > 1.0  # what the shortcut would look like
     assert np.mean(band_fractions) > 0.3
 
 
@@ -129,24 +128,20 @@ def test_split_counts():
 
 
 def _tree_digest(root: Path):
-    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*.png"))}
+    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*.png"))}
 
 
 def test_write_dataset_layouts_and_determinism(tmp_path):
-    ds = write_dataset(tmp_path / "a", 5, 64, seed=3, val_fraction=0.2, test_fraction=0.2,
-                       progress=False)
+    ds = write_dataset(tmp_path / "a", 5, 64, seed=3, val_fraction=0.2, test_fraction=0.2, progress=False)
     assert {k: len(v) for k, v in ds.names.items()} == {"train": 3, "val": 1, "test": 1}
     comp, plain = tmp_path / "a" / "comp1k", tmp_path / "a" / "plain"
     for sub in ("fg", "alpha", "bg"):
-        assert sorted(p.name for p in (comp / "train" / sub).iterdir()) == \
-            [f"{n}.png" for n in ds.names["train"]]
+        assert sorted(p.name for p in (comp / "train" / sub).iterdir()) == [f"{n}.png" for n in ds.names["train"]]
     for split in ("val", "test"):
         for sub in ("merged", "alpha", "trimaps"):
             assert len(list((comp / split / sub).glob("*.png"))) == 1
     for split in ("train", "val", "test"):
-        names = [sorted(p.name for p in (plain / split / sub).iterdir())
-                 for sub in ("image", "alpha", "trimap")]
+        names = [sorted(p.name for p in (plain / split / sub).iterdir()) for sub in ("image", "alpha", "trimap")]
         assert names[0] == names[1] == names[2] and len(names[0]) == len(ds.names[split])
     # files hold exactly what generate_sample returns
     s = generate_sample(0, 64, seed=3)
@@ -155,6 +150,5 @@ def test_write_dataset_layouts_and_determinism(tmp_path):
     assert np.array_equal(read_rgb(comp / "train" / "fg" / f"{name}.png"), s["fg"])
     assert np.array_equal(read_rgb(plain / "train" / "image" / f"{name}.png"), s["image"])
     # same seed -> byte-identical tree, whatever the worker count
-    write_dataset(tmp_path / "b", 5, 64, seed=3, val_fraction=0.2, test_fraction=0.2,
-                  progress=False, workers=2)
+    write_dataset(tmp_path / "b", 5, 64, seed=3, val_fraction=0.2, test_fraction=0.2, progress=False, workers=2)
     assert _tree_digest(tmp_path / "a") == _tree_digest(tmp_path / "b")

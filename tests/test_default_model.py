@@ -49,8 +49,12 @@ def models():
 
 
 def example(name):
-    row = {"name": name, "image": str(VAL / "image" / f"{name}.png"), "alpha": str(VAL / "alpha" / f"{name}.png"),
-           "trimap": str(VAL / "trimap" / f"{name}.png")}
+    row = {
+        "name": name,
+        "image": str(VAL / "image" / f"{name}.png"),
+        "alpha": str(VAL / "alpha" / f"{name}.png"),
+        "trimap": str(VAL / "trimap" / f"{name}.png"),
+    }
     return load_item(row, name, max_side=MAX_SIDE)
 
 
@@ -62,8 +66,10 @@ def test_trimap_mode_sad_stays_below_the_shipped_figure(models, name):
     ours = score_matte(rows["trimap_nosolve"].alpha, ex.gt, ex.comp1k_trimap, ex.whole_trimap)
     solved = score_matte(rows["trimap"].alpha, ex.gt, ex.comp1k_trimap, ex.whole_trimap)
     cf = score_matte(run_closed_form(ex, "trimap").alpha, ex.gt, ex.comp1k_trimap)
-    print(f"{name}: network c1k SAD {ours[COMP1K]['sad']:.3f}, solved {solved[COMP1K]['sad']:.3f}, "
-          f"closed-form {cf[COMP1K]['sad']:.3f}")
+    print(
+        f"{name}: network c1k SAD {ours[COMP1K]['sad']:.3f}, solved {solved[COMP1K]['sad']:.3f}, "
+        f"closed-form {cf[COMP1K]['sad']:.3f}"
+    )
     assert cf[COMP1K]["sad"] < CF_BOUNDS[name]
     assert ours[COMP1K]["sad"] < BOUNDS[name]
     assert solved[COMP1K]["sad"] < SOLVE_BOUNDS[name]
@@ -97,13 +103,18 @@ def test_trimap_free_beats_rembg_on_the_same_photo(models, name):
     ex = example(name)
     net, refiner = models
     outs, _ = run_interactive(ex, net, refiner, SessionConfig(), rounds=0, refine=False)
-    free = next(score_matte(o.alpha, ex.gt, ex.comp1k_trimap, ex.whole_trimap)[WHOLE]["sad"] for o in outs
-                if o.variant == "free")
+    free = next(
+        score_matte(o.alpha, ex.gt, ex.comp1k_trimap, ex.whole_trimap)[WHOLE]["sad"]
+        for o in outs
+        if o.variant == "free"
+    )
     rembg = REMBG_MASK[name]
     u2netp, note = peer_network(None)
     if u2netp is not None:
-        live = {v: score_matte(a, ex.gt, ex.comp1k_trimap, ex.whole_trimap)[WHOLE]["sad"]
-                for v, a, _ in peer_rows(ex.image, u2netp)}
+        live = {
+            v: score_matte(a, ex.gt, ex.comp1k_trimap, ex.whole_trimap)[WHOLE]["sad"]
+            for v, a, _ in peer_rows(ex.image, u2netp)
+        }
         assert live["rembg_u2netp"] == pytest.approx(rembg, abs=0.01), note  # the recorded figure is rembg's
         rembg = live["rembg_u2netp"]
     print(f"{name}: trimap-free whole SAD {free:.3f}, rembg's mask {rembg:.3f} ({note})")

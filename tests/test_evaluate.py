@@ -31,11 +31,40 @@ from dugray.nig import NIG
 from dugray.session import SessionConfig, refine_matte
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ["free", "free_nosolve", "sel1", "sel1_nosolve", "sel2", "sel2_nosolve", "refined", "refined_nosolve",
-           "refined_fixed", "refined_fixed_nosolve", "alg1_sel1", "alg1_sel1_nosolve", "alg1_sel2", "alg1_sel2_nosolve",
-           "last_sel1", "last_sel1_nosolve", "last_sel2", "last_sel2_nosolve", "noenforce_sel1", "noenforce_sel2",
-           "noenforce_refined", "click0", "click1", "click2", "click3", "trimap", "trimap_nosolve", "trimap_refined",
-           "trimap_refined_nosolve", "trimap_refined_fixed", "trimap_refined_fixed_nosolve", "cf_trimap"]
+METHODS = [
+    "free",
+    "free_nosolve",
+    "sel1",
+    "sel1_nosolve",
+    "sel2",
+    "sel2_nosolve",
+    "refined",
+    "refined_nosolve",
+    "refined_fixed",
+    "refined_fixed_nosolve",
+    "alg1_sel1",
+    "alg1_sel1_nosolve",
+    "alg1_sel2",
+    "alg1_sel2_nosolve",
+    "last_sel1",
+    "last_sel1_nosolve",
+    "last_sel2",
+    "last_sel2_nosolve",
+    "noenforce_sel1",
+    "noenforce_sel2",
+    "noenforce_refined",
+    "click0",
+    "click1",
+    "click2",
+    "click3",
+    "trimap",
+    "trimap_nosolve",
+    "trimap_refined",
+    "trimap_refined_nosolve",
+    "trimap_refined_fixed",
+    "trimap_refined_fixed_nosolve",
+    "cf_trimap",
+]
 
 
 def _job():
@@ -57,7 +86,9 @@ def tiny_model(tmp_path_factory):
     torch.manual_seed(0)
     save_checkpoint(create_model("unet", widths=(8, 16, 16)), d / "matting.pt")
     save_checkpoint(create_refiner("hrnet_lite", widths=(8, 8), modules=(1, 1), blocks=1), d / "refiner.pt")
-    save_checkpoint(create_refiner("hrnet_lite", widths=(8, 8), modules=(1, 1), blocks=1, noise="fixed"), d / "refiner_fixed.pt")
+    save_checkpoint(
+        create_refiner("hrnet_lite", widths=(8, 8), modules=(1, 1), blocks=1, noise="fixed"), d / "refiner_fixed.pt"
+    )
     return d
 
 
@@ -78,9 +109,34 @@ def job_out(tiny_model, three_images, tmp_path_factory):
     # an empty weights cache: the tiny unet carries no U^2-Netp, so the rembg rows are left out (and say why)
     env = {**os.environ, "DUGRAY_CACHE": str(tmp_path_factory.mktemp("empty_cache"))}
     proc = subprocess.run(
-        [sys.executable, "jobs/evaluate.py", "--data", three_images, "--split", "test", "--model", tiny_model,
-         "--out", out, "--rounds", "2", "--figures", "1", "--quiet", "--clicks", "3", "--refiner-variant", f"fixed={tiny_model / 'refiner_fixed.pt'}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False, env=env)
+        [
+            sys.executable,
+            "jobs/evaluate.py",
+            "--data",
+            three_images,
+            "--split",
+            "test",
+            "--model",
+            tiny_model,
+            "--out",
+            out,
+            "--rounds",
+            "2",
+            "--figures",
+            "1",
+            "--quiet",
+            "--clicks",
+            "3",
+            "--refiner-variant",
+            f"fixed={tiny_model / 'refiner_fixed.pt'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -140,7 +196,9 @@ def test_fixed_noise_equals_the_method_when_aleatoric_is_constant():
     rng = np.random.default_rng(0)
     h, w = 40, 48
     gamma = rng.random((h, w)).astype(np.float32)
-    nig = NIG(gamma, np.full((h, w), 2.0, np.float32), np.full((h, w), 3.0, np.float32), np.full((h, w), 0.02, np.float32))
+    nig = NIG(
+        gamma, np.full((h, w), 2.0, np.float32), np.full((h, w), 3.0, np.float32), np.full((h, w), 0.02, np.float32)
+    )
     image = rng.random((h, w, 3)).astype(np.float32)
     cfg = SessionConfig()
     a = refine_matte(refiner, nig, image, cfg, np.random.default_rng(5))
@@ -186,8 +244,11 @@ def test_job_writes_every_output(job_out, three_images):
         for k in (0, 1, 2, 3):
             assert float(mine[f"click{k}"]["whole_sad"]) == pytest.approx(c[f"sad_{k}"])
         assert c["cf_sad"] == pytest.approx(float(mine["cf_trimap"]["whole_sad"]))
-        noc = next(k for k in range(4) if c[f"sad_{k}"] <= 2 * c["cf_sad"]) if min(
-            c[f"sad_{k}"] for k in range(4)) <= 2 * c["cf_sad"] else 3
+        noc = (
+            next(k for k in range(4) if c[f"sad_{k}"] <= 2 * c["cf_sad"])
+            if min(c[f"sad_{k}"] for k in range(4)) <= 2 * c["cf_sad"]
+            else 3
+        )
         assert c["noc_2x"] == noc and int(mine["click2"]["noc_2x"]) == noc
         assert 0 <= c["worse_clicks"] <= c["clicks"] <= 3
 
@@ -215,8 +276,11 @@ def test_job_numbers_are_consistent(job_out, three_images):
         for key in ("sad", "mse", "mad", "grad", "conn", "sadt", "sadbf"):
             assert entry["whole"][key] == pytest.approx(np.mean([m[key] for m in whole]), rel=1e-9, abs=1e-12)
         mine = [r for r in rows if r["method"] == method]
-        for col, value in [(f"comp1k_{k}", v) for k, v in entry["comp1k"].items()] + \
-                          [(f"whole_{k}", v) for k, v in entry["whole"].items()] + [("seconds", entry["seconds"])]:
+        for col, value in (
+            [(f"comp1k_{k}", v) for k, v in entry["comp1k"].items()]
+            + [(f"whole_{k}", v) for k, v in entry["whole"].items()]
+            + [("seconds", entry["seconds"])]
+        ):
             assert np.mean([float(r[col]) for r in mine]) == pytest.approx(value, rel=1e-9, abs=1e-12), (method, col)
         aucs = [float(r["auroc_epistemic"]) for r in mine if r["auroc_epistemic"]]
         assert entry["auroc_images"] == len(aucs)
@@ -228,8 +292,14 @@ def test_job_numbers_are_consistent(job_out, three_images):
 
 
 def test_bad_arguments_exit_2(tmp_path, tiny_model, three_images, capsys):
-    proc = subprocess.run([sys.executable, "jobs/evaluate.py", "--data", tmp_path / "missing", "--out", tmp_path / "o"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "jobs/evaluate.py", "--data", tmp_path / "missing", "--out", tmp_path / "o"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 2
     assert proc.stderr.startswith("evaluate.py: error:") and len(proc.stderr.strip().splitlines()) == 1
     job = _job()
@@ -241,12 +311,36 @@ def test_bad_arguments_exit_2(tmp_path, tiny_model, three_images, capsys):
         ["--data", str(three_images), "--out", str(tmp_path / "o"), "--model", str(tiny_model), "--compare", "l1"],
         ["--data", str(three_images), "--out", str(tmp_path / "o"), "--model", str(tiny_model), "--max-side", "4"],
         ["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--model", str(tiny_model)],  # no layout
-        ["--data", str(three_images), "--out", str(tmp_path / "o"), "--model", str(tiny_model),
-         "--session-set", "network_rounds"],  # no value
-        ["--data", str(three_images), "--out", str(tmp_path / "o"), "--model", str(tiny_model),
-         "--session-set", "no_such_field=1"],
-        ["--data", str(three_images), "--out", str(tmp_path / "o"), "--model", str(tiny_model),
-         "--session-set", "network_rounds=sometimes"],
+        [
+            "--data",
+            str(three_images),
+            "--out",
+            str(tmp_path / "o"),
+            "--model",
+            str(tiny_model),
+            "--session-set",
+            "network_rounds",
+        ],  # no value
+        [
+            "--data",
+            str(three_images),
+            "--out",
+            str(tmp_path / "o"),
+            "--model",
+            str(tiny_model),
+            "--session-set",
+            "no_such_field=1",
+        ],
+        [
+            "--data",
+            str(three_images),
+            "--out",
+            str(tmp_path / "o"),
+            "--model",
+            str(tiny_model),
+            "--session-set",
+            "network_rounds=sometimes",
+        ],
     ]
     for argv in cases:
         with pytest.raises(SystemExit) as exc:
@@ -262,9 +356,12 @@ def test_dataset_without_trimaps_gets_a_derived_one(tmp_path, tiny_model, three_
         (data / sub).mkdir(parents=True)
         for p in sorted((three_images / "test" / sub).glob("*.png"))[:1]:
             (data / sub / p.name).write_bytes(p.read_bytes())
-    cfg = EvalConfig(rounds=1, figures=0, ablations=False, max_side=48, clicks=0, session=SessionConfig(n=4, solve=False))
-    summary = evaluate(data, tmp_path / "out", model=str(tiny_model), compare={"l1": str(tiny_model)},
-                       config=cfg, progress=False)
+    cfg = EvalConfig(
+        rounds=1, figures=0, ablations=False, max_side=48, clicks=0, session=SessionConfig(n=4, solve=False)
+    )
+    summary = evaluate(
+        data, tmp_path / "out", model=str(tiny_model), compare={"l1": str(tiny_model)}, config=cfg, progress=False
+    )
     assert summary["split"] == "val" and summary["n_images"] == 1
     assert list(summary["methods"]) == ["free", "sel1", "refined", "l1.free", "l1.sel1", "l1.refined"]
     assert "derived from the GT" in summary["protocols"]["comp1k"]
@@ -279,8 +376,28 @@ def test_mlflow_run_has_metrics_and_artifacts(tmp_path, tiny_model, three_images
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     out = tmp_path / "out"
-    assert _job().main(["--data", str(three_images), "--split", "test", "--model", str(tiny_model), "--out", str(out),
-                        "--limit", "1", "--rounds", "1", "--no-ablations", "--mlflow", "--quiet"]) == 0
+    assert (
+        _job().main(
+            [
+                "--data",
+                str(three_images),
+                "--split",
+                "test",
+                "--model",
+                str(tiny_model),
+                "--out",
+                str(out),
+                "--limit",
+                "1",
+                "--rounds",
+                "1",
+                "--no-ablations",
+                "--mlflow",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     mlflow.set_tracking_uri(f"sqlite:///{out / 'mlflow.db'}")
     run = mlflow.search_runs(experiment_names=["dugray-eval"], output_format="list")[0]
     assert "sel1/comp1k/sad" in run.data.metrics and "free/whole/sadt" in run.data.metrics
@@ -293,15 +410,27 @@ def test_nosolve_twins_are_the_network_alone(tmp_path, tiny_model, three_images)
     """Each `*_nosolve` row of a solving run is exactly the matte of a run without the solve,
     and the solved rows differ from it (the solve did something)."""
     kw = dict(rounds=1, figures=0, ablations=False, closed_form=False, limit=2)
-    on = evaluate(three_images, tmp_path / "on", model=str(tiny_model), config=EvalConfig(**kw, session=SessionConfig(n=4)),
-                  progress=False)
-    off = evaluate(three_images, tmp_path / "off", model=str(tiny_model),
-                   config=EvalConfig(**kw, session=SessionConfig(n=4, solve=False)), progress=False)
+    on = evaluate(
+        three_images,
+        tmp_path / "on",
+        model=str(tiny_model),
+        config=EvalConfig(**kw, session=SessionConfig(n=4)),
+        progress=False,
+    )
+    off = evaluate(
+        three_images,
+        tmp_path / "off",
+        model=str(tiny_model),
+        config=EvalConfig(**kw, session=SessionConfig(n=4, solve=False)),
+        progress=False,
+    )
     assert "free_nosolve" in on["methods"] and "free_nosolve" not in off["methods"]
     changed = 0
     for variant in ("free", "sel1", "trimap"):
         for name in on["images"]:
-            twin = cv2.imread(str(tmp_path / "on" / "mattes" / f"{variant}_nosolve" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+            twin = cv2.imread(
+                str(tmp_path / "on" / "mattes" / f"{variant}_nosolve" / f"{name}.png"), cv2.IMREAD_GRAYSCALE
+            )
             plain = cv2.imread(str(tmp_path / "off" / "mattes" / variant / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
             solved = cv2.imread(str(tmp_path / "on" / "mattes" / variant / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
             np.testing.assert_array_equal(twin, plain)
@@ -388,7 +517,9 @@ def test_the_rembg_rows_come_from_a_model_that_carries_u2netp(tmp_path, three_im
     (_, mask, _), (_, am, _) = peer_rows(ex.image, prep.peer_net)
     saved = cv2.imread(str(tmp_path / "out" / "mattes" / "rembg_u2netp" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(saved, mask)  # what is scored is rembg's mask, recomputed here
-    assert float(rows[(name, "rembg_u2netp")]["whole_sad"]) == pytest.approx(np.abs(mask / 255.0 - ex.gt / 255.0).sum() / 1000, rel=1e-6)
+    assert float(rows[(name, "rembg_u2netp")]["whole_sad"]) == pytest.approx(
+        np.abs(mask / 255.0 - ex.gt / 255.0).sum() / 1000, rel=1e-6
+    )
 
 
 def test_session_set_reads_json_values_and_keeps_words():

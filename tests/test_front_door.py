@@ -42,9 +42,11 @@ def test_the_package_docstring_example_runs():
 
 
 def test_import_dugray_is_cheap_and_exports_the_front_door():
-    code = ("import sys, dugray; assert 'torch' not in sys.modules; "
-            "from dugray import MattingSession, SessionConfig, load_networks, load_model, create_model, "
-            "available_models, __version__; assert 'unet' in available_models(); print(__version__)")
+    code = (
+        "import sys, dugray; assert 'torch' not in sys.modules; "
+        "from dugray import MattingSession, SessionConfig, load_networks, load_model, create_model, "
+        "available_models, __version__; assert 'unet' in available_models(); print(__version__)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == dugray.__version__
@@ -56,7 +58,11 @@ def test_no_sys_path_manipulation_outside_the_tests_conftest():
     offenders = []
     for folder in ("dugray", "serve", "jobs", "tests"):
         for path in (ROOT / folder).rglob("*.py"):
-            if path.name != "conftest.py" and path != Path(__file__) and re.search(r"sys\.path\.(insert|append)", path.read_text()):
+            if (
+                path.name != "conftest.py"
+                and path != Path(__file__)
+                and re.search(r"sys\.path\.(insert|append)", path.read_text())
+            ):
                 offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
 
@@ -119,8 +125,21 @@ def test_every_entry_point_refuses_a_refiner_given_as_the_model(folder, synth_di
         load_pair(str(folder / "refiner.pt"))
     from dugray.train.train_job import main as train_main
 
-    assert train_main(["--data", str(synth_dir / "plain"), "--out", str(tmp_path / "o"), "--stage", "1",
-                       "--init-from", str(folder / "refiner.pt")]) == 2  # before Ray starts
+    assert (
+        train_main(
+            [
+                "--data",
+                str(synth_dir / "plain"),
+                "--out",
+                str(tmp_path / "o"),
+                "--stage",
+                "1",
+                "--init-from",
+                str(folder / "refiner.pt"),
+            ]
+        )
+        == 2
+    )  # before Ray starts
     assert "holds a refiner, not a matting network" in capsys.readouterr().err
 
 
@@ -165,8 +184,24 @@ def test_cli_k_and_n_reach_the_session(tiny_model, tmp_path, monkeypatch, capsys
     rng = np.random.default_rng(0)
     cv2.imwrite(str(image), rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
     monkeypatch.setattr(sys, "stdin", io.StringIO("done\n"))
-    assert main(["interactive", str(image), "-o", str(tmp_path / "c.png"), "--model", tiny_model,
-                 "--k", "4", "--n", "3", "--no-refine"]) == 0
+    assert (
+        main(
+            [
+                "interactive",
+                str(image),
+                "-o",
+                str(tmp_path / "c.png"),
+                "--model",
+                tiny_model,
+                "--k",
+                "4",
+                "--n",
+                "3",
+                "--no-refine",
+            ]
+        )
+        == 0
+    )
     listed = re.findall(r"^\s+\d+\s+[\d,]+\s+score", capsys.readouterr().out, re.M)
     assert len(listed) == 3
     assert main(["cutout", str(image), "--server", "http://127.0.0.1:9", "--n", "3"]) == 2  # server-side setting

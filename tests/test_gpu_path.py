@@ -53,6 +53,8 @@ def test_mixed_precision_training_steps_lower_the_loss():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: run jobs/gpu_smoke.py itself")
 def test_gpu_smoke_without_a_gpu_exits_2_with_one_line():
-    proc = subprocess.run([sys.executable, str(ROOT / "jobs" / "gpu_smoke.py")], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "jobs" / "gpu_smoke.py")], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2 and proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1 and "no CUDA GPU found" in proc.stderr

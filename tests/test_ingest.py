@@ -14,22 +14,28 @@ def cfg(**kw) -> TrainConfig:
     return TrainConfig.from_dict({"data": "x", "crop": 64, "batch_size": 4, **kw})
 
 
-@pytest.mark.parametrize("total,kw", [
-    ({"CPU": 2.0}, {"num_workers": 2}),  # the hang of the issue: 2 workers hold both CPUs, data gets none
-    ({"CPU": 3.0}, {"num_workers": 2, "data_cpus": 1.5}),
-    ({"CPU": 8.0, "GPU": 1.0}, {"num_workers": 2, "use_gpu": True}),
-    ({"CPU": 8.0, "slot": 1.0}, {"num_workers": 2, "worker_resources": {"slot": 1}}),
-])
+@pytest.mark.parametrize(
+    "total,kw",
+    [
+        ({"CPU": 2.0}, {"num_workers": 2}),  # the hang of the issue: 2 workers hold both CPUs, data gets none
+        ({"CPU": 3.0}, {"num_workers": 2, "data_cpus": 1.5}),
+        ({"CPU": 8.0, "GPU": 1.0}, {"num_workers": 2, "use_gpu": True}),
+        ({"CPU": 8.0, "slot": 1.0}, {"num_workers": 2, "worker_resources": {"slot": 1}}),
+    ],
+)
 def test_a_run_the_cluster_cannot_hold_is_refused_with_what_to_change(total, kw):
     with pytest.raises(ClusterTooSmall, match="lower --num-workers|worker_resources"):
         check_resources(cfg(**kw), total)
 
 
-@pytest.mark.parametrize("total,kw", [
-    ({"CPU": 3.0}, {"num_workers": 2}),
-    ({"CPU": 2.0}, {"num_workers": 2, "cpus_per_worker": 0.5}),
-    ({"CPU": 8.0, "GPU": 2.0, "slot": 2.0}, {"num_workers": 2, "use_gpu": True, "worker_resources": {"slot": 1}}),
-])
+@pytest.mark.parametrize(
+    "total,kw",
+    [
+        ({"CPU": 3.0}, {"num_workers": 2}),
+        ({"CPU": 2.0}, {"num_workers": 2, "cpus_per_worker": 0.5}),
+        ({"CPU": 8.0, "GPU": 2.0, "slot": 2.0}, {"num_workers": 2, "use_gpu": True, "worker_resources": {"slot": 1}}),
+    ],
+)
 def test_a_run_that_fits_passes(total, kw):
     check_resources(cfg(**kw), total)
 
@@ -71,6 +77,8 @@ def test_each_epoch_streams_its_own_rows_and_crops(ray_local, synth_dir):
         seen.setdefault(epoch, fingerprint(got))
         assert seen[epoch] == fingerprint(got)  # epoch 0 again: the same examples
     assert seen[0] != seen[1]
-    twice = training_datasets(cfg(data=str(synth_dir / "plain"), samples_per_epoch=2 * n), table, clock, ledger)["train"]
+    twice = training_datasets(cfg(data=str(synth_dir / "plain"), samples_per_epoch=2 * n), table, clock, ledger)[
+        "train"
+    ]
     images = np.concatenate([b["image"] for b in twice.iter_batches(batch_size=64, batch_format="numpy")])
     assert len(images) == 2 * n and len(set(fingerprint(images))) > n  # the second pass is cropped anew

@@ -31,8 +31,17 @@ def test_demo_writes_strip_and_cutout(tiny_models, tmp_path):
     s = generate_sample(1, size=96, seed=5)
     cv2.imwrite(str(tmp_path / "img.png"), cv2.cvtColor(s["image"], cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(tmp_path / "gt.png"), s["alpha"])
-    proc = run("jobs/demo.py", "--image", tmp_path / "img.png", "--alpha", tmp_path / "gt.png",
-               "--model", tiny_models, "--out", tmp_path / "out")
+    proc = run(
+        "jobs/demo.py",
+        "--image",
+        tmp_path / "img.png",
+        "--alpha",
+        tmp_path / "gt.png",
+        "--model",
+        tiny_models,
+        "--out",
+        tmp_path / "out",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "after 2 selection(s)" in proc.stdout
     cut = cv2.imread(str(tmp_path / "out" / "img_cutout.png"), cv2.IMREAD_UNCHANGED)
@@ -54,7 +63,9 @@ def test_load_model_from_folder_and_file(tiny_models):
         load_model(str(tiny_models / "nope.pt"))
 
 
-@pytest.mark.skipif(not (ROOT / "dugray" / "weights" / "matting.pt").is_file(), reason="no default weights in this checkout")
+@pytest.mark.skipif(
+    not (ROOT / "dugray" / "weights" / "matting.pt").is_file(), reason="no default weights in this checkout"
+)
 def test_default_model_loads_and_predicts():
     import torch
 

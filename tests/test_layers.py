@@ -6,8 +6,16 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE = ("dugray.solve", "dugray.propagate", "dugray.nig", "dugray.usermap", "dugray.proposal", "dugray.detail_patches",
-        "dugray.upsample", "dugray.sym3")
+CORE = (
+    "dugray.solve",
+    "dugray.propagate",
+    "dugray.nig",
+    "dugray.usermap",
+    "dugray.proposal",
+    "dugray.detail_patches",
+    "dugray.upsample",
+    "dugray.sym3",
+)
 """The core: plain numpy / scipy / numba, below everything else."""
 ABOVE_CORE = ("dugray.session", "dugray.models", "serve")
 
@@ -45,8 +53,11 @@ def _within(name: str, prefixes) -> bool:
 def test_the_core_imports_nothing_above_it():
     mods = _modules()
     lazy = {f"dugray.{n}" for n in __import__("dugray")._EXPORTS}  # `from dugray import MattingSession` is the session
-    wrong = {name: sorted(i for i in _imports(name, path) if _within(i, ABOVE_CORE) or i in lazy)
-             for name, path in mods.items() if _within(name, CORE)}
+    wrong = {
+        name: sorted(i for i in _imports(name, path) if _within(i, ABOVE_CORE) or i in lazy)
+        for name, path in mods.items()
+        if _within(name, CORE)
+    }
     wrong = {name: up for name, up in wrong.items() if up}
     assert not wrong, wrong
 
@@ -60,9 +71,10 @@ def test_no_import_cycle():
         return target or None
 
     # a module's own packages are imported before it in any case: those arrows do not count
-    graph = {name: {m for m in map(module_of, _imports(name, path))
-                    if m and m != name and not name.startswith(m + ".")}
-             for name, path in mods.items()}
+    graph = {
+        name: {m for m in map(module_of, _imports(name, path)) if m and m != name and not name.startswith(m + ".")}
+        for name, path in mods.items()
+    }
     state, cycles = {}, []
 
     def visit(node, stack):
@@ -70,7 +82,7 @@ def test_no_import_cycle():
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == "open":
-                cycles.append(stack[stack.index(nxt):] + [nxt])
+                cycles.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt, stack)
         stack.pop()

@@ -19,7 +19,13 @@ T = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
 
 def test_nig_nll_and_regulariser_by_hand():
     # y 0.3, gamma 0.5, nu 2, alpha 3, beta 0.5: Omega = 2 * 0.5 * (1 + 2) = 3
-    nll = 0.5 * math.log(math.pi / 2) - 3 * math.log(3) + 3.5 * math.log(2 * 0.2**2 + 3) + math.lgamma(3) - math.lgamma(3.5)
+    nll = (
+        0.5 * math.log(math.pi / 2)
+        - 3 * math.log(3)
+        + 3.5 * math.log(2 * 0.2**2 + 3)
+        + math.lgamma(3)
+        - math.lgamma(3.5)
+    )
     assert float(nig_nll(T(0.3), T(0.5), T(2.0), T(3.0), T(0.5))) == pytest.approx(nll, abs=1e-12)
     assert float(nig_regularizer(T(0.3), T(0.5), T(2.0), T(3.0))) == pytest.approx(0.2 * (2 * 2 + 3))  # 1.4
     # the loss is the pixel mean of NLL + lam * R; a second pixel exactly right costs its NLL only
@@ -45,7 +51,9 @@ def test_stage1_objectives_nig_and_the_l1_ablation():
     g = torch.rand_like(gt)
     nig = (g, torch.full_like(gt, 2.0), torch.full_like(gt, 3.0), torch.full_like(gt, 0.5))
     loss = stage1_loss(nig, gt, lam=0.01, matte_weight=0.5)
-    assert float(loss["total"]) == pytest.approx(float(nig_loss(gt, nig, 0.01) + 0.5 * laplacian_loss(g, gt)), rel=1e-12)
+    assert float(loss["total"]) == pytest.approx(
+        float(nig_loss(gt, nig, 0.01) + 0.5 * laplacian_loss(g, gt)), rel=1e-12
+    )
     l1 = objective(TrainConfig(data="x", loss="l1", matte_weight=0.5), nig, gt)
     assert float(l1["total"]) == pytest.approx(float(F.l1_loss(g, gt) + 0.5 * laplacian_loss(g, gt)), rel=1e-12)
     assert "nig" not in l1  # the ablation trains gamma only: no evidence, no uncertainty

@@ -42,16 +42,8 @@ def _one_hole_conn(a):
 
 
 def test_composition1k_hand_computed_4x4():
-    gt = np.array(
-        [[0, 0, 0, 0],
-         [0, 100, 150, 255],
-         [0, 200, 50, 255],
-         [255, 255, 255, 255]], U8)
-    trimap = np.array(
-        [[0, 0, 0, 0],
-         [0, 128, 128, 255],
-         [0, 128, 128, 255],
-         [255, 255, 255, 255]], U8)
+    gt = np.array([[0, 0, 0, 0], [0, 100, 150, 255], [0, 200, 50, 255], [255, 255, 255, 255]], U8)
+    trimap = np.array([[0, 0, 0, 0], [0, 128, 128, 255], [0, 128, 128, 255], [255, 255, 255, 255]], U8)
     pred = gt.copy()
     pred[1, 1] = 151  # +51/255 = 0.2
     pred[2, 2] = 152  # +102/255 = 0.4
@@ -92,9 +84,11 @@ def test_p3m_gradient_of_a_ramp():
     from dugray.metrics import p3m_gradient
 
     s = 0.004
+
     def grad_of(w):
         ramp = np.tile(np.arange(w) * s, (64, 1))
         return p3m_gradient(ramp, np.zeros_like(ramp))
+
     # widening the image by 100 columns adds 100 * 64 interior pixels of error s^2 each
     assert grad_of(200) - grad_of(100) == pytest.approx(100 * 64 * s * s / 10, rel=1e-3)
     gt = np.zeros((32, 32))

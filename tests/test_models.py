@@ -137,8 +137,9 @@ def test_user_map_changes_output_locally(name):
 def test_network_learns_to_follow_labels(name):
     """Uninformative noise images, alpha = the fg-labelled square: only the labels can tell
     (MODNet, with its own losses, in tests/test_modnet.py)."""
-    inside, outside = follows_labels_after_training(create_model(name, **TRAINING_KWARGS.get(name, {})), steps=30,
-                                                    size=48, k=12)
+    inside, outside = follows_labels_after_training(
+        create_model(name, **TRAINING_KWARGS.get(name, {})), steps=30, size=48, k=12
+    )
     assert inside > outside + 0.4
 
 

@@ -167,8 +167,12 @@ def test_learns_to_follow_labels():
     """Uninformative noise images, alpha = the fg-labelled square: only the labels can tell; trained
     with MODNet's own losses too (tests/label_learning.py, the check every backbone passes)."""
     inside, outside = follows_labels_after_training(
-        create_model("modnet", **SMALL), steps=40, size=64, k=16,
-        extra_loss=lambda nig, aux, alpha, image: ml.modnet_losses(aux, nig.gamma, alpha, image)["total"])
+        create_model("modnet", **SMALL),
+        steps=40,
+        size=64,
+        k=16,
+        extra_loss=lambda nig, aux, alpha, image: ml.modnet_losses(aux, nig.gamma, alpha, image)["total"],
+    )
     assert inside > outside + 0.4
 
 
@@ -194,7 +198,7 @@ def test_official_weights_load_key_for_key(tmp_path):
     net = load_official_modnet(path, **SIZES)
     ours = net.state_dict()
     for key, value in sd.items():
-        key = key[len("module."):]
+        key = key[len("module.") :]
         if key.startswith("f_branch.conv_f.1."):
             continue  # dropped: the NIG head replaces the 1-channel matte conv
         key = key.replace("lr_branch.backbone.", "backbone.")
@@ -270,7 +274,9 @@ def test_official_loader_errors_are_clear(tmp_path):
         load_official_modnet(tmp_path / "partial.ckpt", **SIZES)
     extra = dict(sd, **{"module.something_else.weight": torch.zeros(3)})
     torch.save({"state_dict": extra}, tmp_path / "wrapped.ckpt")  # a wrapped dict is accepted too
-    assert load_official_modnet(tmp_path / "wrapped.ckpt", **SIZES).official_mapping["unmapped"] == ["something_else.weight"]
+    assert load_official_modnet(tmp_path / "wrapped.ckpt", **SIZES).official_mapping["unmapped"] == [
+        "something_else.weight"
+    ]
 
 
 # ---------------------------------------------------------------- MODNet's losses
@@ -287,8 +293,9 @@ def test_blur_is_the_official_gaussian():
 
     delta = np.zeros((3, 3))
     delta[1, 1] = 1
-    np.testing.assert_allclose(torch.outer(*(torch.tensor(ml.BLUR_1D),) * 2).numpy(),
-                               scipy.gaussian_filter(delta, 0.8), atol=1e-7)
+    np.testing.assert_allclose(
+        torch.outer(*(torch.tensor(ml.BLUR_1D),) * 2).numpy(), scipy.gaussian_filter(delta, 0.8), atol=1e-7
+    )
 
 
 def test_transition_band_from_the_gt():
@@ -369,14 +376,17 @@ def test_initial_network_from_official_weights(tmp_path):
 
     sd, _ = official_state()
     torch.save(sd, tmp_path / "m.ckpt")
-    net = initial_network(_cfg(init_from=f"{PREFIX}{tmp_path / 'm.ckpt'}", arch="modnet", arch_kwargs=dict(SIZES),
-                               alpha_min=2.1))
+    net = initial_network(
+        _cfg(init_from=f"{PREFIX}{tmp_path / 'm.ckpt'}", arch="modnet", arch_kwargs=dict(SIZES), alpha_min=2.1)
+    )
     assert isinstance(net, MODNet) and net.config["alpha_min"] == 2.1 and net.config["hr_channels"] == 8
     # a folder prepended by a path resolver (train's launcher makes paths absolute) is tolerated
-    net = initial_network(_cfg(init_from=f"/somewhere/{PREFIX}{tmp_path / 'm.ckpt'}", arch="modnet",
-                               arch_kwargs=dict(SIZES)))
-    assert torch.equal(net.state_dict()["hr_branch.conv_hr2x.0.layers.0.weight"],
-                       sd["module.hr_branch.conv_hr2x.0.layers.0.weight"])
+    net = initial_network(
+        _cfg(init_from=f"/somewhere/{PREFIX}{tmp_path / 'm.ckpt'}", arch="modnet", arch_kwargs=dict(SIZES))
+    )
+    assert torch.equal(
+        net.state_dict()["hr_branch.conv_hr2x.0.layers.0.weight"], sd["module.hr_branch.conv_hr2x.0.layers.0.weight"]
+    )
     with pytest.raises(FileNotFoundError, match="not found"):
         initial_network(_cfg(init_from=f"{PREFIX}{tmp_path / 'nope.ckpt'}", arch="modnet"))
 
@@ -439,8 +449,20 @@ def test_modnet_fine_tunes_from_official_weights(synth_dir, tmp_path):
     sd, _ = official_state(dict(SIZES))
     torch.save(sd, tmp_path / "modnet_official.ckpt")
     out = tmp_path / "run"
-    proc = _train(synth_dir / "plain", out, "--config", str(_small_config(tmp_path)), "--epochs", "1",
-                  "--samples-per-epoch", "8", "--stage", "1", "--init-from", f"{PREFIX}{tmp_path / 'modnet_official.ckpt'}")
+    proc = _train(
+        synth_dir / "plain",
+        out,
+        "--config",
+        str(_small_config(tmp_path)),
+        "--epochs",
+        "1",
+        "--samples-per-epoch",
+        "8",
+        "--stage",
+        "1",
+        "--init-from",
+        f"{PREFIX}{tmp_path / 'modnet_official.ckpt'}",
+    )
     assert "epoch 1/1" in proc.stdout
     net = load_checkpoint(out / "matting.pt")
     assert isinstance(net, MODNet) and net.config["hr_channels"] == SIZES["hr_channels"]

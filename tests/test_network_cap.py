@@ -78,8 +78,9 @@ def test_the_servers_setting_caps_any_model_it_loads(tiny_model):
     from serve.settings import ServeSettings
 
     plain = load_matting(ServeSettings.from_args({"model": tiny_model, "session_storage": "none"}, environ={}))
-    capped = load_matting(ServeSettings.from_args({"model": tiny_model, "session_storage": "none",
-                                                   "network_max_side": "48"}, environ={}))
+    capped = load_matting(
+        ServeSettings.from_args({"model": tiny_model, "session_storage": "none", "network_max_side": "48"}, environ={})
+    )
     assert getattr(plain, "infer_max_side", None) is None and capped.infer_max_side == 48
     img, umap = np.random.default_rng(0).random((72, 96, 3), dtype=np.float32), np.zeros((72, 96), np.float32)
     a, b = predict_round(plain, img, umap), predict_round(capped, img, umap)

@@ -43,7 +43,9 @@ whatever the options, which would make byte-identity say little)."""
 
 def cli_bytes(image, tmp_path, kind, flags=(), model=MODEL) -> bytes:
     out = tmp_path / f"cli_{kind}.png"
-    argv = ["cutout", str(image), "-o", str(out), "--model", model, *flags] + (["--alpha-only"] if kind == "alpha" else [])
+    argv = ["cutout", str(image), "-o", str(out), "--model", model, *flags] + (
+        ["--alpha-only"] if kind == "alpha" else []
+    )
     assert main(argv) == 0
     return out.read_bytes()
 
@@ -64,8 +66,8 @@ def api_bytes(image, refine=None, config=None, trimap=None, model=MODEL) -> dict
 
 
 CASES = [
-    ((), None, {}),                                          # the defaults: solved once, not refined
-    (("--refine",), True, {}),                               # the refiner, then one solve from its matte
+    ((), None, {}),  # the defaults: solved once, not refined
+    (("--refine",), True, {}),  # the refiner, then one solve from its matte
     (("--no-solve", "--work-size", "48"), None, {"solve": False, "work_size": 48}),  # resized: guided upsampling
 ]
 
@@ -83,7 +85,7 @@ def test_cutout_batch_and_api_give_the_same_bytes(image, tmp_path):
 
 def test_a_trimap_is_taken_alike(image, tmp_path):
     trimap = np.full((H, W), 128, np.uint8)
-    trimap[:, : W // 4], trimap[:, -W // 4:] = 0, 255
+    trimap[:, : W // 4], trimap[:, -W // 4 :] = 0, 255
     cv2.imwrite(str(tmp_path / "t.png"), trimap)
     cli = cli_bytes(image, tmp_path, "alpha", ("--trimap", str(tmp_path / "t.png")))
     assert api_bytes(image, trimap=read_mask(tmp_path / "t.png"))["alpha"] == cli

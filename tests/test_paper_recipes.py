@@ -68,7 +68,9 @@ def c1k(tmp_path_factory) -> Path:
         cv2.imwrite(str(base / "coco" / "train2014" / f"COCO_train2014_{i:012d}.jpg"), _pair(rng)[0])
     from dugray.data.make_data import main as make_data
 
-    assert make_data(["manifest", str(root), "--backgrounds", str(base / "coco" / "train2014"), "--n-bg-per-fg", "2"]) == 0
+    assert (
+        make_data(["manifest", str(root), "--backgrounds", str(base / "coco" / "train2014"), "--n-bg-per-fg", "2"]) == 0
+    )
     return root / "manifest.parquet"
 
 
@@ -126,9 +128,23 @@ def test_c1k_recipe_dry_run_from_the_manifest(c1k, official_ckpt, capsys):
 def test_train_py_dry_run_entry_point(p3m, official_ckpt):
     """``python jobs/train.py ... --dry-run``, as the docs give it: exit 0 and the checks on stdout
     (slow: a fresh interpreter imports torch and Ray, 20-40 s on 2 shared cores)."""
-    proc = subprocess.run([sys.executable, "jobs/train.py", "--config", str(P3M), "--data", str(p3m),
-                           "--init-from", f"modnet-official:{official_ckpt}", "--dry-run"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "jobs/train.py",
+            "--config",
+            str(P3M),
+            "--data",
+            str(p3m),
+            "--init-from",
+            f"modnet-official:{official_ckpt}",
+            "--dry-run",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith(f"dry run of {P3M}") and "dry run passed" in proc.stdout
 
@@ -160,9 +176,14 @@ def test_missing_official_weights_fail_in_one_line(p3m, tmp_path, capsys):
     assert "official MODNet checkpoint not found" in one_line_error(code, err)
 
 
-@pytest.mark.parametrize("line, says", [("crop: 500", "crop must be a multiple of 32"),
-                                        ("blur_p: 1.5", "blur_p must be in [0, 1]"),
-                                        ("learning_rate: 0.001", "learning_rate")])
+@pytest.mark.parametrize(
+    "line, says",
+    [
+        ("crop: 500", "crop must be a multiple of 32"),
+        ("blur_p: 1.5", "blur_p must be in [0, 1]"),
+        ("learning_rate: 0.001", "learning_rate"),
+    ],
+)
 def test_broken_config_fails_in_one_line(p3m, tmp_path, capsys, line, says):
     bad = tmp_path / "bad.yaml"
     bad.write_text(P3M.read_text() + line + "\n")
@@ -180,7 +201,12 @@ def test_the_recipes_augmentation_reaches_the_training_examples():
     assert TrainConfig().augment_config() == AugmentConfig()
     cfg = TrainConfig.from_dict({**load_config_file(C1K), "data": "x"})
     augment = pipeline_config(cfg, train=True).augment
-    assert (augment.flip_p, augment.blur_p, augment.sharpen_p, augment.shadow_p) == (cfg.flip_p, cfg.blur_p, cfg.sharpen_p, cfg.shadow_p)
+    assert (augment.flip_p, augment.blur_p, augment.sharpen_p, augment.shadow_p) == (
+        cfg.flip_p,
+        cfg.blur_p,
+        cfg.sharpen_p,
+        cfg.shadow_p,
+    )
     assert augment.blur_p == 0 and pipeline_config(cfg, train=False).augment == NO_AUGMENT
 
 

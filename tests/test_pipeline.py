@@ -7,7 +7,15 @@ import pyarrow as pa
 import pytest
 
 from dugray.data.manifest import load_or_build
-from dugray.pipeline import PipelineConfig, SkipLedger, build_dataset, epoch_rows, prepare_example, skipped, to_float_batch
+from dugray.pipeline import (
+    PipelineConfig,
+    SkipLedger,
+    build_dataset,
+    epoch_rows,
+    prepare_example,
+    skipped,
+    to_float_batch,
+)
 
 pytestmark = pytest.mark.slow
 

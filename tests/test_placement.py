@@ -19,7 +19,9 @@ def test_without_placement_every_deployment_keeps_its_own_options():
 
 
 def test_placement_adds_node_resources_and_a_per_node_cap_to_the_deployment():
-    s = ServeSettings.from_args({"placement": '{"Matting": {"resources": {"matting_node": 1}, "max_replicas_per_node": 1}}'})
+    s = ServeSettings.from_args(
+        {"placement": '{"Matting": {"resources": {"matting_node": 1}, "max_replicas_per_node": 1}}'}
+    )
     options = deployment_options(Matting, s)
     assert options["max_replicas_per_node"] == 1
     placed = Matting.options(**options)
@@ -35,13 +37,16 @@ def test_the_ingress_environment_and_the_placement_both_reach_its_actor():
     assert actor["resources"] == {"head": 0.01} and actor["runtime_env"] == ingress_options(s)["runtime_env"]
 
 
-@pytest.mark.parametrize("placement", [
-    {"Matting": {"resource": {"x": 1}}},  # a typo Serve would never see
-    {"Matting": {"resources": {"x": 0}}},
-    {"Matting": {"resources": ["x"]}},
-    {"Matting": {"max_replicas_per_node": 0}},
-    {"Matting": 1},
-])
+@pytest.mark.parametrize(
+    "placement",
+    [
+        {"Matting": {"resource": {"x": 1}}},  # a typo Serve would never see
+        {"Matting": {"resources": {"x": 0}}},
+        {"Matting": {"resources": ["x"]}},
+        {"Matting": {"max_replicas_per_node": 0}},
+        {"Matting": 1},
+    ],
+)
 def test_a_placement_serve_would_refuse_or_ignore_fails_at_build_time(placement):
     with pytest.raises(ValueError, match="placement"):
         ServeSettings(placement=placement)
@@ -63,6 +68,8 @@ def test_the_settings_know_every_deployment_of_the_app_by_its_name():
     from serve.placement import DEPLOYMENT_NAMES
 
     assert DEPLOYMENT_NAMES == tuple(d.name for d in DEPLOYMENTS)
-    s = ServeSettings(replicas={"Proposer": 2, "Solver": 3},
-                      placement={name: {"resources": {"head": 0.01}} for name in DEPLOYMENT_NAMES})
+    s = ServeSettings(
+        replicas={"Proposer": 2, "Solver": 3},
+        placement={name: {"resources": {"head": 0.01}} for name in DEPLOYMENT_NAMES},
+    )
     assert [deployment_options(d, s).get("num_replicas") for d in DEPLOYMENTS] == [None, None, 2, 3, None, None, None]

@@ -16,8 +16,14 @@ BAR = r"matting: +\d{1,3}%\|[^|]*\| \d+/2 \[[^\]]*\]"
 
 def python(code: str, *args, env=None) -> subprocess.CompletedProcess:
     env = {**(env or os.environ), "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
 
 
 LIBRARIES = """
@@ -57,19 +63,23 @@ def test_a_failed_run_says_where_the_libraries_lines_are(tmp_path):
 
 
 def test_nothing_printed_leaves_no_log(tmp_path):
-    proc = python("""
+    proc = python(
+        """
         import sys
         from dugray.cli.quiet import libraries_to_a_file
         with libraries_to_a_file(sys.argv[1]) as bar:
             pass
-    """, str(tmp_path))
+    """,
+        str(tmp_path),
+    )
     assert proc.returncode == 0 and proc.stderr == "" and list(tmp_path.iterdir()) == []
 
 
 def test_a_worker_line_is_written_once_under_ray_trains_print():
     """Ray Train v2 patches print() in its workers (logger + stdout when sys.stdout was swapped, as
     Ray's workers do): a print()ed epoch line came out twice; say() writes it once."""
-    proc = python("""
+    proc = python(
+        """
         import logging, sys
         sys.stdout = open(sys.stdout.fileno(), "w", closefd=False)   # what Ray's default_worker does
         logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")  # Train's worker logger
@@ -80,7 +90,9 @@ def test_a_worker_line_is_written_once_under_ray_trains_print():
         line = epoch_line("1", 1, 4, {"train_total": 0.123456, "val_sad_free": 8.0})
         print("printed " + line)
         say(line)
-    """, env={k: v for k, v in os.environ.items() if k != "RAY_TRAIN_ENABLE_PRINT_PATCH"})
+    """,
+        env={k: v for k, v in os.environ.items() if k != "RAY_TRAIN_ENABLE_PRINT_PATCH"},
+    )
     assert proc.returncode == 0, proc.stderr
     lines = (proc.stdout + proc.stderr).splitlines()
     line = "[stage 1] epoch 2/4 train_total=0.1235 val_sad_free=8"
@@ -145,9 +157,24 @@ def test_batch_on_ray_shows_only_the_progress_bar(tiny_model, tmp_path):
         cv2.imwrite(str(tmp_path / "in" / f"im{i}.png"), img)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.run([sys.executable, "-m", "dugray.cli", "batch", str(tmp_path / "in"), str(tmp_path / "out"),
-                           "--engine", "ray", "--model", tiny_model], capture_output=True, text=True, env=env,
-                          timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dugray.cli",
+            "batch",
+            str(tmp_path / "in"),
+            str(tmp_path / "out"),
+            "--engine",
+            "ray",
+            "--model",
+            tiny_model,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     engine, counts = proc.stdout.splitlines()[:2]  # which engine and why, then the counts: our two lines
     assert engine == "engine: ray (as asked)" and counts.startswith("2 done, 0 skipped (already done), 0 failed in ")

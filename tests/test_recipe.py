@@ -35,7 +35,7 @@ def recipe(path: Path) -> str:
     """The fenced bash block right after the recipe marker in ``path``."""
     text = path.read_text()
     assert MARK in text, f"{path.name} has no training recipe"
-    block = re.search(r"```bash\n(.*?)```", text[text.index(MARK):], re.S)
+    block = re.search(r"```bash\n(.*?)```", text[text.index(MARK) :], re.S)
     return block.group(1)
 
 
@@ -63,8 +63,11 @@ def help_texts() -> dict[str, str]:
         out, argv = io.StringIO(), sys.argv
         sys.argv = [str(job), "--help"]
         try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()), \
-                    contextlib.suppress(SystemExit):
+            with (
+                contextlib.redirect_stdout(out),
+                contextlib.redirect_stderr(io.StringIO()),
+                contextlib.suppress(SystemExit),
+            ):
                 runpy.run_path(str(job), run_name="__main__")
         finally:
             sys.argv = argv
@@ -143,6 +146,7 @@ with Ray's own "No available agent to submit job, please try again later" (its j
 def stop_processes_under(folder: str) -> None:
     """Stop the Ray this test started: the processes whose command line names its temp folder and
     everything they started (never `ray stop`, which stops every Ray on the machine)."""
+
     def tree() -> set[int]:
         parents, pids = {}, set()
         for proc in Path("/proc").glob("[0-9]*"):
@@ -198,12 +202,22 @@ def recipe_run(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "MLFLOW_")) and k != "PYTHONPATH"}
     env["RAY_TMPDIR"] = ray_tmp
     ports = free_ports(4)
-    env.update(RECIPE_GCS_PORT=ports[0], RECIPE_DASHBOARD_PORT=ports[1], RECIPE_AGENT_PORT=ports[2],
-               RECIPE_CLIENT_PORT=ports[3])
+    env.update(
+        RECIPE_GCS_PORT=ports[0],
+        RECIPE_DASHBOARD_PORT=ports[1],
+        RECIPE_AGENT_PORT=ports[2],
+        RECIPE_CLIENT_PORT=ports[3],
+    )
     try:
         t0 = time.perf_counter()
-        proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", RAY_WRAPPER + recipe(ROOT / "README.md")], cwd=repo,
-                              env=env, capture_output=True, text=True, timeout=1200)
+        proc = subprocess.run(
+            ["bash", "-e", "-o", "pipefail", "-c", RAY_WRAPPER + recipe(ROOT / "README.md")],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
         yield proc, repo, env, time.perf_counter() - t0
     finally:
         stop_processes_under(ray_tmp)
@@ -216,7 +230,7 @@ def test_the_readme_training_recipe_runs_as_written(recipe_run):
     proc, repo, _, seconds = recipe_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (repo / "runs/tiny/matting.pt").stat().st_size > 0 and (repo / "runs/tiny/refiner.pt").stat().st_size > 0
-    runs = proc.stdout[proc.stdout.rindex("Date"):]  # `mlflow runs list`: the last command's table
+    runs = proc.stdout[proc.stdout.rindex("Date") :]  # `mlflow runs list`: the last command's table
     assert "stage1" in runs and "stage2" in runs and len(runs.strip().splitlines()) == 2 + 3, runs
     import mlflow
 
@@ -232,13 +246,39 @@ def test_a_job_that_leaves_its_data_no_cpu_is_refused_at_once(recipe_run):
     in seconds, saying what to change (the recipe's --cpus-per-worker 0.5 is that change, and trains)."""
     proc, repo, env, _ = recipe_run
     assert proc.returncode == 0, "the recipe failed: its head may not be up"
-    submit = ["ray", "job", "submit", "--address", f"http://127.0.0.1:{env['RECIPE_DASHBOARD_PORT']}",
-              "--working-dir", ".", "--", "python", "jobs/train.py", "--data", f"{repo}/data/tiny/plain", "--out", f"{repo}/runs/refused", "--epochs", "1", "--crop", "64",
-              "--batch-size", "4", "--num-workers", "2"]
+    submit = [
+        "ray",
+        "job",
+        "submit",
+        "--address",
+        f"http://127.0.0.1:{env['RECIPE_DASHBOARD_PORT']}",
+        "--working-dir",
+        ".",
+        "--",
+        "python",
+        "jobs/train.py",
+        "--data",
+        f"{repo}/data/tiny/plain",
+        "--out",
+        f"{repo}/runs/refused",
+        "--epochs",
+        "1",
+        "--crop",
+        "64",
+        "--batch-size",
+        "4",
+        "--num-workers",
+        "2",
+    ]
     start = time.perf_counter()
-    refused = subprocess.run(submit, cwd=repo, env=dict(env, RAY_AUTH_MODE="token",
-                                                        PATH=f"{repo / '.venv/bin'}:{env['PATH']}"),
-                             capture_output=True, text=True, timeout=300)
+    refused = subprocess.run(
+        submit,
+        cwd=repo,
+        env=dict(env, RAY_AUTH_MODE="token", PATH=f"{repo / '.venv/bin'}:{env['PATH']}"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert refused.returncode != 0, refused.stdout[-3000:]
     assert "lower --num-workers or --cpus-per-worker" in refused.stdout + refused.stderr, refused.stdout[-3000:]
     assert time.perf_counter() - start < 90 and not (repo / "runs/refused/matting.pt").exists()

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from dugray.detail_patches import above_otsu, extract_patches, paste_patches, patch_boxes, refinement_boxes, sample_coarse, select_pixels
+from dugray.detail_patches import (
+    above_otsu,
+    extract_patches,
+    paste_patches,
+    patch_boxes,
+    refinement_boxes,
+    sample_coarse,
+    select_pixels,
+)
 
 
 def test_sample_coarse_statistics_numpy_and_torch():
@@ -160,11 +168,14 @@ def test_stage2_and_inference_pick_the_same_boxes():
         as_t = lambda x: torch.from_numpy(x)[None, None]  # noqa: E731
         cfg = TrainConfig(patches_per_image=64)
         image = torch.rand(1, 3, 64, 64)
-        _, _, _, boxes_train, _ = refinement_batch(tuple(as_t(x) for x in (g, nu, a, b)), image, as_t(g), cfg,
-                                                   np.random.default_rng(0))
+        _, _, _, boxes_train, _ = refinement_batch(
+            tuple(as_t(x) for x in (g, nu, a, b)), image, as_t(g), cfg, np.random.default_rng(0)
+        )
         maps = uncertainty_maps(NIG(g, nu, a, b))
         sc = SessionConfig()
-        boxes_infer = refinement_boxes(maps["aleatoric"], maps["aleatoric_variance"], sc.max_patches, sc.reliable_quantile)
+        boxes_infer = refinement_boxes(
+            maps["aleatoric"], maps["aleatoric_variance"], sc.max_patches, sc.reliable_quantile
+        )
         assert boxes_train[0] == boxes_infer and boxes_infer
 
 
@@ -201,7 +212,9 @@ def test_a_refiner_is_applied_with_the_noise_it_was_trained_with(tmp_path):
         save_checkpoint(net, tmp_path / f"{noise}.pt")
         loaded = load_checkpoint(tmp_path / f"{noise}.pt").eval()
         assert loaded.config["noise"] == noise
-        outs[noise] = [refine_matte(loaded, NIG(g, nu, a, b), image, SessionConfig(), np.random.default_rng(s)) for s in (1, 2)]
+        outs[noise] = [
+            refine_matte(loaded, NIG(g, nu, a, b), image, SessionConfig(), np.random.default_rng(s)) for s in (1, 2)
+        ]
     assert not np.array_equal(*outs["aleatoric"])  # gamma_s drawn per pixel: the draw matters
     np.testing.assert_array_equal(*outs["none"])  # no noise: gamma_s = gamma whatever the draw
     with pytest.raises(ValueError):

@@ -44,7 +44,10 @@ def picture(h=72, w=96, seed=0) -> np.ndarray:
 
 
 def create(url, image=None, **files):
-    files = {"image": ("i.png", png(picture()) if image is None else image), **{k: ("f.png", v) for k, v in files.items()}}
+    files = {
+        "image": ("i.png", png(picture()) if image is None else image),
+        **{k: ("f.png", v) for k, v in files.items()},
+    }
     return requests.post(f"{url}/v1/sessions", files=files, timeout=120)
 
 
@@ -61,7 +64,10 @@ def test_interactive_flow_gives_pngs_of_the_input_size(base_url):
     assert s["proposals"] and set(s["proposals"][0]) == {"index", "box", "score"}
     assert set(s["uncertainty"]) == {"epistemic_mean", "aleatoric_mean"} and s["timings"]["predict_s"] > 0
     sid = s["id"]
-    for labels in ([{"index": 0, "label": "fg"}, {"box": [0, 0, 10, 10], "label": "bg"}], [{"index": 1, "label": "transition"}]):
+    for labels in (
+        [{"index": 0, "label": "fg"}, {"box": [0, 0, 10, 10], "label": "bg"}],
+        [{"index": 1, "label": "transition"}],
+    ):
         r = requests.post(f"{base_url}/v1/sessions/{sid}/labels", json={"labels": labels}, timeout=120)
         assert r.status_code == 200, r.text
     assert r.json()["round"] == 3 and r.json()["labels"] == 3
@@ -69,7 +75,9 @@ def test_interactive_flow_gives_pngs_of_the_input_size(base_url):
     assert r.status_code == 200 and r.json()["refined"], r.text
     assert requests.get(f"{base_url}/v1/sessions/{sid}", timeout=30).json()["round"] == 3
     outputs = ("alpha", "cutout", "epistemic", "aleatoric")
-    shapes = {name: decoded(requests.get(f"{base_url}/v1/sessions/{sid}/{name}.png", timeout=120)).shape for name in outputs}
+    shapes = {
+        name: decoded(requests.get(f"{base_url}/v1/sessions/{sid}/{name}.png", timeout=120)).shape for name in outputs
+    }
     assert shapes == {"alpha": (75, 101), "cutout": (75, 101, 4), "epistemic": (75, 101, 3), "aleatoric": (75, 101, 3)}
     assert requests.delete(f"{base_url}/v1/sessions/{sid}", timeout=30).status_code == 204
     assert requests.get(f"{base_url}/v1/sessions/{sid}", timeout=30).status_code == 404
@@ -79,8 +87,10 @@ def shown(url: str, sid: str) -> dict:
     """What a round shows over HTTP: the view (less its timings) and the bytes of every output PNG."""
     view = requests.get(f"{url}/v1/sessions/{sid}", timeout=30).json()
     view.pop("timings"), view["solve"].pop("seconds", None)  # measured again by every request
-    pngs = {name: requests.get(f"{url}/v1/sessions/{sid}/{name}.png", timeout=120).content
-            for name in ("alpha", "cutout", "epistemic", "aleatoric")}
+    pngs = {
+        name: requests.get(f"{url}/v1/sessions/{sid}/{name}.png", timeout=120).content
+        for name in ("alpha", "cutout", "epistemic", "aleatoric")
+    }
     return {"view": view, **pngs}
 
 
@@ -122,7 +132,10 @@ def test_image_png_is_the_uploaded_image(base_url):
 def test_one_shot_matte(base_url):
     image = {"image": ("i.png", png(picture(50, 60)))}
     assert decoded(requests.post(f"{base_url}/v1/matte", files=image, timeout=120)).shape == (50, 60, 4)
-    assert decoded(requests.post(f"{base_url}/v1/matte?output=alpha&refine=true", files=image, timeout=120)).shape == (50, 60)
+    assert decoded(requests.post(f"{base_url}/v1/matte?output=alpha&refine=true", files=image, timeout=120)).shape == (
+        50,
+        60,
+    )
     assert requests.post(f"{base_url}/v1/matte?output=jpeg", files=image, timeout=30).status_code == 422
 
 
@@ -136,8 +149,12 @@ def test_one_shot_matte_is_the_command_lines_bytes(base_url, tiny_model, tmp_pat
     cv2.imwrite(str(tmp_path / "i.png"), image)
     cv2.imwrite(str(tmp_path / "t.png"), trimap)
     files = {"image": ("i.png", png(image))}
-    cases = [("", [], files), ("&refine=true", ["--refine"], files), ("&solve=false", ["--no-solve"], files),
-             ("", ["--trimap", str(tmp_path / "t.png")], {**files, "trimap": ("t.png", png(trimap))})]
+    cases = [
+        ("", [], files),
+        ("&refine=true", ["--refine"], files),
+        ("&solve=false", ["--no-solve"], files),
+        ("", ["--trimap", str(tmp_path / "t.png")], {**files, "trimap": ("t.png", png(trimap))}),
+    ]
     alphas = set()
     for query, flags, upload in cases:
         for output, extra in (("alpha", ["--alpha-only"]), ("rgba", [])):
@@ -157,7 +174,11 @@ def test_concurrent_sessions_do_not_mix(base_url):
     def one(i):
         h, w = sizes[i]
         sid = create(base_url, png(picture(h, w, seed=i))).json()["id"]
-        r = requests.post(f"{base_url}/v1/sessions/{sid}/labels", json={"labels": [{"box": [0, 0, h, w], "label": answers[i]}]}, timeout=120)
+        r = requests.post(
+            f"{base_url}/v1/sessions/{sid}/labels",
+            json={"labels": [{"box": [0, 0, h, w], "label": answers[i]}]},
+            timeout=120,
+        )
         assert r.status_code == 200, r.text
         results[i] = (r.json(), decoded(requests.get(f"{base_url}/v1/sessions/{sid}/alpha.png", timeout=120)))
 
@@ -185,7 +206,10 @@ def _bad_uploads():
         "header bomb": ({"image": bomb}, 413),
         "no image field": ({"picture": good}, 422),
         "trimap of another size": ({"image": good, "trimap": png(np.zeros((10, 10), np.uint8))}, 422),
-        "trimap and mask": ({"image": good, "trimap": png(np.zeros((72, 96), np.uint8)), "mask": png(np.zeros((72, 96), np.uint8))}, 422),
+        "trimap and mask": (
+            {"image": good, "trimap": png(np.zeros((72, 96), np.uint8)), "mask": png(np.zeros((72, 96), np.uint8))},
+            422,
+        ),
     }
 
 
@@ -214,16 +238,37 @@ def test_other_bad_requests_get_their_4xx_and_the_server_keeps_serving(base_url)
     for body in bad_labels:
         r = requests.post(f"{base_url}/v1/sessions/{sid}/labels", json=body, timeout=30)
         assert r.status_code == 422 and "error" in r.json(), (body, r.text)
-    r = requests.post(f"{base_url}/v1/sessions/{sid}/labels", data=b"{not json", headers={"content-type": "application/json"}, timeout=30)
+    r = requests.post(
+        f"{base_url}/v1/sessions/{sid}/labels",
+        data=b"{not json",
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
     assert r.status_code == 422
-    for method, path in [("get", ""), ("post", "/labels"), ("post", "/refine"), ("get", "/alpha.png"), ("get", "/image.png"),
-                         ("delete", "")]:
-        r = requests.request(method, f"{base_url}/v1/sessions/0123456789abcdef{path}", json={"labels": [{"index": 0, "label": "fg"}]}, timeout=30)
+    for method, path in [
+        ("get", ""),
+        ("post", "/labels"),
+        ("post", "/refine"),
+        ("get", "/alpha.png"),
+        ("get", "/image.png"),
+        ("delete", ""),
+    ]:
+        r = requests.request(
+            method,
+            f"{base_url}/v1/sessions/0123456789abcdef{path}",
+            json={"labels": [{"index": 0, "label": "fg"}]},
+            timeout=30,
+        )
         assert r.status_code == 404 and r.json()["error"] == "unknown session", (method, path, r.text)
     r = requests.get(f"{base_url}/v1/sessions/{sid}/bogus.png", timeout=30)
     assert r.status_code == 404 and r.json()["error"] == "unknown output" and "image" in r.json()["detail"], r.text
     # the session that saw all of this still works, and so does the server
-    assert requests.post(f"{base_url}/v1/sessions/{sid}/labels", json={"labels": [{"index": 0, "label": "fg"}]}, timeout=120).status_code == 200
+    assert (
+        requests.post(
+            f"{base_url}/v1/sessions/{sid}/labels", json={"labels": [{"index": 0, "label": "fg"}]}, timeout=120
+        ).status_code
+        == 200
+    )
     assert requests.get(f"{base_url}/v1/health", timeout=30).json()["status"] == "ok"
 
 
@@ -252,7 +297,9 @@ def test_labelling_survives_the_death_of_a_matting_replica(base_url):
     for name in names:
         ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
     t0 = time.monotonic()
-    r = requests.post(f"{base_url}/v1/sessions/{sid}/labels", json={"labels": [{"index": 0, "label": "fg"}]}, timeout=180)
+    r = requests.post(
+        f"{base_url}/v1/sessions/{sid}/labels", json={"labels": [{"index": 0, "label": "fg"}]}, timeout=180
+    )
     assert r.status_code == 200, r.text
     assert r.json()["round"] == 2, r.json()
     fresh = create(base_url)  # the network's forward, on the replica that replaced the dead one
@@ -277,7 +324,9 @@ def test_the_solve_switch_gives_what_the_session_computes_in_process(base_url, t
     bgr = picture(60, 80, seed=3)
     rgb = np.ascontiguousarray(bgr[..., ::-1])
     net = load_model(str(Path(tiny_model) / "matting.pt"), "matting").eval()
-    expected = {solve: MattingSession(rgb, net, config=SessionConfig(solve=solve)).start().alpha_u8 for solve in (True, False)}
+    expected = {
+        solve: MattingSession(rgb, net, config=SessionConfig(solve=solve)).start().alpha_u8 for solve in (True, False)
+    }
     assert not np.array_equal(expected[True], expected[False])  # the solve changes the matte
     image = {"image": ("i.png", png(bgr))}
     for solve in (True, False):
@@ -331,8 +380,11 @@ def test_the_corrective_click_user_gets_the_same_mattes_over_http_as_in_process(
         # the same click as a point: the same round
         click = local.clicks[0]
         other = api.create_session(bgr[..., ::-1].copy())
-        r = requests.post(f"{base_url}/v1/sessions/{other.id}/labels",
-                          json={"labels": [{"point": [click.y, click.x], "label": click.label}]}, timeout=120)
+        r = requests.post(
+            f"{base_url}/v1/sessions/{other.id}/labels",
+            json={"labels": [{"point": [click.y, click.x], "label": click.label}]},
+            timeout=120,
+        )
         assert r.status_code == 200, r.text
         got = decoded(requests.get(f"{base_url}/v1/sessions/{other.id}/alpha.png", timeout=120))
         np.testing.assert_array_equal(got, local.mattes[1])
@@ -352,8 +404,9 @@ def test_without_keys_other_sites_and_forged_addresses_get_nothing(base_url):
     from concurrent.futures import ThreadPoolExecutor
 
     def forged(i):
-        return requests.get(f"{base_url}/v1/sessions/{'0' * 32}", headers={"X-Forwarded-For": f"10.{i // 250}.{i % 250}.1"},
-                            timeout=60).status_code
+        return requests.get(
+            f"{base_url}/v1/sessions/{'0' * 32}", headers={"X-Forwarded-For": f"10.{i // 250}.{i % 250}.1"}, timeout=60
+        ).status_code
 
     with ThreadPoolExecutor(8) as pool:  # faster than the bucket refills (burst 40, 20/s)
         codes = list(pool.map(forged, range(200)))

@@ -41,17 +41,25 @@ def replica_nodes(deployment: str) -> list[str]:
     """Node ids of the live replicas of ``deployment`` (the GCS's actor table: Serve's status has no nodes)."""
     from ray._private.state import actors
 
-    return [a["Address"]["NodeID"] for a in actors().values()
-            if a["State"] == "ALIVE" and f"{APP}#{deployment}#" in (a.get("Name") or "")]
+    return [
+        a["Address"]["NodeID"]
+        for a in actors().values()
+        if a["State"] == "ALIVE" and f"{APP}#{deployment}#" in (a.get("Name") or "")
+    ]
 
 
 def placement_settings() -> dict:
     """Two Matting replicas, one per node with a ``dugray_matting`` slot; everything else on the head.
     Every label round runs the network (``network_rounds: every``), so the rounds in flight when a
     Matting node dies are ones that need it."""
-    return {"replicas": {"Matting": 2}, "retry_s": 90, "max_rounds": 40, "rate_limit_per_s": 0,
-            "session": {"network_rounds": "every"},
-            "placement": {"Matting": {"resources": {MATTING_NODE: 1}}, **{d: {"resources": {HEAD: 0.01}} for d in ON_HEAD}}}
+    return {
+        "replicas": {"Matting": 2},
+        "retry_s": 90,
+        "max_rounds": 40,
+        "rate_limit_per_s": 0,
+        "session": {"network_rounds": "every"},
+        "placement": {"Matting": {"resources": {MATTING_NODE: 1}}, **{d: {"resources": {HEAD: 0.01}} for d in ON_HEAD}},
+    }
 
 
 @pytest.fixture
@@ -68,9 +76,15 @@ def cluster():
     os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")
     # the killed node found dead in ~3 s, not Ray's default ~15 s (5 failed health checks 3 s apart), as in
     # tests/test_batch.py: Serve replaces the lost replica only after that verdict
-    c = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 2, "resources": {HEAD: 1}, "include_dashboard": False,
-        "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}})
+    c = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 2,
+            "resources": {HEAD: 1},
+            "include_dashboard": False,
+            "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 3},
+        },
+    )
     try:
         for _ in range(2):
             c.add_node(num_cpus=1, resources={MATTING_NODE: 1})
@@ -93,8 +107,9 @@ class Labeller:
 
     def __init__(self, url: str, image: np.ndarray):
         self.url, self.http, self.sent, self.responses = url, requests.Session(), [], []
-        r = self.http.post(f"{url}/v1/sessions", files={"image": ("i.png", cv2.imencode(".png", image)[1].tobytes())},
-                           timeout=120)
+        r = self.http.post(
+            f"{url}/v1/sessions", files={"image": ("i.png", cv2.imencode(".png", image)[1].tobytes())}, timeout=120
+        )
         assert r.status_code == 201, r.text
         self.sid = r.json()["id"]
 
@@ -107,6 +122,7 @@ class Labeller:
 
     def drive(self, stop: threading.Event, most: int) -> threading.Thread:
         """Label rounds back to back on a thread until ``stop`` (or ``most`` rounds): the kill may land on one in flight."""
+
         def run():
             while not stop.is_set() and len(self.sent) < most:
                 self.label()
@@ -128,7 +144,11 @@ def test_a_labelling_session_survives_the_loss_of_a_matting_node(cluster, tiny_m
     with app_on_loopback(tiny_model, APP, placement_settings()) as url:
         head = cluster.head_node.node_id
         workers = {node.node_id: node for node in cluster.worker_nodes}
-        matting = within(60, "two Matting replicas", lambda: sorted(replica_nodes("Matting")) if len(replica_nodes("Matting")) == 2 else None)
+        matting = within(
+            60,
+            "two Matting replicas",
+            lambda: sorted(replica_nodes("Matting")) if len(replica_nodes("Matting")) == 2 else None,
+        )
         assert set(matting) == set(workers), "one Matting replica on each worker node"
         assert all(replica_nodes(d) == [head] for d in ON_HEAD), {d: replica_nodes(d) for d in ON_HEAD}
 
@@ -146,13 +166,18 @@ def test_a_labelling_session_survives_the_loss_of_a_matting_node(cluster, tiny_m
             stop.set()
             for thread in drivers:
                 thread.join(timeout=200)
-        print(f"{len(user.responses)} label rounds, {before} before the kill; "
-              f"three after it took {time.monotonic() - t_kill:.1f} s")
+        print(
+            f"{len(user.responses)} label rounds, {before} before the kill; "
+            f"three after it took {time.monotonic() - t_kill:.1f} s"
+        )
 
         for who in (user, other):
-            assert [r.status_code for r in who.responses] == [200] * len(who.responses), \
-                [r.text[:200] for r in who.responses if r.status_code != 200]
-            assert [r.json()["round"] for r in who.responses] == list(range(2, len(who.responses) + 2)), "each round once, in order"
+            assert [r.status_code for r in who.responses] == [200] * len(who.responses), [
+                r.text[:200] for r in who.responses if r.status_code != 200
+            ]
+            assert [r.json()["round"] for r in who.responses] == list(range(2, len(who.responses) + 2)), (
+                "each round once, in order"
+            )
 
         replacement = cluster.add_node(num_cpus=1, resources={MATTING_NODE: 1})  # the dead node's replacement machine
         cluster.wait_for_nodes()

@@ -32,9 +32,16 @@ def storage(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def base_url(tiny_model, storage):
-    settings = {"api_keys": [KEY_A, KEY_B, KEY_C, KEY_D], "max_sessions_per_owner": 2, "max_json_bytes": 4096,
-                "rate_limit_per_s": 4, "rate_burst": 12, "retry_s": 120, "max_pixels": 1_000_000,
-                "session_storage": str(storage)}
+    settings = {
+        "api_keys": [KEY_A, KEY_B, KEY_C, KEY_D],
+        "max_sessions_per_owner": 2,
+        "max_json_bytes": 4096,
+        "rate_limit_per_s": 4,
+        "rate_burst": 12,
+        "retry_s": 120,
+        "max_pixels": 1_000_000,
+        "session_storage": str(storage),
+    }
     with app_on_loopback(tiny_model, APP, settings, route_prefix=PREFIX) as url:
         yield url
 
@@ -51,8 +58,13 @@ def auth(key):
 
 
 def test_every_route_but_health_needs_a_key(base_url):
-    for method, path in [("POST", "/v1/sessions"), ("GET", "/v1/sessions/" + "0" * 32), ("POST", "/v1/matte"),
-                         ("DELETE", "/v1/sessions/" + "0" * 32), ("PATCH", "/v1/sessions/" + "0" * 32)]:
+    for method, path in [
+        ("POST", "/v1/sessions"),
+        ("GET", "/v1/sessions/" + "0" * 32),
+        ("POST", "/v1/matte"),
+        ("DELETE", "/v1/sessions/" + "0" * 32),
+        ("PATCH", "/v1/sessions/" + "0" * 32),
+    ]:
         r = requests.request(method, base_url + path, timeout=30)
         assert r.status_code == 401 and r.json()["error"] == "API key required", (method, path, r.text)
         assert r.headers["www-authenticate"] == "Bearer"
@@ -76,8 +88,14 @@ def test_every_route_but_health_needs_a_key(base_url):
 def test_a_session_belongs_to_the_key_that_made_it(base_url):
     with DugrayClient(base_url, api_key=KEY_A) as alice, DugrayClient(base_url, api_key=KEY_B) as bob:
         view = alice.create_session(picture())
-        for call in (lambda: bob.get(view.id), lambda: bob.label(view.id, [(0, "fg")]), lambda: bob.png(view.id, "alpha"),
-                     lambda: bob.refine(view.id), lambda: bob.set_solve(view.id, False), lambda: bob.delete(view.id)):
+        for call in (
+            lambda: bob.get(view.id),
+            lambda: bob.label(view.id, [(0, "fg")]),
+            lambda: bob.png(view.id, "alpha"),
+            lambda: bob.refine(view.id),
+            lambda: bob.set_solve(view.id, False),
+            lambda: bob.delete(view.id),
+        ):
             with pytest.raises(DugrayApiError) as err:
                 call()
             assert err.value.status == 404
@@ -105,15 +123,21 @@ def test_limits_on_json_bodies_and_images(base_url):
         r = requests.post(f"{base_url}/v1/matte", files={"image": ("x", data)}, headers=auth(KEY_A), timeout=60)
         assert r.status_code == status and set(r.json()) == {"error", "detail"}, (name, r.text)
     ok = cv2.imencode(".tiff", np.random.default_rng(0).random((40, 50, 3)).astype(np.float32))[1].tobytes()
-    r = requests.post(f"{base_url}/v1/matte?output=alpha", files={"image": ("x.tiff", ok)}, headers=auth(KEY_A), timeout=60)
+    r = requests.post(
+        f"{base_url}/v1/matte?output=alpha", files={"image": ("x.tiff", ok)}, headers=auth(KEY_A), timeout=60
+    )
     assert r.status_code == 200 and cv2.imdecode(np.frombuffer(r.content, np.uint8), -1).shape == (40, 50)
 
 
 def test_a_key_holds_a_bounded_number_of_sessions(base_url):
     with DugrayClient(base_url, api_key=KEY_B) as bob:
         ids = [bob.create_session(picture(seed=i)).id for i in range(2)]
-        r = requests.post(f"{base_url}/v1/sessions", files={"image": ("i.png", picture())}, headers=auth(KEY_B), timeout=60)
-        assert r.status_code == 429 and r.json()["error"] == "too many live sessions" and int(r.headers["retry-after"]) > 0
+        r = requests.post(
+            f"{base_url}/v1/sessions", files={"image": ("i.png", picture())}, headers=auth(KEY_B), timeout=60
+        )
+        assert (
+            r.status_code == 429 and r.json()["error"] == "too many live sessions" and int(r.headers["retry-after"]) > 0
+        )
         with DugrayClient(base_url, api_key=KEY_A) as alice:  # the others are not affected
             alice.delete(alice.create_session(picture()).id)
         bob.delete(ids[0])
@@ -199,19 +223,34 @@ def _post_raw(url: str, path: str, headers: list, body: bytes) -> tuple[int, dic
 def test_bad_bodies_get_a_clear_4xx_and_never_stall_health(base_url):
     key = ("Authorization", f"Bearer {KEY_D}")
     labels = b'{"labels": [' + b'{"index": 0, "label": "fg"},' * 800 + b'{"index": 0, "label": "fg"}]}'  # 23 kB
-    status, body = _post_raw(base_url, f"/v1/sessions/{'0' * 32}/labels",
-                             [key, ("Content-Type", "application/json"), ("Content-Type", "multipart/form-data; boundary=x")],
-                             labels)
+    status, body = _post_raw(
+        base_url,
+        f"/v1/sessions/{'0' * 32}/labels",
+        [key, ("Content-Type", "application/json"), ("Content-Type", "multipart/form-data; boundary=x")],
+        labels,
+    )
     assert status == 400 and body["error"] == "duplicate header", body
-    r = requests.post(f"{base_url}/v1/sessions/{'0' * 32}/labels", data=(labels[i:i + 1000] for i in range(0, len(labels), 1000)),
-                      headers={**auth(KEY_D), "content-type": "application/json"}, timeout=60)  # chunked
+    r = requests.post(
+        f"{base_url}/v1/sessions/{'0' * 32}/labels",
+        data=(labels[i : i + 1000] for i in range(0, len(labels), 1000)),
+        headers={**auth(KEY_D), "content-type": "application/json"},
+        timeout=60,
+    )  # chunked
     assert r.status_code == 413 and r.json()["error"] == "request body too large", r.text
     # a multipart part header of 4 MB of quoted ";" (the old parser: ~2 s of event loop per 480 kB, quadratic)
-    bomb = (b'--xyz\r\nContent-Disposition: form-data; name="image"; x="' + b'";"' * 1_400_000 + b'"\r\n\r\nabc\r\n--xyz--\r\n')
+    bomb = (
+        b'--xyz\r\nContent-Disposition: form-data; name="image"; x="'
+        + b'";"' * 1_400_000
+        + b'"\r\n\r\nabc\r\n--xyz--\r\n'
+    )
     result = {}
     t0 = time.perf_counter()
-    sender = threading.Thread(target=lambda: result.update(r=_post_raw(base_url, "/v1/matte", [
-        key, ("Content-Type", "multipart/form-data; boundary=xyz")], bomb), s=time.perf_counter() - t0))
+    sender = threading.Thread(
+        target=lambda: result.update(
+            r=_post_raw(base_url, "/v1/matte", [key, ("Content-Type", "multipart/form-data; boundary=xyz")], bomb),
+            s=time.perf_counter() - t0,
+        )
+    )
     sender.start()
     worst = 0.0
     while sender.is_alive():
@@ -274,11 +313,17 @@ def test_health_is_503_until_every_deployment_can_serve(base_url, tiny_model):
     s = ServeSettings.from_args({"model": tiny_model, "torch_threads": 1, "session_storage": "none"}, environ={})
     zero, never = {"num_cpus": 0}, {"num_cpus": 0, "resources": {"no-such-resource": 1}}
     app = APIIngress.options(ray_actor_options={**ingress_options(s), **zero}).bind(
-        Matting.options(ray_actor_options=never).bind(s), Fusion.options(ray_actor_options=zero).bind(s),
-        Proposer.options(ray_actor_options=zero).bind(s), Solver.options(ray_actor_options=zero).bind(s),
-        Refinement.options(ray_actor_options=zero).bind(s), SessionStore.options(ray_actor_options=zero).bind(s), s)
-    serve.run_many([serve.RunTarget(app, name="dugray-starting", route_prefix="/starting")],
-                   wait_for_applications_running=False)
+        Matting.options(ray_actor_options=never).bind(s),
+        Fusion.options(ray_actor_options=zero).bind(s),
+        Proposer.options(ray_actor_options=zero).bind(s),
+        Solver.options(ray_actor_options=zero).bind(s),
+        Refinement.options(ray_actor_options=zero).bind(s),
+        SessionStore.options(ray_actor_options=zero).bind(s),
+        s,
+    )
+    serve.run_many(
+        [serve.RunTarget(app, name="dugray-starting", route_prefix="/starting")], wait_for_applications_running=False
+    )
     url = base_url[: -len(PREFIX)] + "/starting"
     seen = []
     try:

@@ -16,8 +16,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationW
 
 @pytest.fixture(scope="module")
 def url(tiny_model):
-    settings = {"max_pixels": 200_000, "retry_s": 90, "max_labels_per_request": 8, "max_carry_passes": 4,
-                "session": {"proposals": "epistemic"}}  # the paper's Algorithm 1, label carrying on (the default)
+    settings = {
+        "max_pixels": 200_000,
+        "retry_s": 90,
+        "max_labels_per_request": 8,
+        "max_carry_passes": 4,
+        "session": {"proposals": "epistemic"},
+    }  # the paper's Algorithm 1, label carrying on (the default)
     with app_on_loopback(tiny_model, "dugray-hostile", settings) as base:
         yield base
 
@@ -30,8 +35,9 @@ def picture(h=72, w=96) -> np.ndarray:
 
 
 def create(url) -> dict:
-    r = requests.post(f"{url}/v1/sessions", files={"image": ("i.png", cv2.imencode(".png", picture())[1].tobytes())},
-                      timeout=120)
+    r = requests.post(
+        f"{url}/v1/sessions", files={"image": ("i.png", cv2.imencode(".png", picture())[1].tobytes())}, timeout=120
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
@@ -65,12 +71,15 @@ def test_label_work_past_the_operators_bounds_is_422_and_the_session_is_unchange
     assert label(url, sid, dots[:4]).status_code == 200  # at the bound: served
 
 
-@pytest.mark.parametrize("name, body, status", [
-    ("tile bomb", tiled_tiff(tile=16368), 415),
-    ("png trailing data", png_with_trailing_data(400), 413),
-    ("float64 tiff", float64_tiff(400), 413),
-    ("jpeg junk", jpeg_padding(b"\xff", 8), 415),
-])
+@pytest.mark.parametrize(
+    "name, body, status",
+    [
+        ("tile bomb", tiled_tiff(tile=16368), 415),
+        ("png trailing data", png_with_trailing_data(400), 413),
+        ("float64 tiff", float64_tiff(400), 413),
+        ("jpeg junk", jpeg_padding(b"\xff", 8), 415),
+    ],
+)
 def test_hostile_uploads_are_refused_and_health_stays_fast(url, name, body, status):
     t = time.perf_counter()
     r = requests.post(f"{url}/v1/sessions", files={"image": ("x", body)}, timeout=60)

@@ -12,7 +12,15 @@ import pytest
 from dugray.compose import OutputOptions
 from dugray.nig import NIG
 from dugray.propagate import CarryParams, carry_passes
-from dugray.session import SessionConfig, apply_user_labels, fused_nig, label_boxes, new_state, propose_patches, solve_step
+from dugray.session import (
+    SessionConfig,
+    apply_user_labels,
+    fused_nig,
+    label_boxes,
+    new_state,
+    propose_patches,
+    solve_step,
+)
 from dugray.session.config import FUSION_MODES, PROPOSAL_MODES
 from dugray.session.steps import proposals_need_rounds
 from serve.errors import ApiError
@@ -24,14 +32,18 @@ from serve.views import state_from_bytes, state_to_bytes
 def picture(h=96, w=128, seed=0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     img = rng.integers(0, 80, (h, w, 3), dtype=np.uint8)
-    img[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = (230, 200, 40)
+    img[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = (230, 200, 40)
     return img
 
 
 def a_round(shape, seed) -> NIG:
     rng = np.random.default_rng(seed)
-    return NIG(rng.random(shape, np.float32), 1 + 4 * rng.random(shape, np.float32),
-               1.5 + rng.random(shape, np.float32), 0.1 + rng.random(shape, np.float32))
+    return NIG(
+        rng.random(shape, np.float32),
+        1 + 4 * rng.random(shape, np.float32),
+        1.5 + rng.random(shape, np.float32),
+        0.1 + rng.random(shape, np.float32),
+    )
 
 
 def started(config: SessionConfig, image=None):
@@ -42,8 +54,12 @@ def started(config: SessionConfig, image=None):
 
 def dots(n: int, step: int = 16):
     """``n`` one-pixel boxes, far enough apart to be ``n`` separate regions."""
-    return [((y, x, y + 1, x + 1), "fg" if k % 2 else "bg")
-            for k, (y, x) in enumerate(itertools.islice(((y, x) for y in range(2, 96, step) for x in range(2, 128, step)), n))]
+    return [
+        ((y, x, y + 1, x + 1), "fg" if k % 2 else "bg")
+        for k, (y, x) in enumerate(
+            itertools.islice(((y, x) for y in range(2, 96, step) for x in range(2, 128, step)), n)
+        )
+    ]
 
 
 def test_the_carry_costs_one_pass_per_separate_region_and_regrow_multiplies_it():
@@ -62,7 +78,11 @@ def test_the_carry_costs_one_pass_per_separate_region_and_regrow_multiplies_it()
 def test_labels_past_the_operators_bounds_are_refused_before_any_work():
     """64 one-pixel labels were 64 geodesic passes (3 s at 512x512) in every fusion; now 422."""
     settings = ServeSettings()
-    assert (settings.max_labels_per_request, settings.max_labels_per_session, settings.max_carry_passes) == (1024, 8192, 32)
+    assert (settings.max_labels_per_request, settings.max_labels_per_session, settings.max_carry_passes) == (
+        1024,
+        8192,
+        32,
+    )
     check_label_count(1024, settings)  # a long brush stroke of the web page is hundreds of boxes in one request
     with pytest.raises(ApiError) as err:
         check_label_count(1025, settings)
@@ -93,16 +113,29 @@ def test_the_bounded_carry_is_fast_where_the_unbounded_was_not():
     assert time.perf_counter() - t < 5.0
 
 
-SETTINGS = list(itertools.product(PROPOSAL_MODES, FUSION_MODES, (True, False), ("none", "release", "unpin", "network"), (True, False)))
+SETTINGS = list(
+    itertools.product(
+        PROPOSAL_MODES, FUSION_MODES, (True, False), ("none", "release", "unpin", "network"), (True, False)
+    )
+)
 
 
 @pytest.mark.parametrize("proposals, fusion, carry, transition, solve", SETTINGS)
-def test_every_session_setting_gets_what_its_steps_read_as_the_server_sends_it(proposals, fusion, carry, transition, solve):
+def test_every_session_setting_gets_what_its_steps_read_as_the_server_sends_it(
+    proposals, fusion, carry, transition, solve
+):
     """What the ingress sends each step (serve.app: the fused posterior, and the rounds only where
     :func:`proposals_need_rounds` says), pickled as Ray would, gives the in-process answer: with
     proposals="epistemic" the Proposal deployment got no rounds and failed every label round."""
-    config = SessionConfig.from_dict({"proposals": proposals, "fusion": fusion, "carry": carry, "solve": solve,
-                                      "carry_params": {"transition": transition}})
+    config = SessionConfig.from_dict(
+        {
+            "proposals": proposals,
+            "fusion": fusion,
+            "carry": carry,
+            "solve": solve,
+            "carry_params": {"transition": transition},
+        }
+    )
     state = started(config)
     apply_user_labels(state, [((10, 10, 20, 20), "fg"), ((80, 100, 90, 110), "bg"), ((40, 60, 44, 64), "transition")])
     state.rounds.append(a_round(state.work_shape, 1))

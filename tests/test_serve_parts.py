@@ -84,8 +84,10 @@ def _multipart(files=None, data=None):
     return req.read(), req.headers["content-type"]
 
 
-@pytest.mark.parametrize("reason, status", [("missing", 404), ("conflict", 409), ("too_large", 413),
-                                            ("quota", 429), ("share", 429), ("storage", 503)])
+@pytest.mark.parametrize(
+    "reason, status",
+    [("missing", 404), ("conflict", 409), ("too_large", 413), ("quota", 429), ("share", 429), ("storage", 503)],
+)
 def test_every_refusal_of_the_store_becomes_its_http_error(reason, status):
     """A lost update is a 409 to retry, not a 500 (the two-field entries once failed to unpack)."""
     assert set(SAVE_ERRORS) == {"missing", "conflict", "too_large", "quota", "share", "storage"}
@@ -97,7 +99,9 @@ def test_every_refusal_of_the_store_becomes_its_http_error(reason, status):
 
 def test_parse_form_returns_every_field_byte_exact():
     tricky = b"\r\n--not-the-boundary\r\n\r\n\x00\xff" * 3
-    body, ctype = _multipart(files={"image": ("a.png", tricky, "image/png"), "mask": ("m.png", b"", "image/png")}, data={"x": "1"})
+    body, ctype = _multipart(
+        files={"image": ("a.png", tricky, "image/png"), "mask": ("m.png", b"", "image/png")}, data={"x": "1"}
+    )
     assert parse_form(body, ctype) == {"image": tricky, "mask": b"", "x": b"1"}
 
 
@@ -176,9 +180,14 @@ def test_a_decompression_bomb_of_each_format_is_refused_before_decoding(ext, mon
     assert err.value.status == 413 and "8000x8000" in err.value.detail
 
 
-@pytest.mark.parametrize("header", [b"GIF89a" + struct.pack("<HH", 8000, 8000) + b"\x00" * 64,
-                                    b"P5\n# a comment\n8000 8000\n255\n" + b"\x00" * 64,
-                                    b"BM" + b"\x00" * 16 + struct.pack("<ii", 8000, -8000) + b"\x00" * 64])
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"GIF89a" + struct.pack("<HH", 8000, 8000) + b"\x00" * 64,
+        b"P5\n# a comment\n8000 8000\n255\n" + b"\x00" * 64,
+        b"BM" + b"\x00" * 16 + struct.pack("<ii", 8000, -8000) + b"\x00" * 64,
+    ],
+)
 def test_headers_of_gif_pnm_and_bmp_that_claim_a_huge_image_are_refused(header, monkeypatch):
     monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("decoded a bomb"))
     with pytest.raises(ApiError) as err:
@@ -383,8 +392,16 @@ def test_uploads_are_parsed_off_the_event_loop(monkeypatch):
     assert form == {"image": b"data"} and len(ticks) >= 5 and max(gaps) < 0.3, gaps  # the loop ran all along
 
 
-@pytest.mark.parametrize("header", [b"P5\n#c\r40 30\n#\n8 8\n255\n", b"P5 #c\n40 30 255\n", b"P5\n\x0b40\x0c30 255\n",
-                                    b"P5\n# a\n#b\r40 30\n255\n", b"P5\n040 030 255\n"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"P5\n#c\r40 30\n#\n8 8\n255\n",
+        b"P5 #c\n40 30 255\n",
+        b"P5\n\x0b40\x0c30 255\n",
+        b"P5\n# a\n#b\r40 30\n255\n",
+        b"P5\n040 030 255\n",
+    ],
+)
 def test_the_pnm_probe_reads_what_opencv_decodes(header):
     data = header + bytes(1200)
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -408,9 +425,9 @@ def _tiff_with_tag_twice(tag: int, value: int) -> bytes:
     data = bytearray(cv2.imencode(".tiff", np.zeros((30, 40), np.uint8))[1].tobytes())
     assert data[:2] == b"II"
     ifd = struct.unpack("<I", data[4:8])[0]
-    n = struct.unpack("<H", data[ifd:ifd + 2])[0]
-    entries = data[ifd + 2: ifd + 2 + 12 * n] + struct.pack("<HHII", tag, 4, 1, value)
-    next_ifd = data[ifd + 2 + 12 * n: ifd + 6 + 12 * n]
+    n = struct.unpack("<H", data[ifd : ifd + 2])[0]
+    entries = data[ifd + 2 : ifd + 2 + 12 * n] + struct.pack("<HHII", tag, 4, 1, value)
+    next_ifd = data[ifd + 2 + 12 * n : ifd + 6 + 12 * n]
     new_ifd = len(data)
     data += struct.pack("<H", n + 1) + entries + next_ifd
     data[4:8] = struct.pack("<I", new_ifd)
@@ -428,8 +445,9 @@ def test_a_tiff_that_gives_its_size_twice_is_refused(tag, monkeypatch):
 
 def _progressive_jpeg(extra_scans: int) -> bytes:
     """A progressive JPEG, with ``extra_scans`` more copies of its last scan before EOI."""
-    data = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8),
-                        [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    data = cv2.imencode(
+        ".jpg", np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]
+    )[1].tobytes()
     last = data.rindex(b"\xff\xda")
     return data[:-2] + data[last:-2] * extra_scans + data[-2:]
 
@@ -478,13 +496,21 @@ def test_opencv_ceiling_is_in_the_ingress_environment_and_checked():
     cfg = yaml.safe_load((ROOT / "serve" / "config.yaml").read_text())["applications"][0]
     assert cfg["runtime_env"]["env_vars"][CEILING_ENV] == str(cfg["args"]["max_pixels"])
     assert not ceiling_in_effect(123_456)  # this process has OpenCV's default
-    code = ("import numpy as np, cv2, serve.imaging as im; from serve.errors import ApiError\n"
-            "assert im.ceiling_in_effect(1000) and not im.ceiling_in_effect(2000)\n"
-            "im.probe = lambda data, name='image': ((10, 10), 1)  # a fooled probe\n"
-            "try:\n    im.decode_image(cv2.imencode('.png', np.zeros((40, 40), np.uint8))[1].tobytes(), 10**6)\n"
-            "except ApiError as e:\n    print(e.status)\n")
-    proc = subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, CEILING_ENV: "1000"},
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    code = (
+        "import numpy as np, cv2, serve.imaging as im; from serve.errors import ApiError\n"
+        "assert im.ceiling_in_effect(1000) and not im.ceiling_in_effect(2000)\n"
+        "im.probe = lambda data, name='image': ((10, 10), 1)  # a fooled probe\n"
+        "try:\n    im.decode_image(cv2.imencode('.png', np.zeros((40, 40), np.uint8))[1].tobytes(), 10**6)\n"
+        "except ApiError as e:\n    print(e.status)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**__import__("os").environ, CEILING_ENV: "1000"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0 and proc.stdout.strip() == "413", proc.stderr[-2000:]
 
 
@@ -492,8 +518,12 @@ def test_the_upload_routes_are_the_multipart_routes_of_the_app():
     from serve.access import UPLOAD_ROUTES
     from serve.app import api
 
-    multipart = {(method.upper(), path) for path, ops in api.openapi()["paths"].items() for method, op in ops.items()
-                 if "multipart/form-data" in op.get("requestBody", {}).get("content", {})}
+    multipart = {
+        (method.upper(), path)
+        for path, ops in api.openapi()["paths"].items()
+        for method, op in ops.items()
+        if "multipart/form-data" in op.get("requestBody", {}).get("content", {})
+    }
     assert multipart == set(UPLOAD_ROUTES)
 
 
@@ -593,17 +623,29 @@ def test_setup_compiles_every_numba_kernel_into_the_cache():
 
     kernels, inner = set(), set()  # inner: called by another kernel of its module, whose compiled code holds it
     for path in (ROOT / "dugray").rglob("*.py"):
-        njitted = [f for f in ast.walk(ast.parse(path.read_text())) if isinstance(f, ast.FunctionDef) and any(
-            isinstance(d, ast.Call) and getattr(d.func, "id", "") == "njit"
-            and any(k.arg == "cache" and getattr(k.value, "value", False) is True for k in d.keywords)
-            for d in f.decorator_list)]
+        njitted = [
+            f
+            for f in ast.walk(ast.parse(path.read_text()))
+            if isinstance(f, ast.FunctionDef)
+            and any(
+                isinstance(d, ast.Call)
+                and getattr(d.func, "id", "") == "njit"
+                and any(k.arg == "cache" and getattr(k.value, "value", False) is True for k in d.keywords)
+                for d in f.decorator_list
+            )
+        ]
         names = {f.name for f in njitted}
         kernels |= {f"{path.stem}.{n}" for n in names}
-        inner |= {f"{path.stem}.{c.func.id}" for f in njitted for c in ast.walk(f)
-                  if isinstance(c, ast.Call) and getattr(c.func, "id", None) in names - {f.name}}
+        inner |= {
+            f"{path.stem}.{c.func.id}"
+            for f in njitted
+            for c in ast.walk(f)
+            if isinstance(c, ast.Call) and getattr(c.func, "id", None) in names - {f.name}
+        }
     assert {"pcg._pcg", "laplacian._band_cf_kernel", "geodesic._scan"} <= kernels and "pcg._dot" in inner
-    proc = subprocess.run([sys.executable, "-m", "dugray.session"], capture_output=True, text=True,
-                          timeout=600, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dugray.session"], capture_output=True, text=True, timeout=600, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     probe = subprocess.run([sys.executable, "-c", KERNEL_PROBE], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert probe.returncode == 0, probe.stderr[-2000:]

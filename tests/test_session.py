@@ -445,10 +445,12 @@ def test_a_label_spreads_along_colour_lines_through_the_solve(model):
     box = (ys.start, xs.start, ys.start + 12, xs.start + 15)  # the block's top-left quarter
     rest = np.zeros(gt.shape, bool)
     rest[FG_GREY] = True
-    rest[box[0]:box[2], box[1]:box[3]] = False
-    rest[ys.start:ys.start + 17, xs.start:xs.start + 20] = False  # leave the network's 5x5 reach out too
+    rest[box[0] : box[2], box[1] : box[3]] = False
+    rest[ys.start : ys.start + 17, xs.start : xs.start + 20] = False  # leave the network's 5x5 reach out too
     solved = MattingSession(img, model, config=SessionConfig(carry=False, **CFG)).start().label([(box, "fg")])
-    plain = MattingSession(img, model, config=SessionConfig(solve=False, carry=False, **CFG)).start().label([(box, "fg")])
+    plain = (
+        MattingSession(img, model, config=SessionConfig(solve=False, carry=False, **CFG)).start().label([(box, "fg")])
+    )
     assert np.abs(solved.alpha[rest] - 1).mean() < 0.05
     assert np.abs(plain.alpha[rest] - 1).mean() > 0.3
     assert solved.state.solve_info["guard"] == "ok" and "solve_s" in solved.state.timings[-1]
@@ -465,8 +467,10 @@ def test_the_solve_switch_and_the_state_round_trip(model):
     assert restored.state.solve_info == s.state.solve_info
     s.set_solve(False)
     assert s.state.solved is None and not s.config.solve and s.state.config.solve is False
-    np.testing.assert_allclose(s.alpha, full_resolution_alpha(fused_nig(s.state.working()).gamma, s.state.image, s.config,
-                                                              image_w=s.state.image_w))
+    np.testing.assert_allclose(
+        s.alpha,
+        full_resolution_alpha(fused_nig(s.state.working()).gamma, s.state.image, s.config, image_w=s.state.image_w),
+    )
     s.set_solve(True)
     np.testing.assert_array_equal(s.alpha, solved)  # deterministic
     # refinement starts from the solved matte: without a refiner it is that matte

@@ -18,14 +18,22 @@ def run_setup(tmp_path: Path, torch_importable: bool) -> list[str]:
     shutil.copy(ROOT / "setup.sh", tmp_path / "setup.sh")
     bin_ = tmp_path / ".venv" / "bin"
     bin_.mkdir(parents=True)
-    python = ('echo "python $*" >> "$(dirname "$0")/calls"\nif [ "$1" = -c ]; then exit {code}; fi\n'
-              'echo "numba kernels compiled and cached in 0.1 s"')
+    python = (
+        'echo "python $*" >> "$(dirname "$0")/calls"\nif [ "$1" = -c ]; then exit {code}; fi\n'
+        'echo "numba kernels compiled and cached in 0.1 s"'
+    )
     pip = 'echo "pip $*" >> "$(dirname "$0")/calls"\nsleep 1'
     for name, body in (("python", python.format(code=0 if torch_importable else 1)), ("pip", pip)):
         (bin_ / name).write_text(STUB.format(body=body))
         (bin_ / name).chmod(0o755)
-    out = subprocess.run(["bash", "setup.sh"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PYTHON": "false"})
+    out = subprocess.run(
+        ["bash", "setup.sh"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHON": "false"},
+    )
     assert out.returncode == 0 and out.stderr == "", out.stderr
     return out.stdout.splitlines()
 
@@ -43,7 +51,8 @@ def test_setup_keeps_an_importable_torch(tmp_path):
     lines = run_setup(tmp_path, torch_importable=True)
     assert [line.rsplit("... ", 1)[0] for line in lines[:-1]] == [
         "setup: dugray and its dependencies (Ray, MLflow, ...)",
-        "setup: numba kernels and Python byte-code compiled (side by side)"]
+        "setup: numba kernels and Python byte-code compiled (side by side)",
+    ]
 
 
 def test_pip_leaves_the_byte_code_to_the_step_beside_numba(tmp_path):

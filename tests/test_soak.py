@@ -11,22 +11,43 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
 @pytest.mark.slow
 def test_half_a_minute_of_mixed_load_gives_no_5xx_and_loses_no_session(tiny_model, tmp_path):
     out = tmp_path / "soak.json"
-    cmd = [sys.executable, "jobs/soak_serve.py", "--model", tiny_model, "--seconds", "30", "--clients", "2",
-           "--size", "160", "--bad-share", "0.5", "--sample-s", "5", "--mark-s", "10", "--json", str(out),
-           # half a minute on a shared 2-core CI checks the mechanics, not the product's bounds (memory growth
-           # 1.10x after the mark, health p99 0.5 s: the 15-minute soak on a quiet machine, docs/serving.md);
-           # 20 s after the mark is allocator warm-up, and a health check queues behind a busy core
-           "--max-growth", "1.5", "--max-health-p99", "10"]
+    cmd = [
+        sys.executable,
+        "jobs/soak_serve.py",
+        "--model",
+        tiny_model,
+        "--seconds",
+        "30",
+        "--clients",
+        "2",
+        "--size",
+        "160",
+        "--bad-share",
+        "0.5",
+        "--sample-s",
+        "5",
+        "--mark-s",
+        "10",
+        "--json",
+        str(out),
+        # half a minute on a shared 2-core CI checks the mechanics, not the product's bounds (memory growth
+        # 1.10x after the mark, health p99 0.5 s: the 15-minute soak on a quiet machine, docs/serving.md);
+        # 20 s after the mark is allocator warm-up, and a health check queues behind a busy core
+        "--max-growth",
+        "1.5",
+        "--max-health-p99",
+        "10",
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(out.read_text())
     assert proc.returncode == 0 and report["passed"], json.dumps(
-        {k: report[k] for k in ("status", "errors", "lost", "grown", "health_p99_ok")} | {
-            "health": report["latency"].get("health")})
+        {k: report[k] for k in ("status", "errors", "lost", "grown", "health_p99_ok")}
+        | {"health": report["latency"].get("health")}
+    )
     assert report["server_errors"] == 0 and report["lost_sessions"] == 0
     assert report["requests"] > 50 and report["latency"]["label"]["n"] > 5
     refused = {int(k) for k in report["status"]} - {200, 201, 204}
@@ -54,9 +75,11 @@ def test_the_memory_bound_is_on_the_apps_replicas_and_rays_processes_are_reporte
     mb = 2**20
 
     def samples(replica_end):
-        return [(0.0, {"ProxyActor#1": 100 * mb, "app:Matting#2": 100 * mb}),
-                (60.0, {"ProxyActor#1": 100 * mb, "app:Matting#2": 100 * mb}),
-                (900.0, {"ProxyActor#1": 150 * mb, "app:Matting#2": replica_end * mb})]
+        return [
+            (0.0, {"ProxyActor#1": 100 * mb, "app:Matting#2": 100 * mb}),
+            (60.0, {"ProxyActor#1": 100 * mb, "app:Matting#2": 100 * mb}),
+            (900.0, {"ProxyActor#1": 150 * mb, "app:Matting#2": replica_end * mb}),
+        ]
 
     ok = soak_report(rec, samples(105), 900.0, {}, args)
     assert ok["passed"] and ok["grown"] == {} and ok["ray_grown"] == {"ProxyActor#1": 1.5}

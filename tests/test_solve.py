@@ -25,8 +25,10 @@ def smooth_alpha(h=24, w=32, seed=0):
     """A smooth alpha field in [0, 1] that reaches both 0 and 1."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-    field = sum(rng.normal() * np.sin(rng.uniform(1, 4) * xx + rng.uniform(0, 3)) * np.cos(rng.uniform(1, 4) * yy)
-                for _ in range(4))
+    field = sum(
+        rng.normal() * np.sin(rng.uniform(1, 4) * xx + rng.uniform(0, 3)) * np.cos(rng.uniform(1, 4) * yy)
+        for _ in range(4)
+    )
     return np.clip((field - field.min()) / (field.max() - field.min()) * 1.4 - 0.2, 0, 1)
 
 
@@ -119,7 +121,7 @@ def test_labels_are_honoured_exactly_even_against_a_confident_network():
     alpha = smooth_alpha(seed=4)
     image = blend(alpha)
     user = np.zeros_like(alpha)
-    user[2:6, 2:8] = 1    # the network says 0 there, with confidence
+    user[2:6, 2:8] = 1  # the network says 0 there, with confidence
     user[-6:-2, -8:-2] = -1
     r = solve_matte(image, posterior(np.where(user == 1, 0.0, 1.0), nu=1e3), user)
     assert np.all(r.alpha[user == 1] == 1) and np.all(r.alpha[user == -1] == 0)
@@ -130,13 +132,15 @@ def test_a_confident_network_keeps_its_matte_and_an_unsure_one_yields_to_the_ima
     image = blend(alpha)
     user = np.zeros_like(alpha)
     user[alpha == 1], user[alpha == 0] = 1, -1
-    guess = np.clip(alpha + 0.25 * np.sin(np.arange(alpha.size).reshape(alpha.shape)), 0.1, 0.9)  # wrong where unlabelled
+    guess = np.clip(
+        alpha + 0.25 * np.sin(np.arange(alpha.size).reshape(alpha.shape)), 0.1, 0.9
+    )  # wrong where unlabelled
     params = SolveParams(pin_margin=0, guard="none", rtol=1e-10, max_iter=2000)
     sure = solve_matte(image, posterior(guess, nu=1e6, beta=1e-3), user, params).alpha
     unsure = solve_matte(image, posterior(guess, nu=1e-4), user, params).alpha
     band = user == 0
-    assert np.abs(sure - guess)[band].max() < 0.01           # precision 1/Var[mu] wins
-    assert np.abs(unsure - alpha)[band].max() < 0.01          # the Laplacian wins
+    assert np.abs(sure - guess)[band].max() < 0.01  # precision 1/Var[mu] wins
+    assert np.abs(unsure - alpha)[band].max() < 0.01  # the Laplacian wins
     assert np.abs(unsure - alpha)[band].mean() < np.abs(sure - alpha)[band].mean() / 10
 
 
@@ -165,8 +169,9 @@ def test_transition_labels_hand_the_pixels_to_the_laplacian():
     band = trimap_u == 0.5
     assert np.abs(r.alpha - alpha)[band].mean() < 0.01
     # without the transition discount the (confident, wrong) network would pull far more
-    held = solve_matte(blend(alpha), posterior(wrong, nu=10.0), trimap_u,
-                       SolveParams(transition_weight=1.0, rtol=1e-10, max_iter=2000))
+    held = solve_matte(
+        blend(alpha), posterior(wrong, nu=10.0), trimap_u, SolveParams(transition_weight=1.0, rtol=1e-10, max_iter=2000)
+    )
     assert np.abs(held.alpha - alpha)[band].mean() > 2 * np.abs(r.alpha - alpha)[band].mean()
 
 
@@ -181,7 +186,9 @@ def test_guard_falls_back_to_the_network_when_the_solve_contradicts_the_posterio
     assert r.fell_back and "predictive sd" in r.guard and r.stats["far_fraction"] > 0.05
     np.testing.assert_array_equal(r.alpha[user == 0], np.float32(0.5))
     assert np.all(r.alpha[user == 1] == 1) and np.all(r.alpha[user == -1] == 0)
-    free = solve_matte(blend(alpha), nig, user, SolveParams(weight_scale=1e-16, guard="none", rtol=1e-10, max_iter=2000))
+    free = solve_matte(
+        blend(alpha), nig, user, SolveParams(weight_scale=1e-16, guard="none", rtol=1e-10, max_iter=2000)
+    )
     assert not free.fell_back and np.abs(free.alpha - alpha).max() < 0.01
 
 
@@ -213,13 +220,16 @@ def test_a_constant_image_gives_a_defined_matte():
     assert np.all(r.alpha[user == 1] == 1) and np.all(r.alpha[user == -1] == 0)
 
 
-@pytest.mark.parametrize("bad, match", [
-    ({"gamma": np.nan}, "non-finite"),
-    ({"beta": np.inf}, "non-finite"),
-    ({"gamma": 1.5}, "gamma must lie"),
-    ({"alpha": 1.0}, "alpha > 1"),
-    ({"nu": 0.0}, "nu > 0"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"gamma": np.nan}, "non-finite"),
+        ({"beta": np.inf}, "non-finite"),
+        ({"gamma": 1.5}, "gamma must lie"),
+        ({"alpha": 1.0}, "alpha > 1"),
+        ({"nu": 0.0}, "nu > 0"),
+    ],
+)
 def test_a_broken_posterior_is_a_value_error(bad, match):
     g = np.full((12, 12), 0.5)
     maps = {"gamma": g.copy(), "nu": np.ones_like(g), "alpha": 3 * np.ones_like(g), "beta": np.ones_like(g)}
@@ -249,7 +259,9 @@ def test_iterations_are_bounded():
     alpha = smooth_alpha(seed=11)
     user = np.zeros_like(alpha)
     user[:, 0], user[:, -1] = -1, 1
-    r = solve_matte(blend(alpha), posterior(np.full_like(alpha, 0.5), nu=1e-6), user, SolveParams(rtol=1e-30, max_iter=5))
+    r = solve_matte(
+        blend(alpha), posterior(np.full_like(alpha, 0.5), nu=1e-6), user, SolveParams(rtol=1e-30, max_iter=5)
+    )
     assert r.iterations <= 5 and np.all(np.isfinite(r.alpha))
 
 
@@ -258,8 +270,12 @@ def test_whole_image_laplacians_recover_the_blend_too(kind):
     alpha = smooth_alpha(seed=12)
     user = np.zeros_like(alpha)
     user[alpha == 1], user[alpha == 0] = 1, -1
-    r = solve_matte(blend(alpha), posterior(np.full_like(alpha, 0.5), nu=1e-4), user,
-                    SolveParams(laplacian=kind, rtol=1e-8, max_iter=2000))
+    r = solve_matte(
+        blend(alpha),
+        posterior(np.full_like(alpha, 0.5), nu=1e-4),
+        user,
+        SolveParams(laplacian=kind, rtol=1e-8, max_iter=2000),
+    )
     band = user == 0
     # not exact (these Laplacians are not the colour-line model), but far better than the prior
     assert np.abs(r.alpha - alpha)[band].mean() < 0.5 * np.abs(0.5 - alpha)[band].mean()

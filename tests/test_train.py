@@ -54,8 +54,9 @@ def trained(synth_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     first = train(synth_dir / "plain", out, "--stage", "1", "--epochs", "2", "--lr", "3e-3")
     left = checkpoints(out)
-    resumed = train(synth_dir / "plain", out, "--stage", "all", "--epochs", "4", "--stage2-epochs", "1", "--lr", "3e-3",
-                    "--resume")
+    resumed = train(
+        synth_dir / "plain", out, "--stage", "all", "--epochs", "4", "--stage2-epochs", "1", "--lr", "3e-3", "--resume"
+    )
     return out, first, resumed, left
 
 
@@ -115,9 +116,14 @@ def test_mlflow_holds_runs_metrics_and_registered_models(trained, tmp_path):
     from importlib.metadata import version
 
     uri = f"sqlite:///{out / 'mlflow.db'}"
-    logged = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_download_uri("dugray-matting", "1")
-    reqs = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{logged}/requirements.txt", dst_path=str(tmp_path),
-                                                    tracking_uri=uri))
+    logged = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_download_uri(
+        "dugray-matting", "1"
+    )
+    reqs = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{logged}/requirements.txt", dst_path=str(tmp_path), tracking_uri=uri
+        )
+    )
     lines = reqs.read_text().split()
     assert f"torch=={version('torch')}" in lines and any(line.startswith("dugray") for line in lines), lines
 

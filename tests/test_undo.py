@@ -9,11 +9,19 @@ from test_session import CFG, H, W, ToyMattingModel, ToyRefiner, oracle_labels, 
 
 def snapshot(s: MattingSession) -> dict:
     """What a round shows: matte, cut-out, proposals, labels, uncertainty maps, user map, timings."""
-    return {"alpha": s.alpha.copy(), "cutout": s.cutout(), "proposals": list(s.proposals),
-            "label_log": [dict(e) for e in s.state.label_log], "epistemic": s.epistemic.copy(),
-            "aleatoric": s.aleatoric.copy(), "user_map": s.state.user_map.copy(),
-            "labelled": s.state.labelled.copy(), "solved": None if s.state.solved is None else s.state.solved.copy(),
-            "timings": dict(s.state.timings[-1]), "rounds": s.rounds}
+    return {
+        "alpha": s.alpha.copy(),
+        "cutout": s.cutout(),
+        "proposals": list(s.proposals),
+        "label_log": [dict(e) for e in s.state.label_log],
+        "epistemic": s.epistemic.copy(),
+        "aleatoric": s.aleatoric.copy(),
+        "user_map": s.state.user_map.copy(),
+        "labelled": s.state.labelled.copy(),
+        "solved": None if s.state.solved is None else s.state.solved.copy(),
+        "timings": dict(s.state.timings[-1]),
+        "rounds": s.rounds,
+    }
 
 
 def assert_same(a: dict, b: dict, timings: bool = True) -> None:
@@ -43,8 +51,7 @@ def trimap_of(gt):
 def test_undo_returns_each_round_exactly_back_to_the_first(model, solve, carry, initial):
     img, gt = scene()
     cfg = SessionConfig(solve=solve, carry=carry, **CFG)
-    s = MattingSession(img, model, ToyRefiner(), config=cfg,
-                       trimap=trimap_of(gt) if initial else None).start()
+    s = MattingSession(img, model, ToyRefiner(), config=cfg, trimap=trimap_of(gt) if initial else None).start()
     shown = [snapshot(s)]
     # round 2: proposals; round 3: a click and a box that overwrite earlier labels; round 4: an erase
     s.label(oracle_labels(s, gt))

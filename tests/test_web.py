@@ -38,7 +38,15 @@ def base_url(tiny_model):
 
 @pytest.fixture(scope="module")
 def browser():
-    args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=args)
         yield b
@@ -106,7 +114,9 @@ def alpha(page, view) -> np.ndarray:
 
 def canvas_pixels(page) -> np.ndarray:
     """What the page's view canvas holds, RGBA (H, W, 4) at the canvas's own size."""
-    data = page.evaluate("() => { const c = document.getElementById('view'); return [c.height, c.width, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)]; }")
+    data = page.evaluate(
+        "() => { const c = document.getElementById('view'); return [c.height, c.width, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)]; }"
+    )
     return np.array(data[2], np.uint8).reshape(data[0], data[1], 4)
 
 
@@ -158,7 +168,11 @@ def test_label_apply_views_refine_and_download(page, tmp_path):
     page.wait_for_selector('#view[data-drawn="alpha:2"]')
     shown, served = canvas_alpha(page), alpha(page, first)
     assert (shown != before).any() and np.array_equal(shown, served)
-    assert (inner(served, boxes[0]) == 255).all() and (inner(served, boxes[1]) == 0).all() and (inner(served, boxes[4]) == 255).all()
+    assert (
+        (inner(served, boxes[0]) == 255).all()
+        and (inner(served, boxes[1]) == 0).all()
+        and (inner(served, boxes[4]) == 255).all()
+    )
     expect(page.locator("#status")).to_contain_text("Round 2")
     expect(page.locator("#clock")).to_contain_text("1 labelling round ·")
     expect(page.locator("#apply")).to_be_disabled()
@@ -224,8 +238,12 @@ def test_the_solve_switch_changes_the_shown_matte_and_says_so(page, tmp_path):
 
 
 def test_a_bad_file_shows_an_error_and_the_page_keeps_working(page, tmp_path):
-    page.set_input_files("#file", files=[{"name": "broken.png", "mimeType": "image/png", "buffer": np.random.default_rng(1).bytes(3000)}])
-    expect(page.get_by_role("alert")).to_contain_text("Could not open broken.png: image: unsupported or unreadable image format")
+    page.set_input_files(
+        "#file", files=[{"name": "broken.png", "mimeType": "image/png", "buffer": np.random.default_rng(1).bytes(3000)}]
+    )
+    expect(page.get_by_role("alert")).to_contain_text(
+        "Could not open broken.png: image: unsupported or unreadable image format"
+    )
     expect(page.locator("#dropzone")).to_be_visible()
     shot(page, "08-bad-file")
 
@@ -255,7 +273,9 @@ def test_a_bad_file_shows_an_error_and_the_page_keeps_working(page, tmp_path):
 def test_a_session_created_elsewhere_opens_from_its_id(page, base_url, tmp_path):
     """/?session=ID (what `dugray interactive IMAGE --web` opens) continues a session made through the API."""
     image = picture()
-    r = requests.post(f"{base_url}/v1/sessions", files={"image": ("disc.png", cv2.imencode(".png", image)[1].tobytes())}, timeout=120)
+    r = requests.post(
+        f"{base_url}/v1/sessions", files={"image": ("disc.png", cv2.imencode(".png", image)[1].tobytes())}, timeout=120
+    )
     assert r.status_code == 201, r.text
     made = r.json()
     boxes = [p["box"] for p in made["proposals"]]
@@ -289,7 +309,9 @@ def test_a_session_created_elsewhere_opens_from_its_id(page, base_url, tmp_path)
     shot(page, "13-session-handoff-applied")
 
     page.goto(f"{base_url}/?session=deadbeef")
-    expect(page.get_by_role("alert")).to_contain_text("Could not open session deadbeef: this server has no such session")
+    expect(page.get_by_role("alert")).to_contain_text(
+        "Could not open session deadbeef: this server has no such session"
+    )
     expect(page.locator("#dropzone")).to_be_visible()
     expect(page.locator("#status")).to_have_text("Open or drop an image to start.")
     shot(page, "14-unknown-session")
@@ -321,9 +343,12 @@ def test_click_to_fix_one_click_is_one_round(page, tmp_path):
     page.wait_for_selector('#view[data-drawn="alpha:4"]')
     last = session(page)
     assert last["round"] == 4 and last["labels"] == 3 and alpha(page, last)[H - 6, W - 6] == 0
-    dot = page.evaluate("([x, y]) => { const c = document.getElementById('overlay'); const r = c.getBoundingClientRect();"
-                        " return Array.from(c.getContext('2d').getImageData(Math.floor((x - r.left) * c.width / r.width),"
-                        " Math.floor((y - r.top) * c.height / r.height), 1, 1).data); }", list(corner))
+    dot = page.evaluate(
+        "([x, y]) => { const c = document.getElementById('overlay'); const r = c.getBoundingClientRect();"
+        " return Array.from(c.getContext('2d').getImageData(Math.floor((x - r.left) * c.width / r.width),"
+        " Math.floor((y - r.top) * c.height / r.height), 1, 1).data); }",
+        list(corner),
+    )
     assert dot == [76, 141, 255, 255]  # the last click is drawn where it was, in the background colour
     expect(page.locator("#status")).to_contain_text("Round 4")
     shot(page, "15-click-to-fix")
@@ -368,7 +393,13 @@ def test_undo_button_and_ctrl_z_go_back_to_what_each_round_showed(page, tmp_path
 def in_view(page, selector: str, width=1366, height=768) -> bool:
     """Whether the element lies wholly inside the window (no scrolling needed to see it)."""
     bb = page.locator(selector).bounding_box()
-    return bb is not None and bb["x"] >= 0 and bb["y"] >= 0 and bb["x"] + bb["width"] <= width and bb["y"] + bb["height"] <= height
+    return (
+        bb is not None
+        and bb["x"] >= 0
+        and bb["y"] >= 0
+        and bb["x"] + bb["width"] <= width
+        and bb["y"] + bb["height"] <= height
+    )
 
 
 def test_a_laptop_screen_shows_the_cutout_the_timings_and_what_the_numbers_mean(page, tmp_path):
@@ -387,7 +418,10 @@ def test_a_laptop_screen_shows_the_cutout_the_timings_and_what_the_numbers_mean(
         assert page.evaluate("() => document.getElementById('panel').scrollTop") == 0  # nothing was scrolled
         assert in_view(page, "#score-note") and in_view(page, "#proposals li:first-child .score")
         expect(page.locator("#score-note")).to_contain_text("how unsure the model is there")
-        note, score = page.locator("#score-note").bounding_box(), page.locator("#proposals li:first-child").bounding_box()
+        note, score = (
+            page.locator("#score-note").bounding_box(),
+            page.locator("#proposals li:first-child").bounding_box(),
+        )
         assert 0 <= score["y"] - (note["y"] + note["height"]) < 20  # said where the numbers are shown
         shot(page, f"17-laptop-round-{round_}")
         if round_ == 1:
@@ -426,8 +460,13 @@ def test_docs_render_the_operation_list_with_nothing_from_elsewhere(page, base_u
     assert "http" not in response.headers["content-security-policy"]
     blocks = page.locator(".opblock-summary")
     expect(blocks).to_have_count(len(operations))
-    shown = {(b.locator(".opblock-summary-method").inner_text(), b.locator(".opblock-summary-path").get_attribute("data-path"))
-             for b in blocks.all()}
+    shown = {
+        (
+            b.locator(".opblock-summary-method").inner_text(),
+            b.locator(".opblock-summary-path").get_attribute("data-path"),
+        )
+        for b in blocks.all()
+    }
     assert shown == set(operations)
     expect(page.locator(".information-container .title")).to_contain_text("dugray")
     for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):

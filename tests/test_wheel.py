@@ -31,16 +31,39 @@ pytestmark = pytest.mark.slow
 def installed(tmp_path_factory):
     """(bin folder of a fresh venv holding only the dugray wheel, the wheel's file names)."""
     tmp = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp / "dist"), str(ROOT)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp / "dist"),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = (tmp / "dist").glob("dugray-*.whl")
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True,
-                   capture_output=True, timeout=300)
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     Path(site, "borrowed_deps.pth").write_text("\n".join(sorted(deps)) + "\n")
     with zipfile.ZipFile(wheel) as z:
@@ -54,15 +77,23 @@ def outside_env():
 
 
 def run(cmd, cwd, timeout=300):
-    return subprocess.run(list(map(str, cmd)), cwd=cwd, env=outside_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        list(map(str, cmd)), cwd=cwd, env=outside_env(), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_the_wheel_holds_the_server_its_page_and_the_weights_and_not_the_benchmarks(installed):
     _, names = installed
-    for name in ("serve/app.py", "serve/static/index.html", "serve/static/app.js", "serve/config.yaml",
-                 "dugray/weights/matting.pt", "dugray/weights/refiner.pt", "dugray/train/train_job.py",
-                 "dugray/evaluation/evaluate_job.py"):
+    for name in (
+        "serve/app.py",
+        "serve/static/index.html",
+        "serve/static/app.js",
+        "serve/config.yaml",
+        "dugray/weights/matting.pt",
+        "dugray/weights/refiner.pt",
+        "dugray/train/train_job.py",
+        "dugray/evaluation/evaluate_job.py",
+    ):
         assert name in names, name
     # the benchmarks, soak and GPU smoke live under jobs/ (jobs/benchmarks/), not in the installed package
     assert not [n for n in names if n.startswith(("dugray/benchmarks/", "jobs/", "benchmarks/"))]
@@ -70,8 +101,10 @@ def test_the_wheel_holds_the_server_its_page_and_the_weights_and_not_the_benchma
 
 def test_imports_come_from_the_wheel_not_the_checkout(installed, tmp_path):
     bin_dir, _ = installed
-    proc = run([bin_dir / "python", "-c", "import dugray, serve.app; print(dugray.__file__); print(serve.app.__file__)"],
-               tmp_path)
+    proc = run(
+        [bin_dir / "python", "-c", "import dugray, serve.app; print(dugray.__file__); print(serve.app.__file__)"],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     for line in proc.stdout.split():
         assert str(bin_dir.parent) in line and str(ROOT) not in line
@@ -100,9 +133,23 @@ def test_serve_answers_health_outside_the_checkout_and_stops_cleanly_on_ctrl_c(i
     bin_dir, _ = installed
     port = free_port()
     log = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([str(bin_dir / "dugray"), "serve", "--port", str(port), "--cpus", "2",
-                             "--set", f"session_storage={tmp_path / 'sessions'}"], cwd=tmp_path,
-                            env=outside_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            str(bin_dir / "dugray"),
+            "serve",
+            "--port",
+            str(port),
+            "--cpus",
+            "2",
+            "--set",
+            f"session_storage={tmp_path / 'sessions'}",
+        ],
+        cwd=tmp_path,
+        env=outside_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline, health = time.monotonic() + 240, None

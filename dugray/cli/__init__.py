@@ -1,10 +1,10 @@
 """The ``dugray`` command (``dugray.cli:main``): one module per command, the parser in ``command``.
 
-    command.py      main(argv) -> exit code, the parser, eval/train dispatched to their jobs
-    common.py       exit codes, UsageError, keys, the model and session flags, output files
-    cutout.py       dugray cutout (here or on a server), dugray batch (Ray Data)
-    interactive.py  dugray interactive (terminal rounds, or --web on a server's page)
-    server.py       dugray serve (ready when /v1/health says so, SIGTERM/SIGINT drain)
+command.py      main(argv) -> exit code, the parser, eval/train dispatched to their jobs
+common.py       exit codes, UsageError, keys, the model and session flags, output files
+cutout.py       dugray cutout (here or on a server), dugray batch (Ray Data)
+interactive.py  dugray interactive (terminal rounds, or --web on a server's page)
+server.py       dugray serve (ready when /v1/health says so, SIGTERM/SIGINT drain)
 """
 
 from dugray.cli.command import build_parser, main

@@ -8,8 +8,16 @@ import sys
 
 from dugray import __version__
 from dugray.cli import cutout, interactive, server
-from dugray.cli.common import (EXIT_CODES, EXIT_INTERRUPTED, EXIT_UNREACHABLE, EXIT_USAGE, PROG, UsageError,
-                               exit_status, fail)
+from dugray.cli.common import (
+    EXIT_CODES,
+    EXIT_INTERRUPTED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    PROG,
+    UsageError,
+    exit_status,
+    fail,
+)
 
 JOBS = {"eval": "dugray.evaluation.evaluate_job", "train": "dugray.train.train_job", "pretrained": "dugray.pretrained"}
 """Commands that are the jobs themselves: jobs/evaluate.py and jobs/train.py run the same ``main``."""
@@ -96,9 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     interactive.add_parser(sub)
     cutout.add_batch_parser(sub)
     server.add_parser(sub)
-    job_help = {"eval": "the paper's tables with a simulated user (= jobs/evaluate.py)",
-                "train": "both training stages on Ray Train (= jobs/train.py)",
-                "pretrained": "fetch pretrained weights (u2netp) into the cache, checked by sha256"}
+    job_help = {
+        "eval": "the paper's tables with a simulated user (= jobs/evaluate.py)",
+        "train": "both training stages on Ray Train (= jobs/train.py)",
+        "pretrained": "fetch pretrained weights (u2netp) into the cache, checked by sha256",
+    }
     for name in JOBS:  # dispatched before parsing (see main); listed here for --help
         sub.add_parser(name, add_help=False, help=f"{job_help[name]}; 'dugray {name} --help'")
     return p

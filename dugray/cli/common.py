@@ -44,46 +44,82 @@ def add_prior(p) -> None:
 def add_model(p, one_shot: bool = True) -> None:
     """The model and session flags; ``one_shot``: the command makes one-shot mattes (cutout, batch), whose
     refinement default is :data:`dugray.defaults.ONE_SHOT_REFINE`, else (interactive) it refines at the end."""
-    p.add_argument("--model", default="default", help="'default' (shipped), a checkpoint, a training --out folder "
-                   "or an MLflow URI (models:/dugray-matting/1)")
+    p.add_argument(
+        "--model",
+        default="default",
+        help="'default' (shipped), a checkpoint, a training --out folder or an MLflow URI (models:/dugray-matting/1)",
+    )
     p.add_argument("--refiner", help="refiner URI, or 'none' (default: the one beside --model, if any)")
     if one_shot:
-        p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
-                       help="refine fine detail where aleatoric uncertainty is high, then solve from it "
-                            f"(default: {'yes' if defaults.ONE_SHOT_REFINE else 'no'}: trimap-free on real photos it "
-                            "made the matte worse; docs/usage.md, 'One-shot defaults')")
+        p.add_argument(
+            "--refine",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="refine fine detail where aleatoric uncertainty is high, then solve from it "
+            f"(default: {'yes' if defaults.ONE_SHOT_REFINE else 'no'}: trimap-free on real photos it "
+            "made the matte worse; docs/usage.md, 'One-shot defaults')",
+        )
     else:
-        p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
-                       help="refine fine detail where aleatoric uncertainty is high when you finish (default: yes)")
-    p.add_argument("--solve", action=argparse.BooleanOptionalAction, default=None,
-                   help="the uncertainty-guided solve: the network's posterior, your labels and the image's "
-                        "matting Laplacian in one sparse solve (default: the session default, on)")
-    p.add_argument("--work-size", type=int, help=f"working resolution of the network, long side (default {defaults.WORK_SIZE})")
+        p.add_argument(
+            "--refine",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="refine fine detail where aleatoric uncertainty is high when you finish (default: yes)",
+        )
+    p.add_argument(
+        "--solve",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the uncertainty-guided solve: the network's posterior, your labels and the image's "
+        "matting Laplacian in one sparse solve (default: the session default, on)",
+    )
+    p.add_argument(
+        "--work-size", type=int, help=f"working resolution of the network, long side (default {defaults.WORK_SIZE})"
+    )
     p.add_argument("--k", type=int, help=f"proposal grid: k x k cells (default {defaults.K})")
     p.add_argument("--n", type=int, help=f"proposals per round (default {defaults.N})")
 
 
 def add_server_flags(p) -> None:
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all: "
-                   "then use API keys, behind a TLS proxy)")
-    p.add_argument("--api-key-file", metavar="FILE",
-                   help="a file of API keys the server accepts, one per line (at least 16 characters each; this "
-                        "command sends the first); default: $DUGRAY_API_KEYS or $DUGRAY_API_KEYS_FILE. Never on the "
-                        "command line, where ps shows it to every user")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 for all: then use API keys, behind a TLS proxy)",
+    )
+    p.add_argument(
+        "--api-key-file",
+        metavar="FILE",
+        help="a file of API keys the server accepts, one per line (at least 16 characters each; this "
+        "command sends the first); default: $DUGRAY_API_KEYS or $DUGRAY_API_KEYS_FILE. Never on the "
+        "command line, where ps shows it to every user",
+    )
     p.add_argument("--api-key", action="append", default=[], help=argparse.SUPPRESS)  # refused
     p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
-    p.add_argument("--wait", type=float, default=600, metavar="SECONDS",
-                   help="how long to wait for GET /v1/health to say every deployment can serve before giving up "
-                        "(exit 3; default 600)")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=600,
+        metavar="SECONDS",
+        help="how long to wait for GET /v1/health to say every deployment can serve before giving up "
+        "(exit 3; default 600)",
+    )
     p.add_argument("--cpus", type=int, help="CPUs of the local Ray instance (default: all)")
-    p.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                   help="any serve.settings.ServeSettings field, e.g. --set max_sessions=16 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any serve.settings.ServeSettings field, e.g. --set max_sessions=16 (repeatable)",
+    )
 
 
 def no_key_on_the_command_line(args) -> None:
     if getattr(args, "api_key", None):
-        raise UsageError("an API key on the command line is visible to every user of this machine (ps); put it in a "
-                         "file (--api-key-file FILE) or in $DUGRAY_API_KEY (client) / $DUGRAY_API_KEYS (server)")
+        raise UsageError(
+            "an API key on the command line is visible to every user of this machine (ps); put it in a "
+            "file (--api-key-file FILE) or in $DUGRAY_API_KEY (client) / $DUGRAY_API_KEYS (server)"
+        )
 
 
 def key_file(path: str) -> list[str]:
@@ -106,15 +142,20 @@ def client_key(args) -> str | None:
 
 def server_side_model(args) -> None:
     if args.model != "default" or args.refiner or any(v is not None for v in (args.work_size, args.k, args.n)):
-        raise UsageError("--model, --refiner, --work-size, --k and --n apply in process; with --server the server's are used")
+        raise UsageError(
+            "--model, --refiner, --work-size, --k and --n apply in process; with --server the server's are used"
+        )
 
 
 def read_inputs(args) -> dict:
     """The command line's image and prior (trimap or mask) as arrays: ``image``, ``trimap``, ``mask``."""
     from dugray.data.io import read_mask, read_rgb
 
-    return {"image": read_rgb(args.image), "trimap": read_mask(args.trimap) if args.trimap else None,
-            "mask": read_mask(args.mask) if args.mask else None}
+    return {
+        "image": read_rgb(args.image),
+        "trimap": read_mask(args.trimap) if args.trimap else None,
+        "mask": read_mask(args.mask) if args.mask else None,
+    }
 
 
 def wants_refiner(args) -> bool:
@@ -136,8 +177,9 @@ def one_shot_session(args):
 
     inputs = read_inputs(args)
     model, refiner = load_model(args)
-    return matte_image(inputs.pop("image"), model, refiner, SessionConfig(**session_overrides(args)),
-                       refine=args.refine, **inputs)
+    return matte_image(
+        inputs.pop("image"), model, refiner, SessionConfig(**session_overrides(args)), refine=args.refine, **inputs
+    )
 
 
 def open_session(args):
@@ -146,7 +188,9 @@ def open_session(args):
 
     inputs = read_inputs(args)
     model, refiner = load_model(args)
-    return MattingSession(inputs.pop("image"), model, refiner, SessionConfig(**session_overrides(args)), **inputs).start()
+    return MattingSession(
+        inputs.pop("image"), model, refiner, SessionConfig(**session_overrides(args)), **inputs
+    ).start()
 
 
 def session_overrides(args) -> dict:

@@ -8,8 +8,21 @@ import time
 from pathlib import Path
 
 from dugray.batch_engine import RAY_MIN_CPUS, RAY_MIN_IMAGES_PER_CPU
-from dugray.cli.common import (EXIT_CODES, EXIT_FAILED, EXIT_OK, UsageError, add_model, add_prior, client_key,
-                               local_file, one_shot_session, out_path, server_side_model, session_overrides, write)
+from dugray.cli.common import (
+    EXIT_CODES,
+    EXIT_FAILED,
+    EXIT_OK,
+    UsageError,
+    add_model,
+    add_prior,
+    client_key,
+    local_file,
+    one_shot_session,
+    out_path,
+    server_side_model,
+    session_overrides,
+    write,
+)
 
 ONE_SHOT_DOC = """One shot: 'cutout', 'batch' (either engine), dugray.matte_image and the server's
 POST /v1/matte run the same plan and give the same bytes for the same image and options.
@@ -52,23 +65,44 @@ and results.csv (one row per input: ok / skipped / failed).
 
 def add_cutout_parser(sub) -> None:
     """The ``cutout`` subcommand's flags."""
-    c = sub.add_parser("cutout", help="cut out one image (RGBA or alpha PNG)", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description=CUTOUT_DOC + "\n\n" + EXIT_CODES)
+    c = sub.add_parser(
+        "cutout",
+        help="cut out one image (RGBA or alpha PNG)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=CUTOUT_DOC + "\n\n" + EXIT_CODES,
+    )
     c.add_argument("image", help="image file or URI (png, jpg, bmp, tif, webp; s3://, gs://, file://)")
     c.add_argument("-o", "--out", help="output .png, .jpg or .webp (default: IMAGE's name + _cutout or _alpha, here)")
     add_prior(c)
     c.add_argument("--alpha-only", action="store_true", help="write the grey alpha matte instead of the RGBA cut-out")
-    c.add_argument("--format", choices=("png", "jpg", "webp"), help="output format (default: -o's suffix, else png); "
-                   "JPEG has no alpha: without --bg-color it is composited over white")
+    c.add_argument(
+        "--format",
+        choices=("png", "jpg", "webp"),
+        help="output format (default: -o's suffix, else png); "
+        "JPEG has no alpha: without --bg-color it is composited over white",
+    )
     c.add_argument("--bg-color", metavar="HEX", help="composite the cut-out over this colour (e.g. 81d4fa or '#fff')")
     c.add_argument("--crop", action="store_true", help="crop to the object's bounding box (alpha > 0)")
-    c.add_argument("--crop-margin", default="0", metavar="N|Npx|N%", help="margin around the crop: pixels or a "
-                   "percentage of the box's longer side (default 0)")
-    c.add_argument("--max-side", type=int, metavar="PX", help="shrink the result so its long side is at most PX (a preview)")
-    c.add_argument("--server", metavar="URL", help="use a running server's API (e.g. http://127.0.0.1:8000) instead of "
-                   "running the model here")
-    c.add_argument("--api-key-file", metavar="FILE", help="with --server: a file holding the API key to send "
-                   "(default: $DUGRAY_API_KEY; never on the command line, where ps shows it)")
+    c.add_argument(
+        "--crop-margin",
+        default="0",
+        metavar="N|Npx|N%",
+        help="margin around the crop: pixels or a percentage of the box's longer side (default 0)",
+    )
+    c.add_argument(
+        "--max-side", type=int, metavar="PX", help="shrink the result so its long side is at most PX (a preview)"
+    )
+    c.add_argument(
+        "--server",
+        metavar="URL",
+        help="use a running server's API (e.g. http://127.0.0.1:8000) instead of running the model here",
+    )
+    c.add_argument(
+        "--api-key-file",
+        metavar="FILE",
+        help="with --server: a file holding the API key to send "
+        "(default: $DUGRAY_API_KEY; never on the command line, where ps shows it)",
+    )
     c.add_argument("--api-key", help=argparse.SUPPRESS)  # refused: see no_key_on_the_command_line
     add_model(c)
     c.set_defaults(func=cmd_cutout)
@@ -76,23 +110,41 @@ def add_cutout_parser(sub) -> None:
 
 def add_batch_parser(sub) -> None:
     """The ``batch`` subcommand's flags."""
-    b = sub.add_parser("batch", help="cut out a folder / list / URI of images on Ray Data", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description=BATCH_DOC + "\n\n" + EXIT_CODES)
+    b = sub.add_parser(
+        "batch",
+        help="cut out a folder / list / URI of images on Ray Data",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=BATCH_DOC + "\n\n" + EXIT_CODES,
+    )
     b.add_argument("input", help="folder (recursive), image, .txt list of paths / URIs, or a URI (s3://bucket/dir/)")
     b.add_argument("out_dir", help="output folder (cutout/, alpha/, uncertainty/, summary.json, results.csv)")
-    b.add_argument("--outputs", nargs="+", choices=("cutout", "alpha"), default=["cutout"],
-                   help="what to write per image (default: cutout)")
-    b.add_argument("--engine", choices=("auto", "ray", "loop"), default="auto",
-                   help="ray: a pool of Ray Data actors; loop: one process, no Ray; auto (default): ray when a "
-                        "cluster is given (--address, RAY_ADDRESS) or --concurrency asks for a pool, else loop "
-                        f"on a machine of fewer than {RAY_MIN_CPUS} CPUs or for fewer than {RAY_MIN_IMAGES_PER_CPU} "
-                        "images per CPU (the pool's start is not repaid), else ray; one line says which and why")
+    b.add_argument(
+        "--outputs",
+        nargs="+",
+        choices=("cutout", "alpha"),
+        default=["cutout"],
+        help="what to write per image (default: cutout)",
+    )
+    b.add_argument(
+        "--engine",
+        choices=("auto", "ray", "loop"),
+        default="auto",
+        help="ray: a pool of Ray Data actors; loop: one process, no Ray; auto (default): ray when a "
+        "cluster is given (--address, RAY_ADDRESS) or --concurrency asks for a pool, else loop "
+        f"on a machine of fewer than {RAY_MIN_CPUS} CPUs or for fewer than {RAY_MIN_IMAGES_PER_CPU} "
+        "images per CPU (the pool's start is not repaid), else ray; one line says which and why",
+    )
     b.add_argument("--concurrency", type=int, help="actors in the pool (default: CPUs / --threads)")
     b.add_argument("--threads", type=int, default=1, help="torch threads per actor (default 1)")
     b.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a private local Ray)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
-    b.add_argument("-v", "--verbose", action="store_true", help="print what Ray and the libraries say on the terminal "
-                   "(default: into OUT_DIR/batch.log, so that nothing breaks into the progress bar)")
+    b.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="print what Ray and the libraries say on the terminal "
+        "(default: into OUT_DIR/batch.log, so that nothing breaks into the progress bar)",
+    )
     add_model(b)
     b.set_defaults(func=cmd_batch)
 
@@ -109,9 +161,15 @@ def cmd_cutout(args) -> int:
         from dugray.client import DugrayClient
 
         with DugrayClient(args.server, api_key=client_key(args)) as api:
-            data = api.cutout(local_file(args.image), output="alpha" if args.alpha_only else "rgba",
-                              trimap=local_file(args.trimap), mask=local_file(args.mask), refine=args.refine,
-                              solve=args.solve, **_option_fields(options))
+            data = api.cutout(
+                local_file(args.image),
+                output="alpha" if args.alpha_only else "rgba",
+                trimap=local_file(args.trimap),
+                mask=local_file(args.mask),
+                refine=args.refine,
+                solve=args.solve,
+                **_option_fields(options),
+            )
         size = ""
     else:
         session = one_shot_session(args)
@@ -134,9 +192,13 @@ def _output_options(args):
         if fmt not in FORMATS:
             raise UsageError(f"the output must be a .png, .jpg or .webp file, got {args.out}")
     try:
-        return OutputOptions(bg_color=getattr(args, "bg_color", None), format=fmt or "png",
-                             crop=getattr(args, "crop", False), crop_margin=getattr(args, "crop_margin", "0"),
-                             max_side=getattr(args, "max_side", None))
+        return OutputOptions(
+            bg_color=getattr(args, "bg_color", None),
+            format=fmt or "png",
+            crop=getattr(args, "crop", False),
+            crop_margin=getattr(args, "crop_margin", "0"),
+            max_side=getattr(args, "max_side", None),
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -163,15 +225,30 @@ def cmd_batch(args) -> int:
         if engine == "ray" and not args.verbose:
             _quiet_ray_data()
 
-    options = BatchOptions(outputs=tuple(args.outputs), refine=args.refine, model=args.model, refiner=args.refiner,
-                           session=session_overrides(args), threads=args.threads)
+    options = BatchOptions(
+        outputs=tuple(args.outputs),
+        refine=args.refine,
+        model=args.model,
+        refiner=args.refiner,
+        session=session_overrides(args),
+        threads=args.threads,
+    )
     with libraries_to_a_file(args.out_dir, verbose=args.verbose) as bar:  # Ray's lines go to OUT_DIR/batch.log
-        report = run_batch(args.input, args.out_dir, options, engine=args.engine, concurrency=args.concurrency,
-                           address=args.address, progress=False if args.no_progress else bar or True,
-                           announce=announce)
+        report = run_batch(
+            args.input,
+            args.out_dir,
+            options,
+            engine=args.engine,
+            concurrency=args.concurrency,
+            address=args.address,
+            progress=False if args.no_progress else bar or True,
+            announce=announce,
+        )
     c = report.counts
-    print(f"{c['ok']} done, {c['skipped']} skipped (already done), {c['failed']} failed in {report.seconds:.1f} s; "
-          f"report: {Path(args.out_dir) / 'summary.json'}")
+    print(
+        f"{c['ok']} done, {c['skipped']} skipped (already done), {c['failed']} failed in {report.seconds:.1f} s; "
+        f"report: {Path(args.out_dir) / 'summary.json'}"
+    )
     for row in report.failures[:10]:
         print(f"  failed: {row['source']}: {row['error']}", file=sys.stderr)
     if len(report.failures) > 10:

@@ -8,9 +8,21 @@ import sys
 import time
 from pathlib import Path
 
-from dugray.cli.common import (EXIT_CODES, EXIT_OK, UsageError, add_model, add_prior, add_server_flags,
-                               client_key, local_file, no_key_on_the_command_line, out_path,
-                               server_side_model, open_session, write)
+from dugray.cli.common import (
+    EXIT_CODES,
+    EXIT_OK,
+    UsageError,
+    add_model,
+    add_prior,
+    add_server_flags,
+    client_key,
+    local_file,
+    no_key_on_the_command_line,
+    out_path,
+    server_side_model,
+    open_session,
+    write,
+)
 from dugray.cli.server import serve_until_stopped, start_server, stop_server
 
 LABEL_HELP = """labels: one or more of INDEX+LABEL (a proposal), y,x=LABEL (a click at that pixel) or
@@ -18,8 +30,16 @@ y0,x0,y1,x1:LABEL (a box) separated by spaces, where LABEL is f(g), b(g), t(rans
 u(nknown, erases); e.g. '0f 1b 2t', '120,340=bg' or '10,20,40,60:bg'. Each line is one round.
 'z' (or 'undo') goes back to the round before, 'done' (or end of input) finishes, 'help' repeats this."""
 
-LABELS = {"f": "fg", "fg": "fg", "b": "bg", "bg": "bg", "t": "transition", "transition": "transition",
-          "u": "unknown", "unknown": "unknown"}
+LABELS = {
+    "f": "fg",
+    "fg": "fg",
+    "b": "bg",
+    "bg": "bg",
+    "t": "transition",
+    "transition": "transition",
+    "u": "unknown",
+    "unknown": "unknown",
+}
 LABEL_TOKEN = re.compile(r"(\d+(?:,\d+){3}|\d+,\d+|\d+)[:=]?([a-z]+)")
 
 INTERACTIVE_DOC = """Cut out one image with your help. Round 1 runs without any; then the patches the model
@@ -38,16 +58,28 @@ and download (so -o, --alpha-only and --preview do not go with --web).
 
 def add_parser(sub) -> None:
     """The ``interactive`` subcommand's flags."""
-    i = sub.add_parser("interactive", help="label the model's proposals in the terminal (or the web page)",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, description=INTERACTIVE_DOC + "\n\n" + LABEL_HELP + "\n\n" + EXIT_CODES)
+    i = sub.add_parser(
+        "interactive",
+        help="label the model's proposals in the terminal (or the web page)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=INTERACTIVE_DOC + "\n\n" + LABEL_HELP + "\n\n" + EXIT_CODES,
+    )
     i.add_argument("image", help="image file or URI")
     i.add_argument("-o", "--out", help="output .png written when you finish (default: IMAGE's name + _cutout.png)")
     add_prior(i)
     i.add_argument("--alpha-only", action="store_true", help="write the alpha matte instead of the RGBA cut-out")
-    i.add_argument("--preview", metavar="PNG", help="after every round, write the image with the numbered proposals "
-                   "beside the current matte here (open it in an image viewer that reloads)")
-    i.add_argument("--web", action="store_true", help="start the session on a server instead (a local one unless "
-                   "--server is given) and label it on the web page there")
+    i.add_argument(
+        "--preview",
+        metavar="PNG",
+        help="after every round, write the image with the numbered proposals "
+        "beside the current matte here (open it in an image viewer that reloads)",
+    )
+    i.add_argument(
+        "--web",
+        action="store_true",
+        help="start the session on a server instead (a local one unless "
+        "--server is given) and label it on the web page there",
+    )
     i.add_argument("--server", metavar="URL", help="with --web: the server to use")
     i.add_argument("--no-browser", action="store_true", help="with --web: only print the URL, do not open a browser")
     add_model(i, one_shot=False)
@@ -133,8 +165,10 @@ def _show_round(session, preview: str | None) -> None:
     from dugray.batch import uncertainty_report
 
     r = uncertainty_report(session)
-    print(f"  mean epistemic {r['epistemic_mean']:.4f}, aleatoric {r['aleatoric_mean']:.4f}; "
-          f"{len(session.proposals)} proposals (box y0,x0,y1,x1 in pixels):")
+    print(
+        f"  mean epistemic {r['epistemic_mean']:.4f}, aleatoric {r['aleatoric_mean']:.4f}; "
+        f"{len(session.proposals)} proposals (box y0,x0,y1,x1 in pixels):"
+    )
     info = session.state.solve_info
     if info:
         kept = "" if info["guard"] == "ok" else f"; guard kept the network's matte ({info['guard']})"
@@ -159,13 +193,17 @@ def _preview(session, height: int = 512) -> bytes:
         y0, x0, y1, x1 = (round(v * f) for v in p.box)
         cv2.rectangle(image, (x0, y0), (x1 - 1, y1 - 1), (0, 200, 255), 1)
         cv2.putText(image, str(i), (x0 + 2, y0 + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 200, 255), 1)
-    return encode_png(strip([image, grey(session.alpha)], ["proposals", f"matte, round {session.rounds}"], height=height))
+    return encode_png(
+        strip([image, grey(session.alpha)], ["proposals", f"matte, round {session.rounds}"], height=height)
+    )
 
 
 def _interactive_web(args) -> int:
     """Round 1 of IMAGE on a server (a local one unless --server), then its web page at URL/?session=ID."""
     if args.out or args.alpha_only or args.preview:
-        raise UsageError("-o, --alpha-only and --preview are for the terminal rounds; with --web, download from the page")
+        raise UsageError(
+            "-o, --alpha-only and --preview are for the terminal rounds; with --web, download from the page"
+        )
     if args.server:
         server_side_model(args)
     image, trimap, mask = local_file(args.image), local_file(args.trimap), local_file(args.mask)
@@ -182,8 +220,11 @@ def _interactive_web(args) -> int:
             stop_server()
         raise
     page = f"{url}/?session={view.id}"
-    print(f"{args.image}: {view.width}x{view.height}, round 1 in {time.perf_counter() - t0:.1f} s, "
-          f"{len(view.proposals)} proposals; label them at {page}", flush=True)
+    print(
+        f"{args.image}: {view.width}x{view.height}, round 1 in {time.perf_counter() - t0:.1f} s, "
+        f"{len(view.proposals)} proposals; label them at {page}",
+        flush=True,
+    )
     if not args.no_browser:
         import webbrowser
 

@@ -52,8 +52,9 @@ def libraries_to_a_file(out_dir, verbose: bool = False):
         return
     ray_was_up = _ray_is_up()
     saved = os.dup(2)
-    terminal = os.fdopen(os.dup(saved), "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
-                         errors="replace")
+    terminal = os.fdopen(
+        os.dup(saved), "w", buffering=1, encoding=getattr(sys.stderr, "encoding", None) or "utf-8", errors="replace"
+    )
     fd, tmp = tempfile.mkstemp(prefix="dugray-", suffix=".log")
     os.dup2(fd, 2)
     os.close(fd)

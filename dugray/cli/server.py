@@ -7,8 +7,16 @@ import math
 import sys
 import time
 
-from dugray.cli.common import (EXIT_CODES, EXIT_OK, PROG, UsageError, add_server_flags, key_file,
-                               no_key_on_the_command_line, session_overrides)
+from dugray.cli.common import (
+    EXIT_CODES,
+    EXIT_OK,
+    PROG,
+    UsageError,
+    add_server_flags,
+    key_file,
+    no_key_on_the_command_line,
+    session_overrides,
+)
 
 SERVE_DOC = """Start the dugray Serve app (the web page at /, the HTTP API under /v1) on a private
 local Ray, wait until GET /v1/health says every deployment can serve (--wait), and print
@@ -30,8 +38,12 @@ STOP_SIGNALS = ("SIGTERM", "SIGINT")
 
 def add_parser(sub) -> None:
     """The ``serve`` subcommand's flags."""
-    s = sub.add_parser("serve", help="start the Serve app (web page, HTTP API) locally, print its URL", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description=SERVE_DOC + "\n\n" + EXIT_CODES)
+    s = sub.add_parser(
+        "serve",
+        help="start the Serve app (web page, HTTP API) locally, print its URL",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=SERVE_DOC + "\n\n" + EXIT_CODES,
+    )
     s.add_argument("--model", default="default", help="'default', a checkpoint, a training --out folder or models:/...")
     s.add_argument("--refiner", help="refiner URI, or 'none' (default: the one beside --model)")
     add_server_flags(s)
@@ -71,13 +83,19 @@ def start_server(args, stopped=None) -> str:
 
     resolved = ServeSettings.from_args(settings)  # bad settings fail here, before Ray starts; keys from env or file too
     if args.host not in ("127.0.0.1", "localhost", "::1") and not resolved.api_keys:
-        print(f"{PROG}: warning: listening on {args.host} without API keys: anyone who can reach this machine can use "
-              "the server; pass --api-key-file (and put it behind a TLS proxy)", file=sys.stderr, flush=True)
+        print(
+            f"{PROG}: warning: listening on {args.host} without API keys: anyone who can reach this machine can use "
+            "the server; pass --api-key-file (and put it behind a TLS proxy)",
+            file=sys.stderr,
+            flush=True,
+        )
     with socket.socket() as probe:
         try:
             probe.bind((args.host, args.port))
         except OSError as exc:
-            raise UsageError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); choose another --port") from None
+            raise UsageError(
+                f"cannot listen on {args.host}:{args.port} ({exc.strerror}); choose another --port"
+            ) from None
     import ray
     from ray import serve
 
@@ -106,8 +124,11 @@ def start_server(args, stopped=None) -> str:
     except BaseException:
         stop_server()
         raise
-    print(f"dugray is serving {url}  (web page {url}/, API {url}/v1, docs {url}/docs); ready in "
-          f"{time.monotonic() - t0:.0f} s", flush=True)
+    print(
+        f"dugray is serving {url}  (web page {url}/, API {url}/v1, docs {url}/docs); ready in "
+        f"{time.monotonic() - t0:.0f} s",
+        flush=True,
+    )
     return url
 
 
@@ -131,15 +152,19 @@ def _wait_until_ready(url: str, seconds: float, stopped=None) -> None:
             r = requests.get(f"{url}/v1/health", timeout=5)
             if r.status_code == 200:
                 return
-            waiting = r.json().get("not_ready") if r.headers.get("content-type", "").startswith("application/json") else None
+            waiting = (
+                r.json().get("not_ready") if r.headers.get("content-type", "").startswith("application/json") else None
+            )
         except (requests.RequestException, ValueError):
             waiting = None
         if waiting and waiting != said:
             print(f"  waiting for {', '.join(waiting)} ...", flush=True)
             said = waiting
         if time.monotonic() > deadline:
-            raise ServerUnreachable(f"the app was not ready within {seconds:g} s (--wait); still starting: "
-                                    f"{', '.join(waiting or ['the HTTP proxy'])}")
+            raise ServerUnreachable(
+                f"the app was not ready within {seconds:g} s (--wait); still starting: "
+                f"{', '.join(waiting or ['the HTTP proxy'])}"
+            )
         time.sleep(0.5)
 
 

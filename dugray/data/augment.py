@@ -9,6 +9,7 @@ Blur, sharpen and shadow change the *image only*: they model camera / lighting
 conditions, and the ground-truth matte of the object is unchanged by them (as in the
 MODNet / P3M training code the authors build on).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,8 +42,7 @@ def random_flip(image, alpha, rng: np.random.Generator, p: float = 0.5):
     return image, alpha
 
 
-def random_blur(image, alpha, rng: np.random.Generator, p: float = 1.0,
-                sigma: tuple[float, float] = (0.5, 2.0)):
+def random_blur(image, alpha, rng: np.random.Generator, p: float = 1.0, sigma: tuple[float, float] = (0.5, 2.0)):
     """Gaussian-blur the image (sigma uniform in ``sigma`` px) with probability ``p``."""
     image, alpha = _check(image, alpha)
     if rng.random() < p:
@@ -50,9 +50,14 @@ def random_blur(image, alpha, rng: np.random.Generator, p: float = 1.0,
     return image, alpha
 
 
-def random_sharpen(image, alpha, rng: np.random.Generator, p: float = 1.0,
-                   amount: tuple[float, float] = (0.3, 1.0),
-                   sigma: tuple[float, float] = (0.5, 1.5)):
+def random_sharpen(
+    image,
+    alpha,
+    rng: np.random.Generator,
+    p: float = 1.0,
+    amount: tuple[float, float] = (0.3, 1.0),
+    sigma: tuple[float, float] = (0.5, 1.5),
+):
     """Unsharp mask ``image + amount * (image - blur(image))``, clipped, with prob ``p``."""
     image, alpha = _check(image, alpha)
     if rng.random() < p:
@@ -61,8 +66,14 @@ def random_sharpen(image, alpha, rng: np.random.Generator, p: float = 1.0,
     return image, alpha
 
 
-def random_shadow(image, alpha, rng: np.random.Generator, p: float = 1.0,
-                  strength: tuple[float, float] = (0.2, 0.6), vertices: tuple[int, int] = (3, 7)):
+def random_shadow(
+    image,
+    alpha,
+    rng: np.random.Generator,
+    p: float = 1.0,
+    strength: tuple[float, float] = (0.2, 0.6),
+    vertices: tuple[int, int] = (3, 7),
+):
     """Darken a random soft-edged polygon of the image by ``strength``; alpha untouched."""
     image, alpha = _check(image, alpha)
     if rng.random() < p:
@@ -98,8 +109,14 @@ def transition_pixels(alpha) -> tuple[np.ndarray, np.ndarray]:
     return np.nonzero((alpha > 1e-6) & (alpha < 1 - 1e-6))
 
 
-def random_crop(image, alpha, size, rng: np.random.Generator,
-                transition_centred_prob: float = 0.5, scales: tuple[float, ...] = (1.0,)):
+def random_crop(
+    image,
+    alpha,
+    size,
+    rng: np.random.Generator,
+    transition_centred_prob: float = 0.5,
+    scales: tuple[float, ...] = (1.0,),
+):
     """Crop ``size`` (int or (h, w)) out of the pair.
 
     A crop side of ``scale * size`` is drawn from ``scales`` and resized to ``size``
@@ -128,7 +145,7 @@ def random_crop(image, alpha, size, rng: np.random.Generator,
         x0 = int(np.clip(xs[j] - cw // 2, 0, w - cw))
     else:
         y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-    image, alpha = image[y0:y0 + ch, x0:x0 + cw], alpha[y0:y0 + ch, x0:x0 + cw]
+    image, alpha = image[y0 : y0 + ch, x0 : x0 + cw], alpha[y0 : y0 + ch, x0 : x0 + cw]
     if (ch, cw) != (th, tw):
         interp = cv2.INTER_AREA if ch > th else cv2.INTER_LINEAR
         image = cv2.resize(image, (tw, th), interpolation=interp)
@@ -185,8 +202,7 @@ class AugmentConfig:
     """Colour jitter (:func:`random_jitter`); off by default, the training recipes set it."""
 
 
-def augment_sample(image, alpha, size, rng: np.random.Generator,
-                   config: AugmentConfig | None = None):
+def augment_sample(image, alpha, size, rng: np.random.Generator, config: AugmentConfig | None = None):
     """Flip, colour jitter, blur, sharpen, shadow, then crop to ``size``: one training example."""
     c = config or AugmentConfig()
     image, alpha = random_flip(image, alpha, rng, c.flip_p)

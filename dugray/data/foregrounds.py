@@ -37,8 +37,9 @@ def foreground_rows(source, split: str = "train") -> list[dict]:
     return rows
 
 
-def write_foreground_dataset(source, out, split: str = "train", bg_per_fg: int = 20, seed: int = 0,
-                             progress: bool = True) -> Path:
+def write_foreground_dataset(
+    source, out, split: str = "train", bg_per_fg: int = 20, seed: int = 0, progress: bool = True
+) -> Path:
     """Write ``out/<split>/{fg,alpha,bg}``; returns that folder (a Composition-1k training folder).
 
     ``bg_per_fg`` backgrounds are drawn per foreground, so the default manifest

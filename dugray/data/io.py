@@ -3,6 +3,7 @@
 Images are RGB uint8 on disk and in memory (OpenCV's BGR is confined to this module);
 masks (alpha, trimap) are single-channel uint8.
 """
+
 from __future__ import annotations
 
 import os
@@ -84,8 +85,7 @@ def encode_png(image: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def fit_background(bg: np.ndarray, height: int, width: int,
-                   rng: np.random.Generator | None = None) -> np.ndarray:
+def fit_background(bg: np.ndarray, height: int, width: int, rng: np.random.Generator | None = None) -> np.ndarray:
     """Scale ``bg`` (keeping aspect) to cover height x width, then crop to it.
 
     As DIM does for Composition-1k; the crop is random when ``rng`` is given, else
@@ -102,11 +102,10 @@ def fit_background(bg: np.ndarray, height: int, width: int,
         y0, x0 = (bh - height) // 2, (bw - width) // 2
     else:
         y0, x0 = int(rng.integers(0, bh - height + 1)), int(rng.integers(0, bw - width + 1))
-    return bg[y0:y0 + height, x0:x0 + width]
+    return bg[y0 : y0 + height, x0 : x0 + width]
 
 
-def load_example(row: Mapping, rng: np.random.Generator | None = None,
-                 linear: bool = False) -> dict:
+def load_example(row: Mapping, rng: np.random.Generator | None = None, linear: bool = False) -> dict:
     """A manifest row -> dict(image float32 HxWx3 [0,1], alpha float32 HxW [0,1],
     trimap uint8 HxW or None, name).
 

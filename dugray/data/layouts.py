@@ -21,6 +21,7 @@ named ``<fg>_<k>`` (the Composition-1k test naming). Images with no alpha are sk
 with a warning. Nothing recognised raises :class:`LayoutError`, listing what was
 expected and what was found.
 """
+
 from __future__ import annotations
 
 import re
@@ -68,21 +69,17 @@ class LayoutSpec:
 
 
 LAYOUTS: tuple[LayoutSpec, ...] = (
-    LayoutSpec("comp1k-test", (("merged",), ("alpha", "alpha_copy")),
-               (("trimaps", "trimap"),), "test"),
+    LayoutSpec("comp1k-test", (("merged",), ("alpha", "alpha_copy")), (("trimaps", "trimap"),), "test"),
     LayoutSpec("comp1k-train", (("fg",), ("alpha",)), (("bg",),), "train"),
-    LayoutSpec("p3m", (("blurred_image", "original_image"), ("mask",)), (("trimap",),),
-               "train"),
+    LayoutSpec("p3m", (("blurred_image", "original_image"), ("mask",)), (("trimap",),), "train"),
     LayoutSpec("aim500", (("original",), ("mask",)), (("trimap",),), "test"),
-    LayoutSpec("plain", (("image", "images"), ("alpha", "alphas")),
-               (("trimap", "trimaps"), ("trimap2",)), "train"),
+    LayoutSpec("plain", (("image", "images"), ("alpha", "alphas")), (("trimap", "trimaps"), ("trimap2",)), "train"),
 )
 
 _SPLIT_NAMES = {
     "train": {"train", "training", "trainset", "train_set", "training_set"},
     "val": {"val", "valid", "validation", "dev"},
-    "test": {"test", "testing", "testset", "test_set", "p3m-500-p", "p3m-500-np", "aim-500",
-             "aim500"},
+    "test": {"test", "testing", "testset", "test_set", "p3m-500-p", "p3m-500-np", "aim-500", "aim500"},
 }
 
 
@@ -105,8 +102,7 @@ def detect_layouts(root, max_depth: int = 3) -> list[DatasetDir]:
     """Every dataset folder under ``root`` (``root`` itself included), or LayoutError."""
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
-        raise LayoutError(f"{root} is not a directory. Expected a folder holding one of:\n"
-                          + _expected())
+        raise LayoutError(f"{root} is not a directory. Expected a folder holding one of:\n" + _expected())
     found: list[DatasetDir] = []
 
     def scan(folder: Path, depth: int, split: str | None) -> None:
@@ -117,15 +113,16 @@ def detect_layouts(root, max_depth: int = 3) -> list[DatasetDir]:
                 found.append(DatasetDir(spec, folder, split or spec.default_split))
                 return
         if depth < max_depth:
-            for sub in sorted(p for p in folder.iterdir() if p.is_dir()
-                              and not p.name.startswith((".", "_"))):
+            for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
                 scan(sub, depth + 1, split)
 
     scan(root, 0, None)
     if not found:
-        raise LayoutError(f"no matting dataset layout recognised under {root}.\n"
-                          f"Expected a folder (or sub-folders, depth <= {max_depth}) "
-                          f"holding one of:\n{_expected()}\nFound: {_found(root)}")
+        raise LayoutError(
+            f"no matting dataset layout recognised under {root}.\n"
+            f"Expected a folder (or sub-folders, depth <= {max_depth}) "
+            f"holding one of:\n{_expected()}\nFound: {_found(root)}"
+        )
     return found
 
 
@@ -138,8 +135,7 @@ def _found(root: Path) -> str:
     files = [p for p in root.iterdir() if p.is_file()]
     exts = sorted({p.suffix.lower() or "(none)" for p in files})
     shown = ", ".join(dirs[:20]) + (", ..." if len(dirs) > 20 else "")
-    return (f"folders [{shown or 'none'}]; {len(files)} files"
-            + (f" ({', '.join(exts)})" if files else ""))
+    return f"folders [{shown or 'none'}]; {len(files)} files" + (f" ({', '.join(exts)})" if files else "")
 
 
 # ---------------------------------------------------------------------------- reading
@@ -168,8 +164,7 @@ def _lookup(table: dict[str, Path], stem: str) -> Path | None:
 
 def _record(name, split, layout, **paths) -> dict:
     row = {"name": name, "split": split, "layout": layout}
-    row.update({c: (str(paths[c]) if paths.get(c) is not None else None)
-                for c in COLUMNS[3:]})
+    row.update({c: (str(paths[c]) if paths.get(c) is not None else None) for c in COLUMNS[3:]})
     return row
 
 
@@ -177,15 +172,16 @@ def _paired(images: dict[str, Path], alphas: dict[str, Path], where: Path):
     """(stem, image path, alpha path) for images with an alpha; warns about the rest."""
     missing = [s for s in images if _lookup(alphas, s) is None]
     if missing:
-        warnings.warn(f"{where}: {len(missing)} image(s) without alpha skipped "
-                      f"(e.g. {', '.join(sorted(missing)[:3])})", stacklevel=3)
+        warnings.warn(
+            f"{where}: {len(missing)} image(s) without alpha skipped (e.g. {', '.join(sorted(missing)[:3])})",
+            stacklevel=3,
+        )
     return [(s, images[s], _lookup(alphas, s)) for s in sorted(images) if s not in missing]
 
 
 def _p3m_layout(folder: Path) -> str:
     name = folder.name.lower()
-    return "p3m500np" if name.endswith("500-np") else "p3m500p" if name.endswith("500-p") \
-        else "p3m10k"
+    return "p3m500np" if name.endswith("500-np") else "p3m500p" if name.endswith("500-p") else "p3m10k"
 
 
 def _read_single(d: DatasetDir, subs: dict[str, Path]) -> list[dict]:
@@ -198,10 +194,18 @@ def _read_single(d: DatasetDir, subs: dict[str, Path]) -> list[dict]:
     }[d.spec.kind]
     trimaps = files_by_stem(subs.get(trimap_role))
     trimaps2 = files_by_stem(subs.get("trimap2"))
-    return [_record(stem, d.split, layout, image=img, alpha=alpha,
-                    trimap=_lookup(trimaps, stem), trimap2=_lookup(trimaps2, stem))
-            for stem, img, alpha in _paired(files_by_stem(subs[image_role]),
-                                            files_by_stem(subs[alpha_role]), d.path)]
+    return [
+        _record(
+            stem,
+            d.split,
+            layout,
+            image=img,
+            alpha=alpha,
+            trimap=_lookup(trimaps, stem),
+            trimap2=_lookup(trimaps2, stem),
+        )
+        for stem, img, alpha in _paired(files_by_stem(subs[image_role]), files_by_stem(subs[alpha_role]), d.path)
+    ]
 
 
 def background_list(source) -> list[Path]:
@@ -219,27 +223,28 @@ def background_list(source) -> list[Path]:
     return [Path(p).expanduser().resolve() for p in source]
 
 
-def _read_comp1k_train(d: DatasetDir, subs: dict[str, Path], backgrounds,
-                       n_bg_per_fg: int) -> list[dict]:
+def _read_comp1k_train(d: DatasetDir, subs: dict[str, Path], backgrounds, n_bg_per_fg: int) -> list[dict]:
     """Each foreground once per background: fg i takes backgrounds i*N .. i*N+N-1 of the
     list (DIM's sequential assignment), wrapping round when the list is shorter."""
     bgs = background_list(backgrounds if backgrounds is not None else subs.get("bg"))
     if not bgs:
-        raise LayoutError(f"{d.path} is a Composition-1k training folder (fg/ + alpha/) but "
-                          "has no background list: add a bg/ folder or pass backgrounds=")
+        raise LayoutError(
+            f"{d.path} is a Composition-1k training folder (fg/ + alpha/) but "
+            "has no background list: add a bg/ folder or pass backgrounds="
+        )
     if n_bg_per_fg < 1:
         raise ValueError(f"n_bg_per_fg must be >= 1, got {n_bg_per_fg}")
     rows = []
     pairs = _paired(files_by_stem(subs["fg"]), files_by_stem(subs["alpha"]), d.path)
     for i, (stem, fg, alpha) in enumerate(pairs):
         for j in range(n_bg_per_fg):
-            rows.append(_record(f"{stem}_{j}", d.split, "comp1k", fg=fg, alpha=alpha,
-                                bg=bgs[(i * n_bg_per_fg + j) % len(bgs)]))
+            rows.append(
+                _record(f"{stem}_{j}", d.split, "comp1k", fg=fg, alpha=alpha, bg=bgs[(i * n_bg_per_fg + j) % len(bgs)])
+            )
     return rows
 
 
-def read_layout(root, backgrounds=None, n_bg_per_fg: int = DEFAULT_BG_PER_FG,
-                max_depth: int = 3) -> list[dict]:
+def read_layout(root, backgrounds=None, n_bg_per_fg: int = DEFAULT_BG_PER_FG, max_depth: int = 3) -> list[dict]:
     """All rows (dicts with :data:`COLUMNS`) of every dataset folder under ``root``.
 
     ``backgrounds`` (folder, .txt list or list of paths) overrides the ``bg/`` folder of
@@ -253,7 +258,8 @@ def read_layout(root, backgrounds=None, n_bg_per_fg: int = DEFAULT_BG_PER_FG,
         else:
             rows += _read_single(d, subs)
     if not rows:
-        raise LayoutError(f"dataset folders found under {root} hold no image with a "
-                          f"matching alpha: {', '.join(str(d.path) for d in detect_layouts(root))}")
+        raise LayoutError(
+            f"dataset folders found under {root} hold no image with a "
+            f"matching alpha: {', '.join(str(d.path) for d in detect_layouts(root))}"
+        )
     return rows
-

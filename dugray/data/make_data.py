@@ -13,6 +13,7 @@
 
 Bad arguments exit with code 2 and a one-line reason.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,10 +63,20 @@ def cmd_synth(args, parser) -> int:
     if out.exists() and not out.is_dir():
         parser.error(f"--out {out} exists and is not a directory")
     t0 = time.perf_counter()
-    ds = write_dataset(out, args.n, args.size, args.seed, args.val_fraction,
-                       args.test_fraction, workers=args.workers, progress=not args.quiet)
-    print(f"wrote {args.n} samples of {args.size}px in {time.perf_counter() - t0:.1f}s "
-          f"({', '.join(f'{k} {len(v)}' for k, v in ds.names.items())})")
+    ds = write_dataset(
+        out,
+        args.n,
+        args.size,
+        args.seed,
+        args.val_fraction,
+        args.test_fraction,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
+    print(
+        f"wrote {args.n} samples of {args.size}px in {time.perf_counter() - t0:.1f}s "
+        f"({', '.join(f'{k} {len(v)}' for k, v in ds.names.items())})"
+    )
     for folder in ds.folders():
         print(f"  {folder}/")
     for root in (ds.comp1k, ds.plain):
@@ -85,8 +96,9 @@ def cmd_foregrounds(args, parser) -> int:
         parser.error(f"--data {args.data} is not a directory")
     t0 = time.perf_counter()
     try:
-        folder = write_foreground_dataset(args.data, args.out, args.split, args.bg_per_fg, args.seed,
-                                          progress=not args.quiet)
+        folder = write_foreground_dataset(
+            args.data, args.out, args.split, args.bg_per_fg, args.seed, progress=not args.quiet
+        )
     except (LayoutError, ValueError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
@@ -103,8 +115,7 @@ def cmd_manifest(args, parser) -> int:
     if not root.is_dir():
         parser.error(f"{root} is not a directory")
     try:
-        path = build_manifest(root, out=args.out, backgrounds=args.backgrounds,
-                              n_bg_per_fg=args.n_bg_per_fg)
+        path = build_manifest(root, out=args.out, backgrounds=args.backgrounds, n_bg_per_fg=args.n_bg_per_fg)
     except LayoutError as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
@@ -126,8 +137,12 @@ def main(argv=None) -> int:
     s.add_argument("--val-fraction", type=float, default=0.1)
     s.add_argument("--test-fraction", type=float, default=0.1)
     s.add_argument("--workers", type=int, default=1, help="processes (default 1)")
-    s.add_argument("--n-bg-per-fg", type=int, default=DEFAULT_BG_PER_FG,
-                   help="Composition-1k rows per foreground in the manifest (default 20)")
+    s.add_argument(
+        "--n-bg-per-fg",
+        type=int,
+        default=DEFAULT_BG_PER_FG,
+        help="Composition-1k rows per foreground in the manifest (default 20)",
+    )
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     f = sub.add_parser("foregrounds", help="real foregrounds over new backgrounds (Composition-1k layout)")
     f.add_argument("--data", required=True, help="dataset of photos with alpha (any layout)")
@@ -139,8 +154,9 @@ def main(argv=None) -> int:
     m = sub.add_parser("manifest", help="build the parquet manifest of a dataset folder")
     m.add_argument("dir", help="dataset folder (any supported layout)")
     m.add_argument("--out", default=None, help="manifest path (default DIR/manifest.parquet)")
-    m.add_argument("--backgrounds", default=None,
-                   help="Composition-1k background folder or .txt list (default fg's bg/)")
+    m.add_argument(
+        "--backgrounds", default=None, help="Composition-1k background folder or .txt list (default fg's bg/)"
+    )
     m.add_argument("--n-bg-per-fg", type=int, default=DEFAULT_BG_PER_FG)
     args = parser.parse_args(argv)
     if getattr(args, "n_bg_per_fg", 1) < 1:

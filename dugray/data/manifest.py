@@ -14,6 +14,7 @@ write permission bit, which root would ignore), the cache
 folder ``$DUGRAY_CACHE_DIR`` (else ``$XDG_CACHE_HOME/dugray`` else ``~/.cache/dugray``)
 ``/manifests/<root-name>-<hash of root path>.parquet``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,17 +28,19 @@ import pyarrow.parquet as pq
 from dugray.data.layouts import COLUMNS, DEFAULT_BG_PER_FG, read_layout
 
 MANIFEST_NAME = "manifest.parquet"
-SCHEMA = pa.schema([
-    pa.field("name", pa.string(), nullable=False),
-    pa.field("split", pa.string(), nullable=False),
-    pa.field("layout", pa.string(), nullable=False),
-    pa.field("image", pa.string()),
-    pa.field("fg", pa.string()),
-    pa.field("bg", pa.string()),
-    pa.field("alpha", pa.string(), nullable=False),
-    pa.field("trimap", pa.string()),
-    pa.field("trimap2", pa.string()),
-])
+SCHEMA = pa.schema(
+    [
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("layout", pa.string(), nullable=False),
+        pa.field("image", pa.string()),
+        pa.field("fg", pa.string()),
+        pa.field("bg", pa.string()),
+        pa.field("alpha", pa.string(), nullable=False),
+        pa.field("trimap", pa.string()),
+        pa.field("trimap2", pa.string()),
+    ]
+)
 assert tuple(SCHEMA.names) == COLUMNS
 
 
@@ -74,15 +77,14 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
 def manifest_table(root, backgrounds=None, n_bg_per_fg: int = DEFAULT_BG_PER_FG) -> pa.Table:
     """The manifest of ``root`` as a table (sorted by layout, split, name), not written."""
     root = Path(root).expanduser().resolve()
-    rows = sorted(read_layout(root, backgrounds, n_bg_per_fg),
-                  key=lambda r: (r["layout"], r["split"], r["name"], r["bg"] or ""))
-    meta = {"dugray.root": str(root), "dugray.n_bg_per_fg": str(n_bg_per_fg),
-            "dugray.manifest_version": "1"}
+    rows = sorted(
+        read_layout(root, backgrounds, n_bg_per_fg), key=lambda r: (r["layout"], r["split"], r["name"], r["bg"] or "")
+    )
+    meta = {"dugray.root": str(root), "dugray.n_bg_per_fg": str(n_bg_per_fg), "dugray.manifest_version": "1"}
     return pa.Table.from_pylist(rows, schema=SCHEMA.with_metadata(meta))
 
 
-def build_manifest(root, out=None, backgrounds=None,
-                   n_bg_per_fg: int = DEFAULT_BG_PER_FG) -> Path:
+def build_manifest(root, out=None, backgrounds=None, n_bg_per_fg: int = DEFAULT_BG_PER_FG) -> Path:
     """Scan ``root``, write its manifest, return the path written.
 
     ``out`` defaults to ``<root>/manifest.parquet``, or the cache folder when ``root``
@@ -146,5 +148,4 @@ def load_or_build(path_or_dir, rebuild: bool = False, **build_kwargs) -> pa.Tabl
 def summary(table: pa.Table) -> dict[tuple[str, str], int]:
     """Row counts per (layout, split), sorted."""
     counts = table.group_by(["layout", "split"]).aggregate([("name", "count")])
-    return dict(sorted(((r["layout"], r["split"]), r["name_count"])
-                       for r in counts.to_pylist()))
+    return dict(sorted(((r["layout"], r["split"]), r["name_count"]) for r in counts.to_pylist()))

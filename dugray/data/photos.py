@@ -6,6 +6,7 @@ distribution. Only images bundled in the scikit-image wheel are used (several
 ``skimage.data`` images need a ``pooch`` download, which is never allowed here); each
 candidate is loaded inside try/except and the survivors are cached per process.
 """
+
 from __future__ import annotations
 
 import functools
@@ -15,12 +16,27 @@ import numpy as np
 
 #: Colour photographs (loaded as RGB uint8).
 COLOUR_PHOTOS = (
-    "astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry",
-    "hubble_deep_field", "retina", "stereo_motorcycle",
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "immunohistochemistry",
+    "hubble_deep_field",
+    "retina",
+    "stereo_motorcycle",
 )
 #: Greyscale photographs; tinted into colour when sampled.
 GREY_PHOTOS = (
-    "camera", "moon", "brick", "grass", "gravel", "clock", "coins", "page", "text", "cell",
+    "camera",
+    "moon",
+    "brick",
+    "grass",
+    "gravel",
+    "clock",
+    "coins",
+    "page",
+    "text",
+    "cell",
 )
 
 

@@ -16,6 +16,7 @@ Foreground and background colour fields come from the same mixture of real photo
 (bundled with scikit-image) and procedural textures (:mod:`dugray.data.textures`).
 Every sample is a pure function of (seed, index): one ``np.random.Generator`` per sample.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,8 +29,16 @@ from dugray.data.io import write_png
 from dugray.data.textures import as_hw, random_colour, random_texture, value_noise
 from dugray.data.trimap import make_trimap
 
-__all__ = ["SynthConfig", "SynthDataset", "sample_rng", "render_alpha", "generate_sample",
-           "make_trimap", "split_counts", "write_dataset"]
+__all__ = [
+    "SynthConfig",
+    "SynthDataset",
+    "sample_rng",
+    "render_alpha",
+    "generate_sample",
+    "make_trimap",
+    "split_counts",
+    "write_dataset",
+]
 
 
 @dataclass(frozen=True)
@@ -37,22 +46,22 @@ class SynthConfig:
     """Knobs of the generator. Pixel quantities are given at ``reference_size`` (512)
     and scaled with the sample's short side."""
 
-    supersample: int = 4                  # render factor for anti-aliased coverage
+    supersample: int = 4  # render factor for anti-aliased coverage
     reference_size: int = 512
-    hair_prob: float = 0.8                # object has hairy / furry boundary arcs
+    hair_prob: float = 0.8  # object has hairy / furry boundary arcs
     hair_arcs: tuple[int, int] = (1, 3)
-    strands_per_arc: tuple[int, int] = (60, 250)   # at reference size
+    strands_per_arc: tuple[int, int] = (60, 250)  # at reference size
     veil_prob: float = 0.4
     veil_alpha: tuple[float, float] = (0.2, 0.8)
-    glass_prob: float = 0.3               # a veil is glass-like (opaque rim)
+    glass_prob: float = 0.3  # a veil is glass-like (opaque rim)
     hole_prob: float = 0.4
     max_holes: int = 3
     motion_blur_prob: float = 0.25
-    motion_length: tuple[float, float] = (4.0, 20.0)   # px at reference size
+    motion_length: tuple[float, float] = (4.0, 20.0)  # px at reference size
     defocus_prob: float = 0.25
-    defocus_sigma: tuple[float, float] = (0.7, 3.0)    # px at reference size
+    defocus_sigma: tuple[float, float] = (0.7, 3.0)  # px at reference size
     bg_defocus_prob: float = 0.3
-    trimap_kernel: tuple[float, float] = (5.0, 25.0)   # px at reference size
+    trimap_kernel: tuple[float, float] = (5.0, 25.0)  # px at reference size
     min_trimap_kernel: int = 3
 
 
@@ -92,8 +101,7 @@ def _motion_kernel(length, angle):
     size = int(np.ceil(length)) | 1
     k = np.zeros((size, size), np.float32)
     c, dx, dy = size // 2, np.cos(angle) * length / 2, np.sin(angle) * length / 2
-    cv2.line(k, (int(round(c - dx)), int(round(c - dy))), (int(round(c + dx)), int(round(c + dy))),
-             1.0, 1, cv2.LINE_AA)
+    cv2.line(k, (int(round(c - dx)), int(round(c - dy))), (int(round(c + dx)), int(round(c + dy))), 1.0, 1, cv2.LINE_AA)
     return k / k.sum()
 
 
@@ -115,15 +123,13 @@ def _core(rng, h, w, cfg, px):
     main = _blob_outline(rng, (cx, cy), radius, elongation=rng.uniform(0.7, 1.4))
     _fill(canvas, main, s)
     outlines = [main]
-    for _ in range(int(rng.integers(0, 3))):   # limbs / ears / a head on a body
+    for _ in range(int(rng.integers(0, 3))):  # limbs / ears / a head on a body
         p = main[rng.integers(len(main))]
-        blob = _blob_outline(rng, p, radius * rng.uniform(0.25, 0.6),
-                             elongation=rng.uniform(0.6, 1.6))
+        blob = _blob_outline(rng, p, radius * rng.uniform(0.25, 0.6), elongation=rng.uniform(0.6, 1.6))
         _fill(canvas, blob, s)
         outlines.append(blob)
     if rng.random() < cfg.hole_prob:
-        inside = cv2.distanceTransform((_downsample(canvas, h, w) > 0.999).astype(np.uint8),
-                                       cv2.DIST_L2, 5)
+        inside = cv2.distanceTransform((_downsample(canvas, h, w) > 0.999).astype(np.uint8), cv2.DIST_L2, 5)
         for _ in range(int(rng.integers(1, cfg.max_holes + 1))):
             r = rng.uniform(0.03, 0.09) * short
             ys, xs = np.nonzero(inside > r + 2)
@@ -136,10 +142,8 @@ def _core(rng, h, w, cfg, px):
         sigma = rng.uniform(*cfg.defocus_sigma) * px
         core = _soften_partly(rng, core, cv2.GaussianBlur(core, (0, 0), sigma))
     if rng.random() < cfg.motion_blur_prob:
-        kernel = _motion_kernel(max(2.0, rng.uniform(*cfg.motion_length) * px),
-                                rng.uniform(0, np.pi))
-        core = _soften_partly(rng, core, cv2.filter2D(core, -1, kernel,
-                                                      borderType=cv2.BORDER_REPLICATE))
+        kernel = _motion_kernel(max(2.0, rng.uniform(*cfg.motion_length) * px), rng.uniform(0, np.pi))
+        core = _soften_partly(rng, core, cv2.filter2D(core, -1, kernel, borderType=cv2.BORDER_REPLICATE))
     return np.clip(core, 0, 1), outlines
 
 
@@ -152,7 +156,7 @@ def _strands(rng, outline, centre, n, length_px, step_px, curl):
     idx = (start + rng.integers(0, max(span, 1), n)) % m
     roots = outline[idx]
     outward = np.arctan2(roots[:, 1] - centre[1], roots[:, 0] - centre[0])
-    comb = rng.normal(0, 0.6)                                   # common hair direction
+    comb = rng.normal(0, 0.6)  # common hair direction
     angle0 = outward + comb + rng.normal(0, 0.35, n)
     roots = roots - np.stack([np.cos(angle0), np.sin(angle0)], 1) * rng.uniform(0, 3, (n, 1))
     lengths = rng.uniform(0.4, 1.0, n) * length_px
@@ -162,13 +166,13 @@ def _strands(rng, outline, centre, n, length_px, step_px, curl):
     xy = np.stack([np.cos(angles), np.sin(angles)], -1) * step_px
     paths = roots[:, None, :] + np.concatenate([np.zeros((n, 1, 2)), xy.cumsum(1)[:, :-1]], 1)
     counts = np.maximum(2, (lengths / step_px).astype(int))
-    return [paths[i, :counts[i]] for i in range(n)]
+    return [paths[i, : counts[i]] for i in range(n)]
 
 
 def _hair(rng, h, w, outlines, cfg, px):
     """Sub-pixel strands: coverage from supersampled anti-aliased polylines."""
     s, shift = cfg.supersample, 4
-    levels = (1.0, 0.7, 0.45)                          # strand opacity groups
+    levels = (1.0, 0.7, 0.45)  # strand opacity groups
     canvases = [np.zeros((h * s, w * s), np.uint8) for _ in levels]
     main = outlines[0]
     centre = main.mean(0)
@@ -180,14 +184,15 @@ def _hair(rng, h, w, outlines, cfg, px):
         curl = rng.uniform(0.2, 1.2) if not fur else rng.uniform(0.1, 0.6)
         paths = _strands(rng, main, centre, n, length, step_px=max(0.75, 1.5 * px), curl=curl)
         level = rng.integers(len(levels), size=n)
-        width = rng.choice([1, 2, 3], size=n, p=[0.6, 0.32, 0.08])   # supersampled px
+        width = rng.choice([1, 2, 3], size=n, p=[0.6, 0.32, 0.08])  # supersampled px
         for i, path in enumerate(paths):
             pts = np.rint(path * s * (1 << shift)).astype(np.int32)
             half = max(2, len(pts) // 2)
             canvas = canvases[level[i]]
-            cv2.polylines(canvas, [pts[:half + 1]], False, 255, int(width[i]), cv2.LINE_AA, shift)
-            cv2.polylines(canvas, [pts[half:]], False, 255, max(1, int(width[i]) - 1),
-                          cv2.LINE_AA, shift)                         # thinner tip
+            cv2.polylines(canvas, [pts[: half + 1]], False, 255, int(width[i]), cv2.LINE_AA, shift)
+            cv2.polylines(
+                canvas, [pts[half:]], False, 255, max(1, int(width[i]) - 1), cv2.LINE_AA, shift
+            )  # thinner tip
     hair = np.zeros((h, w), np.float32)
     for canvas, lv in zip(canvases, levels):
         hair = 1 - (1 - hair) * (1 - lv * _downsample(canvas, h, w))
@@ -202,17 +207,18 @@ def _veil(rng, h, w, outlines, cfg, px):
     main = outlines[0]
     anchor = main[rng.integers(len(main))]
     canvas = np.zeros((h * s, w * s), np.uint8)
-    outline = _blob_outline(rng, anchor, rng.uniform(0.1, 0.22) * short,
-                            elongation=rng.uniform(0.5, 2.0), roughness=0.15)
+    outline = _blob_outline(
+        rng, anchor, rng.uniform(0.1, 0.22) * short, elongation=rng.uniform(0.5, 2.0), roughness=0.15
+    )
     _fill(canvas, outline, s)
     cover = _downsample(canvas, h, w)
     level = rng.uniform(*cfg.veil_alpha)
-    if rng.random() < cfg.glass_prob:                 # glass: thin opaque rim, clear body
+    if rng.random() < cfg.glass_prob:  # glass: thin opaque rim, clear body
         inside = cv2.distanceTransform((cover > 0.5).astype(np.uint8), cv2.DIST_L2, 3)
         rim_w = rng.uniform(1.0, 4.0) * px + 0.5
         rim = np.exp(-inside / rim_w)
         opacity = level * 0.35 + (rng.uniform(0.8, 0.95) - level * 0.35) * rim
-    else:                                             # cloth: uneven weave density
+    else:  # cloth: uneven weave density
         opacity = level * (0.75 + 0.5 * value_noise(rng, (h, w), octaves=3))
     return np.clip(cover * opacity, 0, 0.95).astype(np.float32)
 
@@ -222,7 +228,7 @@ def render_alpha(rng: np.random.Generator, size, config: SynthConfig | None = No
     """Alpha layers of one object: dict(core, hair, veil, alpha) float32 HxW in [0,1]."""
     cfg = config or SynthConfig()
     h, w = as_hw(size)
-    px = min(h, w) / cfg.reference_size              # output pixels per reference pixel
+    px = min(h, w) / cfg.reference_size  # output pixels per reference pixel
     core, outlines = _core(rng, h, w, cfg, px)
     zeros = np.zeros((h, w), np.float32)
     hair = _hair(rng, h, w, outlines, cfg, px) if rng.random() < cfg.hair_prob else zeros
@@ -232,15 +238,24 @@ def render_alpha(rng: np.random.Generator, size, config: SynthConfig | None = No
 
 
 #: Natural hair / fur colours (sRGB), drawn half the time.
-HAIR_PALETTE = np.array([[0.05, 0.04, 0.03], [0.20, 0.12, 0.07], [0.38, 0.24, 0.13],
-                         [0.62, 0.45, 0.26], [0.86, 0.74, 0.48], [0.55, 0.22, 0.09],
-                         [0.72, 0.72, 0.70], [0.95, 0.94, 0.90]], np.float32)
+HAIR_PALETTE = np.array(
+    [
+        [0.05, 0.04, 0.03],
+        [0.20, 0.12, 0.07],
+        [0.38, 0.24, 0.13],
+        [0.62, 0.45, 0.26],
+        [0.86, 0.74, 0.48],
+        [0.55, 0.22, 0.09],
+        [0.72, 0.72, 0.70],
+        [0.95, 0.94, 0.90],
+    ],
+    np.float32,
+)
 
 
 def _material_colour(rng):
     """A hair colour: a natural one (half the time) or any colour, brightness-jittered."""
-    base = HAIR_PALETTE[rng.integers(len(HAIR_PALETTE))] if rng.random() < 0.5 \
-        else random_colour(rng)
+    base = HAIR_PALETTE[rng.integers(len(HAIR_PALETTE))] if rng.random() < 0.5 else random_colour(rng)
     return np.clip(base * rng.uniform(0.8, 1.2), 0, 1)
 
 
@@ -256,8 +271,7 @@ def _foreground(rng, h, w, layers):
         if not layer.any():
             continue
         k = 2 * spread + 1
-        weight = np.clip(cv2.GaussianBlur(cv2.dilate(layer, np.ones((k, k), np.uint8)),
-                                          (0, 0), 1.0) * 4, 0, 1)
+        weight = np.clip(cv2.GaussianBlur(cv2.dilate(layer, np.ones((k, k), np.uint8)), (0, 0), 1.0) * 4, 0, 1)
         weight = (weight * (1 - layers["core"]))[..., None]
         colour = _material_colour(rng) if name == "hair" else random_colour(rng)
         shade = 0.75 + 0.5 * value_noise(rng, (h, w), octaves=3)[..., None]
@@ -269,8 +283,9 @@ def _to_u8(x):
     return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
 
 
-def generate_sample(index: int, size=512, seed: int = 0, config: SynthConfig | None = None,
-                    return_layers: bool = False) -> dict:
+def generate_sample(
+    index: int, size=512, seed: int = 0, config: SynthConfig | None = None, return_layers: bool = False
+) -> dict:
     """One synthetic sample, a pure function of (index, size, seed, config).
 
     Returns dict(fg, bg, image: HxWx3 uint8; alpha, trimap: HxW uint8; trimap_kernel: int),
@@ -294,8 +309,14 @@ def generate_sample(index: int, size=512, seed: int = 0, config: SynthConfig | N
     image = np.clip(np.rint(a * fg + (1 - a) * bg), 0, 255).astype(np.uint8)
     scale = min(h, w) / cfg.reference_size
     kernel = max(cfg.min_trimap_kernel, int(round(rng.uniform(*cfg.trimap_kernel) * scale)))
-    out = {"fg": fg, "bg": bg, "alpha": alpha, "image": image,
-           "trimap": make_trimap(alpha, kernel), "trimap_kernel": kernel}
+    out = {
+        "fg": fg,
+        "bg": bg,
+        "alpha": alpha,
+        "image": image,
+        "trimap": make_trimap(alpha, kernel),
+        "trimap_kernel": kernel,
+    }
     if return_layers:
         out["layers"] = layers
     return out
@@ -316,8 +337,7 @@ class SynthDataset:
 
     def folders(self) -> list[Path]:
         """Every folder written, for printing."""
-        return sorted(d for layout in (self.comp1k, self.plain) for d in layout.glob("*/*")
-                      if d.is_dir())
+        return sorted(d for layout in (self.comp1k, self.plain) for d in layout.glob("*/*") if d.is_dir())
 
 
 def split_counts(n: int, val_fraction: float, test_fraction: float) -> dict[str, int]:
@@ -347,11 +367,11 @@ def _write_one(job) -> tuple[str, str]:
     name = sample_name(index)
     f = f"{name}.png"
     comp, plain = out / "comp1k" / split, out / "plain" / split
-    if split == "train":                      # Composition-1k training: fg + alpha + bg list
+    if split == "train":  # Composition-1k training: fg + alpha + bg list
         write_png(comp / "fg" / f, s["fg"])
         write_png(comp / "alpha" / f, s["alpha"])
         write_png(comp / "bg" / f, s["bg"])
-    else:                                     # Composition-1k test: merged + alpha + trimaps
+    else:  # Composition-1k test: merged + alpha + trimaps
         write_png(comp / "merged" / f, s["image"])
         write_png(comp / "alpha" / f, s["alpha"])
         write_png(comp / "trimaps" / f, s["trimap"])
@@ -361,9 +381,17 @@ def _write_one(job) -> tuple[str, str]:
     return split, name
 
 
-def write_dataset(out_dir, n: int, size=512, seed: int = 0, val_fraction: float = 0.1,
-                  test_fraction: float = 0.1, config: SynthConfig | None = None,
-                  workers: int = 1, progress: bool = True) -> SynthDataset:
+def write_dataset(
+    out_dir,
+    n: int,
+    size=512,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    config: SynthConfig | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> SynthDataset:
     """Generate ``n`` samples and write them in two layouts under ``out_dir``:
 
     - ``comp1k/train/{fg,alpha,bg}`` (backgrounds are the list composited on the fly),

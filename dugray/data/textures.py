@@ -5,6 +5,7 @@ sample is a pure function of its generator. Foreground and background are drawn 
 the *same* mixture (photographs, jittered, sometimes blended with noise / gradients /
 stripes), so colour alone does not separate them — as in real photos.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -23,14 +24,18 @@ def as_hw(size) -> tuple[int, int]:
 
 def random_colour(rng: np.random.Generator) -> np.ndarray:
     """A random RGB colour (float32, [0,1]) with a natural spread of saturation."""
-    hsv = np.array([[[rng.uniform(0, 360), rng.uniform(0.05, 0.9), rng.uniform(0.1, 1.0)]]],
-                   np.float32)
+    hsv = np.array([[[rng.uniform(0, 360), rng.uniform(0.05, 0.9), rng.uniform(0.1, 1.0)]]], np.float32)
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0]
 
 
-def colour_jitter(image: np.ndarray, rng: np.random.Generator, brightness: float = 0.25,
-                  contrast: float = 0.3, saturation: float = 0.5, hue_deg: float = 25.0,
-                  ) -> np.ndarray:
+def colour_jitter(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    brightness: float = 0.25,
+    contrast: float = 0.3,
+    saturation: float = 0.5,
+    hue_deg: float = 25.0,
+) -> np.ndarray:
     """Random brightness/contrast/saturation/hue/gamma change (float32 RGB in [0,1])."""
     hsv = cv2.cvtColor(np.clip(image, 0, 1).astype(np.float32), cv2.COLOR_RGB2HSV)
     hsv[..., 0] = (hsv[..., 0] + rng.uniform(-hue_deg, hue_deg)) % 360.0
@@ -71,7 +76,7 @@ def photo_crop(rng: np.random.Generator, size, scale=(0.25, 1.0)) -> np.ndarray:
     ch, cw = int(np.clip(ch * shrink, 16, ph)), int(np.clip(cw * shrink, 16, pw))
     y0 = int(rng.integers(0, ph - ch + 1))
     x0 = int(rng.integers(0, pw - cw + 1))
-    crop = np.ascontiguousarray(photo[y0:y0 + ch, x0:x0 + cw])
+    crop = np.ascontiguousarray(photo[y0 : y0 + ch, x0 : x0 + cw])
     if rng.random() < 0.5:
         crop = crop[:, ::-1]
     interp = cv2.INTER_AREA if ch > h else cv2.INTER_CUBIC
@@ -82,15 +87,16 @@ def photo_crop(rng: np.random.Generator, size, scale=(0.25, 1.0)) -> np.ndarray:
     return np.clip(crop, 0, 1)
 
 
-def value_noise(rng: np.random.Generator, size, octaves: int = 4,
-                base_cells: float | None = None, persistence: float = 0.5) -> np.ndarray:
+def value_noise(
+    rng: np.random.Generator, size, octaves: int = 4, base_cells: float | None = None, persistence: float = 0.5
+) -> np.ndarray:
     """Fractal value noise in [0,1], HxW float32 (sum of upsampled random grids)."""
     h, w = as_hw(size)
     cells = base_cells if base_cells is not None else rng.uniform(2, 6)
     out = np.zeros((h, w), np.float32)
     amp, total = 1.0, 0.0
     for o in range(octaves):
-        n = max(2, int(round(cells * 2 ** o)))
+        n = max(2, int(round(cells * 2**o)))
         grid = rng.random((n, n)).astype(np.float32)
         out += amp * cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
         total += amp
@@ -120,16 +126,22 @@ def procedural_texture(rng: np.random.Generator, size) -> np.ndarray:
     """Noise, gradient or stripes mapped onto a random 3-colour ramp (HxWx3 float32)."""
     h, w = as_hw(size)
     kind = rng.integers(3)
-    field = (value_noise(rng, (h, w), octaves=int(rng.integers(2, 6))) if kind == 0
-             else _gradient(rng, h, w) if kind == 1 else _stripes(rng, h, w))
+    field = (
+        value_noise(rng, (h, w), octaves=int(rng.integers(2, 6)))
+        if kind == 0
+        else _gradient(rng, h, w)
+        if kind == 1
+        else _stripes(rng, h, w)
+    )
     c0, c1, c2 = (random_colour(rng) for _ in range(3))
     t = field[..., None]
     ramp = np.where(t < 0.5, c0 + (c1 - c0) * (2 * t), c1 + (c2 - c1) * (2 * t - 1))
     return np.clip(ramp, 0, 1).astype(np.float32)
 
 
-def random_texture(rng: np.random.Generator, size, procedural_prob: float = 0.15,
-                   mix_prob: float = 0.4, jitter: bool = True) -> np.ndarray:
+def random_texture(
+    rng: np.random.Generator, size, procedural_prob: float = 0.15, mix_prob: float = 0.4, jitter: bool = True
+) -> np.ndarray:
     """The colour-field mixture used for foregrounds and backgrounds.
 
     With ``procedural_prob`` a pure procedural texture; otherwise a photo crop that is,

@@ -4,6 +4,7 @@ unknown = dilate(alpha > 0) minus erode(alpha == 255); foreground = erode(alpha 
 background = the rest. Every fractional-alpha pixel therefore lands in the unknown band,
 whatever the kernel.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -12,8 +13,7 @@ import numpy as np
 BACKGROUND, UNKNOWN, FOREGROUND = 0, 128, 255
 
 
-def make_trimap(alpha: np.ndarray, kernel: int | np.ndarray = 10,
-                iterations: int = 1) -> np.ndarray:
+def make_trimap(alpha: np.ndarray, kernel: int | np.ndarray = 10, iterations: int = 1) -> np.ndarray:
     """Trimap (uint8, values 0/128/255) of an alpha matte.
 
     Parameters

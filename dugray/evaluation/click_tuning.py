@@ -49,8 +49,11 @@ def load_examples(data, split: str | None, limit: int | None = None) -> list:
 
 def closed_form_sads(examples) -> dict[str, float]:
     """Closed-form matting's whole-image SAD given each image's full trimap (the NoC reference)."""
-    return {ex.name: whole_sad(to_u8(closed_form_alpha(ex.image, ex.trimaps["trimap"])), ex.gt)
-            for ex in examples if "trimap" in ex.trimaps}
+    return {
+        ex.name: whole_sad(to_u8(closed_form_alpha(ex.image, ex.trimaps["trimap"])), ex.gt)
+        for ex in examples
+        if "trimap" in ex.trimaps
+    }
 
 
 def proposal_sads(ex, model, refiner, config: SessionConfig, rounds: int = PROPOSAL_ROUNDS) -> list[float]:
@@ -126,28 +129,47 @@ def main(argv=None) -> int:
             summary = score_variant(examples, model, refiner, config, cf, args.clicks)
             results.setdefault(name, {})[set_name] = summary
             m = summary["mean"]
-            print(f"{name:<28} {set_name:<24} " + " ".join(f"@{k} {m[f'sad_{k}']:6.2f}" for k in REPORT_CLICKS
-                                                         if k <= args.clicks)
-                  + " " + " ".join(f"NoC@{x:g} {m[f'noc_{x:g}x']:.2f}" for x in NOC_MULTIPLES)
-                  + f" worse {m['worse_clicks']}/{m['clicks']} sel1 {m['sel1']:.2f} sel2 {m['sel2']:.2f}", flush=True)
+            print(
+                f"{name:<28} {set_name:<24} "
+                + " ".join(f"@{k} {m[f'sad_{k}']:6.2f}" for k in REPORT_CLICKS if k <= args.clicks)
+                + " "
+                + " ".join(f"NoC@{x:g} {m[f'noc_{x:g}x']:.2f}" for x in NOC_MULTIPLES)
+                + f" worse {m['worse_clicks']}/{m['clicks']} sel1 {m['sel1']:.2f} sel2 {m['sel2']:.2f}",
+                flush=True,
+            )
             write_results(results, variants, out)
     return 0
 
 
 def write_results(results: dict, variants: dict, out: Path) -> None:
     """per_image.csv (variant, set, image, every number), summary.json and summary.md (means)."""
-    rows = [{"variant": v, "set": s, "image": name, **row}
-            for v, sets in results.items() for s, summary in sets.items() for name, row in summary["per_image"].items()]
+    rows = [
+        {"variant": v, "set": s, "image": name, **row}
+        for v, sets in results.items()
+        for s, summary in sets.items()
+        for name, row in summary["per_image"].items()
+    ]
     with open(out / "per_image.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         writer.writeheader()
         writer.writerows(rows)
-    (out / "summary.json").write_text(json.dumps({"variants": variants, "results": {
-        v: {s: summary["mean"] for s, summary in sets.items()} for v, sets in results.items()}}, indent=1))
+    (out / "summary.json").write_text(
+        json.dumps(
+            {
+                "variants": variants,
+                "results": {v: {s: summary["mean"] for s, summary in sets.items()} for v, sets in results.items()},
+            },
+            indent=1,
+        )
+    )
     lines = []
     for s in dict.fromkeys(s for sets in results.values() for s in sets):
-        lines += [f"### {s}", "", "| variant | SAD @0 | @1 | @2 | @3 | @5 | @10 | NoC@1.5x | NoC@2x | worse clicks | "
-                  "2 proposal rounds |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"### {s}",
+            "",
+            "| variant | SAD @0 | @1 | @2 | @3 | @5 | @10 | NoC@1.5x | NoC@2x | worse clicks | 2 proposal rounds |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for v, sets in results.items():
             if s in sets:
                 m = sets[s]["mean"]

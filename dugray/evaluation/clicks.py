@@ -74,8 +74,9 @@ class Click:
         return LABEL_NAMES.get(self.value, "transition")
 
 
-def worst_region(alpha_u8: np.ndarray, gt_u8: np.ndarray, threshold: float = ERROR_THRESHOLD,
-                 exclude: np.ndarray | None = None) -> np.ndarray | None:
+def worst_region(
+    alpha_u8: np.ndarray, gt_u8: np.ndarray, threshold: float = ERROR_THRESHOLD, exclude: np.ndarray | None = None
+) -> np.ndarray | None:
     """The 8-connected component of |alpha - GT| > threshold, outside ``exclude`` (bool HxW: the
     boxes already labelled), with the largest summed error (bool HxW), or None."""
     err = np.abs(alpha_u8.astype(np.float32) - gt_u8.astype(np.float32)) / 255.0
@@ -103,14 +104,16 @@ def most_interior(region: np.ndarray) -> tuple[int, int]:
     return int(y), int(x)
 
 
-def corrective_click(alpha_u8: np.ndarray, gt_u8: np.ndarray, threshold: float = ERROR_THRESHOLD,
-                     exclude: np.ndarray | None = None) -> Click | None:
+def corrective_click(
+    alpha_u8: np.ndarray, gt_u8: np.ndarray, threshold: float = ERROR_THRESHOLD, exclude: np.ndarray | None = None
+) -> Click | None:
     """The simulated user's next click on the matte ``alpha_u8`` (None when nothing is wrong
     outside ``exclude``, the pixels of the boxes already labelled: protocol version 2)."""
     alpha_u8, gt_u8 = np.asarray(alpha_u8), np.asarray(gt_u8)
     if alpha_u8.shape != gt_u8.shape or alpha_u8.dtype != np.uint8 or gt_u8.dtype != np.uint8:
-        raise ValueError(f"need two uint8 mattes of one size, got {alpha_u8.dtype}{alpha_u8.shape} and "
-                         f"{gt_u8.dtype}{gt_u8.shape}")
+        raise ValueError(
+            f"need two uint8 mattes of one size, got {alpha_u8.dtype}{alpha_u8.shape} and {gt_u8.dtype}{gt_u8.shape}"
+        )
     region = worst_region(alpha_u8, gt_u8, threshold, exclude)
     if region is None:
         return None
@@ -148,8 +151,14 @@ class ClickRun:
         return [b > a * (1 + tolerance) + 1e-9 for a, b in zip(self.sad, self.sad[1:])]
 
 
-def run_clicks(first_matte: np.ndarray, label: Callable[[Click], np.ndarray], gt_u8: np.ndarray,
-               max_clicks: int = MAX_CLICKS, keep_mattes: bool = False, protocol: int = PROTOCOL) -> ClickRun:
+def run_clicks(
+    first_matte: np.ndarray,
+    label: Callable[[Click], np.ndarray],
+    gt_u8: np.ndarray,
+    max_clicks: int = MAX_CLICKS,
+    keep_mattes: bool = False,
+    protocol: int = PROTOCOL,
+) -> ClickRun:
     """Drive ``label`` (one click in, the new uint8 full-resolution matte out) with the simulated user.
 
     ``first_matte`` is the matte before any click; the SAD is the whole-image protocol's
@@ -191,6 +200,7 @@ def session_labeler(session) -> Callable[[Click], np.ndarray]:
 def http_labeler(client, sid: str) -> Callable[[Click], np.ndarray]:
     """The same user over HTTP: each click is ``POST /v1/sessions/{sid}/labels`` with one box,
     and the matte is the session's ``alpha.png`` (``client``: :class:`dugray.client.DugrayClient`)."""
+
     def label(click: Click) -> np.ndarray:
         client.label(sid, [(click.box, click.label)])
         png = np.frombuffer(client.png(sid, "alpha"), np.uint8)
@@ -209,9 +219,13 @@ def summarise_runs(runs: dict[str, ClickRun], cf_sad: dict[str, float], max_clic
         for m in NOC_MULTIPLES:
             row[f"noc_{m:g}x"] = run.noc(m * cf_sad[name], max_clicks) if name in cf_sad else None
             row[f"nof_{m:g}x"] = (run.reaches(m * cf_sad[name], max_clicks) is None) if name in cf_sad else None
-        row.update(clicks=len(run.clicks), worse_clicks=int(sum(worse)),
-                   worst_step=max((b / a for a, b in zip(run.sad, run.sad[1:]) if a > 0), default=1.0),
-                   cf_sad=cf_sad.get(name), labels="".join(c.label[0] for c in run.clicks))
+        row.update(
+            clicks=len(run.clicks),
+            worse_clicks=int(sum(worse)),
+            worst_step=max((b / a for a, b in zip(run.sad, run.sad[1:]) if a > 0), default=1.0),
+            cf_sad=cf_sad.get(name),
+            labels="".join(c.label[0] for c in run.clicks),
+        )
         per_image[name] = row
     keys = [k for k in next(iter(per_image.values()), {}) if k.startswith(("sad_", "noc_"))]
     mean = {k: float(np.mean([r[k] for r in per_image.values() if r[k] is not None])) for k in keys}
@@ -228,7 +242,9 @@ def sad_table(summary: dict) -> str:
     per = summary["per_image"]
     clicks = [int(k[4:]) for k in summary["mean"] if k.startswith("sad_")]
     noc = [k for k in summary["mean"] if k.startswith("noc_")]
-    head = ["image"] + [f"SAD @{k}" for k in clicks] + [f"NoC@{k[4:]}" for k in noc] + ["NoF@2x", "worse clicks", "labels"]
+    head = (
+        ["image"] + [f"SAD @{k}" for k in clicks] + [f"NoC@{k[4:]}" for k in noc] + ["NoF@2x", "worse clicks", "labels"]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in per.items():
         cells = [name] + [f"{r[f'sad_{k}']:.2f}" for k in clicks] + [str(r[k]) for k in noc]
@@ -236,6 +252,10 @@ def sad_table(summary: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     m = summary["mean"]
     cells = ["**mean**"] + [f"**{m[f'sad_{k}']:.2f}**" for k in clicks] + [f"**{m[k]:.2f}**" for k in noc]
-    cells += [f"**{m.get('nof_2x', 0)} of {len(per)}**", f"{m['worse_clicks']}/{m['clicks']} ({m['worse_share']:.0%})", ""]
+    cells += [
+        f"**{m.get('nof_2x', 0)} of {len(per)}**",
+        f"{m['worse_clicks']}/{m['clicks']} ({m['worse_share']:.0%})",
+        "",
+    ]
     lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

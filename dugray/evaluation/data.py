@@ -50,7 +50,9 @@ def select_rows(table, split: str | None) -> tuple[list[dict], str]:
     if split is None:
         split = next((s for s in ("test", "val") if s in splits), None)
         if split is None:
-            raise DataError(f"the dataset has no test or val split (splits: {', '.join(splits) or 'none'}); pass --split")
+            raise DataError(
+                f"the dataset has no test or val split (splits: {', '.join(splits) or 'none'}); pass --split"
+            )
     chosen = [r for r in rows if r["split"] == split]
     if not chosen:
         raise DataError(f"the dataset has no {split!r} split (splits: {', '.join(splits) or 'none'})")

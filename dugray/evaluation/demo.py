@@ -42,7 +42,9 @@ def inputs(args) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
         return [(Path(args.image).stem, read_rgb(args.image), alpha)]
     if (REAL_VAL / "image").is_dir():
         names = sorted(p.stem for p in (REAL_VAL / "image").glob("*.png"))[: args.limit]
-        return [(n, read_rgb(REAL_VAL / "image" / f"{n}.png"), read_mask(REAL_VAL / "alpha" / f"{n}.png")) for n in names]
+        return [
+            (n, read_rgb(REAL_VAL / "image" / f"{n}.png"), read_mask(REAL_VAL / "alpha" / f"{n}.png")) for n in names
+        ]
     from dugray.data.synthetic import generate_sample
 
     s = generate_sample(0, size=384, seed=123)
@@ -77,7 +79,14 @@ def run_one(name, image, gt, model, refiner, args, out: Path) -> None:
     print("  ".join(line), flush=True)
     um = s.state.user_map
     um_full = cv2.resize(um, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST)
-    panels = [draw_boxes(image, props), grey(first), heat(epi), usermap_rgb(um_full, image), grey(interacted), grey(s.alpha)]
+    panels = [
+        draw_boxes(image, props),
+        grey(first),
+        heat(epi),
+        usermap_rgb(um_full, image),
+        grey(interacted),
+        grey(s.alpha),
+    ]
     titles = ["input + proposals", "initial", "epistemic", "user map", "after interaction", "refined"]
     if gt is not None:
         panels.append(grey(gt / 255.0))
@@ -97,8 +106,13 @@ def overview(image, gt, model, refiner, clicks: int = 3) -> np.ndarray:
     run = run_clicks(s.alpha_u8, session_labeler(s), gt, clicks)
     after = draw_points(checkerboard(s.cutout()), [(c.y, c.x, c.label) for c in run.clicks])
     n = len(run.clicks)
-    titles = ["photo", f"trimap-free cut-out (SAD {run.sad[0]:.1f})",
-              f"after {n} click{'s' if n != 1 else ''} (SAD {run.sad[-1]:.1f})", "epistemic (asks)", "aleatoric (refines)"]
+    titles = [
+        "photo",
+        f"trimap-free cut-out (SAD {run.sad[0]:.1f})",
+        f"after {n} click{'s' if n != 1 else ''} (SAD {run.sad[-1]:.1f})",
+        "epistemic (asks)",
+        "aleatoric (refines)",
+    ]
     return strip([image, first, after, heat(s.epistemic), heat(s.aleatoric)], titles, height=300)
 
 

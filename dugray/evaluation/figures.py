@@ -10,7 +10,15 @@ from dugray.visualize import draw_boxes, grey, heat, save_rgb, strip, usermap_rg
 
 from .methods import Trace
 
-STEP_TITLES = ("input + proposals", "initial", "epistemic", "user map", "after interaction", "after refinement", "ground truth")
+STEP_TITLES = (
+    "input + proposals",
+    "initial",
+    "epistemic",
+    "user map",
+    "after interaction",
+    "after refinement",
+    "ground truth",
+)
 
 
 def save_steps(path: Path, image: np.ndarray, gt_u8: np.ndarray, trace: Trace) -> None:
@@ -18,8 +26,15 @@ def save_steps(path: Path, image: np.ndarray, gt_u8: np.ndarray, trace: Trace) -
     map, the matte after interaction, after refinement, GT."""
     u8 = lambda a: grey(np.asarray(a, np.float32) / 255.0)
     refined = trace.refined if trace.refined is not None else trace.interacted
-    panels = [draw_boxes(image, trace.proposals), u8(trace.initial), heat(trace.epistemic),
-              usermap_rgb(trace.user_map, image), u8(trace.interacted), u8(refined), u8(gt_u8)]
+    panels = [
+        draw_boxes(image, trace.proposals),
+        u8(trace.initial),
+        heat(trace.epistemic),
+        usermap_rgb(trace.user_map, image),
+        u8(trace.interacted),
+        u8(refined),
+        u8(gt_u8),
+    ]
     save_rgb(path, strip(panels, STEP_TITLES))
 
 

@@ -98,13 +98,20 @@ def band_figures(net, photos) -> dict:
         alphas.append(np.median(a))
         betas.append(np.median(b))
     m = np.mean(rows, 0)
-    figures = {"auroc_band": m[0], "selected": m[1], "in_band": m[2], "alpha_median": np.median(alphas),
-               "beta_median": np.median(betas)}
+    figures = {
+        "auroc_band": m[0],
+        "selected": m[1],
+        "in_band": m[2],
+        "alpha_median": np.median(alphas),
+        "beta_median": np.median(betas),
+    }
     return {k: round(float(v), 3) for k, v in figures.items()}
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="head_probe.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="head_probe.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model", default="default")
     p.add_argument("--photos", default="../shared/data/alphamatting-lowres")
     p.add_argument("--synth", default="data/synth/plain")
@@ -137,11 +144,15 @@ def main(argv=None) -> int:
             img, gt = pool[rng.integers(len(pool))]
             h, w = gt.shape
             y0, x0 = rng.integers(0, h - 255), rng.integers(0, w - 255)
-            im, g = img[y0:y0 + 256, x0:x0 + 256], gt[y0:y0 + 256, x0:x0 + 256]
+            im, g = img[y0 : y0 + 256, x0 : x0 + 256], gt[y0 : y0 + 256, x0 : x0 + 256]
             r = rng.random()
-            um = (np.zeros(g.shape, np.float32) if r < 0.4 else
-                  trimap_to_usermap(make_trimap(g, int(rng.integers(5, 20)))) if r < 0.7 else
-                  simulate_user_map(g, rng, mode="per_class"))
+            um = (
+                np.zeros(g.shape, np.float32)
+                if r < 0.4
+                else trimap_to_usermap(make_trimap(g, int(rng.integers(5, 20))))
+                if r < 0.7
+                else simulate_user_map(g, rng, mode="per_class")
+            )
             xs.append(im)
             ys.append(g)
             us.append(um)
@@ -155,7 +166,11 @@ def main(argv=None) -> int:
         mask_gamma(net)
         opt.step()
         if step % args.every == 0:
-            print(f"step {step} ({time.perf_counter() - t0:.0f} s) loss {loss.item():.4f}", band_figures(net, val), flush=True)
+            print(
+                f"step {step} ({time.perf_counter() - t0:.0f} s) loss {loss.item():.4f}",
+                band_figures(net, val),
+                flush=True,
+            )
     if args.save:
         torch.save(net.head.state_dict(), args.save)
     return 0

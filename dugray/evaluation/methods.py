@@ -134,16 +134,21 @@ def describe(variant: str, rounds: int) -> str:
         return f"{sel(rounds)} + refinement, labels not enforced, no solve (paper)"
     if variant.startswith("refined_"):
         return f"{sel(rounds)} + refinement with refiner {variant[8:]!r} (Table 4)"
-    for prefix, what in (("last_", "last round only, no NIG fusion (network every round)"), ("noenforce_", "labels not enforced, no solve (paper)"),
-                         ("alg1_", "Algorithm 1's proposals (epistemic of the network's rounds)")):
+    for prefix, what in (
+        ("last_", "last round only, no NIG fusion (network every round)"),
+        ("noenforce_", "labels not enforced, no solve (paper)"),
+        ("alg1_", "Algorithm 1's proposals (epistemic of the network's rounds)"),
+    ):
         if variant.startswith(prefix + "sel"):
-            return f"{sel(int(variant[len(prefix) + 3:]))}, {what}"
+            return f"{sel(int(variant[len(prefix) + 3 :]))}, {what}"
     if variant.startswith("sel"):
         return sel(int(variant[3:]))
     if variant.startswith("click") and variant[5:].isdigit():
         k = int(variant[5:])
-        return f"after {k} corrective click{'s' if k != 1 else ''} (protocol 2: where the matte is most wrong, " \
-               "never in a box already labelled)"
+        return (
+            f"after {k} corrective click{'s' if k != 1 else ''} (protocol 2: where the matte is most wrong, "
+            "never in a box already labelled)"
+        )
     if variant.startswith("v1_click") and variant[8:].isdigit():
         k = int(variant[8:])
         return f"after {k} corrective click{'s' if k != 1 else ''}, protocol 1 (may click a labelled box again)"
@@ -159,7 +164,7 @@ def describe(variant: str, rounds: int) -> str:
         if variant == key + "_refined":
             return f"{key} as user map + refinement"
         if variant.startswith(key + "_refined_"):
-            return f"{key} as user map + refinement with refiner {variant[len(key) + 9:]!r} (Table 4)"
+            return f"{key} as user map + refinement with refiner {variant[len(key) + 9 :]!r} (Table 4)"
     return variant
 
 
@@ -175,7 +180,11 @@ def network_matte(session: MattingSession) -> np.ndarray:
 
 def band_of(gt_u8: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """The GT transition band (0 < GT < 1, dilated 3 px) at ``shape`` (the working size)."""
-    gt = cv2.resize(np.asarray(gt_u8), (shape[1], shape[0]), interpolation=cv2.INTER_AREA) if gt_u8.shape != shape else gt_u8
+    gt = (
+        cv2.resize(np.asarray(gt_u8), (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+        if gt_u8.shape != shape
+        else gt_u8
+    )
     band = ((gt > 0) & (gt < 255)).astype(np.uint8)
     return cv2.dilate(band, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))) > 0
 
@@ -192,8 +201,11 @@ def aleatoric_stats(session: MattingSession, gt_u8: np.ndarray) -> dict:
     band = band_of(gt_u8, maps["aleatoric"].shape)
     sel = select_pixels(maps["aleatoric"], maps["aleatoric_variance"], session.config.reliable_quantile)
     kept = int(sel.sum())
-    return {"auroc_aleatoric_band": auroc(maps["aleatoric"], band), "selected_share": kept / sel.size,
-            "selected_in_band": float((sel & band).sum()) / kept if kept else float("nan")}
+    return {
+        "auroc_aleatoric_band": auroc(maps["aleatoric"], band),
+        "selected_share": kept / sel.size,
+        "selected_in_band": float((sel & band).sum()) / kept if kept else float("nan"),
+    }
 
 
 def as_full_u8(session: MattingSession, matte_w: np.ndarray) -> np.ndarray:
@@ -202,20 +214,42 @@ def as_full_u8(session: MattingSession, matte_w: np.ndarray) -> np.ndarray:
     return to_u8(full_resolution_alpha(matte_w, st.image, session.config, image_w=st.image_w))
 
 
-def _twins(session: MattingSession, model_name: str, variant: str, alpha, seconds: float, selections, labels,
-           epistemic, gt_u8) -> list[Outcome]:
+def _twins(
+    session: MattingSession, model_name: str, variant: str, alpha, seconds: float, selections, labels, epistemic, gt_u8
+) -> list[Outcome]:
     """The row as configured, plus its ``_nosolve`` twin when the session solves."""
     stats = aleatoric_stats(session, gt_u8)
     outs = [Outcome(model_name, variant, alpha, seconds, selections, labels, epistemic, stats)]
     if session.config.solve:
         solve_s = session.state.solve_info.get("seconds", 0.0)
-        outs.append(Outcome(model_name, variant + NOSOLVE, as_full_u8(session, network_matte(session)),
-                            max(seconds - solve_s, 0.0), selections, labels, epistemic, stats))
+        outs.append(
+            Outcome(
+                model_name,
+                variant + NOSOLVE,
+                as_full_u8(session, network_matte(session)),
+                max(seconds - solve_s, 0.0),
+                selections,
+                labels,
+                epistemic,
+                stats,
+            )
+        )
     return outs
 
 
-def run_interactive(ex: Example, model, refiner, config: SessionConfig, rounds: int, *, model_name: str = MAIN,
-                    prefix: str = "", emit_free: bool = True, refine: bool = True, refiners: dict | None = None):
+def run_interactive(
+    ex: Example,
+    model,
+    refiner,
+    config: SessionConfig,
+    rounds: int,
+    *,
+    model_name: str = MAIN,
+    prefix: str = "",
+    emit_free: bool = True,
+    refine: bool = True,
+    refiners: dict | None = None,
+):
     """One session: round 1 with an empty map, ``rounds`` oracle rounds, then refinement.
 
     Returns (outcomes, trace). A round with no proposal left keeps the previous matte.
@@ -235,7 +269,9 @@ def run_interactive(ex: Example, model, refiner, config: SessionConfig, rounds: 
             s.label(labels)
         alpha = s.alpha_u8
         n_labels += len(labels)
-        outs += _twins(s, model_name, f"{prefix}sel{r}", alpha, time.perf_counter() - t0, r, n_labels, s.epistemic, ex.gt)
+        outs += _twins(
+            s, model_name, f"{prefix}sel{r}", alpha, time.perf_counter() - t0, r, n_labels, s.epistemic, ex.gt
+        )
     h, w = ex.gt.shape
     trace.user_map = cv2.resize(s.state.user_map, (w, h), interpolation=cv2.INTER_NEAREST)
     trace.interacted = alpha
@@ -245,8 +281,9 @@ def run_interactive(ex: Example, model, refiner, config: SessionConfig, rounds: 
     return outs, trace
 
 
-def _refined_rows(s: MattingSession, refiner, model_name: str, variant: str, rounds, n_labels, refiners: dict | None,
-                  gt_u8) -> list[Outcome]:
+def _refined_rows(
+    s: MattingSession, refiner, model_name: str, variant: str, rounds, n_labels, refiners: dict | None, gt_u8
+) -> list[Outcome]:
     """``variant`` (the session's own refinement), its ``_nosolve`` twin and, per extra trained refiner
     (Table 4), ``<variant>_<name>`` with that refiner and the noise it was trained with."""
     fused = fused_nig(s.state.working())
@@ -257,21 +294,42 @@ def _refined_rows(s: MattingSession, refiner, model_name: str, variant: str, rou
     if s.config.solve:
         t0 = time.perf_counter()
         matte = refine_step(replace(s.state.working(False), config=replace(s.config, solve=False)), refiner, fused)
-        outs.append(Outcome(model_name, variant + NOSOLVE, as_full_u8(s, matte), time.perf_counter() - t0, rounds,
-                            n_labels, s.epistemic, stats))
+        outs.append(
+            Outcome(
+                model_name,
+                variant + NOSOLVE,
+                as_full_u8(s, matte),
+                time.perf_counter() - t0,
+                rounds,
+                n_labels,
+                s.epistemic,
+                stats,
+            )
+        )
     for name, other in (refiners or {}).items():
         for config, suffix in ((s.config, ""), (replace(s.config, solve=False), NOSOLVE)):
             if suffix and not s.config.solve:
                 continue
             t0 = time.perf_counter()
             matte = refine_step(replace(s.state.working(False), config=config), other, fused)
-            outs.append(Outcome(model_name, f"{variant}_{name}{suffix}", as_full_u8(s, matte), time.perf_counter() - t0,
-                                rounds, n_labels, s.epistemic, stats))
+            outs.append(
+                Outcome(
+                    model_name,
+                    f"{variant}_{name}{suffix}",
+                    as_full_u8(s, matte),
+                    time.perf_counter() - t0,
+                    rounds,
+                    n_labels,
+                    s.epistemic,
+                    stats,
+                )
+            )
     return outs
 
 
-def run_trimap(ex: Example, model, refiner, config: SessionConfig, key: str, model_name: str = MAIN,
-               refiners: dict | None = None) -> list[Outcome]:
+def run_trimap(
+    ex: Example, model, refiner, config: SessionConfig, key: str, model_name: str = MAIN, refiners: dict | None = None
+) -> list[Outcome]:
     """Trimap mode: the dataset trimap ``key`` as the initial user map; then refined (each with its no-solve twin)."""
     t0 = time.perf_counter()
     s = MattingSession(ex.image, model, refiner, config, trimap=ex.trimaps[key]).start()
@@ -286,8 +344,9 @@ def run_closed_form(ex: Example, key: str) -> Outcome:
     return Outcome(MAIN, f"cf_{key}", to_u8(alpha), time.perf_counter() - t0)
 
 
-def run_corrective(ex: Example, model, refiner, config: SessionConfig, clicks: int, model_name: str = MAIN,
-                   protocol: int = PROTOCOL):
+def run_corrective(
+    ex: Example, model, refiner, config: SessionConfig, clicks: int, model_name: str = MAIN, protocol: int = PROTOCOL
+):
     """The corrective-click user (:mod:`.clicks`) on one session: rows ``click<k>`` (``v1_click<k>``
     for protocol 1) and the run."""
     t0 = time.perf_counter()
@@ -295,8 +354,18 @@ def run_corrective(ex: Example, model, refiner, config: SessionConfig, clicks: i
     run = run_clicks(s.alpha_u8, session_labeler(s), ex.gt, clicks, keep_mattes=True, protocol=protocol)
     per_round = (time.perf_counter() - t0) / len(run.sad)
     prefix = "" if protocol == PROTOCOL else f"v{protocol}_"
-    outs = [Outcome(model_name, f"{prefix}click{k}", run.mattes[min(k, len(run.mattes) - 1)], per_round, None,
-                    min(k, len(run.clicks))) for k in REPORT_CLICKS if k <= clicks]
+    outs = [
+        Outcome(
+            model_name,
+            f"{prefix}click{k}",
+            run.mattes[min(k, len(run.mattes) - 1)],
+            per_round,
+            None,
+            min(k, len(run.clicks)),
+        )
+        for k in REPORT_CLICKS
+        if k <= clicks
+    ]
     return outs, run
 
 
@@ -323,13 +392,24 @@ def run_image(ex: Example, models: dict, plan: Plan) -> tuple[list[Outcome], Tra
         trace = tr if main else trace
         if main and plan.ablations and plan.rounds > 0:
             # the last round alone, and labels through U alone (the paper), only where the network runs in every round
-            changes = [("last_", {"fusion": "last", "network_rounds": "every"}),
-                       ("noenforce_", {"enforce_labels": False, "solve": False, "network_rounds": "every"})]
+            changes = [
+                ("last_", {"fusion": "last", "network_rounds": "every"}),
+                ("noenforce_", {"enforce_labels": False, "solve": False, "network_rounds": "every"}),
+            ]
             if plan.session.proposals != "epistemic":
                 changes.insert(0, ("alg1_", {"proposals": "epistemic"}))
             for prefix, change in changes:
-                outs, _ = run_interactive(ex, net, refiner, replace(plan.session, **change), plan.rounds,
-                                          model_name=name, prefix=prefix, emit_free=False, refine=prefix == "noenforce_")
+                outs, _ = run_interactive(
+                    ex,
+                    net,
+                    refiner,
+                    replace(plan.session, **change),
+                    plan.rounds,
+                    model_name=name,
+                    prefix=prefix,
+                    emit_free=False,
+                    refine=prefix == "noenforce_",
+                )
                 outcomes += outs
         if main and plan.clicks > 0:
             for protocol in (PROTOCOL, 1) if plan.clicks_v1 else (PROTOCOL,):

@@ -46,7 +46,14 @@ def nig_maps(net, image: np.ndarray, user_map: np.ndarray) -> dict[str, np.ndarr
     u = torch.from_numpy(np.asarray(user_map, np.float32))[None, None]
     with torch.inference_mode():
         g, nu, a, b = (t[0, 0].double().numpy() for t in net(x, u))
-    return {"gamma": g, "nu": nu, "alpha": a, "beta": b, "aleatoric": aleatoric(a, b), "aleatoric_variance": aleatoric_variance(a, b)}
+    return {
+        "gamma": g,
+        "nu": nu,
+        "alpha": a,
+        "beta": b,
+        "aleatoric": aleatoric(a, b),
+        "aleatoric_variance": aleatoric_variance(a, b),
+    }
 
 
 def image_stats(maps: dict, gt_u8: np.ndarray, reliable_quantile: float = 0.9) -> dict:
@@ -57,10 +64,15 @@ def image_stats(maps: dict, gt_u8: np.ndarray, reliable_quantile: float = 0.9) -
     finite = np.isfinite(var) & (var > 0)
     corr = float(np.corrcoef(np.log(ale[finite]), np.log(var[finite]))[0, 1]) if finite.sum() > 2 else math.nan
     err = np.abs(maps["gamma"] - np.asarray(gt_u8, np.float64) / 255.0)
-    return {"auroc_band": auroc(ale, band), "auroc_band_of_error": auroc(err, band), "aleatoric_in_band": float(ale[band].mean()) if band.any() else math.nan,
-            "aleatoric_outside": float(ale[~band].mean()) if (~band).any() else math.nan,
-            "selected_share": float(sel.mean()), "selected_in_band": float((sel & band).sum() / sel.sum()) if sel.any() else math.nan,
-            "log_corr_aleatoric_variance": corr}
+    return {
+        "auroc_band": auroc(ale, band),
+        "auroc_band_of_error": auroc(err, band),
+        "aleatoric_in_band": float(ale[band].mean()) if band.any() else math.nan,
+        "aleatoric_outside": float(ale[~band].mean()) if (~band).any() else math.nan,
+        "selected_share": float(sel.mean()),
+        "selected_in_band": float((sel & band).sum() / sel.sum()) if sel.any() else math.nan,
+        "log_corr_aleatoric_variance": corr,
+    }
 
 
 def collect(net, examples, work_size: int = 512) -> dict:
@@ -93,7 +105,10 @@ def summarise(collected: dict, alpha_min: float) -> dict:
         if not c["images"]:
             continue
         px = {p: np.concatenate(v) for p, v in c["pixels"].items()}
-        q = {p: {f"q{k}": float(np.percentile(np.where(np.isfinite(v), v, np.inf), k)) for k in QUANTILES} for p, v in px.items()}
+        q = {
+            p: {f"q{k}": float(np.percentile(np.where(np.isfinite(v), v, np.inf), k)) for k in QUANTILES}
+            for p, v in px.items()
+        }
         keys = next(iter(c["images"].values())).keys()
         means = {k: float(np.nanmean([s[k] for s in c["images"].values()])) for k in keys}
         summary[mode] = {"quantiles": q, "images": c["images"], "mean": means}
@@ -113,8 +128,12 @@ def histogram_figure(path: Path, collected: dict[str, dict], alpha_mins: dict[st
             if not c["images"]:
                 continue
             px = {p: np.concatenate(v) for p, v in c["pixels"].items()}
-            series = {"nu": px["nu"], "alpha - alpha_min": px["alpha"] - alpha_mins[name], "beta": px["beta"],
-                      "E[sigma^2]": px["aleatoric"]}
+            series = {
+                "nu": px["nu"],
+                "alpha - alpha_min": px["alpha"] - alpha_mins[name],
+                "beta": px["beta"],
+                "E[sigma^2]": px["aleatoric"],
+            }
             for ax, (title, v) in zip(axes, series.items()):
                 v = np.log10(np.clip(v[np.isfinite(v)], 1e-6, None))
                 ax.hist(v, bins=80, histtype="step", density=True, label=f"{name} / {mode}")
@@ -132,8 +151,12 @@ def markdown(summaries: dict[str, dict]) -> str:
         for mode in MODES:
             if mode not in s:
                 continue
-            lines += [f"## `{name}`, {mode} (alpha_min {s['alpha_min']})", "",
-                      "| parameter | " + " | ".join(f"q{k}" for k in QUANTILES) + " |", "|---" * (len(QUANTILES) + 1) + "|"]
+            lines += [
+                f"## `{name}`, {mode} (alpha_min {s['alpha_min']})",
+                "",
+                "| parameter | " + " | ".join(f"q{k}" for k in QUANTILES) + " |",
+                "|---" * (len(QUANTILES) + 1) + "|",
+            ]
             for p, q in s[mode]["quantiles"].items():
                 lines.append(f"| {p} | " + " | ".join(f"{q[f'q{k}']:.4g}" for k in QUANTILES) + " |")
             keys = list(s[mode]["mean"])
@@ -152,7 +175,9 @@ def main(argv=None) -> int:
     from .evaluate_job import parse_compare
     from .data import load_item, select_rows, unique_names
 
-    p = argparse.ArgumentParser(prog="nig_stats.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="nig_stats.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--split")
@@ -182,8 +207,10 @@ def main(argv=None) -> int:
         for mode in MODES:
             if mode in s:
                 m = s[mode]["mean"]
-                print(f"{k:>10} {mode:<7} AUROC(band) {m['auroc_band']:.3f}  selected {m['selected_share']:.3f}  "
-                      f"in band {m['selected_in_band']:.3f}  alpha q1/q50/q99 "
-                      + "/".join(f"{s[mode]['quantiles']['alpha'][f'q{q}']:.2f}" for q in (1, 50, 99)))
+                print(
+                    f"{k:>10} {mode:<7} AUROC(band) {m['auroc_band']:.3f}  selected {m['selected_share']:.3f}  "
+                    f"in band {m['selected_in_band']:.3f}  alpha q1/q50/q99 "
+                    + "/".join(f"{s[mode]['quantiles']['alpha'][f'q{q}']:.2f}" for q in (1, 50, 99))
+                )
     print(f"report: {(out / 'nig_stats.md').resolve()}")
     return 0

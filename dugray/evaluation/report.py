@@ -23,8 +23,18 @@ CLICK_COLUMNS = ("noc_1.5x", "noc_2x", "worse_clicks", "clicks")
 """The corrective-click numbers of an image, on its ``click<k>`` rows of per_image.csv."""
 ALEATORIC_KEYS = ("auroc_aleatoric_band", "selected_share", "selected_in_band")
 PROTOCOL_TAG = {COMP1K: "c1k", WHOLE: "whole"}
-METRIC_TITLE = {"sad": "SAD", "mse": "MSE", "mad": "MAD", "grad": "Grad (DIM)", "conn": "Conn", "sadt": "SADt", "sadbf": "SADbf",
-                "sadf": "SADf", "sadb": "SADb", "grad_p3m": "Grad (P3M)"}
+METRIC_TITLE = {
+    "sad": "SAD",
+    "mse": "MSE",
+    "mad": "MAD",
+    "grad": "Grad (DIM)",
+    "conn": "Conn",
+    "sadt": "SADt",
+    "sadbf": "SADbf",
+    "sadf": "SADf",
+    "sadb": "SADb",
+    "grad_p3m": "Grad (P3M)",
+}
 
 
 CORRECTIVE_NOTE = (
@@ -34,13 +44,22 @@ CORRECTIVE_NOTE = (
     "max(8, 2% of the long side) px centred there from the GT (fg / bg / transition). Whole-image SAD after k "
     "clicks; NoC@m = clicks until the SAD is at most m times closed-form matting's whole-image SAD given the full "
     "`trimap` (the `cf_trimap` row of this run), 10 when never; NoF@2x = images that never reach 2x; the last columns count the clicks that raised "
-    "the SAD by more than 2% and the labels given (f/b/t).")
+    "the SAD by more than 2% and the labels given (f/b/t)."
+)
 
 
-def record(image: str, o: Outcome, scores: dict, auroc: float, mean_epistemic: float, aleatoric: dict | None = None) -> dict:
+def record(
+    image: str, o: Outcome, scores: dict, auroc: float, mean_epistemic: float, aleatoric: dict | None = None
+) -> dict:
     """One CSV row: an image scored for one method (``aleatoric``: :func:`~.methods.aleatoric_stats`, or empty)."""
-    r = {"image": image, "method": o.method, "model": o.model, "variant": o.variant,
-         "selections": o.selections, "labels": o.labels}
+    r = {
+        "image": image,
+        "method": o.method,
+        "model": o.model,
+        "variant": o.variant,
+        "selections": o.selections,
+        "labels": o.labels,
+    }
     for p, keys in PROTOCOLS.items():
         for k in keys:
             r[f"{p}_{k}"] = float(scores[p][k])
@@ -60,11 +79,17 @@ def summarise_methods(records: list[dict], rounds: int) -> dict:
     out: dict[str, dict] = {}
     for method in dict.fromkeys(r["method"] for r in records):
         rs = [r for r in records if r["method"] == method]
-        entry = {"label": describe(rs[0]["variant"], rounds), "model": rs[0]["model"], "variant": rs[0]["variant"],
-                 "n_images": len(rs)}
+        entry = {
+            "label": describe(rs[0]["variant"], rounds),
+            "model": rs[0]["model"],
+            "variant": rs[0]["variant"],
+            "n_images": len(rs),
+        }
         for p, keys in PROTOCOLS.items():
             entry[p] = {k: mean_or_none(r[f"{p}_{k}"] for r in rs) for k in keys}
-        aurocs = [r["auroc_epistemic"] for r in rs if r["auroc_epistemic"] is not None and math.isfinite(r["auroc_epistemic"])]
+        aurocs = [
+            r["auroc_epistemic"] for r in rs if r["auroc_epistemic"] is not None and math.isfinite(r["auroc_epistemic"])
+        ]
         entry["auroc_epistemic"] = mean_or_none(aurocs)
         entry["auroc_images"] = len(aurocs)
         entry["mean_epistemic"] = mean_or_none(r["mean_epistemic"] for r in rs)
@@ -98,8 +123,12 @@ def write_csv(path: Path, records: list[dict]) -> None:
         w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         w.writeheader()
         for r in records:
-            w.writerow({k: ("" if r.get(k) is None or (isinstance(r[k], float) and not math.isfinite(r[k])) else r[k])
-                        for k in CSV_COLUMNS})
+            w.writerow(
+                {
+                    k: ("" if r.get(k) is None or (isinstance(r[k], float) and not math.isfinite(r[k])) else r[k])
+                    for k in CSV_COLUMNS
+                }
+            )
 
 
 def write_json(path: Path, summary: dict) -> None:
@@ -139,13 +168,21 @@ def markdown(summary: dict) -> str:
     s, methods = summary, summary["methods"]
     n = s["n_images"]
     lines = [f"# dugray evaluation: {s['dataset']} (split {s['split']}, {n} image{'s' if n != 1 else ''})", ""]
-    lines += [f"- model: `{s['models'][MAIN]}`" + "".join(f"; compare `{k}` = `{v}`" for k, v in s["models"].items() if k != MAIN),
-              (f"- simulated user: GT oracle (`oracle_label`), {s['rounds']} round(s) answering every proposal; "
-               f"session: {s['session_summary']}"),
-              f"- evaluation size: {s['size_note']}",
-              (f"- every number is the mean over the {n} images; per-image values in `per_image.csv`, "
-               "mattes in `mattes/<method>/<image>.png` (uint8, what was scored)"),
-              f"- wall time {s['timing']['total_s']:.1f} s ({s['timing']['per_image_s']:.1f} s per image, every row)", ""]
+    lines += [
+        f"- model: `{s['models'][MAIN]}`"
+        + "".join(f"; compare `{k}` = `{v}`" for k, v in s["models"].items() if k != MAIN),
+        (
+            f"- simulated user: GT oracle (`oracle_label`), {s['rounds']} round(s) answering every proposal; "
+            f"session: {s['session_summary']}"
+        ),
+        f"- evaluation size: {s['size_note']}",
+        (
+            f"- every number is the mean over the {n} images; per-image values in `per_image.csv`, "
+            "mattes in `mattes/<method>/<image>.png` (uint8, what was scored)"
+        ),
+        f"- wall time {s['timing']['total_s']:.1f} s ({s['timing']['per_image_s']:.1f} s per image, every row)",
+        "",
+    ]
     for p, title, note in (
         (COMP1K, "Composition-1k protocol", s["protocols"][COMP1K]),
         (WHOLE, "Whole-image protocol (P3M)", s["protocols"][WHOLE]),
@@ -156,35 +193,64 @@ def markdown(summary: dict) -> str:
         lines += _table(header, rows) + [""]
     if s.get("corrective"):
         c = s["corrective"]["mean"]
-        lines += ["## Corrective clicks", "", CORRECTIVE_NOTE, "",
-                  sad_table(s["corrective"]), "",
-                  f"{c['worse_clicks']} of {c['clicks']} clicks ({c['worse_share']:.0%}) made an image's whole-image SAD "
-                  "worse by more than 2%.", ""]
+        lines += [
+            "## Corrective clicks",
+            "",
+            CORRECTIVE_NOTE,
+            "",
+            sad_table(s["corrective"]),
+            "",
+            f"{c['worse_clicks']} of {c['clicks']} clicks ({c['worse_share']:.0%}) made an image's whole-image SAD "
+            "worse by more than 2%.",
+            "",
+        ]
     if s.get("corrective_v1"):
         c = s["corrective_v1"]["mean"]
-        lines += ["### Protocol version 1 (for the record)", "",
-                  "The same user, allowed to click inside a box it already labelled (rows `v1_click<k>`).", "",
-                  sad_table(s["corrective_v1"]), "",
-                  f"{c['worse_clicks']} of {c['clicks']} clicks made an image worse by more than 2%.", ""]
+        lines += [
+            "### Protocol version 1 (for the record)",
+            "",
+            "The same user, allowed to click inside a box it already labelled (rows `v1_click<k>`).",
+            "",
+            sad_table(s["corrective_v1"]),
+            "",
+            f"{c['worse_clicks']} of {c['clicks']} clicks made an image worse by more than 2%.",
+            "",
+        ]
     lines += ["## Calibration (Appendix C.2)", "", s["auroc_definition"], ""]
-    rows = [[_method_cell(m, e), fmt(e["auroc_epistemic"]), str(e["auroc_images"]), fmt(e["mean_epistemic"])]
-            for m, e in methods.items() if e["mean_epistemic"] is not None]
+    rows = [
+        [_method_cell(m, e), fmt(e["auroc_epistemic"]), str(e["auroc_images"]), fmt(e["mean_epistemic"])]
+        for m, e in methods.items()
+        if e["mean_epistemic"] is not None
+    ]
     lines += _table(["method", "AUROC (epistemic)", "images with AUROC", "mean epistemic"], rows) + [""]
     lines += ["## Aleatoric uncertainty and the refinement selection", ""]
-    rows = [[_method_cell(m, e)] + [fmt(e.get(k)) for k in ALEATORIC_KEYS]
-            for m, e in methods.items() if e.get("auroc_aleatoric_band") is not None and not m.endswith("_nosolve")]
+    rows = [
+        [_method_cell(m, e)] + [fmt(e.get(k)) for k in ALEATORIC_KEYS]
+        for m, e in methods.items()
+        if e.get("auroc_aleatoric_band") is not None and not m.endswith("_nosolve")
+    ]
     lines += _table(["method", "AUROC of E[sigma^2] for the band", "share selected", "selected in band"], rows) + [""]
     lines += ["## Selections vs error and uncertainty (Figure 7, `figure7.png`)", ""]
     for model, c in s["figure7"].items():
         lines += [f"model `{model}`:", ""]
-        rows = [[str(x), fmt(a), fmt(b), fmt(e)] for x, a, b, e in zip(c["selections"], c["whole_sad"], c["comp1k_sad"], c["mean_epistemic"])]
+        rows = [
+            [str(x), fmt(a), fmt(b), fmt(e)]
+            for x, a, b, e in zip(c["selections"], c["whole_sad"], c["comp1k_sad"], c["mean_epistemic"])
+        ]
         lines += _table(["selections", "whole SAD", "c1k SAD", "mean epistemic"], rows) + [""]
     t = s["timing"]
-    lines += ["## Time", "", ("Mean wall-clock seconds per image of each step on this machine "
-                              f"({t['device']}): a round = network + fusion + proposals + upsampling to evaluation "
-                              "size (the simulated user's own time excluded), refinement = sampling + refiner + "
-                              "pasting, closed-form = the solve at evaluation size. Other load on the machine "
-                              "inflates them: compare rows within one run."), ""]
+    lines += [
+        "## Time",
+        "",
+        (
+            "Mean wall-clock seconds per image of each step on this machine "
+            f"({t['device']}): a round = network + fusion + proposals + upsampling to evaluation "
+            "size (the simulated user's own time excluded), refinement = sampling + refiner + "
+            "pasting, closed-form = the solve at evaluation size. Other load on the machine "
+            "inflates them: compare rows within one run."
+        ),
+        "",
+    ]
     rows = [[_method_cell(m, e), fmt(e["seconds"])] for m, e in methods.items()]
     lines += _table(["step", "seconds"], rows) + [""]
     lines += ["## Notes", ""] + [f"- {x}" for x in s["notes"]] + [""]

@@ -128,7 +128,9 @@ def load_pair(uri: str, refiner_uri: str | None = None, device: str = "cpu"):
     except (FileNotFoundError, OSError, ValueError, RuntimeError) as exc:  # CheckpointError is a RuntimeError
         raise EvalError(f"cannot load model {uri!r}: {str(exc).splitlines()[0]}") from exc
     except Exception as exc:  # noqa: BLE001 - e.g. MLflow's own errors for a bad URI
-        raise EvalError(f"cannot load model {uri!r}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        raise EvalError(
+            f"cannot load model {uri!r}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
 
 
 def trained_loss(net) -> str | None:
@@ -139,8 +141,15 @@ def trained_loss(net) -> str | None:
     return "l1" if "train_l1" in metrics else "nig" if "train_nig" in metrics else None
 
 
-def prepare(data, model: str = "default", compare: dict | None = None, config: EvalConfig | None = None,
-            refiner: str | None = None, device: str = "auto", refiner_variants: dict | None = None) -> Prepared:
+def prepare(
+    data,
+    model: str = "default",
+    compare: dict | None = None,
+    config: EvalConfig | None = None,
+    refiner: str | None = None,
+    device: str = "auto",
+    refiner_variants: dict | None = None,
+) -> Prepared:
     """Check the config, read the manifest, pick the split, load the models (and the
     ``refiner_variants``: name -> refiner URI, rows ``refined_<name>`` of the main model)."""
     from dugray.data.manifest import load_or_build
@@ -173,7 +182,9 @@ def prepare(data, model: str = "default", compare: dict | None = None, config: E
         refiners[name] = load_pair(model, uri, device)[1]
         uris[f"refiner:{name}"] = str(uri)
     peer_net, peer_note = peer_network(models[MAIN][0]) if config.peers else (None, "rembg rows off (--no-peers)")
-    return Prepared(str(data), split, rows, unique_names(rows), models, uris, losses, device, refiners, peer_net, peer_note)
+    return Prepared(
+        str(data), split, rows, unique_names(rows), models, uris, losses, device, refiners, peer_net, peer_note
+    )
 
 
 def run(prep: Prepared, out, config: EvalConfig | None = None, progress: bool = True) -> dict:
@@ -185,8 +196,16 @@ def run(prep: Prepared, out, config: EvalConfig | None = None, progress: bool = 
     config = config or EvalConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    plan = Plan(config.rounds, config.session, config.ablations, config.closed_form, prep.refiners, config.clicks,
-                config.clicks_v1, prep.peer_net)
+    plan = Plan(
+        config.rounds,
+        config.session,
+        config.ablations,
+        config.closed_form,
+        prep.refiners,
+        config.clicks,
+        config.clicks_v1,
+        prep.peer_net,
+    )
     records, skipped, sizes, derived, click_runs = [], [], [], 0, {PROTOCOL: {}, 1: {}}
     warm_up_sessions(prep.models.values(), config.session, config.closed_form)  # timings without start-up costs
     t_start = time.perf_counter()
@@ -216,13 +235,16 @@ def run(prep: Prepared, out, config: EvalConfig | None = None, progress: bool = 
             save_steps(out / f"steps_{name}.png", ex.image, ex.gt, trace)
             figures_left -= 1
     if not records:
-        raise EvalError(f"no image of {prep.data} ({prep.split}) could be read: {skipped[0]['reason'] if skipped else 'none listed'}")
+        raise EvalError(
+            f"no image of {prep.data} ({prep.split}) could be read: {skipped[0]['reason'] if skipped else 'none listed'}"
+        )
     total = time.perf_counter() - t_start
     corrective = corrective_summary(click_runs[PROTOCOL], records, config.clicks) if click_runs[PROTOCOL] else None
     summary = _summary(prep, config, records, skipped, sizes, derived, total)
     summary["corrective"] = corrective
-    summary["corrective_v1"] = (summarise_runs(click_runs[1], _cf_sads(records), config.clicks)
-                                if click_runs[1] else None)
+    summary["corrective_v1"] = (
+        summarise_runs(click_runs[1], _cf_sads(records), config.clicks) if click_runs[1] else None
+    )
     write_csv(out / "per_image.csv", records)
     write_json(out / "summary.json", summary)
     (out / "report.md").write_text(markdown(summary))
@@ -248,8 +270,16 @@ def _cf_sads(records: list[dict]) -> dict:
     return {r["image"]: r["whole_sad"] for r in records if r["method"] == "cf_trimap"}
 
 
-def evaluate(data, out, model: str = "default", compare: dict | None = None, config: EvalConfig | None = None,
-             refiner: str | None = None, device: str = "auto", progress: bool = True) -> dict:
+def evaluate(
+    data,
+    out,
+    model: str = "default",
+    compare: dict | None = None,
+    config: EvalConfig | None = None,
+    refiner: str | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict:
     """:func:`prepare` then :func:`run`."""
     config = config or EvalConfig()
     return run(prepare(data, model, compare, config, refiner, device), out, config, progress)
@@ -257,10 +287,21 @@ def evaluate(data, out, model: str = "default", compare: dict | None = None, con
 
 def params_of(prep: Prepared, config: EvalConfig) -> dict:
     """Flat parameters of a run (for MLflow and summary.json)."""
-    p = {"data": prep.data, "split": prep.split, "n_images": len(prep.rows), "device": prep.device,
-         "rounds": config.rounds, "limit": config.limit, "max_side": config.max_side,
-         "error_threshold": config.error_threshold, "ablations": config.ablations, "closed_form": config.closed_form,
-         "clicks": config.clicks, "clicks_v1": config.clicks_v1, "peers": prep.peer_net is not None}
+    p = {
+        "data": prep.data,
+        "split": prep.split,
+        "n_images": len(prep.rows),
+        "device": prep.device,
+        "rounds": config.rounds,
+        "limit": config.limit,
+        "max_side": config.max_side,
+        "error_threshold": config.error_threshold,
+        "ablations": config.ablations,
+        "closed_form": config.closed_form,
+        "clicks": config.clicks,
+        "clicks_v1": config.clicks_v1,
+        "peers": prep.peer_net is not None,
+    }
     p.update({f"model.{k}": v for k, v in prep.uris.items()})
     p.update({f"session.{k}": v for k, v in config.session.to_dict().items()})
     return p
@@ -271,29 +312,46 @@ def _notes(prep: Prepared, config: EvalConfig, comp1k_source: str, largest: int,
     sc = config.session
     notes = [
         f"Composition-1k numbers use {comp1k_source}.",
-        (f"The network, proposals and fusion run at a working size of long side <= {sc.work_size} px inside the "
-         "session; " + ("every image here is within it, so no resampling happens."
-                        if largest <= sc.work_size else
-                        "larger images are reduced to it and their mattes come back to evaluation size by the "
-                        "session's guided upsampling.")),
-        ("`refined_<name>` / `<trimap>_refined_<name>` (Table 4) use another trained refiner of the same network "
-         "(`--refiner-variant`), on the same boxes, sampling gamma_s with the noise that refiner was trained with "
-         "(its config's `noise`: aleatoric, fixed or none)."),
-        ("Aleatoric columns: AUROC of E[sigma^2] for the GT transition band (0 < GT < 1 dilated 3 px), the share of "
-         "the working image the refinement filter keeps (Otsu + reliability) and the share of those pixels in the "
-         "band; computed on the fused NIG behind the row, at working resolution."),
-        ("`last_sel*` and `noenforce_sel*` share their first round with `free` (same network, empty user map), so "
-         "that round is not repeated as a row."),
-        ("Closed-form matting: pymatting `estimate_alpha_cf` with its defaults, solved at evaluation size in the "
-         "same run."),
-        ("rembg rows (`rembg_u2netp`, `rembg_u2netp_am`): rembg's preprocessing and alpha-matting recipe with "
-         f"U^2-Netp, in the same run; {prep.peer_note}."),
+        (
+            f"The network, proposals and fusion run at a working size of long side <= {sc.work_size} px inside the "
+            "session; "
+            + (
+                "every image here is within it, so no resampling happens."
+                if largest <= sc.work_size
+                else "larger images are reduced to it and their mattes come back to evaluation size by the "
+                "session's guided upsampling."
+            )
+        ),
+        (
+            "`refined_<name>` / `<trimap>_refined_<name>` (Table 4) use another trained refiner of the same network "
+            "(`--refiner-variant`), on the same boxes, sampling gamma_s with the noise that refiner was trained with "
+            "(its config's `noise`: aleatoric, fixed or none)."
+        ),
+        (
+            "Aleatoric columns: AUROC of E[sigma^2] for the GT transition band (0 < GT < 1 dilated 3 px), the share of "
+            "the working image the refinement filter keeps (Otsu + reliability) and the share of those pixels in the "
+            "band; computed on the fused NIG behind the row, at working resolution."
+        ),
+        (
+            "`last_sel*` and `noenforce_sel*` share their first round with `free` (same network, empty user map), so "
+            "that round is not repeated as a row."
+        ),
+        (
+            "Closed-form matting: pymatting `estimate_alpha_cf` with its defaults, solved at evaluation size in the "
+            "same run."
+        ),
+        (
+            "rembg rows (`rembg_u2netp`, `rembg_u2netp_am`): rembg's preprocessing and alpha-matting recipe with "
+            f"U^2-Netp, in the same run; {prep.peer_note}."
+        ),
     ]
     if sc.solve:
-        notes.append("Rows without a suffix use the uncertainty-guided solve (`dugray.solve`, parameters in "
-                     "session_config.solve_params); each `*_nosolve` row is the same session's "
-                     "network matte before the solve, so the pair differs only by it. `noenforce_sel*` (the paper's "
-                     "protocol) runs without enforcement and without the solve.")
+        notes.append(
+            "Rows without a suffix use the uncertainty-guided solve (`dugray.solve`, parameters in "
+            "session_config.solve_params); each `*_nosolve` row is the same session's "
+            "network matte before the solve, so the pair differs only by it. `noenforce_sel*` (the paper's "
+            "protocol) runs without enforcement and without the solve."
+        )
     else:
         notes.append("The solve is off (`--no-solve`): every row is the network's matte.")
     for name, loss in prep.losses.items():
@@ -303,12 +361,15 @@ def _notes(prep: Prepared, config: EvalConfig, comp1k_source: str, largest: int,
             f"Compared model `{name}` (loss: {loss or 'unknown'}): for the Table-3 ablation (plain L1 head vs NIG) it "
             "must be trained with `jobs/train.py --loss l1` on the same data with the same budget as the main model; "
             "that is the user's responsibility. An L1 model's nu/alpha/beta heads are untrained, so its proposals, "
-            "AUROC and epistemic numbers carry no meaning; its `free` row is the comparison.")
+            "AUROC and epistemic numbers carry no meaning; its `free` row is the comparison."
+        )
     if prep.models[MAIN][1] is None:
         notes.append("The main model has no refiner: `refined` rows equal their unrefined mattes.")
     if skipped:
-        notes.append(f"{len(skipped)} image(s) could not be read and were skipped: "
-                     + "; ".join(f"{s['image']} ({s['reason']})" for s in skipped[:5]))
+        notes.append(
+            f"{len(skipped)} image(s) could not be read and were skipped: "
+            + "; ".join(f"{s['image']} ({s['reason']})" for s in skipped[:5])
+        )
     return notes
 
 
@@ -316,20 +377,27 @@ def _summary(prep: Prepared, config: EvalConfig, records, skipped, sizes, derive
     n = len({r["image"] for r in records})
     methods = summarise_methods(records, config.rounds)
     sc = config.session
-    comp1k_source = ("the dataset's trimap (`trimap`)" if derived == 0 else
-                     f"a trimap derived from the GT with `make_trimap` (elliptical kernel {DERIVED_TRIMAP_KERNEL} px, "
-                     f"at evaluation size) for {derived} of the {n} images, which have no trimap"
-                     + ("" if derived == n else "; the dataset's trimap for the others"))
+    comp1k_source = (
+        "the dataset's trimap (`trimap`)"
+        if derived == 0
+        else f"a trimap derived from the GT with `make_trimap` (elliptical kernel {DERIVED_TRIMAP_KERNEL} px, "
+        f"at evaluation size) for {derived} of the {n} images, which have no trimap"
+        + ("" if derived == n else "; the dataset's trimap for the others")
+    )
     longest = [max(o) for o, _ in sizes]
     evaluated = [max(e) for _, e in sizes]
     if config.max_side and max(longest) > config.max_side:
-        size_note = (f"`--max-side {config.max_side}`: image and GT reduced with area interpolation, trimaps with "
-                     f"nearest neighbour, long side {min(longest)}-{max(longest)} px -> {min(evaluated)}-{max(evaluated)} px; "
-                     "all metrics at the reduced size")
+        size_note = (
+            f"`--max-side {config.max_side}`: image and GT reduced with area interpolation, trimaps with "
+            f"nearest neighbour, long side {min(longest)}-{max(longest)} px -> {min(evaluated)}-{max(evaluated)} px; "
+            "all metrics at the reduced size"
+        )
     else:
         size_note = f"original size (long side {min(longest)}-{max(longest)} px)"
     notes = _notes(prep, config, comp1k_source, max(evaluated), skipped)
-    device = prep.device if prep.device != "cpu" else f"cpu, {torch.get_num_threads()} torch threads, {platform.machine()}"
+    device = (
+        prep.device if prep.device != "cpu" else f"cpu, {torch.get_num_threads()} torch threads, {platform.machine()}"
+    )
     return {
         "dataset": prep.data,
         "split": prep.split,
@@ -342,18 +410,25 @@ def _summary(prep: Prepared, config: EvalConfig, records, skipped, sizes, derive
         "params": params_of(prep, config),
         "session_config": sc.to_dict(),
         "session_summary": f"K={sc.k} grid, N={sc.n} proposals per round, t={sc.t}, work size {sc.work_size} px, "
-                           f"fusion {sc.fusion}, labels enforced {sc.enforce_labels}, solve {sc.solve}",
+        f"fusion {sc.fusion}, labels enforced {sc.enforce_labels}, solve {sc.solve}",
         "size_note": size_note,
         "protocols": {
-            COMP1K: ("Only pixels where the trimap is 128 count; each prediction is clamped to the trimap outside "
-                     "them (0 where it is 0, 255 where it is 255) before scoring, as the DIM protocol expects. "
-                     "DIM MATLAB conventions: SAD/1000, MSE and MAD per unknown pixel, Grad/1000 (sigma 1.4), "
-                     f"Conn/1000 (0.1 steps). Trimap: {comp1k_source}."),
-            WHOLE: ("Every pixel counts, prediction unclamped (P3M): SAD/1000, MSE and MAD per pixel, Grad/1000, "
-                    "Conn/1000, SADt / SADbf = SAD inside / outside the transition band ("
-                    + ("the dataset trimap's 128 region" if derived == 0 else
-                       "the dataset trimap's 128 region where there is one, else the GT's 0<alpha<1 band dilated by 10 px")
-                    + ")."),
+            COMP1K: (
+                "Only pixels where the trimap is 128 count; each prediction is clamped to the trimap outside "
+                "them (0 where it is 0, 255 where it is 255) before scoring, as the DIM protocol expects. "
+                "DIM MATLAB conventions: SAD/1000, MSE and MAD per unknown pixel, Grad/1000 (sigma 1.4), "
+                f"Conn/1000 (0.1 steps). Trimap: {comp1k_source}."
+            ),
+            WHOLE: (
+                "Every pixel counts, prediction unclamped (P3M): SAD/1000, MSE and MAD per pixel, Grad/1000, "
+                "Conn/1000, SADt / SADbf = SAD inside / outside the transition band ("
+                + (
+                    "the dataset trimap's 128 region"
+                    if derived == 0
+                    else "the dataset trimap's 128 region where there is one, else the GT's 0<alpha<1 band dilated by 10 px"
+                )
+                + ")."
+            ),
         },
         "auroc_definition": (
             f"AUROC of the fused epistemic uncertainty Var[mu] (at evaluation size) as a detector of the large-error "
@@ -361,10 +436,15 @@ def _summary(prep: Prepared, config: EvalConfig, records, skipped, sizes, derive
             "Mann-Whitney rank statistic, ties counted one half; 0.5 = no better than chance. Per image, then "
             "averaged over the images that have both large-error and other pixels. A fixed error threshold (not a "
             "top-5% quantile) keeps the positives comparable across stages: once interaction fixes the errors, "
-            "fewer pixels are positive. Labelled pixels count too."),
+            "fewer pixels are positive. Labelled pixels count too."
+        ),
         "error_threshold": config.error_threshold,
         "methods": methods,
         "figure7": figure7_curves(methods, config.rounds),
-        "timing": {"total_s": total, "per_image_s": total / max(n, 1), "device": prep.device if prep.device != "cpu" else device},
+        "timing": {
+            "total_s": total,
+            "per_image_s": total / max(n, 1),
+            "device": prep.device if prep.device != "cpu" else device,
+        },
         "notes": notes,
     }

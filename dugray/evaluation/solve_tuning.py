@@ -48,8 +48,17 @@ from .scoring import score_matte, to_u8
 NIG_KEYS = NIG._fields
 
 
-def cache_sessions(data, out, model, refiner=None, split: str | None = None, limit: int | None = None, rounds: int = 2,
-                   config: SessionConfig | None = None, progress: bool = True) -> list[Path]:
+def cache_sessions(
+    data,
+    out,
+    model,
+    refiner=None,
+    split: str | None = None,
+    limit: int | None = None,
+    rounds: int = 2,
+    config: SessionConfig | None = None,
+    progress: bool = True,
+) -> list[Path]:
     """Run every image's sessions once (solve off) and save what the solve needs, one .npz each."""
     from tqdm import tqdm
 
@@ -100,8 +109,14 @@ def score_alpha(d: dict, matte_w: np.ndarray, tag: str, session: SessionConfig) 
     return (c1k, whole) if tag.startswith("trimap") else (whole, c1k)
 
 
-def variant_matte(d: dict, tag: str, params: SolveParams | None, refiner=None, refine: str = "none",
-                  session: SessionConfig | None = None) -> tuple[np.ndarray, dict]:
+def variant_matte(
+    d: dict,
+    tag: str,
+    params: SolveParams | None,
+    refiner=None,
+    refine: str = "none",
+    session: SessionConfig | None = None,
+) -> tuple[np.ndarray, dict]:
     """One row's working matte: the solve with ``params`` (None: the network alone), optionally
     with refinement after the solve ("after") or before it, as the solve's target ("before")."""
     session = session or SessionConfig()
@@ -111,13 +126,17 @@ def variant_matte(d: dict, tag: str, params: SolveParams | None, refiner=None, r
     rng = np.random.default_rng(session.seed)
     info: dict = {}
     if refine == "before":
-        nig = nig._replace(gamma=_enforce(refine_matte(refiner, nig, image_w.astype(np.float32) / 255.0, session, rng), user_map))
+        nig = nig._replace(
+            gamma=_enforce(refine_matte(refiner, nig, image_w.astype(np.float32) / 255.0, session, rng), user_map)
+        )
     matte = nig.gamma
     if params is not None:
         result = solve_matte(image_w, nig, user_map, params)
         matte, info = result.alpha, {"guard": result.guard, "iterations": result.iterations, **result.stats}
     if refine == "after":
-        matte = _enforce(refine_matte(refiner, nig._replace(gamma=matte), image_w.astype(np.float32) / 255.0, session, rng), user_map)
+        matte = _enforce(
+            refine_matte(refiner, nig._replace(gamma=matte), image_w.astype(np.float32) / 255.0, session, rng), user_map
+        )
     return matte, info
 
 
@@ -127,8 +146,9 @@ def _enforce(matte, user_map):
     return enforce_user_labels(matte, user_map)
 
 
-def score_variants(cache_dirs: dict[str, list[Path]], variants: dict[str, dict], tags=None, refiner=None,
-                   progress: bool = True) -> list[dict]:
+def score_variants(
+    cache_dirs: dict[str, list[Path]], variants: dict[str, dict], tags=None, refiner=None, progress: bool = True
+) -> list[dict]:
     """One row per (variant, set, image, tag): the variant's SAD and the network's on the same posterior,
     under the row's protocol (``sad``: Composition-1k for trimap rows, whole image otherwise) and
     the other one (``other_sad``).
@@ -153,11 +173,27 @@ def score_variants(cache_dirs: dict[str, list[Path]], variants: dict[str, dict],
                 params = None if spec.pop("network_only", False) else SolveParams.from_dict(spec)
                 matte, info = variant_matte(d, tag, params, refiner, refine)
                 sad, other = score_alpha(d, matte, tag, SessionConfig())
-                rows.append({"variant": name, "set": set_name, "image": f.stem, "tag": tag, "network_sad": base, "sad": sad,
-                             "network_other_sad": base_other, "other_sad": other, "guard": info.get("guard", ""),
-                             "band_fraction": info.get("band_fraction", float("nan")),
-                             "iterations": info.get("iterations", 0), "seconds": info.get("seconds", 0.0),
-                             **{k: info[k] for k in ("energy_gamma", "energy_solved", "mean_change", "data_residual") if k in info}})
+                rows.append(
+                    {
+                        "variant": name,
+                        "set": set_name,
+                        "image": f.stem,
+                        "tag": tag,
+                        "network_sad": base,
+                        "sad": sad,
+                        "network_other_sad": base_other,
+                        "other_sad": other,
+                        "guard": info.get("guard", ""),
+                        "band_fraction": info.get("band_fraction", float("nan")),
+                        "iterations": info.get("iterations", 0),
+                        "seconds": info.get("seconds", 0.0),
+                        **{
+                            k: info[k]
+                            for k in ("energy_gamma", "energy_solved", "mean_change", "data_residual")
+                            if k in info
+                        },
+                    }
+                )
     return rows
 
 
@@ -169,12 +205,21 @@ def summarise(rows: list[dict]) -> list[dict]:
     out = []
     for (variant, set_name, tag), rs in groups.items():
         ratio = [r["sad"] / max(r["network_sad"], 1e-9) for r in rs]
-        out.append({"variant": variant, "set": set_name, "tag": tag, "images": len(rs),
-                    "network_sad": float(np.mean([r["network_sad"] for r in rs])),
-                    "sad": float(np.mean([r["sad"] for r in rs])), "worst_ratio": float(max(ratio)),
-                    "network_other_sad": float(np.mean([r["network_other_sad"] for r in rs])),
-                    "other_sad": float(np.mean([r["other_sad"] for r in rs])),
-                    "best_ratio": float(min(ratio)), "fallbacks": sum(r["guard"] not in ("", "ok") for r in rs)})
+        out.append(
+            {
+                "variant": variant,
+                "set": set_name,
+                "tag": tag,
+                "images": len(rs),
+                "network_sad": float(np.mean([r["network_sad"] for r in rs])),
+                "sad": float(np.mean([r["sad"] for r in rs])),
+                "worst_ratio": float(max(ratio)),
+                "network_other_sad": float(np.mean([r["network_other_sad"] for r in rs])),
+                "other_sad": float(np.mean([r["other_sad"] for r in rs])),
+                "best_ratio": float(min(ratio)),
+                "fallbacks": sum(r["guard"] not in ("", "ok") for r in rs),
+            }
+        )
     return out
 
 
@@ -189,13 +234,19 @@ def write_tables(rows: list[dict], out) -> dict:
         w.writerows(rows)
     summary = summarise(rows)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    lines = ["SAD/1000, mean over images: whole image for trimap-free rows, Composition-1k for trimap rows "
-             "(the other protocol in the last two columns).", "",
-             "| variant | set | row | network SAD | solve SAD | worst image ratio | best | fallbacks | network, other | solve, other |",
-             "|---" * 10 + "|"]
-    lines += [f"| {s['variant']} | {s['set']} | {s['tag']} | {s['network_sad']:.2f} | {s['sad']:.2f} | "
-              f"{s['worst_ratio']:.2f} | {s['best_ratio']:.2f} | {s['fallbacks']} | {s['network_other_sad']:.2f} | "
-              f"{s['other_sad']:.2f} |" for s in summary]
+    lines = [
+        "SAD/1000, mean over images: whole image for trimap-free rows, Composition-1k for trimap rows "
+        "(the other protocol in the last two columns).",
+        "",
+        "| variant | set | row | network SAD | solve SAD | worst image ratio | best | fallbacks | network, other | solve, other |",
+        "|---" * 10 + "|",
+    ]
+    lines += [
+        f"| {s['variant']} | {s['set']} | {s['tag']} | {s['network_sad']:.2f} | {s['sad']:.2f} | "
+        f"{s['worst_ratio']:.2f} | {s['best_ratio']:.2f} | {s['fallbacks']} | {s['network_other_sad']:.2f} | "
+        f"{s['other_sad']:.2f} |"
+        for s in summary
+    ]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     return {"summary": summary}
 
@@ -221,8 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("cache", help="run and cache every image's sessions")
     c.add_argument("--data", required=True, help="dataset folder or manifest .parquet")
     c.add_argument("--split", help="split (default: test if present, else val); never tune on val")
-    c.add_argument("--report-only", action="store_true",
-                   help="allow --split val: for the docs' table of every variant on val, after the choice was made")
+    c.add_argument(
+        "--report-only",
+        action="store_true",
+        help="allow --split val: for the docs' table of every variant on val, after the choice was made",
+    )
     c.add_argument("--limit", type=int, help="first N images")
     c.add_argument("--rounds", type=int, default=2, help="oracle rounds (default 2)")
     c.add_argument("--model", default="default", help="matting network URI (default: the shipped one)")
@@ -252,8 +306,9 @@ def main(argv=None) -> int:
             fail("the solve is tuned on train/ and synthetic data only; val/ is for the report (--report-only)")
         try:
             model, refiner = load_pair(args.model)
-            files = cache_sessions(args.data, args.out, model, refiner, args.split, args.limit, args.rounds,
-                                   progress=not args.quiet)
+            files = cache_sessions(
+                args.data, args.out, model, refiner, args.split, args.limit, args.rounds, progress=not args.quiet
+            )
         except (EvalError, ValueError, OSError) as exc:
             fail(str(exc))
         print(f"cached {len(files)} images in {args.out}")
@@ -273,9 +328,11 @@ def main(argv=None) -> int:
         fail(str(exc))
     summary = write_tables(rows, args.out)["summary"]
     for s in summary:
-        print(f"{s['variant']:<24} {s['set']:<8} {s['tag']:<8} network {s['network_sad']:8.2f}  solve {s['sad']:8.2f}  "
-              f"worst x{s['worst_ratio']:.2f}  fallbacks {s['fallbacks']}  (other protocol {s['network_other_sad']:.2f} -> "
-              f"{s['other_sad']:.2f})")
+        print(
+            f"{s['variant']:<24} {s['set']:<8} {s['tag']:<8} network {s['network_sad']:8.2f}  solve {s['sad']:8.2f}  "
+            f"worst x{s['worst_ratio']:.2f}  fallbacks {s['fallbacks']}  (other protocol {s['network_other_sad']:.2f} -> "
+            f"{s['other_sad']:.2f})"
+        )
     print(f"tables: {Path(args.out).resolve()}")
     return 0
 

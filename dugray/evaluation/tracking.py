@@ -34,7 +34,9 @@ def metrics_of(summary: dict) -> dict[str, float]:
     return out
 
 
-def log_run(out: Path, summary: dict, params: dict, experiment: str = "dugray-eval", run_name: str | None = None) -> str:
+def log_run(
+    out: Path, summary: dict, params: dict, experiment: str = "dugray-eval", run_name: str | None = None
+) -> str:
     """One MLflow run holding the whole evaluation; returns its run id."""
     import mlflow
 

@@ -79,8 +79,16 @@ import numpy as np
 from .error_maps import CONN_PHI_MIN, CONN_STEPS, GRAD_SIGMA, _connectivity_error_map, _gradient_error_map
 from .inputs import _as_plane, _check_matte, _check_same_shape, _check_trimap, _check_uint8, _to_unit
 
-__all__ = ["composition1k", "whole_image", "whole_sad", "p3m_gradient", "TRANSITION_DILATION_RADIUS", "GRAD_SIGMA",
-           "CONN_STEPS", "CONN_PHI_MIN"]
+__all__ = [
+    "composition1k",
+    "whole_image",
+    "whole_sad",
+    "p3m_gradient",
+    "TRANSITION_DILATION_RADIUS",
+    "GRAD_SIGMA",
+    "CONN_STEPS",
+    "CONN_PHI_MIN",
+]
 
 #: Radius in pixels of the elliptical kernel that dilates ``0 < gt < 1`` into the
 #: transition band when :func:`whole_image` gets no trimap.

@@ -75,8 +75,10 @@ def _conv_replicate(x: np.ndarray, kernel_rows: np.ndarray, kernel_cols: np.ndar
     x, ``kernel_rows`` along y. The kernels are flipped because OpenCV correlates.
     """
     return cv2.sepFilter2D(
-        np.ascontiguousarray(x, dtype=np.float64), cv2.CV_64F,
-        np.ascontiguousarray(kernel_cols[::-1]), np.ascontiguousarray(kernel_rows[::-1]),
+        np.ascontiguousarray(x, dtype=np.float64),
+        cv2.CV_64F,
+        np.ascontiguousarray(kernel_cols[::-1]),
+        np.ascontiguousarray(kernel_rows[::-1]),
         borderType=cv2.BORDER_REPLICATE,
     )
 
@@ -132,9 +134,7 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     ``bwconncomp`` numbering followed by ``max``). An all-False mask gives an empty
     result.
     """
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(
-        mask.astype(np.uint8), connectivity=4, ltype=cv2.CV_32S
-    )
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=4, ltype=cv2.CV_32S)
     if n <= 1:
         return np.zeros(mask.shape, dtype=bool)
     areas = stats[1:, cv2.CC_STAT_AREA]
@@ -185,5 +185,3 @@ def _connectivity_error_map(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- public
-
-

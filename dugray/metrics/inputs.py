@@ -31,10 +31,7 @@ def _as_plane(x, name: str) -> np.ndarray:
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
     if a.ndim != 2:
-        raise ValueError(
-            f"{name} must be a single-channel matte of shape (H, W) or (H, W, 1); "
-            f"got shape {np.shape(x)}"
-        )
+        raise ValueError(f"{name} must be a single-channel matte of shape (H, W) or (H, W, 1); got shape {np.shape(x)}")
     if a.size == 0:
         raise ValueError(f"{name} is empty (shape {np.shape(x)})")
     return a
@@ -51,10 +48,7 @@ def _check_same_shape(**arrays: np.ndarray) -> None:
 def _check_trimap(trimap: np.ndarray, name: str = "trimap") -> None:
     """Raise ValueError unless ``trimap`` is integer-typed with values in {0, 128, 255}."""
     if trimap.dtype == np.bool_ or not np.issubdtype(trimap.dtype, np.integer):
-        raise ValueError(
-            f"{name} must be an integer (uint8) array with values 0, 128, 255; "
-            f"got dtype {trimap.dtype}"
-        )
+        raise ValueError(f"{name} must be an integer (uint8) array with values 0, 128, 255; got dtype {trimap.dtype}")
     bad = np.setdiff1d(np.unique(trimap), _TRIMAP_VALUES)
     if bad.size:
         raise ValueError(
@@ -93,13 +87,10 @@ def _check_matte(a: np.ndarray, name: str) -> np.ndarray:
         lo, hi = float(a.min()), float(a.max())
         if lo < 0.0 or hi > 1.0:
             raise ValueError(
-                f"float {name} must lie in [0, 1]; got range [{lo:g}, {hi:g}] "
-                "(pass uint8 for 0..255 values)"
+                f"float {name} must lie in [0, 1]; got range [{lo:g}, {hi:g}] (pass uint8 for 0..255 values)"
             )
         return a
-    raise ValueError(
-        f"{name} must be uint8 (0..255) or float (0..1); got dtype {a.dtype}"
-    )
+    raise ValueError(f"{name} must be uint8 (0..255) or float (0..1); got dtype {a.dtype}")
 
 
 def _to_unit(a: np.ndarray) -> np.ndarray:
@@ -107,5 +98,3 @@ def _to_unit(a: np.ndarray) -> np.ndarray:
     if a.dtype == np.uint8:
         return a.astype(np.float64) / 255.0
     return a.astype(np.float64)
-
-

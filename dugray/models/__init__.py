@@ -1,10 +1,10 @@
 """Matting networks with the NIG head, the refiner, a registry and checkpoints.
 
-    from dugray.models import create_model, create_refiner
-    net = create_model("unet")   # or "modnet_lite", "modnet", "u2netp", "u2netp_guided"
-    gamma, nu, alpha, beta = net(image, user_map)
-    refiner = create_refiner("hrnet_lite")
-    refined = refiner(coarse_patches, image_patches)
+from dugray.models import create_model, create_refiner
+net = create_model("unet")   # or "modnet_lite", "modnet", "u2netp", "u2netp_guided"
+gamma, nu, alpha, beta = net(image, user_map)
+refiner = create_refiner("hrnet_lite")
+refined = refiner(coarse_patches, image_patches)
 """
 
 from .registry import (

@@ -46,7 +46,9 @@ class MattingNet(nn.Module):
         if image.ndim != 4 or image.shape[1] != 3:
             raise ValueError(f"image must be (B,3,H,W), got {tuple(image.shape)}")
         if user_map.shape != (image.shape[0], 1, *image.shape[2:]):
-            raise ValueError(f"user_map must be (B,1,H,W) = {(image.shape[0], 1, *image.shape[2:])}, got {tuple(user_map.shape)}")
+            raise ValueError(
+                f"user_map must be (B,1,H,W) = {(image.shape[0], 1, *image.shape[2:])}, got {tuple(user_map.shape)}"
+            )
         user_map = user_map.to(image.dtype)
         both, box = pad_to_multiple(torch.cat([image, user_map], dim=1), self.stride)
         x, planes = self.normalize(both[:, :3]), user_planes(both[:, 3:])

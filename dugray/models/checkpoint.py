@@ -72,7 +72,9 @@ def check_kind(found: str, wanted: str, source) -> None:
     """CheckpointError when ``source`` holds a network of kind ``found`` but ``wanted`` was asked for
     (checkpoint kinds: 'model', 'refiner')."""
     if found != wanted:
-        raise CheckpointError(f"{source} holds a {KIND_WORDS.get(found, found)}, not a {KIND_WORDS.get(wanted, wanted)}")
+        raise CheckpointError(
+            f"{source} holds a {KIND_WORDS.get(found, found)}, not a {KIND_WORDS.get(wanted, wanted)}"
+        )
 
 
 def load_checkpoint(path, map_location="cpu", kind: str | None = None) -> nn.Module:

@@ -17,5 +17,7 @@ __all__ = ["DEFAULT", "WEIGHTS", "default_paths", "load_default"]
 def load_default(refiner: bool = True) -> tuple[nn.Module, nn.Module | None]:
     """(matting network, refiner or None) from the weights shipped in the package."""
     if not default_paths()["matting"].is_file():
-        raise FileNotFoundError(f"no default model at {default_paths()['matting']}: reinstall dugray or pass a checkpoint")
+        raise FileNotFoundError(
+            f"no default model at {default_paths()['matting']}: reinstall dugray or pass a checkpoint"
+        )
     return load_networks(DEFAULT, None if refiner else "none")

@@ -68,7 +68,7 @@ def num_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 def norm_layer(kind: str, channels: int) -> nn.Module:
-    """"bn" (default; fast, fuses at inference) or "gn" (batch-size independent)."""
+    """ "bn" (default; fast, fuses at inference) or "gn" (batch-size independent)."""
     if kind == "bn":
         return nn.BatchNorm2d(channels)
     if kind == "gn":

@@ -97,8 +97,13 @@ def load_model(uri: str | None = None, kind: str = "matting", tracking_uri: str 
     return load_checkpoint(p, kind=KINDS[kind])
 
 
-def load_networks(model: str | None = DEFAULT, refiner: str | None = None, device="cpu",
-                  tracking_uri: str | None = None, parts=("matting", "refiner")) -> tuple[nn.Module | None, nn.Module | None]:
+def load_networks(
+    model: str | None = DEFAULT,
+    refiner: str | None = None,
+    device="cpu",
+    tracking_uri: str | None = None,
+    parts=("matting", "refiner"),
+) -> tuple[nn.Module | None, nn.Module | None]:
     """(matting network, refiner or None) for ``model``, in eval mode on ``device``.
 
     ``refiner`` None follows the model (see :func:`refiner_uri_for`); a folder without a
@@ -129,7 +134,7 @@ def _load_mlflow(uri: str, kind: str, tracking_uri: str | None = None) -> nn.Mod
     import mlflow
 
     if tracking_uri and uri.startswith("models:/"):  # download_artifacts resolves these against the global URI only
-        name, version = uri[len("models:/"):].split("/", 1)
+        name, version = uri[len("models:/") :].split("/", 1)
         client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         uri = client.get_model_version_download_uri(name, version)
     local = Path(mlflow.artifacts.download_artifacts(uri, tracking_uri=tracking_uri))
@@ -141,6 +146,8 @@ def _load_mlflow(uri: str, kind: str, tracking_uri: str | None = None) -> nn.Mod
             refused.append(f"{candidate.name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
     if os.environ.get(ALLOW_PICKLE_ENV) != "1":
         why = f" ({'; '.join(refused)})" if refused else ""
-        raise CheckpointError(f"{uri} holds no dugray checkpoint{why}; loading MLflow's pickled model runs "
-                              f"arbitrary code: set {ALLOW_PICKLE_ENV}=1 only if you trust its source")
+        raise CheckpointError(
+            f"{uri} holds no dugray checkpoint{why}; loading MLflow's pickled model runs "
+            f"arbitrary code: set {ALLOW_PICKLE_ENV}=1 only if you trust its source"
+        )
     return mlflow.pytorch.load_model(uri).eval()

@@ -82,7 +82,9 @@ def make_divisible(v: float, divisor: int = 8) -> int:
 
 def _conv_bn_relu6(cin: int, cout: int, k: int, stride: int = 1) -> nn.Sequential:
     """conv (no bias) -> BN -> ReLU6; indices 0/1/2 as the official ``conv_bn`` / ``conv_1x1_bn``."""
-    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU6(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU6(inplace=True)
+    )
 
 
 class InvertedResidual(nn.Module):
@@ -96,8 +98,11 @@ class InvertedResidual(nn.Module):
         if expansion != 1:  # pointwise expansion
             layers += [PointwiseConv2d(cin, hidden, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
         layers += [  # depthwise, then linear projection
-            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True),
-            PointwiseConv2d(hidden, cout, bias=False), nn.BatchNorm2d(cout),
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(inplace=True),
+            PointwiseConv2d(hidden, cout, bias=False),
+            nn.BatchNorm2d(cout),
         ]
         self.conv = nn.Sequential(*layers)
 
@@ -107,7 +112,15 @@ class InvertedResidual(nn.Module):
 
 
 # (expansion t, channels c, blocks n, first stride s) per stage, as MobileNetV2 (t = 6 unless 1)
-_MBV2_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+_MBV2_SETTING = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 # features[a:b] per encoder scale 1/2, 1/4, 1/8, 1/16, 1/32 (the official wrapper's ranges)
 _ENC_RANGES = ((0, 2), (2, 4), (4, 7), (7, 14), (14, 19))
 
@@ -302,11 +315,20 @@ class MODNet(MattingNet):
         "f_branch.conv_f.0.layers.0.weight": "last",
     }
 
-    def __init__(self, hr_channels=32, width=1.0, last_channels=1280, head_mid=16, alpha_min=1.0, norm="bn",
-                 user_inputs=True):
+    def __init__(
+        self, hr_channels=32, width=1.0, last_channels=1280, head_mid=16, alpha_min=1.0, norm="bn", user_inputs=True
+    ):
         super().__init__()
-        self.config = dict(name="modnet", hr_channels=hr_channels, width=width, last_channels=last_channels,
-                           head_mid=head_mid, alpha_min=alpha_min, norm=norm, user_inputs=user_inputs)
+        self.config = dict(
+            name="modnet",
+            hr_channels=hr_channels,
+            width=width,
+            last_channels=last_channels,
+            head_mid=head_mid,
+            alpha_min=alpha_min,
+            norm=norm,
+            user_inputs=user_inputs,
+        )
         if hr_channels < 2:
             raise ValueError(f"hr_channels must be >= 2, got {hr_channels}")
         self.stride = 32
@@ -340,10 +362,14 @@ class MODNet(MattingNet):
         pred_semantic at 1/16 or None, pred_detail at full resolution or None)."""
         if self.user_inputs:
             img = torch.cat([x, planes], dim=1)
-            img2x = torch.cat([F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False),
-                               F.avg_pool2d(planes, 2)], dim=1)
-            img4x = torch.cat([F.interpolate(x, scale_factor=0.25, mode="bilinear", align_corners=False),
-                               F.avg_pool2d(planes, 4)], dim=1)
+            img2x = torch.cat(
+                [F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False), F.avg_pool2d(planes, 2)],
+                dim=1,
+            )
+            img4x = torch.cat(
+                [F.interpolate(x, scale_factor=0.25, mode="bilinear", align_corners=False), F.avg_pool2d(planes, 4)],
+                dim=1,
+            )
         else:
             img = x
             img2x = F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False)

@@ -60,7 +60,7 @@ def official_path(uri: str) -> Path:
     """The file of a ``'modnet-official:PATH'`` URI (``~`` expanded)."""
     if not is_official_uri(uri):
         raise ValueError(f"not a {PREFIX}PATH URI: {uri!r}")
-    path = uri[len(PREFIX):].strip()
+    path = uri[len(PREFIX) :].strip()
     if not path:
         raise ValueError(f"{PREFIX} needs a path to the official MODNet checkpoint, e.g. {PREFIX}/data/modnet.ckpt")
     return Path(path).expanduser()
@@ -68,14 +68,16 @@ def official_path(uri: str) -> Path:
 
 def _strip_module(key: str) -> str:
     while key.startswith("module."):
-        key = key[len("module."):]
+        key = key[len("module.") :]
     return key
 
 
 def _with_user_channels(weight: torch.Tensor, where: str, key: str) -> torch.Tensor:
     """Insert USER_PLANES zero input channels after the 3 RGB channels of a conv weight."""
     if weight.ndim != 4 or weight.shape[1] < 3:
-        raise ValueError(f"{key}: expected a conv weight with the 3 image input channels, got shape {tuple(weight.shape)}")
+        raise ValueError(
+            f"{key}: expected a conv weight with the 3 image input channels, got shape {tuple(weight.shape)}"
+        )
     at = 3 if where == "first" else weight.shape[1]
     zeros = weight.new_zeros(weight.shape[0], USER_PLANES, *weight.shape[2:])
     return torch.cat([weight[:, :at], zeros, weight[:, at:]], dim=1)
@@ -89,7 +91,9 @@ def official_to_dugray(state_dict: dict, model: MODNet | None = None, user_input
     aside as ``unmapped`` (and logged) and every shape is checked against it: a mismatch
     raises ValueError naming the key. Never modifies ``state_dict``.
     """
-    if not isinstance(state_dict, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state_dict.items()):
+    if not isinstance(state_dict, dict) or not all(
+        isinstance(k, str) and torch.is_tensor(v) for k, v in state_dict.items()
+    ):
         raise ValueError("not a state dict (a mapping of parameter names to tensors)")
     if model is not None:
         user_inputs = model.user_inputs
@@ -103,7 +107,7 @@ def official_to_dugray(state_dict: dict, model: MODNet | None = None, user_input
             out.dropped.append(key)
             continue
         if key.startswith(ALIAS[0]):
-            primary = ALIAS[1] + key[len(ALIAS[0]):]
+            primary = ALIAS[1] + key[len(ALIAS[0]) :]
             out.aliased.append(key)
             if primary in stripped:
                 continue
@@ -118,9 +122,11 @@ def official_to_dugray(state_dict: dict, model: MODNet | None = None, user_input
                 out.unmapped.append(key)
                 del out[key]
             elif out[key].shape != target[key].shape:
-                raise ValueError(f"official key {key!r} has shape {tuple(out[key].shape)} (after mapping), "
-                                 f"the network expects {tuple(target[key].shape)}: the checkpoint was built with "
-                                 f"other sizes (hr_channels / width / last_channels; official: {OFFICIAL_SIZES})")
+                raise ValueError(
+                    f"official key {key!r} has shape {tuple(out[key].shape)} (after mapping), "
+                    f"the network expects {tuple(target[key].shape)}: the checkpoint was built with "
+                    f"other sizes (hr_channels / width / last_channels; official: {OFFICIAL_SIZES})"
+                )
         if out.unmapped:
             log.warning("official MODNet keys with no counterpart, ignored: %s", ", ".join(out.unmapped))
     return out

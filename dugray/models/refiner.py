@@ -90,9 +90,7 @@ class HRModule(nn.Module):
 
     def __init__(self, widths, blocks=2, norm="bn"):
         super().__init__()
-        self.branches = nn.ModuleList(
-            nn.Sequential(*[LiteBlock(w, norm) for _ in range(blocks)]) for w in widths
-        )
+        self.branches = nn.ModuleList(nn.Sequential(*[LiteBlock(w, norm) for _ in range(blocks)]) for w in widths)
         self.exchange = Exchange(widths, norm)
 
     def forward(self, xs):
@@ -121,7 +119,9 @@ class HRNetLiteRefiner(nn.Module):
             raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
         self.config = dict(name="hrnet_lite", widths=widths, modules=modules, blocks=blocks, norm=norm, noise=noise)
         self.stride = 2 ** (len(widths) - 1)
-        self.stem = nn.Sequential(ConvNormAct(4, widths[0], 3, norm=norm), ConvNormAct(widths[0], widths[0], 3, norm=norm))
+        self.stem = nn.Sequential(
+            ConvNormAct(4, widths[0], 3, norm=norm), ConvNormAct(widths[0], widths[0], 3, norm=norm)
+        )
         self.new_branch = nn.ModuleList(
             DWSeparable(widths[k - 1], widths[k], stride=2, norm=norm) for k in range(1, len(widths))
         )
@@ -137,7 +137,9 @@ class HRNetLiteRefiner(nn.Module):
     def forward(self, coarse: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """coarse (P,1,h,w) in [0,1], image (P,3,h,w) in [0,1] -> refined (P,1,h,w) in [0,1]."""
         if coarse.ndim != 4 or coarse.shape[1] != 1 or image.shape != (coarse.shape[0], 3, *coarse.shape[2:]):
-            raise ValueError(f"expected coarse (P,1,h,w) and image (P,3,h,w), got {tuple(coarse.shape)}, {tuple(image.shape)}")
+            raise ValueError(
+                f"expected coarse (P,1,h,w) and image (P,3,h,w), got {tuple(coarse.shape)}, {tuple(image.shape)}"
+            )
         x = torch.cat([2 * coarse - 1, normalize_image(image)], dim=1)
         x, box = pad_to_multiple(x, self.stride)
         xs = [self.stem(x.contiguous(memory_format=torch.channels_last))]  # NHWC: faster on CPU

@@ -59,11 +59,24 @@ def _logit(p: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
 class U2NetpGuided(MattingNet):
     """Frozen U^2-Netp prior + light U-Net F(image | user map, prior) -> NIG."""
 
-    def __init__(self, widths=(16, 32, 64, 96, 160), head_mid=8, alpha_min=1.0, norm="bn",
-                 prior_size: int = SIZE, cache_size: int = 8):
+    def __init__(
+        self,
+        widths=(16, 32, 64, 96, 160),
+        head_mid=8,
+        alpha_min=1.0,
+        norm="bn",
+        prior_size: int = SIZE,
+        cache_size: int = 8,
+    ):
         super().__init__()
-        self.config = dict(name="u2netp_guided", widths=tuple(int(w) for w in widths), head_mid=head_mid,
-                           alpha_min=alpha_min, norm=norm, prior_size=int(prior_size))
+        self.config = dict(
+            name="u2netp_guided",
+            widths=tuple(int(w) for w in widths),
+            head_mid=head_mid,
+            alpha_min=alpha_min,
+            norm=norm,
+            prior_size=int(prior_size),
+        )
         self.prior_net = U2NetP().requires_grad_(False)
         self.body = UNetMatting(widths, head_mid, alpha_min, norm, extra_planes=1)
         self.stride = self.body.stride
@@ -106,8 +119,13 @@ class U2NetpGuided(MattingNet):
         """(B,3,H,W) in [0,1] -> U^2-Netp's saliency (B,1,H,W) in [0,1]; remembered per image at inference."""
         keys = None
         if not self.training and self.cache_size > 0:
-            keys = [(tuple(x.shape), hashlib.blake2b(x.detach().float().cpu().numpy().tobytes(),
-                                                      digest_size=16).hexdigest()) for x in image]
+            keys = [
+                (
+                    tuple(x.shape),
+                    hashlib.blake2b(x.detach().float().cpu().numpy().tobytes(), digest_size=16).hexdigest(),
+                )
+                for x in image
+            ]
             with _CACHE_LOCK:
                 hits = [self._cache.get(k) for k in keys]
                 for k, h in zip(keys, hits):

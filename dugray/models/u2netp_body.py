@@ -89,14 +89,25 @@ class U2NetP(nn.Module):
         super().__init__()
         mid, ch = 16, 64
         self.extra_in = extra_in
-        self.encoder = nn.ModuleList([
-            RSU(7, 3 + extra_in, mid, ch), RSU(6, ch, mid, ch), RSU(5, ch, mid, ch),
-            RSU(4, ch, mid, ch), RSU(4, ch, mid, ch, dilated=True), RSU(4, ch, mid, ch, dilated=True),
-        ])
-        self.decoder = nn.ModuleList([  # stage5d, 4d, 3d, 2d, 1d
-            RSU(4, 2 * ch, mid, ch, dilated=True), RSU(4, 2 * ch, mid, ch), RSU(5, 2 * ch, mid, ch),
-            RSU(6, 2 * ch, mid, ch), RSU(7, 2 * ch, mid, ch),
-        ])
+        self.encoder = nn.ModuleList(
+            [
+                RSU(7, 3 + extra_in, mid, ch),
+                RSU(6, ch, mid, ch),
+                RSU(5, ch, mid, ch),
+                RSU(4, ch, mid, ch),
+                RSU(4, ch, mid, ch, dilated=True),
+                RSU(4, ch, mid, ch, dilated=True),
+            ]
+        )
+        self.decoder = nn.ModuleList(
+            [  # stage5d, 4d, 3d, 2d, 1d
+                RSU(4, 2 * ch, mid, ch, dilated=True),
+                RSU(4, 2 * ch, mid, ch),
+                RSU(5, 2 * ch, mid, ch),
+                RSU(6, 2 * ch, mid, ch),
+                RSU(7, 2 * ch, mid, ch),
+            ]
+        )
         self.side = nn.ModuleList(nn.Conv2d(ch, 1, 3, padding=1) for _ in range(6))  # side1 .. side6
         self.fuse = PointwiseConv2d(6, 1)
 

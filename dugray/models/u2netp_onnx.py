@@ -31,8 +31,9 @@ class U2NetpFileError(ValueError):
 def conv_order(net: U2NetP) -> list[nn.Conv2d]:
     """The port's convolutions in the order a forward pass runs them (traced, not assumed)."""
     order: list[nn.Conv2d] = []
-    hooks = [m.register_forward_pre_hook(lambda mod, _: order.append(mod))
-             for m in net.modules() if isinstance(m, nn.Conv2d)]
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, _: order.append(mod)) for m in net.modules() if isinstance(m, nn.Conv2d)
+    ]
     try:
         with torch.no_grad():
             net(torch.zeros(1, 3 + net.extra_in, 32, 32))
@@ -64,15 +65,17 @@ def read_onnx_convs(path) -> list[dict]:
         attrs = {a.name: a for a in node.attribute}
         if len(node.input) < 3 or node.input[1] not in inits or node.input[2] not in inits:
             raise U2NetpFileError(f"Conv node {len(convs)} ({node.name}) has no weight and bias initializers")
-        convs.append(dict(
-            name=node.name,
-            weight_name=node.input[1],
-            weight=numpy_helper.to_array(inits[node.input[1]]),
-            bias=numpy_helper.to_array(inits[node.input[2]]),
-            dilations=list(attrs["dilations"].ints) if "dilations" in attrs else [1, 1],
-            pads=list(attrs["pads"].ints) if "pads" in attrs else [0, 0, 0, 0],
-            group=attrs["group"].i if "group" in attrs else 1,
-        ))
+        convs.append(
+            dict(
+                name=node.name,
+                weight_name=node.input[1],
+                weight=numpy_helper.to_array(inits[node.input[1]]),
+                bias=numpy_helper.to_array(inits[node.input[2]]),
+                dilations=list(attrs["dilations"].ints) if "dilations" in attrs else [1, 1],
+                pads=list(attrs["pads"].ints) if "pads" in attrs else [0, 0, 0, 0],
+                group=attrs["group"].i if "group" in attrs else 1,
+            )
+        )
     return convs
 
 
@@ -94,8 +97,10 @@ def u2netp_state_from_onnx(path, net: U2NetP | None = None) -> dict[str, torch.T
             raise U2NetpFileError(f"{where}: weight {tuple(w.shape)} / bias {tuple(b.shape)}, expected {want}")
         pad = mod.padding[0]
         if conv["dilations"] != list(mod.dilation) or conv["pads"] != [pad] * 4 or conv["group"] != 1:
-            raise U2NetpFileError(f"{where}: dilations {conv['dilations']} pads {conv['pads']} group {conv['group']}, "
-                                  f"expected {list(mod.dilation)} {[pad] * 4} 1")
+            raise U2NetpFileError(
+                f"{where}: dilations {conv['dilations']} pads {conv['pads']} group {conv['group']}, "
+                f"expected {list(mod.dilation)} {[pad] * 4} 1"
+            )
         named = i - (len(ours) - len(SIDE_NAMES))
         if named >= 0 and not conv["weight_name"].startswith(SIDE_NAMES[named]):
             raise U2NetpFileError(f"{where}: initializer {conv['weight_name']!r}, expected {SIDE_NAMES[named]}.weight")

@@ -66,7 +66,8 @@ class UNetMatting(MattingNet):
             _double_conv(cin if i == 0 else widths[i - 1], w, 1 if i == 0 else 2, norm) for i, w in enumerate(widths)
         )
         self.decoder = nn.ModuleList(
-            _DecoderStage(widths[i + 1], widths[i], norm, project_first=(i == 0), planes=planes) for i in range(len(widths) - 1)
+            _DecoderStage(widths[i + 1], widths[i], norm, project_first=(i == 0), planes=planes)
+            for i in range(len(widths) - 1)
         )
         self.head = NIGHead(widths[0], head_mid, alpha_min=alpha_min, norm=norm)
 

@@ -5,10 +5,30 @@ cost map) and :mod:`.evidence` (colour models of the labelled regions, the stren
 label carries to every pixel, and its NIG summation into the posterior).
 """
 
-from .evidence import (CarryParams, Evidence, box_reach, carried_evidence, carry_labels, carry_passes, features, lab_image,
-                       labelled_mask, released_band)
+from .evidence import (
+    CarryParams,
+    Evidence,
+    box_reach,
+    carried_evidence,
+    carry_labels,
+    carry_passes,
+    features,
+    lab_image,
+    labelled_mask,
+    released_band,
+)
 from .geodesic import geodesic_distance
 
-__all__ = ["CarryParams", "Evidence", "box_reach", "carried_evidence", "carry_labels", "carry_passes", "features", "geodesic_distance",
-           "lab_image", "labelled_mask",
-           "released_band"]
+__all__ = [
+    "CarryParams",
+    "Evidence",
+    "box_reach",
+    "carried_evidence",
+    "carry_labels",
+    "carry_passes",
+    "features",
+    "geodesic_distance",
+    "lab_image",
+    "labelled_mask",
+    "released_band",
+]

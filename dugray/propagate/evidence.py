@@ -123,13 +123,26 @@ class CarryParams:
             raise ValueError("need 0 < grabcut_strength < 1 and 1 <= grabcut_iterations <= 20")
         if self.transition not in TRANSITION_MODES:
             raise ValueError(f"transition must be one of {TRANSITION_MODES}, got {self.transition!r}")
-        if not (self.smoothing >= 0 and self.colour_floor > 0 and self.match_sd >= 0 and self.step_cost > 0
-                and self.scale > 0 and 0 < self.max_strength < 1 and self.release_distance > 0
-                and self.passes >= 1 and self.edge_cost >= 0 and self.confidence_gate >= 0 and self.network_weight >= 0 and self.surprise_gate >= 0
-                and 0 <= self.regrow <= 4):
-            raise ValueError("need smoothing >= 0, colour_floor > 0, match_sd >= 0, step_cost > 0, scale > 0, "
-                             "0 < max_strength < 1, release_distance > 0, passes >= 1, confidence_gate, "
-                             "network_weight and surprise_gate >= 0 and regrow 0-4")
+        if not (
+            self.smoothing >= 0
+            and self.colour_floor > 0
+            and self.match_sd >= 0
+            and self.step_cost > 0
+            and self.scale > 0
+            and 0 < self.max_strength < 1
+            and self.release_distance > 0
+            and self.passes >= 1
+            and self.edge_cost >= 0
+            and self.confidence_gate >= 0
+            and self.network_weight >= 0
+            and self.surprise_gate >= 0
+            and 0 <= self.regrow <= 4
+        ):
+            raise ValueError(
+                "need smoothing >= 0, colour_floor > 0, match_sd >= 0, step_cost > 0, scale > 0, "
+                "0 < max_strength < 1, release_distance > 0, passes >= 1, confidence_gate, "
+                "network_weight and surprise_gate >= 0 and regrow 0-4"
+            )
 
     def to_dict(self) -> dict:
         """Every parameter as a plain dict (:meth:`from_dict` reads it back)."""
@@ -168,14 +181,15 @@ def features(image: np.ndarray, gamma: np.ndarray | None, params: CarryParams) -
     return np.concatenate([lab, (np.asarray(gamma, np.float32) * params.network_weight)[..., None]], axis=2)
 
 
-def colour_cost(lab: np.ndarray, region: np.ndarray, *, colour_floor: float, step_cost: float, match_sd: float,
-                edge_cost: float) -> np.ndarray:
+def colour_cost(
+    lab: np.ndarray, region: np.ndarray, *, colour_floor: float, step_cost: float, match_sd: float, edge_cost: float
+) -> np.ndarray:
     """Per-pixel cost of ``region``'s colour model: step_cost + max(0, Mahalanobis - match_sd), plus
     ``edge_cost`` times the image's gradient magnitude when > 0 (the parameters: :class:`CarryParams`)."""
     pts = lab[region].astype(np.float64)
     mean = pts.mean(axis=0)
     c = lab.shape[2]
-    cov = (np.cov(pts.T) if len(pts) > 1 else np.zeros((c, c))) + np.eye(c) * colour_floor ** 2
+    cov = (np.cov(pts.T) if len(pts) > 1 else np.zeros((c, c))) + np.eye(c) * colour_floor**2
     whiten = np.linalg.cholesky(np.linalg.inv(cov))  # inv(cov) = W W': m^2 = |(x - mean) W|^2
     cost = mahalanobis_cost(lab, mean, whiten, step_cost, match_sd)
     if edge_cost > 0:
@@ -190,8 +204,18 @@ def edge_magnitude(lab: np.ndarray) -> np.ndarray:
     return np.sqrt((gx * gx + gy * gy).sum(axis=2)).astype(np.float64) / 8.0
 
 
-def region_strength(lab: np.ndarray, region: np.ndarray, *, scale: float, regrow: int, passes: int,
-                    colour_floor: float, step_cost: float, match_sd: float, edge_cost: float) -> np.ndarray:
+def region_strength(
+    lab: np.ndarray,
+    region: np.ndarray,
+    *,
+    scale: float,
+    regrow: int,
+    passes: int,
+    colour_floor: float,
+    step_cost: float,
+    match_sd: float,
+    edge_cost: float,
+) -> np.ndarray:
     """exp(-D / scale): how strongly ``region``'s label reaches each pixel (1 on the region).
 
     With ``regrow`` > 0 the colour model is refitted that many times on everything the label
@@ -199,8 +223,9 @@ def region_strength(lab: np.ndarray, region: np.ndarray, *, scale: float, regrow
     in a varied region (foliage, rock) learns the region's other colours step by step."""
     model_region = region
     for _ in range(regrow + 1):
-        cost = colour_cost(lab, model_region, colour_floor=colour_floor, step_cost=step_cost, match_sd=match_sd,
-                           edge_cost=edge_cost)
+        cost = colour_cost(
+            lab, model_region, colour_floor=colour_floor, step_cost=step_cost, match_sd=match_sd, edge_cost=edge_cost
+        )
         dist = geodesic_distance(cost, region, passes)
         strength = np.exp(-dist / scale)
         model_region = strength > 0.5
@@ -212,9 +237,17 @@ def box_reach(lab: np.ndarray, box: tuple[int, int, int, int], params: CarryPara
     region = np.zeros(lab.shape[:2], bool)
     y0, x0, y1, x1 = box
     region[y0:y1, x0:x1] = True
-    return region_strength(lab, region, scale=params.scale, regrow=params.regrow, passes=params.passes,
-                           colour_floor=params.colour_floor, step_cost=params.step_cost, match_sd=params.match_sd,
-                           edge_cost=params.edge_cost)
+    return region_strength(
+        lab,
+        region,
+        scale=params.scale,
+        regrow=params.regrow,
+        passes=params.passes,
+        colour_floor=params.colour_floor,
+        step_cost=params.step_cost,
+        match_sd=params.match_sd,
+        edge_cost=params.edge_cost,
+    )
 
 
 def labelled_mask(user_map: np.ndarray, label_boxes: Sequence[tuple], value: float) -> np.ndarray:
@@ -247,9 +280,14 @@ def carry_passes(user_map: np.ndarray, label_boxes: Sequence[tuple], params: Car
     return passes
 
 
-def carried_evidence(image_w: np.ndarray, user_map: np.ndarray, label_boxes: Sequence[tuple],
-                     params: CarryParams | None = None, nu: np.ndarray | None = None,
-                     gamma: np.ndarray | None = None) -> Evidence:
+def carried_evidence(
+    image_w: np.ndarray,
+    user_map: np.ndarray,
+    label_boxes: Sequence[tuple],
+    params: CarryParams | None = None,
+    nu: np.ndarray | None = None,
+    gamma: np.ndarray | None = None,
+) -> Evidence:
     """The labels' evidence beyond their boxes (see the module doc).
 
     ``label_boxes``: the user's labels as ((y0, x0, y1, x1) on the working grid, U value);
@@ -264,17 +302,31 @@ def carried_evidence(image_w: np.ndarray, user_map: np.ndarray, label_boxes: Seq
     if not (regions[FOREGROUND] or regions[BACKGROUND]):
         return Evidence(zeros, zeros.copy())
     if params.method == "grabcut":
-        return grabcut_evidence(image_w, u, gamma, regions, grabcut_iterations=params.grabcut_iterations,
-                                grabcut_strength=params.grabcut_strength)
+        return grabcut_evidence(
+            image_w,
+            u,
+            gamma,
+            regions,
+            grabcut_iterations=params.grabcut_iterations,
+            grabcut_strength=params.grabcut_strength,
+        )
     lab = features(image_w, gamma, params)
     gate = params.confidence_gate > 0 and nu is not None
     if gate:
         nu = np.maximum(np.asarray(nu, np.float64), 1e-6)
     for value, found in regions.items():
         for region in found:
-            reach = region_strength(lab, region, scale=params.scale, regrow=params.regrow, passes=params.passes,
-                                    colour_floor=params.colour_floor, step_cost=params.step_cost,
-                                    match_sd=params.match_sd, edge_cost=params.edge_cost)
+            reach = region_strength(
+                lab,
+                region,
+                scale=params.scale,
+                regrow=params.regrow,
+                passes=params.passes,
+                colour_floor=params.colour_floor,
+                step_cost=params.step_cost,
+                match_sd=params.match_sd,
+                edge_cost=params.edge_cost,
+            )
             if gate:
                 reach = reach * np.minimum(1.0, params.confidence_gate * float(nu[region].mean()) / nu)
             if params.surprise_gate > 0 and gamma is not None:
@@ -293,8 +345,15 @@ def surprise_share(gamma: np.ndarray, region: np.ndarray, value: float, gate: fl
     return min(1.0, float(np.abs(target - np.asarray(gamma, np.float64)[region]).mean()) / gate)
 
 
-def grabcut_evidence(image_w: np.ndarray, user_map: np.ndarray, gamma: np.ndarray | None, regions: dict, *,
-                     grabcut_iterations: int, grabcut_strength: float) -> Evidence:
+def grabcut_evidence(
+    image_w: np.ndarray,
+    user_map: np.ndarray,
+    gamma: np.ndarray | None,
+    regions: dict,
+    *,
+    grabcut_iterations: int,
+    grabcut_strength: float,
+) -> Evidence:
     """GrabCut's answer (``grabcut_iterations`` of it) where it disagrees with the network, in pieces touching
     a label of its class, as evidence of strength ``grabcut_strength`` (see :class:`CarryParams`)."""
     if gamma is None:
@@ -309,24 +368,28 @@ def grabcut_evidence(image_w: np.ndarray, user_map: np.ndarray, gamma: np.ndarra
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     img = np.asarray(image_w)
     img = img if img.dtype == np.uint8 else np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
-    cv2.grabCut(np.ascontiguousarray(img[..., ::-1]), mask, None, bgd, fgd, grabcut_iterations,
-                cv2.GC_INIT_WITH_MASK)
+    cv2.grabCut(np.ascontiguousarray(img[..., ::-1]), mask, None, bgd, fgd, grabcut_iterations, cv2.GC_INIT_WITH_MASK)
     seg_fg = (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
     target = seg_fg.astype(np.float32)
     strength = np.zeros(user_map.shape, np.float32)
     for value, says_fg in ((FOREGROUND, True), (BACKGROUND, False)):
         flips = (seg_fg == says_fg) & (net_fg != says_fg)
         n, pieces = cv2.connectedComponents(flips.astype(np.uint8), connectivity=8)
-        touching = {int(k) for region in regions[value] for k in np.unique(pieces[cv2.dilate(
-            region.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0]) if k}
+        touching = {
+            int(k)
+            for region in regions[value]
+            for k in np.unique(pieces[cv2.dilate(region.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0])
+            if k
+        }
         for k in touching:
             strength[pieces == k] = grabcut_strength
     strength[(user_map == FOREGROUND) | (user_map == BACKGROUND)] = 0.0
     return Evidence(target, strength)
 
 
-def released_band(image_w: np.ndarray, user_map: np.ndarray, label_boxes: Sequence[tuple],
-                  params: CarryParams | None = None) -> np.ndarray:
+def released_band(
+    image_w: np.ndarray, user_map: np.ndarray, label_boxes: Sequence[tuple], params: CarryParams | None = None
+) -> np.ndarray:
     """The pixels the user's transition labels release (bool (h, w); none with ``transition="none"``):
     unlabelled pixels within ``release_distance`` of a transition region over its colour cost."""
     params = params or CarryParams()
@@ -336,8 +399,14 @@ def released_band(image_w: np.ndarray, user_map: np.ndarray, label_boxes: Sequen
     if regions:
         lab = lab_image(image_w, params.smoothing)
         for region in regions:
-            cost = colour_cost(lab, region, colour_floor=params.colour_floor, step_cost=params.step_cost,
-                               match_sd=params.match_sd, edge_cost=params.edge_cost)
+            cost = colour_cost(
+                lab,
+                region,
+                colour_floor=params.colour_floor,
+                step_cost=params.step_cost,
+                match_sd=params.match_sd,
+                edge_cost=params.edge_cost,
+            )
             release |= geodesic_distance(cost, region, params.passes) <= params.release_distance
     return release & (u == 0)
 

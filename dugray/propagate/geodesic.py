@@ -67,14 +67,21 @@ def _whitened_cost(feat, mean, whiten, step_cost, match_sd, out):  # pragma: no 
     return out
 
 
-def mahalanobis_cost(features: np.ndarray, mean: np.ndarray, whiten: np.ndarray, step_cost: float,
-                     match_sd: float) -> np.ndarray:
+def mahalanobis_cost(
+    features: np.ndarray, mean: np.ndarray, whiten: np.ndarray, step_cost: float, match_sd: float
+) -> np.ndarray:
     """Per pixel ``step_cost + max(0, |(f - mean) whiten| - match_sd)`` (float64 HxW) for an (H, W, C)
     feature image: the cost of a Gaussian model with inverse covariance ``whiten whiten'``."""
     features = np.ascontiguousarray(features, np.float32)
     out = np.empty(features.shape[:2], np.float64)
-    return _whitened_cost(features, np.asarray(mean, np.float64), np.ascontiguousarray(whiten, np.float64),
-                          float(step_cost), float(match_sd), out)
+    return _whitened_cost(
+        features,
+        np.asarray(mean, np.float64),
+        np.ascontiguousarray(whiten, np.float64),
+        float(step_cost),
+        float(match_sd),
+        out,
+    )
 
 
 def geodesic_distance(cost: np.ndarray, seeds: np.ndarray, passes: int = DEFAULT_PASSES) -> np.ndarray:

@@ -74,7 +74,18 @@ from .history import NothingToUndo, undo_plan
 from .labels import apply_user_labels
 from .network import predict_round, predict_rounds
 from .outputs import OUTPUTS, deliver, full_resolution_alpha
-from .plans import FUSE, PREDICT, PROPOSE, REFINE, SOLVE, one_shot_plan, refine_plan, round_plan, run_plan_async, solve_switch_plan
+from .plans import (
+    FUSE,
+    PREDICT,
+    PROPOSE,
+    REFINE,
+    SOLVE,
+    one_shot_plan,
+    refine_plan,
+    round_plan,
+    run_plan_async,
+    solve_switch_plan,
+)
 from .posterior import enforce_user_labels, fused_nig, uncertainty_maps
 from .refinement import refine_matte, refine_step
 from .state import SessionState, WorkingState, image_from_bytes, image_to_bytes, label_boxes, new_state, working_float
@@ -82,10 +93,41 @@ from .steps import propose_patches, solve_step
 from .warmup import warm_up_network, warm_up_outputs, warm_up_posterior
 
 __all__ = [
-    "FUSE", "OUTPUTS", "PREDICT", "PROPOSE", "REFINE", "SOLVE",
-    "MattingSession", "NothingToUndo", "SessionConfig", "SessionState", "WorkingState",
-    "apply_user_labels", "deliver", "enforce_user_labels", "full_resolution_alpha", "fused_nig", "image_from_bytes",
-    "image_to_bytes", "label_boxes", "new_state", "one_shot_plan", "predict_round", "predict_rounds", "propose_patches",
-    "refine_matte", "refine_plan", "refine_step", "round_plan", "run_plan_async", "solve_step", "solve_switch_plan",
-    "uncertainty_maps", "undo_plan", "warm_up_network", "warm_up_outputs", "warm_up_posterior", "working_float",
+    "FUSE",
+    "OUTPUTS",
+    "PREDICT",
+    "PROPOSE",
+    "REFINE",
+    "SOLVE",
+    "MattingSession",
+    "NothingToUndo",
+    "SessionConfig",
+    "SessionState",
+    "WorkingState",
+    "apply_user_labels",
+    "deliver",
+    "enforce_user_labels",
+    "full_resolution_alpha",
+    "fused_nig",
+    "image_from_bytes",
+    "image_to_bytes",
+    "label_boxes",
+    "new_state",
+    "one_shot_plan",
+    "predict_round",
+    "predict_rounds",
+    "propose_patches",
+    "refine_matte",
+    "refine_plan",
+    "refine_step",
+    "round_plan",
+    "run_plan_async",
+    "solve_step",
+    "solve_switch_plan",
+    "uncertainty_maps",
+    "undo_plan",
+    "warm_up_network",
+    "warm_up_outputs",
+    "warm_up_posterior",
+    "working_float",
 ]

@@ -17,8 +17,18 @@ from .history import undo_plan
 from .labels import apply_user_labels
 from .network import predict_round
 from .outputs import alpha_u8, current_matte, deliver, full_resolution_alpha, resize_map
-from .plans import (FUSE, PREDICT, PROPOSE, REFINE, SOLVE, one_shot_plan, refine_plan, round_plan, run_plan,
-                    solve_switch_plan)
+from .plans import (
+    FUSE,
+    PREDICT,
+    PROPOSE,
+    REFINE,
+    SOLVE,
+    one_shot_plan,
+    refine_plan,
+    round_plan,
+    run_plan,
+    solve_switch_plan,
+)
 from .posterior import fused_nig, uncertainty_maps
 from .refinement import refine_step
 from .state import SessionState, new_state, working_float
@@ -39,8 +49,9 @@ class MattingSession:
     :meth:`from_state`.
     """
 
-    def __init__(self, image, model, refiner=None, config: SessionConfig | None = None, user_map=None, trimap=None,
-                 mask=None):
+    def __init__(
+        self, image, model, refiner=None, config: SessionConfig | None = None, user_map=None, trimap=None, mask=None
+    ):
         state = new_state(image, config or SessionConfig(), user_map=user_map, trimap=trimap, mask=mask)
         self._attach(state, model, refiner)
 
@@ -165,8 +176,15 @@ class MattingSession:
         self._require_started()
         st = self.state
         heat = output in ("epistemic", "aleatoric")
-        return deliver(output, st.image, st.image_w, self.config, None if heat else self.matte_w,
-                       self._fused() if heat else None, options)
+        return deliver(
+            output,
+            st.image,
+            st.image_w,
+            self.config,
+            None if heat else self.matte_w,
+            self._fused() if heat else None,
+            options,
+        )
 
     # ---- internals
 

@@ -57,8 +57,9 @@ def _resolve_target(state: SessionState, target, i: int) -> Box:
         return tuple(state.proposals[int(target)].box)
     if isinstance(target, (tuple, list, np.ndarray)) and len(target) in (2, 4):
         return (_point if len(target) == 2 else _box)(state, target, i)
-    raise ValueError(f"label #{i}: target must be a proposal index, a (y, x) point or a (y0, x0, y1, x1) box, "
-                     f"got {target!r}")
+    raise ValueError(
+        f"label #{i}: target must be a proposal index, a (y, x) point or a (y0, x0, y1, x1) box, got {target!r}"
+    )
 
 
 def _box(state: SessionState, target, i: int) -> Box:

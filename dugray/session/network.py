@@ -88,7 +88,7 @@ def shrink_user_map(u: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     covered = torch.nn.functional.interpolate(user_planes(u.float()), size=size, mode="area") > 0
     small = torch.zeros((u.shape[0], 1, *size), dtype=u.dtype, device=u.device)
     for plane, value in PAINT_ORDER:
-        small[covered[:, plane:plane + 1]] = value
+        small[covered[:, plane : plane + 1]] = value
     return small
 
 

@@ -19,8 +19,9 @@ OUTPUTS = ("image", "alpha", "cutout", "epistemic", "aleatoric")
 """The pictures of a session at full resolution: the input image itself (RGB, as decoded), then the results."""
 
 
-def full_resolution_alpha(matte_w: np.ndarray, image_full: np.ndarray, config: SessionConfig | None = None,
-                          image_w=None) -> np.ndarray:
+def full_resolution_alpha(
+    matte_w: np.ndarray, image_full: np.ndarray, config: SessionConfig | None = None, image_w=None
+) -> np.ndarray:
     """The working matte at the image's full size: guided upsampling, identity if no resize.
 
     ``image_w`` (the working image) skips recomputing the low-res guide.
@@ -69,8 +70,14 @@ def current_matte(refined: np.ndarray | None, solved: np.ndarray | None, fused: 
     return fused.gamma
 
 
-def picture(output: str, image: np.ndarray, image_w: np.ndarray, config: SessionConfig,
-            matte_w: np.ndarray | None = None, fused: NIG | None = None) -> np.ndarray:
+def picture(
+    output: str,
+    image: np.ndarray,
+    image_w: np.ndarray,
+    config: SessionConfig,
+    matte_w: np.ndarray | None = None,
+    fused: NIG | None = None,
+) -> np.ndarray:
     """One of :data:`OUTPUTS` at full resolution: the image (RGB), the alpha (uint8), the RGBA cut-out,
     or a heat map of the fused posterior's uncertainty (RGB). ``matte_w`` (the session's current
     working matte) for alpha and cutout, else the fused posterior's gamma; ``fused`` for the heat maps."""
@@ -84,8 +91,15 @@ def picture(output: str, image: np.ndarray, image_w: np.ndarray, config: Session
     return alpha_u8(alpha) if output == "alpha" else rgba_cutout(image, alpha, config.foreground_max_side)
 
 
-def deliver(output: str, image: np.ndarray, image_w: np.ndarray, config: SessionConfig,
-            matte_w: np.ndarray | None = None, fused: NIG | None = None, options=None) -> bytes:
+def deliver(
+    output: str,
+    image: np.ndarray,
+    image_w: np.ndarray,
+    config: SessionConfig,
+    matte_w: np.ndarray | None = None,
+    fused: NIG | None = None,
+    options=None,
+) -> bytes:
     """One of :data:`OUTPUTS` (:func:`picture`) as the file bytes a user gets, delivered as ``options``
     (:class:`dugray.compose.OutputOptions`; PNG when None) say. The server's renders and
     :meth:`MattingSession.render` (the command line, the batch) both call this, so the same matte

@@ -66,8 +66,14 @@ def fused_nig(state: WorkingState) -> NIG:
     if config.temper_rounds and config.fusion == "nig" and len(state.rounds) > 1:
         fused = NIG(*(np.asarray(a, np.float32) for a in nig_temper(fused, len(state.rounds))))
     if config.carry and state.label_log:
-        evidence = carried_evidence(state.image_w, state.user_map, label_boxes(state), config.carry_params,
-                                    nu=state.rounds[0].nu, gamma=fused.gamma)
+        evidence = carried_evidence(
+            state.image_w,
+            state.user_map,
+            label_boxes(state),
+            config.carry_params,
+            nu=state.rounds[0].nu,
+            gamma=fused.gamma,
+        )
         fused = carry_labels(fused, evidence)
     if config.enforce_labels:
         fused = fused._replace(gamma=enforce_user_labels(fused.gamma, state.user_map))

@@ -6,7 +6,14 @@ import numpy as np
 import torch
 
 from dugray.nig import NIG
-from dugray.detail_patches import NOISES, extract_patches, noise_variance, paste_patches, refinement_boxes, sample_coarse
+from dugray.detail_patches import (
+    NOISES,
+    extract_patches,
+    noise_variance,
+    paste_patches,
+    refinement_boxes,
+    sample_coarse,
+)
 from dugray.solve import solve_matte
 
 from .config import SessionConfig
@@ -43,8 +50,9 @@ def refiner_noise(refiner) -> str:
     return refiner.config["noise"]
 
 
-def refine_matte(refiner, nig: NIG, image_w: np.ndarray, config: SessionConfig | None = None, rng=None,
-                 noise: str | None = None) -> np.ndarray:
+def refine_matte(
+    refiner, nig: NIG, image_w: np.ndarray, config: SessionConfig | None = None, rng=None, noise: str | None = None
+) -> np.ndarray:
     """Section 3.4: refine high-aleatoric detail with R in 32x32 patches; gamma if R is None.
 
     gamma_s ~ N(gamma, E[sigma^2]) (one sample), pixels above Otsu's aleatoric threshold
@@ -66,7 +74,9 @@ def refine_matte(refiner, nig: NIG, image_w: np.ndarray, config: SessionConfig |
         return gamma.copy()
     rng = rng if rng is not None else np.random.default_rng(config.seed)
     maps = uncertainty_maps(nig)
-    boxes = refinement_boxes(maps["aleatoric"], maps["aleatoric_variance"], config.max_patches, config.reliable_quantile)
+    boxes = refinement_boxes(
+        maps["aleatoric"], maps["aleatoric_variance"], config.max_patches, config.reliable_quantile
+    )
     if not boxes:
         return gamma.copy()
     gamma_s = sample_coarse(gamma, noise_variance(maps["aleatoric"], noise), rng)
@@ -74,7 +84,9 @@ def refine_matte(refiner, nig: NIG, image_w: np.ndarray, config: SessionConfig |
     image = extract_patches(np.asarray(image_w, np.float32), boxes).transpose(0, 3, 1, 2)  # (P, 3, 32, 32)
     device = device_of(refiner)
     with torch.inference_mode():
-        out = refiner(torch.from_numpy(np.ascontiguousarray(coarse)).to(device),
-                      torch.from_numpy(np.ascontiguousarray(image)).to(device))
+        out = refiner(
+            torch.from_numpy(np.ascontiguousarray(coarse)).to(device),
+            torch.from_numpy(np.ascontiguousarray(image)).to(device),
+        )
         refined = out[:, 0].float().clamp(0, 1).cpu().numpy()
     return paste_patches(gamma, refined, boxes)

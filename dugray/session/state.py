@@ -91,16 +91,29 @@ class SessionState:
         """What the steps after the network need, without the full-size image (shares the arrays):
         what a server sends to its fusion, proposal, solve and refinement replicas. ``rounds=False``
         leaves the rounds out too (the proposals, the solve and refinement take the fused posterior)."""
-        return WorkingState(self.image_w, self.user_map, self.labelled, self.label_log, self.config,
-                            self.full_shape, list(self.rounds) if rounds else [], self.round_count)
+        return WorkingState(
+            self.image_w,
+            self.user_map,
+            self.labelled,
+            self.label_log,
+            self.config,
+            self.full_shape,
+            list(self.rounds) if rounds else [],
+            self.round_count,
+        )
 
     @property
     def nbytes(self) -> int:
         """Bytes held in arrays (the serialised size is about this, plus a little JSON)."""
         distinct = [r for m, (first, r) in enumerate(zip(_distinct_rounds(self.rounds), self.rounds)) if first == m]
         arrays = [self.user_map, self.labelled] + [a for r in distinct for a in r]
-        arrays += [self.image_w] if self.image is None else [self.image] if self.image_w is self.image else [
-            self.image, self.image_w]
+        arrays += (
+            [self.image_w]
+            if self.image is None
+            else [self.image]
+            if self.image_w is self.image
+            else [self.image, self.image_w]
+        )
         arrays += [a for a in (self.solved, self.refined, self.initial) if a is not None]
         return int(sum(a.nbytes for a in arrays))
 
@@ -114,8 +127,10 @@ class SessionState:
         """
         image = image and self.image is not None
         arrays: dict[str, np.ndarray] = {"user_map": self.user_map, "labelled": self.labelled}
-        same_working = image and (self.image_w is self.image or (
-            self.image_w.shape == self.image.shape and np.array_equal(self.image_w, self.image)))
+        same_working = image and (
+            self.image_w is self.image
+            or (self.image_w.shape == self.image.shape and np.array_equal(self.image_w, self.image))
+        )
         if image:
             arrays["image"] = self.image
         if not same_working:
@@ -282,8 +297,9 @@ def new_state(
     if mask is not None:
         trimap = mask_to_trimap(_check_plane(mask, img.shape[:2], "mask"))
     u, labelled = _initial_user_map(img.shape[:2], image_w.shape[:2], user_map, trimap)
-    return SessionState(image=img, image_w=image_w, user_map=u, labelled=labelled, config=config,
-                        initial=encode_initial(u, labelled))
+    return SessionState(
+        image=img, image_w=image_w, user_map=u, labelled=labelled, config=config, initial=encode_initial(u, labelled)
+    )
 
 
 def encode_initial(user_map: np.ndarray, labelled: np.ndarray) -> np.ndarray | None:

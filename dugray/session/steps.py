@@ -97,9 +97,13 @@ def record_solve(state: SessionState, result: SolveResult | None) -> float:
         state.solved, state.solve_info = None, {}
         return 0.0
     state.solved = result.alpha
-    state.solve_info = {"band_fraction": round(float(result.stats["band_fraction"]), 4),
-                        "iterations": result.iterations, "residual": float(result.residual),
-                        "guard": result.guard, "seconds": float(result.stats.get("seconds", 0.0))}
+    state.solve_info = {
+        "band_fraction": round(float(result.stats["band_fraction"]), 4),
+        "iterations": result.iterations,
+        "residual": float(result.residual),
+        "guard": result.guard,
+        "seconds": float(result.stats.get("seconds", 0.0)),
+    }
     return state.solve_info["seconds"]
 
 

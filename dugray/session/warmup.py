@@ -144,4 +144,3 @@ def main() -> int:
     """``python -m dugray.session`` (setup.sh): compile (or load) every kernel; prints the time it took."""
     print(f"numba kernels compiled and cached in {warm_up_kernels():.1f} s", flush=True)
     return 0
-

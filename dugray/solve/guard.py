@@ -35,8 +35,17 @@ def laplacian_energy(L, b: np.ndarray, c: float, x: np.ndarray) -> float:
     return max(float(x @ (L @ x) - 2.0 * (x @ b) + c), 0.0)
 
 
-def guard_verdict(kind: str, limit: float, L, b: np.ndarray, c: float, gamma: np.ndarray, solved: np.ndarray,
-                  variance: np.ndarray, held: np.ndarray) -> tuple[str, dict]:
+def guard_verdict(
+    kind: str,
+    limit: float,
+    L,
+    b: np.ndarray,
+    c: float,
+    gamma: np.ndarray,
+    solved: np.ndarray,
+    variance: np.ndarray,
+    held: np.ndarray,
+) -> tuple[str, dict]:
     """("ok" or the reason to fall back, the numbers behind it), over the band's pixels.
 
     ``variance`` is the predictive variance per band pixel, ``held`` marks the band pixels
@@ -56,7 +65,10 @@ def guard_verdict(kind: str, limit: float, L, b: np.ndarray, c: float, gamma: np
         "far_fraction": float(far.mean()) if far.size else 0.0,
     }
     if kind == "posterior" and stats["far_fraction"] > limit:
-        return f"{stats['far_fraction']:.1%} of the band moved beyond {SIGMAS:g} predictive sd (limit {limit:.1%})", stats
+        return (
+            f"{stats['far_fraction']:.1%} of the band moved beyond {SIGMAS:g} predictive sd (limit {limit:.1%})",
+            stats,
+        )
     if kind == "energy" and stats["energy_ratio"] > limit:
         return f"Laplacian energy cut {stats['energy_ratio']:.3g}x (limit {limit:g})", stats
     return "ok", stats

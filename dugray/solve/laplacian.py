@@ -131,12 +131,17 @@ def window_centres(unknown: np.ndarray, radius: int = DEFAULT_RADIUS) -> np.ndar
     h, w = unknown.shape
     size = 2 * radius + 1
     near = cv2.dilate(unknown.astype(np.uint8), np.ones((size, size), np.uint8)) > 0
-    near[:radius], near[h - radius:], near[:, :radius], near[:, w - radius:] = False, False, False, False
+    near[:radius], near[h - radius :], near[:, :radius], near[:, w - radius :] = False, False, False, False
     return np.argwhere(near).astype(np.int64)
 
 
-def band_laplacian(image: np.ndarray, unknown: np.ndarray, known_value: np.ndarray,
-                   epsilon: float = DEFAULT_EPSILON, radius: int = DEFAULT_RADIUS):
+def band_laplacian(
+    image: np.ndarray,
+    unknown: np.ndarray,
+    known_value: np.ndarray,
+    epsilon: float = DEFAULT_EPSILON,
+    radius: int = DEFAULT_RADIUS,
+):
     """The matting Laplacian's unknown block and the known pixels' pull on it.
 
     Parameters
@@ -176,8 +181,18 @@ def band_laplacian(image: np.ndarray, unknown: np.ndarray, known_value: np.ndarr
     rhs = np.zeros(n)
     const = np.zeros(1)
     if n:
-        _band_cf_kernel(img, index, np.ascontiguousarray(known_value, np.float64), window_centres(unk, radius),
-                        float(epsilon), int(radius), values, cols, rhs, const)
+        _band_cf_kernel(
+            img,
+            index,
+            np.ascontiguousarray(known_value, np.float64),
+            window_centres(unk, radius),
+            float(epsilon),
+            int(radius),
+            values,
+            cols,
+            rhs,
+            const,
+        )
     return _to_csr(values, cols, n), rhs, float(const[0])
 
 

@@ -91,8 +91,13 @@ class SolveParams:
             raise ValueError(f"uncertainty must be one of {UNCERTAINTIES}, got {self.uncertainty!r}")
         if self.guard not in GUARDS:
             raise ValueError(f"guard must be one of {GUARDS}, got {self.guard!r}")
-        if not (self.epsilon > 0 and self.weight_scale > 0 and self.rtol > 0 and self.transition_weight >= 0
-                and self.guard_limit > 0):
+        if not (
+            self.epsilon > 0
+            and self.weight_scale > 0
+            and self.rtol > 0
+            and self.transition_weight >= 0
+            and self.guard_limit > 0
+        ):
             raise ValueError("epsilon, weight_scale, rtol and guard_limit must be > 0, transition_weight >= 0")
         if not 1 <= self.radius <= 4 or self.max_iter < 1 or not 0 <= self.pin_margin < 0.5 or self.pin_sigmas < 0:
             raise ValueError("need 1 <= radius <= 4, max_iter >= 1, 0 <= pin_margin < 0.5 and pin_sigmas >= 0")
@@ -128,8 +133,13 @@ class SolveResult:
         return self.guard != "ok"
 
 
-def solve_matte(image: np.ndarray, nig: NIG, user_map: np.ndarray | None = None, params: SolveParams | None = None,
-                unpinned: np.ndarray | None = None) -> SolveResult:
+def solve_matte(
+    image: np.ndarray,
+    nig: NIG,
+    user_map: np.ndarray | None = None,
+    params: SolveParams | None = None,
+    unpinned: np.ndarray | None = None,
+) -> SolveResult:
     """The uncertainty-guided matte of ``image`` (see the module doc).
 
     Parameters
@@ -154,10 +164,18 @@ def solve_matte(image: np.ndarray, nig: NIG, user_map: np.ndarray | None = None,
     if not np.all(np.isfinite(img)):
         raise ValueError("image has non-finite values")
     post = check_posterior(nig, img.shape[:2])
-    inputs = solve_inputs(post, user_map, weight_scale=params.weight_scale, uncertainty_kind=params.uncertainty,
-                          pin_uncertainty=params.pin_uncertainty, pin_margin=params.pin_margin,
-                          pin_sigmas=params.pin_sigmas, band_dilation=params.band_dilation,
-                          transition_weight=params.transition_weight, unpinned=unpinned)
+    inputs = solve_inputs(
+        post,
+        user_map,
+        weight_scale=params.weight_scale,
+        uncertainty_kind=params.uncertainty,
+        pin_uncertainty=params.pin_uncertainty,
+        pin_margin=params.pin_margin,
+        pin_sigmas=params.pin_sigmas,
+        band_dilation=params.band_dilation,
+        transition_weight=params.transition_weight,
+        unpinned=unpinned,
+    )
     band = inputs.band
     out = inputs.fixed_value.copy()
     n = int(band.sum())
@@ -178,8 +196,9 @@ def solve_matte(image: np.ndarray, nig: NIG, user_map: np.ndarray | None = None,
     t3 = time.perf_counter()
     out[band] = np.clip(cg.x, 0.0, 1.0)
     held = ~inputs.transition[band]
-    verdict, guard_stats = guard_verdict(params.guard, params.guard_limit, L, b, c, gamma, out[band],
-                                         inputs.variance[band], held)
+    verdict, guard_stats = guard_verdict(
+        params.guard, params.guard_limit, L, b, c, gamma, out[band], inputs.variance[band], held
+    )
     stats.update(guard_stats)
     if verdict != "ok":  # the network's matte, with the labels and the near-certain pixels still fixed
         out = np.where(inputs.fixed, inputs.fixed_value, post.gamma)

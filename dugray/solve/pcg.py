@@ -156,8 +156,9 @@ class CGResult:
     shift: float
 
 
-def ic0_pcg(A: scipy.sparse.csr_matrix, b: np.ndarray, x0: np.ndarray | None = None, rtol: float = 1e-5,
-            maxiter: int = 1000) -> CGResult:
+def ic0_pcg(
+    A: scipy.sparse.csr_matrix, b: np.ndarray, x0: np.ndarray | None = None, rtol: float = 1e-5, maxiter: int = 1000
+) -> CGResult:
     """Solve the SPD system ``A x = b`` by IC(0)-preconditioned conjugate gradient.
 
     ``A`` must be symmetric positive definite (CSR; columns are sorted here if needed).
@@ -190,6 +191,7 @@ def ic0_pcg(A: scipy.sparse.csr_matrix, b: np.ndarray, x0: np.ndarray | None = N
             break
     else:
         raise ValueError("incomplete Cholesky failed at every shift: the matrix is not positive definite")
-    iterations, residual = _pcg(indptr, indices, A.data, np.ascontiguousarray(b, np.float64), x, lptr, lidx, lval,
-                                float(rtol), int(maxiter))
+    iterations, residual = _pcg(
+        indptr, indices, A.data, np.ascontiguousarray(b, np.float64), x, lptr, lidx, lval, float(rtol), int(maxiter)
+    )
     return CGResult(x, int(iterations), float(residual), shift)

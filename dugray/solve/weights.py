@@ -85,10 +85,19 @@ def uncertainty(nig: NIG, kind: str = "epistemic") -> np.ndarray:
     raise ValueError(f"uncertainty must be one of {UNCERTAINTIES}, got {kind!r}")
 
 
-def solve_inputs(nig: NIG, user_map: np.ndarray | None, *, weight_scale: float, uncertainty_kind: str = "epistemic",
-                 pin_uncertainty: float = np.inf, pin_margin: float = 0.05, pin_sigmas: float = 0.0,
-                 band_dilation: int = 0, transition_weight: float = 1.0,
-                 unpinned: np.ndarray | None = None) -> SolveInputs:
+def solve_inputs(
+    nig: NIG,
+    user_map: np.ndarray | None,
+    *,
+    weight_scale: float,
+    uncertainty_kind: str = "epistemic",
+    pin_uncertainty: float = np.inf,
+    pin_margin: float = 0.05,
+    pin_sigmas: float = 0.0,
+    band_dilation: int = 0,
+    transition_weight: float = 1.0,
+    unpinned: np.ndarray | None = None,
+) -> SolveInputs:
     """Fixed pixels, their values, the target and the weights (see the module doc).
 
     ``nig`` must have passed :func:`check_posterior`.

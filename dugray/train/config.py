@@ -23,6 +23,7 @@ class TrainConfig:
     Built with :meth:`from_dict` (a YAML/JSON file from :func:`load_config_file`, overridden by
     train.py's flags), which checks it; the driver hands it to every Ray Train worker in a LoopArgs.
     """
+
     # data
     data: str = ""
     """Dataset folder (any layout dugray.data reads) or a manifest .parquet."""
@@ -153,8 +154,14 @@ class TrainConfig:
         """The training augmentations these keys ask for, as the pipeline's AugmentConfig."""
         from dugray.data.augment import AugmentConfig
 
-        return AugmentConfig(flip_p=self.flip_p, blur_p=self.blur_p, sharpen_p=self.sharpen_p,
-                             shadow_p=self.shadow_p, crop_scales=tuple(self.crop_scales), jitter_p=self.jitter_p)
+        return AugmentConfig(
+            flip_p=self.flip_p,
+            blur_p=self.blur_p,
+            sharpen_p=self.sharpen_p,
+            shadow_p=self.shadow_p,
+            crop_scales=tuple(self.crop_scales),
+            jitter_p=self.jitter_p,
+        )
 
     def to_dict(self) -> dict:
         """Every key as a plain dict (logged to MLflow as config.json and as run parameters)."""
@@ -181,14 +188,20 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.data_cpus <= 0:
-            raise ValueError(f"data_cpus must be > 0 (the data tasks need a CPU beside the workers), got {self.data_cpus}")
+            raise ValueError(
+                f"data_cpus must be > 0 (the data tasks need a CPU beside the workers), got {self.data_cpus}"
+            )
         if self.cpus_per_worker <= 0:
             raise ValueError(f"cpus_per_worker must be > 0, got {self.cpus_per_worker}")
         if self.pretrained_frozen_epochs < 0 or self.side_weight < 0:
-            raise ValueError(f"pretrained_frozen_epochs and side_weight must be >= 0, got "
-                             f"{self.pretrained_frozen_epochs} and {self.side_weight}")
+            raise ValueError(
+                f"pretrained_frozen_epochs and side_weight must be >= 0, got "
+                f"{self.pretrained_frozen_epochs} and {self.side_weight}"
+            )
         if self.pretrained_lr_scale <= 0:
-            raise ValueError(f"pretrained_lr_scale must be > 0 (freeze with a small value), got {self.pretrained_lr_scale}")
+            raise ValueError(
+                f"pretrained_lr_scale must be > 0 (freeze with a small value), got {self.pretrained_lr_scale}"
+            )
         if self.prefetch_batches < 0:
             raise ValueError(f"prefetch_batches must be >= 0, got {self.prefetch_batches}")
         if self.crop % 32:
@@ -234,8 +247,10 @@ def check_official_init(cfg, arch_flag) -> None:
     from dugray.models.modnet_official import PREFIX, load_official_modnet, official_path
 
     if cfg.stage == "2":
-        raise ValueError(f"--init-from {PREFIX}PATH warm-starts the matting network (stage 1 or all); the refiner "
-                         "has no official weights")
+        raise ValueError(
+            f"--init-from {PREFIX}PATH warm-starts the matting network (stage 1 or all); the refiner "
+            "has no official weights"
+        )
     if arch_flag is not None and arch_flag != "modnet":
         raise ValueError(f"--init-from {PREFIX}PATH trains the modnet architecture, not --arch {arch_flag}")
     kwargs = cfg.arch_kwargs if cfg.arch == "modnet" else {}

@@ -47,8 +47,10 @@ def open_datasets(cfg, out=print) -> dict:
         for split in needed:
             if _split_rows(table, split) == 0:
                 have = sorted(set(table["split"].to_pylist()))
-                raise DryRunError(f"{source} has no {split!r} rows (its splits: {', '.join(have)}); "
-                                  f"set {'train_split' if split == cfg.train_split else 'val_split'}")
+                raise DryRunError(
+                    f"{source} has no {split!r} rows (its splits: {', '.join(have)}); "
+                    f"set {'train_split' if split == cfg.train_split else 'val_split'}"
+                )
         tables[source] = table
     return tables
 
@@ -107,8 +109,9 @@ def stage2_step(cfg, frozen, batch) -> tuple[float, int, str]:
     opt = torch.optim.Adam(refiner.parameters(), lr=cfg.stage2_lr, betas=tuple(cfg.betas))
     with torch.no_grad():
         nig = frozen(batch["image"], batch["user_map"])
-    coarse, pix, target, _, _ = refinement_batch(nig, batch["image"], batch["alpha"], cfg,
-                                                 np.random.default_rng(cfg.seed), cfg.stage2_noise)
+    coarse, pix, target, _, _ = refinement_batch(
+        nig, batch["image"], batch["alpha"], cfg, np.random.default_rng(cfg.seed), cfg.stage2_noise
+    )
     losses = stage2_loss(refiner(coarse, pix), target)
     opt.zero_grad(set_to_none=True)
     losses["total"].backward()
@@ -123,25 +126,33 @@ def dry_run(cfg, arch_flag=None, out=print) -> None:
     from dugray.train.config import check_official_init
 
     world = cfg.num_workers
-    out(f"config: stage {cfg.stage}, arch {cfg.arch}, {cfg.epochs} epochs (stage 2: {cfg.stage2_epoch_count}), "
+    out(
+        f"config: stage {cfg.stage}, arch {cfg.arch}, {cfg.epochs} epochs (stage 2: {cfg.stage2_epoch_count}), "
         f"batch {cfg.batch_size} x {world} worker(s) = {cfg.batch_size * world}, crop {cfg.crop} "
         f"(scales {list(cfg.crop_scales)}), Adam lr {cfg.lr:g} betas {list(cfg.betas)}, warm-up {cfg.warmup_epochs:g} "
         f"epochs then cosine to {cfg.min_lr:g}, augment flip {cfg.flip_p:g} blur {cfg.blur_p:g} sharpen "
-        f"{cfg.sharpen_p:g} shadow {cfg.shadow_p:g}, {'GPU' if cfg.use_gpu else 'CPU'} workers")
+        f"{cfg.sharpen_p:g} shadow {cfg.shadow_p:g}, {'GPU' if cfg.use_gpu else 'CPU'} workers"
+    )
     tables = open_datasets(cfg, out)
     table = tables[cfg.data]
-    out(f"splits: train {cfg.train_split!r} {_split_rows(table, cfg.train_split)} rows, "
-        f"validation {cfg.val_split!r} {_split_rows(table, cfg.val_split)} rows")
+    out(
+        f"splits: train {cfg.train_split!r} {_split_rows(table, cfg.train_split)} rows, "
+        f"validation {cfg.val_split!r} {_split_rows(table, cfg.val_split)} rows"
+    )
     if is_official_uri(cfg.init_from):
         check_official_init(cfg, arch_flag)
     torch.manual_seed(cfg.seed)
     batch = step_batch(cfg, table, cfg.train_split, cfg.seed)
-    shrunk = f"{BATCH} crops of {CROP} px (the recipe's batch {cfg.batch_size} of {cfg.crop} px, shrunk for a CPU check)"
+    shrunk = (
+        f"{BATCH} crops of {CROP} px (the recipe's batch {cfg.batch_size} of {cfg.crop} px, shrunk for a CPU check)"
+    )
     if cfg.stage in ("1", "all"):
         net, loss = stage1_step(cfg, batch)
         start = cfg.init_from or "a new network"
-        out(f"stage 1: {net.config.get('name', cfg.arch)} ({_params(net)}) from {start}: one step on {shrunk}, "
-            f"loss {loss:.4g}")
+        out(
+            f"stage 1: {net.config.get('name', cfg.arch)} ({_params(net)}) from {start}: one step on {shrunk}, "
+            f"loss {loss:.4g}"
+        )
     else:
         from dugray.train.stage1 import initial_network
 
@@ -150,5 +161,7 @@ def dry_run(cfg, arch_flag=None, out=print) -> None:
         out(f"stage 1: not in this job; stage 2 refines {cfg.matting or 'a new network (standing in for out)'}")
     if cfg.stage in ("2", "all"):
         loss, patches, name = stage2_step(cfg, net, batch)
-        out(f"stage 2: refiner {name} (noise {cfg.stage2_noise}): one step on {patches} patches of 32 px, loss {loss:.4g}")
+        out(
+            f"stage 2: refiner {name} (noise {cfg.stage2_noise}): one step on {patches} patches of 32 px, loss {loss:.4g}"
+        )
     out("dry run passed: nothing trained or written but the datasets' manifests; no Ray started")

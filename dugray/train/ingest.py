@@ -119,11 +119,17 @@ def training_datasets(cfg: TrainConfig, table: pa.Table, clock, ledger=None) -> 
     val = split_rows(table, cfg.val_split)
     n = train_slots(cfg, train.num_rows)
     if n < cfg.num_workers:
-        raise ValueError(f"{n} train examples cannot feed {cfg.num_workers} training workers: every worker "
-                         f"needs at least one (lower num_workers or add data)")
+        raise ValueError(
+            f"{n} train examples cannot feed {cfg.num_workers} training workers: every worker "
+            f"needs at least one (lower num_workers or add data)"
+        )
     return {
-        "train": slot_dataset(train, train_slots(cfg, train.num_rows), pipeline_config(cfg, True), cfg.data_cpus, clock, ledger),
-        "val": slot_dataset(val, val_slots(cfg, val.num_rows), pipeline_config(cfg, False), cfg.data_cpus, None, ledger),
+        "train": slot_dataset(
+            train, train_slots(cfg, train.num_rows), pipeline_config(cfg, True), cfg.data_cpus, clock, ledger
+        ),
+        "val": slot_dataset(
+            val, val_slots(cfg, val.num_rows), pipeline_config(cfg, False), cfg.data_cpus, None, ledger
+        ),
     }
 
 
@@ -136,8 +142,10 @@ def data_config(cfg: TrainConfig):
     from ray.data import ExecutionOptions, ExecutionResources
     from ray.train import DataConfig
 
-    return DataConfig(datasets_to_split=["train"],
-                      execution_options=ExecutionOptions(resource_limits=ExecutionResources(cpu=cfg.data_cpus)))
+    return DataConfig(
+        datasets_to_split=["train"],
+        execution_options=ExecutionOptions(resource_limits=ExecutionResources(cpu=cfg.data_cpus)),
+    )
 
 
 def steps_per_epoch(cfg: TrainConfig, n_rows: int, world: int) -> int:
@@ -163,12 +171,17 @@ def check_resources(cfg: TrainConfig, total: dict | None = None) -> None:
         raise ClusterTooSmall(
             f"the cluster has {cpus:g} CPUs, and {cfg.num_workers} training workers x {cfg.cpus_per_worker:g} CPU "
             f"+ {cfg.data_cpus:g} for Ray Data need {need:g}: lower --num-workers or --cpus-per-worker (fractions "
-            f"work, e.g. 0.5), or add CPUs to the cluster")
+            f"work, e.g. 0.5), or add CPUs to the cluster"
+        )
     for key, amount in cfg.worker_resources.items():
         if cfg.num_workers * float(amount) > float(total.get(key, 0)) + 1e-9:
-            raise ClusterTooSmall(f"the cluster offers {float(total.get(key, 0)):g} of resource {key!r} and "
-                                  f"{cfg.num_workers} workers x {float(amount):g} need more: fix worker_resources "
-                                  f"or the nodes' --resources")
+            raise ClusterTooSmall(
+                f"the cluster offers {float(total.get(key, 0)):g} of resource {key!r} and "
+                f"{cfg.num_workers} workers x {float(amount):g} need more: fix worker_resources "
+                f"or the nodes' --resources"
+            )
     if cfg.use_gpu and cfg.num_workers > gpus + 1e-9:
-        raise ClusterTooSmall(f"the cluster has {gpus:g} GPUs and use_gpu needs one per worker ({cfg.num_workers}): "
-                              f"lower --num-workers or add GPU nodes")
+        raise ClusterTooSmall(
+            f"the cluster has {gpus:g} GPUs and use_gpu needs one per worker ({cfg.num_workers}): "
+            f"lower --num-workers or add GPU nodes"
+        )

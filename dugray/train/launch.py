@@ -165,8 +165,11 @@ def fit_stage(cfg: TrainConfig, stage: str, storage: str, args: LoopArgs) -> tup
         scaling_config=ScalingConfig(
             num_workers=cfg.num_workers,
             use_gpu=cfg.use_gpu,
-            resources_per_worker={"CPU": cfg.cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {}),
-                                  **cfg.worker_resources},
+            resources_per_worker={
+                "CPU": cfg.cpus_per_worker,
+                **({"GPU": 1} if cfg.use_gpu else {}),
+                **cfg.worker_resources,
+            },
         ),
         run_config=RunConfig(
             name=f"stage{stage}-{time.strftime('%Y%m%d-%H%M%S')}",
@@ -191,7 +194,11 @@ def run_training(cfg: TrainConfig) -> dict:
     # workers run in other folders (and on other nodes): hand them absolute paths
     cfg.data = _absolute(cfg.data)
     cfg.extra_data = [_absolute(p) for p in cfg.extra_data]
-    if cfg.init_from and cfg.init_from != "default" and not cfg.init_from.startswith(("models:", "runs:", "modnet-official:")):
+    if (
+        cfg.init_from
+        and cfg.init_from != "default"
+        and not cfg.init_from.startswith(("models:", "runs:", "modnet-official:"))
+    ):
         cfg.init_from = _absolute(cfg.init_from)
     if cfg.matting and cfg.matting != "default" and not cfg.matting.startswith(("models:", "runs:")):
         cfg.matting = _absolute(cfg.matting)
@@ -223,17 +230,30 @@ def run_training(cfg: TrainConfig) -> dict:
                 resume = latest_checkpoint(storage, stage) if cfg.resume else ""
                 matting = summary["stages"].get("1", {}).get("checkpoint") or previous.get("matting_checkpoint", "")
                 if stage == "2" and not matting and not cfg.matting:
-                    raise FileNotFoundError("stage 2 needs a trained matting network: run stage 1 first (same --out) or give --matting")
-                args = LoopArgs(config=cfg, stage=stage, tracking_uri=uri, mlflow_run_id=run.info.run_id,
-                                resume_path=resume, matting_checkpoint=matting)
+                    raise FileNotFoundError(
+                        "stage 2 needs a trained matting network: run stage 1 first (same --out) or give --matting"
+                    )
+                args = LoopArgs(
+                    config=cfg,
+                    stage=stage,
+                    tracking_uri=uri,
+                    mlflow_run_id=run.info.run_id,
+                    resume_path=resume,
+                    matting_checkpoint=matting,
+                )
                 print(f"[train] stage {stage}: {start_of(cfg, stage, resume)}", flush=True)
                 start = time.perf_counter()
                 ckpt, metrics = fit_stage(cfg, stage, storage, args)
                 wall = time.perf_counter() - start
                 mlflow.log_metric("wall_seconds", wall)
                 final = _export(stage, ckpt, out, cfg)
-                summary["stages"][stage] = {"checkpoint": ckpt, "weights": str(final), "metrics": metrics,
-                                            "run_id": run.info.run_id, "wall_seconds": wall}
+                summary["stages"][stage] = {
+                    "checkpoint": ckpt,
+                    "weights": str(final),
+                    "metrics": metrics,
+                    "run_id": run.info.run_id,
+                    "wall_seconds": wall,
+                }
                 previous.setdefault("stage_runs", {})[stage] = run.info.run_id
                 if stage == "1":
                     previous["matting_checkpoint"] = ckpt
@@ -258,8 +278,14 @@ def _export(stage: str, ckpt_dir: str, out: Path, cfg: TrainConfig) -> Path:
     mlflow.log_artifact(str(final), "weights")
     # pickle, not pt2: a traced pt2 graph would freeze the input size; the plain
     # checkpoint rides along (extra_files) for weights-only loading by dugray itself.
-    mlflow.pytorch.log_model(model, name=name, registered_model_name=registered, serialization_format="pickle",
-                             extra_files=[str(final)], pip_requirements=model_requirements())
+    mlflow.pytorch.log_model(
+        model,
+        name=name,
+        registered_model_name=registered,
+        serialization_format="pickle",
+        extra_files=[str(final)],
+        pip_requirements=model_requirements(),
+    )
     return final
 
 

@@ -82,14 +82,24 @@ def matte_loss(matte: torch.Tensor, alpha_gt: torch.Tensor, image: torch.Tensor,
     return err.mean() + 4.0 * (err * band).mean() + comp.mean() + 4.0 * (comp * band).mean()
 
 
-def modnet_losses(aux: dict, matte: torch.Tensor, alpha_gt: torch.Tensor, image: torch.Tensor,
-                  semantic_scale: float = SEMANTIC_SCALE, detail_scale: float = DETAIL_SCALE,
-                  matte_scale: float = MATTE_SCALE) -> dict:
+def modnet_losses(
+    aux: dict,
+    matte: torch.Tensor,
+    alpha_gt: torch.Tensor,
+    image: torch.Tensor,
+    semantic_scale: float = SEMANTIC_SCALE,
+    detail_scale: float = DETAIL_SCALE,
+    matte_scale: float = MATTE_SCALE,
+) -> dict:
     """MODNet's three weighted losses from ``forward(..., return_aux=True)``'s ``aux`` and the
     matte estimate; ``total`` is their sum (to add to the NIG loss), the rest detached."""
     band = transition_band(alpha_gt)
     sem = semantic_scale * semantic_loss(aux["semantic"], alpha_gt)
     det = detail_scale * detail_loss(aux["detail"], alpha_gt, band)
     mat = matte_scale * matte_loss(matte, alpha_gt, image, band)
-    return {"total": sem + det + mat, "modnet_semantic": sem.detach(), "modnet_detail": det.detach(),
-            "modnet_matte": mat.detach()}
+    return {
+        "total": sem + det + mat,
+        "modnet_semantic": sem.detach(),
+        "modnet_detail": det.detach(),
+        "modnet_matte": mat.detach(),
+    }

@@ -18,8 +18,16 @@ from dugray.models.modnet_official import load_official_modnet, official_path
 from dugray.nig import aleatoric, epistemic
 from dugray.train.losses import laplacian_loss, stage1_loss
 from dugray.train.modnet_losses import modnet_losses
-from dugray.train.worker import (LoopArgs, all_reduce_sums, autocast, epoch_batches, prepare_training, run_epochs, unwrap,
-                                 worker_context)
+from dugray.train.worker import (
+    LoopArgs,
+    all_reduce_sums,
+    autocast,
+    epoch_batches,
+    prepare_training,
+    run_epochs,
+    unwrap,
+    worker_context,
+)
 
 
 def objective(cfg, nig, alpha_gt, aux=None, image=None) -> dict:
@@ -66,7 +74,7 @@ def initial_network(cfg):
     with a fresh NIG head (:func:`load_official_modnet`)."""
     if OFFICIAL_PREFIX in cfg.init_from:
         # the part from the prefix on: tolerates a folder prepended by a path resolver
-        uri = cfg.init_from[cfg.init_from.index(OFFICIAL_PREFIX):]
+        uri = cfg.init_from[cfg.init_from.index(OFFICIAL_PREFIX) :]
         kwargs = cfg.arch_kwargs if cfg.arch == "modnet" else {}
         return load_official_modnet(official_path(uri), **{"alpha_min": cfg.alpha_min, **kwargs})
     if cfg.pretrained:
@@ -135,8 +143,7 @@ def stage1_loop(loop_config: dict) -> None:
     wc = worker_context(cfg)
     net = initial_network(cfg)
     # the L1 ablation leaves the nu/alpha/beta heads without gradients: DDP must allow it
-    t = prepare_training(net, args, wc, cfg.lr, cfg.epochs, cfg.weight_decay,
-                         find_unused_parameters=cfg.loss == "l1")
+    t = prepare_training(net, args, wc, cfg.lr, cfg.epochs, cfg.weight_decay, find_unused_parameters=cfg.loss == "l1")
 
     def step(batch):
         with autocast(cfg, wc):

@@ -19,8 +19,16 @@ from dugray.models import create_refiner, load_checkpoint, load_networks
 from dugray.nig import aleatoric, aleatoric_variance
 from dugray.detail_patches import extract_patches, noise_variance, paste_patches, refinement_boxes, sample_coarse
 from dugray.train.losses import stage2_loss
-from dugray.train.worker import (LoopArgs, all_reduce_sums, autocast, epoch_batches, prepare_training, run_epochs, unwrap,
-                                 worker_context)
+from dugray.train.worker import (
+    LoopArgs,
+    all_reduce_sums,
+    autocast,
+    epoch_batches,
+    prepare_training,
+    run_epochs,
+    unwrap,
+    worker_context,
+)
 
 
 def refinement_batch(nig, image, alpha_gt, cfg, rng: np.random.Generator, noise: str = "aleatoric"):
@@ -89,7 +97,9 @@ def validate(frozen, refiner, args, wc) -> dict:
     sums = defaultdict(float)
     for batch in epoch_batches(args, wc, 0, train=False):
         nig = frozen(batch["image"], batch["user_map"])
-        coarse, pix, _, boxes, sampled = refinement_batch(nig, batch["image"], batch["alpha"], cfg, rng, cfg.stage2_noise)
+        coarse, pix, _, boxes, sampled = refinement_batch(
+            nig, batch["image"], batch["alpha"], cfg, rng, cfg.stage2_noise
+        )
         refined = refiner(coarse.to(wc.device), pix.to(wc.device)).cpu().numpy()[:, 0] if coarse.shape[0] else None
         y = batch["alpha"].cpu().numpy()[:, 0]
         gamma = nig[0].cpu().numpy()[:, 0]
@@ -131,7 +141,9 @@ def stage2_loop(loop_config: dict) -> None:
             with torch.no_grad(), autocast(cfg, wc):
                 nig = frozen(batch["image"], batch["user_map"])
             nig = tuple(x.float() for x in nig)
-            coarse, pix, target, _, _ = refinement_batch(nig, batch["image"], batch["alpha"], cfg, rng, cfg.stage2_noise)
+            coarse, pix, target, _, _ = refinement_batch(
+                nig, batch["image"], batch["alpha"], cfg, rng, cfg.stage2_noise
+            )
             with autocast(cfg, wc):
                 refined = t.model(coarse.to(wc.device), pix.to(wc.device))
                 losses = stage2_loss(refined.float(), target.to(wc.device))

@@ -23,17 +23,33 @@ FLAGS = {  # flag -> (config key, type, help)
     "--data": ("data", str, "dataset folder (any supported layout) or manifest .parquet"),
     "--extra-data": ("extra_data", "list", "more datasets mixed into training (repeatable)"),
     "--extra-repeat": ("extra_repeat", int, "times each extra dataset's rows appear per epoch"),
-    "--extra-fraction": ("extra_fraction", float, "share of training rows from the extra datasets (overrides --extra-repeat)"),
+    "--extra-fraction": (
+        "extra_fraction",
+        float,
+        "share of training rows from the extra datasets (overrides --extra-repeat)",
+    ),
     "--jitter-p": ("jitter_p", float, "probability of a colour jitter per training image"),
-    "--init-from": ("init_from", str, "warm start: 'default', a training output folder, a checkpoint, "
-                                      "or modnet-official:PATH (official MODNet weights, stage 1, arch modnet)"),
+    "--init-from": (
+        "init_from",
+        str,
+        "warm start: 'default', a training output folder, a checkpoint, "
+        "or modnet-official:PATH (official MODNet weights, stage 1, arch modnet)",
+    ),
     "--out": ("out", str, "output folder: weights, MLflow store, Ray checkpoints"),
     "--stage": ("stage", str, "1, 2 or all"),
     "--epochs": ("epochs", int, "epochs of stage 1 (and of stage 2 unless --stage2-epochs)"),
     "--stage2-epochs": ("stage2_epochs", int, "epochs of stage 2"),
-    "--stage2-noise": ("stage2_noise", str, "how stage 2 draws gamma_s: aleatoric (the method), fixed or none (Table 4)"),
-    "--matting": ("matting", str, "stage 2's frozen matting network when stage 1 is not run here "
-                                  "('default', a training output folder or a checkpoint)"),
+    "--stage2-noise": (
+        "stage2_noise",
+        str,
+        "how stage 2 draws gamma_s: aleatoric (the method), fixed or none (Table 4)",
+    ),
+    "--matting": (
+        "matting",
+        str,
+        "stage 2's frozen matting network when stage 1 is not run here "
+        "('default', a training output folder or a checkpoint)",
+    ),
     "--samples-per-epoch": ("samples_per_epoch", int, "examples per epoch (0 = every train row)"),
     "--num-workers": ("num_workers", int, "Ray Train workers"),
     "--cpus-per-worker": ("cpus_per_worker", float, "CPUs each worker reserves (fractions work)"),
@@ -65,13 +81,27 @@ def parse(argv, prog: str = PROG):
         else:
             p.add_argument(flag, dest=key, type=typ, help=help_)
     p.add_argument("--use-gpu", dest="use_gpu", action="store_true", default=None, help="one GPU per worker")
-    p.add_argument("--amp", dest="amp", action="store_true", default=None,
-                   help="mixed precision (autocast: fp16 on CUDA, bf16 on CPU)")
-    p.add_argument("--resume", dest="resume", action="store_true", default=None,
-                   help="continue from the latest checkpoint in --out")
-    p.add_argument("--dry-run", dest="dry_run", action="store_true",
-                   help="check the recipe without Ray: open the datasets, build the network, one step of each "
-                        "stage on small crops; exit 0 if it would run (dugray.train.dry_run)")
+    p.add_argument(
+        "--amp",
+        dest="amp",
+        action="store_true",
+        default=None,
+        help="mixed precision (autocast: fp16 on CUDA, bf16 on CPU)",
+    )
+    p.add_argument(
+        "--resume",
+        dest="resume",
+        action="store_true",
+        default=None,
+        help="continue from the latest checkpoint in --out",
+    )
+    p.add_argument(
+        "--dry-run",
+        dest="dry_run",
+        action="store_true",
+        help="check the recipe without Ray: open the datasets, build the network, one step of each "
+        "stage on small crops; exit 0 if it would run (dugray.train.dry_run)",
+    )
     return p.parse_args(argv)
 
 
@@ -109,7 +139,9 @@ def main(argv=None, prog: str = PROG) -> int:
         elif cfg.init_from:  # and with the loader's error (missing, unreadable, the wrong kind)
             from dugray.models import load_networks
 
-            parts = tuple(p for p, stages in (("matting", "1 all"), ("refiner", "2 all")) if cfg.stage in stages.split())
+            parts = tuple(
+                p for p, stages in (("matting", "1 all"), ("refiner", "2 all")) if cfg.stage in stages.split()
+            )
             load_networks(cfg.init_from, cfg.init_from, parts=parts)
     except (ValueError, FileNotFoundError, OSError, RuntimeError) as exc:  # CheckpointError, PretrainedError too
         print(f"{prog}: error: {(str(exc) or type(exc).__name__).splitlines()[0]}", file=sys.stderr)
@@ -123,13 +155,23 @@ def main(argv=None, prog: str = PROG) -> int:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - report, exit non-zero, keep the checkpoints
-        print(f"{prog}: training failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
+        print(
+            f"{prog}: training failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            file=sys.stderr,
+        )
         print(f"{prog}: checkpoints are kept; rerun with --resume to continue", file=sys.stderr)
         return 1
-    print(json.dumps({k: v for k, v in summary.items() if k != "stages"} | {
-        "weights": {s: v["weights"] for s, v in summary["stages"].items()},
-        "metrics": {s: v["metrics"] for s, v in summary["stages"].items()},
-    }, indent=2, default=str))
+    print(
+        json.dumps(
+            {k: v for k, v in summary.items() if k != "stages"}
+            | {
+                "weights": {s: v["weights"] for s, v in summary["stages"].items()},
+                "metrics": {s: v["metrics"] for s, v in summary["stages"].items()},
+            },
+            indent=2,
+            default=str,
+        )
+    )
     return 0
 
 

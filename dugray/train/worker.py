@@ -62,6 +62,7 @@ class WorkerContext:
     Each worker reads shard ``rank`` of every epoch; rank 0 (``is_chief``) alone writes the
     checkpoints, logs to MLflow and prints progress.
     """
+
     rank: int
     world: int
     device: torch.device
@@ -125,8 +126,9 @@ def epoch_batches(args: LoopArgs, wc: WorkerContext, epoch: int, train: bool = T
     elif not wc.is_chief:  # the validation set is rank 0's (see dugray.train.ingest.data_config)
         return
     shard = ray.train.get_dataset_shard("train" if train else "val")
-    batches = shard.iter_batches(batch_size=cfg.batch_size, batch_format="numpy", drop_last=False,
-                                 prefetch_batches=cfg.prefetch_batches)
+    batches = shard.iter_batches(
+        batch_size=cfg.batch_size, batch_format="numpy", drop_last=False, prefetch_batches=cfg.prefetch_batches
+    )
     pin = wc.device.type == "cuda"
     for batch in batches:
         yield to_float_batch(batch, wc.device, pin_memory=pin)
@@ -216,13 +218,18 @@ def parameter_groups(net, lr: float, pretrained_scale: float = 1.0, own_group: b
     rest = [p for p in net.parameters() if p.requires_grad and id(p) not in pretrained]
     groups = [{"params": rest, "lr": lr}]
     if pretrained:
-        groups.append({"params": [p for p in net.parameters() if id(p) in pretrained and p.requires_grad],
-                       "lr": lr * pretrained_scale})
+        groups.append(
+            {
+                "params": [p for p in net.parameters() if id(p) in pretrained and p.requires_grad],
+                "lr": lr * pretrained_scale,
+            }
+        )
     return groups
 
 
-def optimizer_and_schedule(net, cfg: TrainConfig, stage: str, lr: float, steps: int, epochs: int,
-                           weight_decay: float = 0.0):
+def optimizer_and_schedule(
+    net, cfg: TrainConfig, stage: str, lr: float, steps: int, epochs: int, weight_decay: float = 0.0
+):
     """Adam over :func:`parameter_groups` and its LambdaLR: warm-up then cosine for every group,
     the pretrained group at 0 for stage 1's first ``pretrained_frozen_epochs``."""
     frozen_epochs = cfg.pretrained_frozen_epochs if stage == "1" else 0.0
@@ -233,8 +240,9 @@ def optimizer_and_schedule(net, cfg: TrainConfig, stage: str, lr: float, steps: 
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factors)
 
 
-def prepare_training(net, args: LoopArgs, wc: WorkerContext, lr: float, epochs: int,
-                     weight_decay: float = 0.0, **ddp_kwargs) -> Training:
+def prepare_training(
+    net, args: LoopArgs, wc: WorkerContext, lr: float, epochs: int, weight_decay: float = 0.0, **ddp_kwargs
+) -> Training:
     """Restore the latest checkpoint (weights, Adam, schedule) if any and wrap for DDP.
 
     Adam with the config's betas; linear warm-up for ``warmup_epochs`` then cosine to
@@ -390,8 +398,10 @@ class Progress:
             rate = self.seen / max(dt, 1e-9)
             eta = max(0.0, (self.steps - i) * dt / max(i, 1))
             loss = " ".join(f"{k}={v:.4f}" for k, v in losses.items())
-            say(f"[stage {self.stage}] epoch {self.epoch + 1}/{self.epochs} step {i}/{self.steps} {loss} "
-                f"{rate * self.wc.world:.1f} img/s eta {eta:.0f}s")
+            say(
+                f"[stage {self.stage}] epoch {self.epoch + 1}/{self.epochs} step {i}/{self.steps} {loss} "
+                f"{rate * self.wc.world:.1f} img/s eta {eta:.0f}s"
+            )
 
 
 def counted(batches, what: str = "this worker's data shard"):
@@ -403,8 +413,16 @@ def counted(batches, what: str = "this worker's data shard"):
         raise RuntimeError(f"{what} produced no usable example this epoch (all rows skipped?)")
 
 
-def run_epochs(stage: str, args: LoopArgs, wc: WorkerContext, t: Training, epochs: int, epoch_step, validate,
-               images_per_s: bool = False) -> None:
+def run_epochs(
+    stage: str,
+    args: LoopArgs,
+    wc: WorkerContext,
+    t: Training,
+    epochs: int,
+    epoch_step,
+    validate,
+    images_per_s: bool = False,
+) -> None:
     """The epoch loop of both stages, from ``t.start_epoch`` (a restored checkpoint's) to ``epochs``.
 
     Per epoch: ``step = epoch_step(epoch)``, then ``step(batch)`` for every batch of this worker's
@@ -436,8 +454,13 @@ def run_epochs(stage: str, args: LoopArgs, wc: WorkerContext, t: Training, epoch
         if images_per_s:
             train_metrics["images_per_s"] = progress.images_per_s()
         val_metrics, sample = validate()
-        metrics = {**train_metrics, **val_metrics, "epoch": epoch + 1, "lr": t.sched.get_last_lr()[0],
-                   "skipped_rows": skipped_rows(args)}
+        metrics = {
+            **train_metrics,
+            **val_metrics,
+            "epoch": epoch + 1,
+            "lr": t.sched.get_last_lr()[0],
+            "skipped_rows": skipped_rows(args),
+        }
         if wc.is_chief:
             say(epoch_line(stage, epoch, epochs, metrics))
         report_epoch(metrics, t.model, training_state(t, epoch), wc)

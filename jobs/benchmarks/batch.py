@@ -29,7 +29,6 @@ from pathlib import Path
 import cv2
 
 
-
 def write_images(folder: Path, n: int, size: int) -> None:
     """``n`` synthetic ``size``-px samples (seed 7) as ``folder``/img0000.png ...; the folder must not exist yet."""
     from dugray.data.synthetic import generate_sample
@@ -77,8 +76,9 @@ def main(argv=None) -> int:
         loop_s = time.perf_counter() - t
 
         t = time.perf_counter()
-        ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        ray.init(
+            address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, configure_logging=False
+        )
         init_s = time.perf_counter() - t
         t = time.perf_counter()
         on_ray = run_batch(tmp / "in", tmp / "ray", options, engine="ray", concurrency=args.cpus, progress=False)
@@ -90,10 +90,14 @@ def main(argv=None) -> int:
             print(f"{name}: only {report.counts} of {args.n} images", file=sys.stderr)
             return 1
     per_image = sum(r["seconds"] for r in loop.rows) / args.n
-    print(f"{args.n} images of {args.size}x{args.size}, model {args.model}, {args.cpus} CPUs "
-          f"(torch {torch.get_num_threads()} threads in the loop; {args.cpus} actors x 1 thread on Ray)")
+    print(
+        f"{args.n} images of {args.size}x{args.size}, model {args.model}, {args.cpus} CPUs "
+        f"(torch {torch.get_num_threads()} threads in the loop; {args.cpus} actors x 1 thread on Ray)"
+    )
     print(f"  plain loop      {args.n / loop_s:6.2f} images/s  ({loop_s:.1f} s; {per_image:.2f} s per image)")
-    print(f"  Ray Data batch  {args.n / ray_s:6.2f} images/s  ({ray_s:.1f} s incl. actor start; ray.init {init_s:.1f} s not counted)")
+    print(
+        f"  Ray Data batch  {args.n / ray_s:6.2f} images/s  ({ray_s:.1f} s incl. actor start; ray.init {init_s:.1f} s not counted)"
+    )
     print(f"  Ray Data / loop: {loop_s / ray_s:.2f}x")
     return 0
 

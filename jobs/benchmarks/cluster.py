@@ -30,14 +30,17 @@ import ray
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="bench_cluster.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="bench_cluster.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data", required=True, help="dataset folder (any layout) or manifest")
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--samples", type=int, default=64, help="examples per epoch")
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--data-cpus", type=float, default=1.0, help="CPUs set aside for Ray Data (the driver-built pipeline)")
+    p.add_argument(
+        "--data-cpus", type=float, default=1.0, help="CPUs set aside for Ray Data (the driver-built pipeline)"
+    )
     p.add_argument("--skip", nargs="*", default=[], choices=["ingest", "nodes", "train"], help="parts to leave out")
     return p.parse_args(argv)
 
@@ -59,8 +62,14 @@ def ingest_loop(config: dict) -> None:
             batches = ray.train.get_dataset_shard("train").iter_batches(batch_size=cfg.batch_size, batch_format="numpy")
         else:  # before: each worker its own dataset of its shard, every epoch
             per_worker = -(-cfg.samples_per_epoch // world)
-            ds = build_dataset(config["table"], cfg.train_split, pipeline_config(cfg, True), epoch=epoch,
-                               shard=(rank, world), limit=per_worker)
+            ds = build_dataset(
+                config["table"],
+                cfg.train_split,
+                pipeline_config(cfg, True),
+                epoch=epoch,
+                shard=(rank, world),
+                limit=per_worker,
+            )
             batches = ds.iter_batches(batch_size=cfg.batch_size, batch_format="numpy")
         for batch in batches:
             seen += len(to_float_batch(batch)["image"])
@@ -79,14 +88,20 @@ def ingest_rate(cfg, table, mode: str, workers: int, storage: str) -> float:
 
     cfg.num_workers = workers
     args = LoopArgs(config=cfg, stage="1", clock=EpochClock.remote(), ledger=SkipLedger.remote())
-    extra = {"datasets": training_datasets(cfg, table, args.clock, args.ledger), "dataset_config": data_config(cfg)} \
-        if mode == "driver" else {}
+    extra = (
+        {"datasets": training_datasets(cfg, table, args.clock, args.ledger), "dataset_config": data_config(cfg)}
+        if mode == "driver"
+        else {}
+    )
     result_file = Path(storage) / f"ingest-{mode}-{workers}.json"
     loop_config = {"cfg": cfg, "args": args, "mode": mode, "table": table, "result_file": str(result_file)}
-    trainer = TorchTrainer(ingest_loop, train_loop_config=loop_config,
-                           scaling_config=ScalingConfig(num_workers=workers, resources_per_worker={"CPU": cfg.cpus_per_worker}),
-                           run_config=RunConfig(name=f"ingest-{mode}-{workers}-{time.time_ns()}", storage_path=storage),
-                           **extra)
+    trainer = TorchTrainer(
+        ingest_loop,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=workers, resources_per_worker={"CPU": cfg.cpus_per_worker}),
+        run_config=RunConfig(name=f"ingest-{mode}-{workers}-{time.time_ns()}", storage_path=storage),
+        **extra,
+    )
     trainer.fit()
     figures = json.loads(result_file.read_text())
     return figures["images"] * workers / figures["seconds"]  # rank 0's share x workers (equal shards)
@@ -144,19 +159,37 @@ def main(argv=None) -> int:
     from dugray.train.worker import manifest_table
 
     args = parse(argv)
-    cfg = TrainConfig.from_dict({"data": str(Path(args.data).resolve()), "crop": args.crop, "batch_size": args.batch_size,
-                                 "samples_per_epoch": args.samples, "epochs": args.epochs, "val_samples": args.batch_size,
-                                 "data_cpus": args.data_cpus, "experiment": "bench-cluster"})
+    cfg = TrainConfig.from_dict(
+        {
+            "data": str(Path(args.data).resolve()),
+            "crop": args.crop,
+            "batch_size": args.batch_size,
+            "samples_per_epoch": args.samples,
+            "epochs": args.epochs,
+            "val_samples": args.batch_size,
+            "data_cpus": args.data_cpus,
+            "experiment": "bench-cluster",
+        }
+    )
     load_or_build(cfg.data)
     table = manifest_table(cfg)
-    report = {"data_cpus": args.data_cpus, "crop": args.crop, "batch_size": args.batch_size, "samples_per_epoch": args.samples, "epochs": args.epochs,
-              "bytes_per_batch": batch_bytes(cfg, table)}
+    report = {
+        "data_cpus": args.data_cpus,
+        "crop": args.crop,
+        "batch_size": args.batch_size,
+        "samples_per_epoch": args.samples,
+        "epochs": args.epochs,
+        "bytes_per_batch": batch_bytes(cfg, table),
+    }
     with tempfile.TemporaryDirectory(prefix="dugray-bench-cluster-") as tmp:
         if "ingest" not in args.skip:
             ray.init(address="local", num_cpus=int(2 + args.data_cpus), include_dashboard=False, log_to_driver=False)
             ray.data.DataContext.get_current().enable_progress_bars = False
-            report["ingest_images_per_s"] = {f"{mode}/{w}": round(ingest_rate(cfg, table, mode, w, tmp), 1)
-                                             for w in (1, 2) for mode in ("per-worker", "driver")}
+            report["ingest_images_per_s"] = {
+                f"{mode}/{w}": round(ingest_rate(cfg, table, mode, w, tmp), 1)
+                for w in (1, 2)
+                for mode in ("per-worker", "driver")
+            }
             ray.shutdown()
         if "nodes" not in args.skip:
             report["read_augment_images_per_s"] = {f"{n} node(s)": round(nodes_rate(cfg, table, n), 1) for n in (1, 2)}

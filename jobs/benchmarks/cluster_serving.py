@@ -50,11 +50,14 @@ def bytes_by_hop(model, image, rounds: int = 4) -> dict:
         return len(pickle.dumps(obj, protocol=5))
 
     network = state.rounds[-1] is not state.rounds[0]
-    return {"ingress -> Matting": size((working_float(state), state.user_map)) if network else 0,
-            "Matting -> ingress": size(state.rounds[-1]) if network else 0,
-            "ingress -> Fusion, Proposer, Solver (one put)": size(state.working()),
-            "Fusion -> Proposer, Solver": size(fused_nig(state.working())), "Solver -> ingress": size(state.solved),
-            "SessionStore <-> ingress": 2 * len(state.to_bytes(image=False))}
+    return {
+        "ingress -> Matting": size((working_float(state), state.user_map)) if network else 0,
+        "Matting -> ingress": size(state.rounds[-1]) if network else 0,
+        "ingress -> Fusion, Proposer, Solver (one put)": size(state.working()),
+        "Fusion -> Proposer, Solver": size(fused_nig(state.working())),
+        "Solver -> ingress": size(state.solved),
+        "SessionStore <-> ingress": 2 * len(state.to_bytes(image=False)),
+    }
 
 
 def start_cluster(cpus: int):
@@ -66,7 +69,9 @@ def start_cluster(cpus: int):
 
     set_proxy_env()
     os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus, "resources": {HEAD: 1}, "include_dashboard": False})
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": cpus, "resources": {HEAD: 1}, "include_dashboard": False}
+    )
     cluster.add_node(num_cpus=1, resources={ANY: 2, ONE: 2})
     cluster.add_node(num_cpus=1, resources={ANY: 2})
     cluster.wait_for_nodes()
@@ -78,8 +83,13 @@ def matting_nodes(app: str) -> int:
     """How many nodes the live Matting replicas of ``app`` are on (the GCS's actor table: Serve's status has no nodes)."""
     from ray._private.state import actors
 
-    return len({a["Address"]["NodeID"] for a in actors().values()
-                if a["State"] == "ALIVE" and f"{app}#Matting#" in (a.get("Name") or "")})
+    return len(
+        {
+            a["Address"]["NodeID"]
+            for a in actors().values()
+            if a["State"] == "ALIVE" and f"{app}#Matting#" in (a.get("Name") or "")
+        }
+    )
 
 
 def measure(args, client: Client) -> dict:
@@ -88,9 +98,15 @@ def measure(args, client: Client) -> dict:
 
     from serve.app import build
 
-    base = {"model": args.model, "torch_threads": args.threads, "max_rounds": 64, "rate_limit_per_s": 0,
-            "max_sessions_per_owner": 64, "session_storage": tempfile.mkdtemp(prefix="dugray-bench-cluster-"),
-            "replicas": {"Matting": 2}}
+    base = {
+        "model": args.model,
+        "torch_threads": args.threads,
+        "max_rounds": 64,
+        "rate_limit_per_s": 0,
+        "max_sessions_per_owner": 64,
+        "session_storage": tempfile.mkdtemp(prefix="dugray-bench-cluster-"),
+        "replicas": {"Matting": 2},
+    }
     out = {}
     for nodes, matting in LAYOUTS.items():
         placement = {"Matting": matting, **{d: {"resources": {HEAD: 0.01}} for d in ON_HEAD}}
@@ -134,8 +150,10 @@ def main(argv=None):
         serve.shutdown()
         ray.shutdown()
         cluster.shutdown()
-    print(f"\ndugray serve across nodes: {args.size}x{args.size}, model {args.model}, 2 Matting replicas, "
-          f"{args.concurrency} clients, {os.cpu_count()} cores on this machine")
+    print(
+        f"\ndugray serve across nodes: {args.size}x{args.size}, model {args.model}, 2 Matting replicas, "
+        f"{args.concurrency} clients, {os.cpu_count()} cores on this machine"
+    )
     for nodes, (rate, n, p50) in figures.items():
         print(f"Matting on {nodes} node(s): {rate:6.2f} rounds/s ({n} rounds), label p50 {p50:.3f} s")
     print(f"2 nodes / 1 node: {figures[2][0] / figures[1][0]:.2f}x")

@@ -49,19 +49,28 @@ def wall(argv: list[str], env: dict) -> tuple[float, float]:
 
 def with_path(path: Path) -> dict:
     """This environment with ``path`` first on PYTHONPATH (the checkout whose dugray runs)."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(path), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(path), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    }
 
 
 def measure(image: Path, repeats: int, baseline: Path | None) -> dict[str, dict[str, list[float]]]:
     """{name: {"wall": [seconds per repeat], "cpu": [...]}} of the commands above, interleaved."""
     times: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench_cutout_") as tmp:
-        runs = {"import torch": ([sys.executable, "-c", "import torch"], dict(os.environ)),
-                "dugray cutout": ([sys.executable, "-m", "dugray.cli", "cutout", str(image), "-o", f"{tmp}/new.png"],
-                                  with_path(ROOT))}
+        runs = {
+            "import torch": ([sys.executable, "-c", "import torch"], dict(os.environ)),
+            "dugray cutout": (
+                [sys.executable, "-m", "dugray.cli", "cutout", str(image), "-o", f"{tmp}/new.png"],
+                with_path(ROOT),
+            ),
+        }
         if baseline is not None:
-            runs["baseline cutout"] = ([sys.executable, "-m", "dugray.cli", "cutout", str(image), "-o",
-                                        f"{tmp}/old.png"], with_path(baseline))
+            runs["baseline cutout"] = (
+                [sys.executable, "-m", "dugray.cli", "cutout", str(image), "-o", f"{tmp}/old.png"],
+                with_path(baseline),
+            )
         for argv, env in runs.values():  # once untimed: the page cache and numba's cache are warm for all
             wall(argv, env)
         for _ in range(repeats):
@@ -89,8 +98,10 @@ def main(argv=None) -> int:
     print(f"{args.image.name}, {args.repeats} cold runs each, interleaved (median, min-max; CPU = user + system):")
     for name, t in times.items():
         w, c = statistics.median(t["wall"]), statistics.median(t["cpu"])
-        print(f"  {name:16s} wall {w:6.2f} s ({min(t['wall']):.2f}-{max(t['wall']):.2f}) {w / floor['wall']:5.2f}x import torch"
-              f" | CPU {c:6.2f} s {c / floor['cpu']:5.2f}x")
+        print(
+            f"  {name:16s} wall {w:6.2f} s ({min(t['wall']):.2f}-{max(t['wall']):.2f}) {w / floor['wall']:5.2f}x import torch"
+            f" | CPU {c:6.2f} s {c / floor['cpu']:5.2f}x"
+        )
     if args.json:
         args.json.write_text(json.dumps({"image": str(args.image), "times": times}, indent=1))
     return 0

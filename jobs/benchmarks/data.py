@@ -41,7 +41,9 @@ class ManifestDataset(Dataset):
 
 def time_dataloader(rows, config, workers, batch, epoch) -> float:
     """Images/s of one pass of a torch DataLoader (``workers`` processes) over ``rows``, to float batches."""
-    loader = DataLoader(ManifestDataset(rows, config, epoch), batch_size=batch, num_workers=workers, persistent_workers=False)
+    loader = DataLoader(
+        ManifestDataset(rows, config, epoch), batch_size=batch, num_workers=workers, persistent_workers=False
+    )
     start, n = time.perf_counter(), 0
     for b in loader:
         n += to_float_batch(b)["image"].shape[0]
@@ -68,14 +70,20 @@ def main(argv=None) -> int:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--batch", type=int, default=16, help="batch size handed to the consumer (both loaders)")
-    p.add_argument("--task-rows", type=int, default=PipelineConfig.batch_size,
-                   help="rows per Ray Data task (default: the pipeline's own default)")
+    p.add_argument(
+        "--task-rows",
+        type=int,
+        default=PipelineConfig.batch_size,
+        help="rows per Ray Data task (default: the pipeline's own default)",
+    )
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args(argv)
 
     import ray
 
-    ray.init(address="local", num_cpus=args.workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(
+        address="local", num_cpus=args.workers, include_dashboard=False, log_to_driver=False, configure_logging=False
+    )
     ray.data.DataContext.get_current().enable_progress_bars = False
     torch.set_num_threads(1)
     config = PipelineConfig(size=args.size, batch_size=args.task_rows)
@@ -90,8 +98,10 @@ def main(argv=None) -> int:
         results["ray_data"].append(time_ray(rows, config, args.workers, args.batch, r))
         results["dataloader"].append(time_dataloader(rows, config, args.workers, args.batch, r))
     ray_ips, dl_ips = float(np.median(results["ray_data"])), float(np.median(results["dataloader"]))
-    print(f"examples per pass: {args.n} at {args.size}x{args.size}, workers: {args.workers}, batch: {args.batch}, "
-          f"Ray Data task rows: {args.task_rows}")
+    print(
+        f"examples per pass: {args.n} at {args.size}x{args.size}, workers: {args.workers}, batch: {args.batch}, "
+        f"Ray Data task rows: {args.task_rows}"
+    )
     print(f"Ray Data pipeline : {ray_ips:7.1f} images/s  (runs: {', '.join(f'{x:.1f}' for x in results['ray_data'])})")
     print(f"torch DataLoader  : {dl_ips:7.1f} images/s  (runs: {', '.join(f'{x:.1f}' for x in results['dataloader'])})")
     print(f"ratio Ray Data / DataLoader: {ray_ips / dl_ips:.2f}x")

@@ -22,8 +22,9 @@ import numpy as np
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="gpu_smoke.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="gpu_smoke.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--cpu", action="store_true", help="run on the CPU (no GPU needed): checks the path, not the speed")
     p.add_argument("--steps", type=int, default=4, help="training steps per worker and stage")
     p.add_argument("--crop", type=int, default=128, help="training crop (multiple of 32)")
@@ -38,8 +39,12 @@ def gpu_facts() -> dict:
     import torch
 
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    return {"torch": torch.__version__, "cuda_build": torch.version.cuda, "gpus": n,
-            "names": [torch.cuda.get_device_name(i) for i in range(n)]}
+    return {
+        "torch": torch.__version__,
+        "cuda_build": torch.version.cuda,
+        "gpus": n,
+        "names": [torch.cuda.get_device_name(i) for i in range(n)],
+    }
 
 
 def train(folder: Path, args, workers: int, use_gpu: bool) -> dict:
@@ -49,18 +54,36 @@ def train(folder: Path, args, workers: int, use_gpu: bool) -> dict:
     from dugray.train.launch import run_training
 
     write_dataset(folder / "data", n=16, size=args.crop + 32, seed=0, progress=False)
-    cfg = TrainConfig.from_dict({
-        "data": str(folder / "data" / "plain"), "out": str(folder / "run"), "stage": "all", "epochs": 1,
-        "stage2_epochs": 1, "num_workers": workers, "use_gpu": use_gpu, "amp": args.amp, "crop": args.crop,
-        "batch_size": args.batch_size, "samples_per_epoch": args.batch_size * args.steps * workers,
-        "val_samples": args.batch_size, "experiment": "gpu-smoke"})
+    cfg = TrainConfig.from_dict(
+        {
+            "data": str(folder / "data" / "plain"),
+            "out": str(folder / "run"),
+            "stage": "all",
+            "epochs": 1,
+            "stage2_epochs": 1,
+            "num_workers": workers,
+            "use_gpu": use_gpu,
+            "amp": args.amp,
+            "crop": args.crop,
+            "batch_size": args.batch_size,
+            "samples_per_epoch": args.batch_size * args.steps * workers,
+            "val_samples": args.batch_size,
+            "experiment": "gpu-smoke",
+        }
+    )
     start = time.perf_counter()
     summary = run_training(cfg)
     wall = time.perf_counter() - start
     images = cfg.samples_per_epoch
-    return {"workers": workers, "amp": args.amp, "steps_per_worker": args.steps, "wall_s": round(wall, 1),
-            "stage_wall_s": {s: round(v["wall_seconds"], 1) for s, v in summary["stages"].items()},
-            "stage1_images_per_s": round(images / summary["stages"]["1"]["wall_seconds"], 2), "out": summary["out"]}
+    return {
+        "workers": workers,
+        "amp": args.amp,
+        "steps_per_worker": args.steps,
+        "wall_s": round(wall, 1),
+        "stage_wall_s": {s: round(v["wall_seconds"], 1) for s, v in summary["stages"].items()},
+        "stage1_images_per_s": round(images / summary["stages"]["1"]["wall_seconds"], 2),
+        "out": summary["out"],
+    }
 
 
 def serve_one(out: str, device: str) -> dict:
@@ -76,16 +99,23 @@ def serve_one(out: str, device: str) -> dict:
     session = MattingSession(image, model, refiner).start()
     first = time.perf_counter() - start
     session.label([((256, 256), "fg")])
-    return {"device": device, "first_matte_s": round(first, 3), "label_round_s": round(time.perf_counter() - start - first, 3),
-            "alpha_mean": round(float(session.alpha.mean()), 4)}
+    return {
+        "device": device,
+        "first_matte_s": round(first, 3),
+        "label_round_s": round(time.perf_counter() - start - first, 3),
+        "alpha_mean": round(float(session.alpha.mean()), 4),
+    }
 
 
 def main(argv=None) -> int:
     args = parse(argv)
     facts = gpu_facts()
     if not args.cpu and facts["gpus"] == 0:
-        print(f"gpu_smoke.py: no CUDA GPU found (torch {facts['torch']}, CUDA build {facts['cuda_build']}); "
-              "nothing was run (--cpu runs the same steps on the CPU)", file=sys.stderr)
+        print(
+            f"gpu_smoke.py: no CUDA GPU found (torch {facts['torch']}, CUDA build {facts['cuda_build']}); "
+            "nothing was run (--cpu runs the same steps on the CPU)",
+            file=sys.stderr,
+        )
         return 2
     workers = 1 if args.cpu else min(2, facts["gpus"])
     with tempfile.TemporaryDirectory(prefix="dugray-gpu-smoke-") as tmp:

@@ -120,8 +120,11 @@ class Client:
 
     def matte(self, png, solve: bool):
         """``POST /v1/matte`` of ``png`` (one-shot RGBA cut-out) with the solve on or off."""
-        r = self.http.post(f"{self.base}/v1/matte?solve={str(solve).lower()}", files={"image": ("i.png", png, "image/png")},
-                           timeout=300)
+        r = self.http.post(
+            f"{self.base}/v1/matte?solve={str(solve).lower()}",
+            files={"image": ("i.png", png, "image/png")},
+            timeout=300,
+        )
         r.raise_for_status()
 
 
@@ -157,16 +160,19 @@ def hop_table(hops: list) -> list[tuple[str, float]]:
     put with serialising (request_s - total_s), the labels with the store's get (label_s), then the
     round's own steps: Fusion is asked for a reference (fuse_s), and the fusion itself runs while
     Proposer and Solver wait for it (propose_solve_s, of which solve_s is the solve's own time)."""
+
     def med(f):
         return statistics.median(f(wall, t) for wall, t in hops)
 
-    return [("HTTP + proxy", med(lambda w, t: w - t["request_s"])),
-            ("store put", med(lambda w, t: t["request_s"] - t["total_s"])),
-            ("store get + labels", med(lambda w, t: t.get("label_s", 0.0))),
-            ("network (or its reuse)", med(lambda w, t: t["predict_s"])),
-            ("fusion asked", med(lambda w, t: t["fuse_s"])),
-            ("the solve in its replica", med(lambda w, t: t.get("solve_s", 0.0))),
-            ("fusion, proposals and hand-offs", med(lambda w, t: t["propose_solve_s"] - t.get("solve_s", 0.0)))]
+    return [
+        ("HTTP + proxy", med(lambda w, t: w - t["request_s"])),
+        ("store put", med(lambda w, t: t["request_s"] - t["total_s"])),
+        ("store get + labels", med(lambda w, t: t.get("label_s", 0.0))),
+        ("network (or its reuse)", med(lambda w, t: t["predict_s"])),
+        ("fusion asked", med(lambda w, t: t["fuse_s"])),
+        ("the solve in its replica", med(lambda w, t: t.get("solve_s", 0.0))),
+        ("fusion, proposals and hand-offs", med(lambda w, t: t["propose_solve_s"] - t.get("solve_s", 0.0))),
+    ]
 
 
 def bench_one_shot(client, png, repeats):
@@ -191,8 +197,11 @@ def bench_clicks(client, png, gt, repeats):
 
         def label(click):
             t = time.perf_counter()
-            client.http.post(f"{client.base}/v1/sessions/{sid}/labels", timeout=300,
-                             json={"labels": [{"point": [click.y, click.x], "label": click.label}]}).raise_for_status()
+            client.http.post(
+                f"{client.base}/v1/sessions/{sid}/labels",
+                timeout=300,
+                json={"labels": [{"point": [click.y, click.x], "label": click.label}]},
+            ).raise_for_status()
             out.append(time.perf_counter() - t)
             return client.alpha(sid)
 
@@ -265,7 +274,9 @@ def deploy(build_args, port, cpus):
     settings = ServeSettings.from_args(build_args)
     need = required_cpus(settings)
     if need > cpus:  # Serve would wait for the CPUs forever
-        raise SystemExit(f"bench_serve.py: error: {build_args.get('replicas')} reserves {need:g} CPUs, more than --cpus {cpus}")
+        raise SystemExit(
+            f"bench_serve.py: error: {build_args.get('replicas')} reserves {need:g} CPUs, more than --cpus {cpus}"
+        )
 
     t = time.perf_counter()
     serve.run(build(settings), name="dugray-bench", route_prefix="/")
@@ -279,8 +290,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-def label_rounds_in_process(model, image, repeats, labels_per_session=4, config: SessionConfig | None = None,
-                            hops: list | None = None):
+def label_rounds_in_process(
+    model, image, repeats, labels_per_session=4, config: SessionConfig | None = None, hops: list | None = None
+):
     """Seconds of label rounds in process, in sessions like :func:`bench_latency`'s (proposal 0, at
     most ``labels_per_session`` rounds each), after a warm-up session; ``hops`` gets each round's
     timings (the same keys as the server's)."""
@@ -338,10 +350,19 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--load-seconds", type=float, default=120, help="time cap per throughput run")
     ap.add_argument("--matte-size", default="800x600", help="WxH of the one-shot /v1/matte photo (default 800x600)")
     ap.add_argument("--skip-http", action="store_true")
-    ap.add_argument("--session-set", nargs="+", action="append", metavar="FIELD=VALUE",
-                    help="SessionConfig fields, in process and in the app's settings (as evaluate.py's)")
-    ap.add_argument("--only-label", action="store_true", help="only the label round at --matte-size, HTTP vs in "
-                    "process, and its bytes per round (no throughput, one-shot or click figures)")
+    ap.add_argument(
+        "--session-set",
+        nargs="+",
+        action="append",
+        metavar="FIELD=VALUE",
+        help="SessionConfig fields, in process and in the app's settings (as evaluate.py's)",
+    )
+    ap.add_argument(
+        "--only-label",
+        action="store_true",
+        help="only the label round at --matte-size, HTTP vs in "
+        "process, and its bytes per round (no throughput, one-shot or click figures)",
+    )
     return ap
 
 
@@ -372,11 +393,14 @@ def _one_replica_figures(args, client, model, rows, ratios, rnd, f50) -> None:
     args.hops = hop_table(hops)
     local_hops: list = []
     local_rounds = label_rounds_in_process(model, photo, args.repeats, config=args.session_config, hops=local_hops)
-    args.local_hops = [(name, statistics.median(t.get(key, 0.0) for t in local_hops))
-                       for name, key in (("fusion", "fuse_s"), ("the solve", "solve_s"),
-                                         ("proposals and solve", "propose_solve_s"))]
+    args.local_hops = [
+        (name, statistics.median(t.get(key, 0.0) for t in local_hops))
+        for name, key in (("fusion", "fuse_s"), ("the solve", "solve_s"), ("proposals and solve", "propose_solve_s"))
+    ]
     rows += [(f"label {args.matte_size}, HTTP", http_rounds), (f"label {args.matte_size}, in process", local_rounds)]
-    ratios[f"label {args.matte_size} HTTP / in process"] = statistics.median(http_rounds) / statistics.median(local_rounds)
+    ratios[f"label {args.matte_size} HTTP / in process"] = statistics.median(http_rounds) / statistics.median(
+        local_rounds
+    )
     if args.only_label:
         return
     shots = bench_one_shot(client, photo_png, args.repeats)
@@ -400,9 +424,15 @@ def _http_figures(args, model, image, rows, ratios, rnd, f50) -> dict:
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     try:
         client = Client(f"http://127.0.0.1:{port}", cv2.imencode(".png", image[..., ::-1])[1].tobytes())
-        base_args = {"model": args.model, "torch_threads": args.threads, "max_rounds": 64, "rate_limit_per_s": 0,
-                     "session_storage": tempfile.mkdtemp(prefix="dugray-bench-"), "max_sessions_per_owner": 64,
-                     "session": args.session}
+        base_args = {
+            "model": args.model,
+            "torch_threads": args.threads,
+            "max_rounds": 64,
+            "rate_limit_per_s": 0,
+            "session_storage": tempfile.mkdtemp(prefix="dugray-bench-"),
+            "max_sessions_per_owner": 64,
+            "session": args.session,
+        }
         for replicas in (1,) if args.only_label else (1, 2):
             deploy({**base_args, "replicas": {"Matting": replicas}}, port, args.cpus)
             if replicas == 1:
@@ -434,23 +464,31 @@ def main(argv=None):
     moved = bytes_per_round(model, _photo(args.matte_size)[0], args.session_config)
     throughput = {} if args.skip_http else _http_figures(args, model, image, rows, ratios, rnd, f50)
 
-    print(f"\ndugray serving benchmark: {args.size}x{args.size}, model {args.model}, {args.threads} torch thread(s), "
-          f"{args.cpus} CPUs, session {args.session or 'defaults'}")
+    print(
+        f"\ndugray serving benchmark: {args.size}x{args.size}, model {args.model}, {args.threads} torch thread(s), "
+        f"{args.cpus} CPUs, session {args.session or 'defaults'}"
+    )
     print(f"{'what':<28}{'p50 s':>9}{'p95 s':>9}{'n':>5}")
     for name, xs in rows:
         print(f"{name:<28}{percentile(xs, 50):>9.3f}{percentile(xs, 95):>9.3f}{len(xs):>5}")
     print()
     for name, value in ratios.items():
         print(f"{name:<40}{value:>7.2f}x")
-    print(f"bytes per label round {args.matte_size}: before {moved['before'] / 1e6:.2f} MB, now {moved['now'] / 1e6:.2f} MB "
-          f"({moved['now'] / moved['before']:.2f}x)")
+    print(
+        f"bytes per label round {args.matte_size}: before {moved['before'] / 1e6:.2f} MB, now {moved['now'] / 1e6:.2f} MB "
+        f"({moved['now'] / moved['before']:.2f}x)"
+    )
     if getattr(args, "hops", None):
-        print(f"label {args.matte_size} over HTTP, where the time goes (p50 s): "
-              + ", ".join(f"{name} {sec:.3f}" for name, sec in args.hops))
+        print(
+            f"label {args.matte_size} over HTTP, where the time goes (p50 s): "
+            + ", ".join(f"{name} {sec:.3f}" for name, sec in args.hops)
+        )
     if getattr(args, "local_hops", None):
         print(f"label {args.matte_size} in process (p50 s): " + ", ".join(f"{n} {v:.3f}" for n, v in args.local_hops))
     for replicas, (rate, n) in throughput.items():
-        print(f"throughput, {replicas} Matting replica(s){'':<10}{rate:>7.2f} rounds/s ({n} rounds, {args.concurrency} clients)")
+        print(
+            f"throughput, {replicas} Matting replica(s){'':<10}{rate:>7.2f} rounds/s ({n} rounds, {args.concurrency} clients)"
+        )
     if len(throughput) == 2 and throughput[1][0] > 0:
         print(f"{'2 replicas / 1 replica':<40}{throughput[2][0] / throughput[1][0]:>7.2f}x")
     elif len(throughput) == 2:  # no round finished within --load-seconds: nothing to divide by

@@ -85,8 +85,16 @@ class Recorder:
         return r
 
 
-def client_loop(url: str, key: str, deadline: float, rec: Recorder, rng: random.Random, images: list[bytes],
-                bad_share: float, turns: Iterator[int]) -> None:
+def client_loop(
+    url: str,
+    key: str,
+    deadline: float,
+    rec: Recorder,
+    rng: random.Random,
+    images: list[bytes],
+    bad_share: float,
+    turns: Iterator[int],
+) -> None:
     """One simulated user until ``deadline``: one-shots, labelling sessions and bad requests.
 
     ``turns`` is shared by every client: the kinds of bad request go in turn across all of them,
@@ -103,8 +111,12 @@ def client_loop(url: str, key: str, deadline: float, rec: Recorder, rng: random.
                 except requests.ConnectionError:  # refused before the body was read: the server may close
                     rec.record(f"bad: {name}", 0.0, 499)  # the connection under a client still sending
             elif roll < bad_share + 0.35:
-                rec.timed("one-shot", lambda: requests.post(f"{url}/v1/matte", files={"image": ("p.png", image)},
-                                                            headers=_auth(key), timeout=120))
+                rec.timed(
+                    "one-shot",
+                    lambda: requests.post(
+                        f"{url}/v1/matte", files={"image": ("p.png", image)}, headers=_auth(key), timeout=120
+                    ),
+                )
             else:
                 session(url, key, rec, rng, image)
         except requests.RequestException as exc:  # a connection the server dropped is a failure too
@@ -115,8 +127,10 @@ def client_loop(url: str, key: str, deadline: float, rec: Recorder, rng: random.
 
 def session(url: str, key: str, rec: Recorder, rng: random.Random, image: bytes) -> None:
     """Create, label twice, read, fetch the cutout, delete; a 404 or a wrong round is a lost session."""
-    r = rec.timed("create", lambda: requests.post(f"{url}/v1/sessions", files={"image": ("p.png", image)},
-                                                  headers=_auth(key), timeout=120))
+    r = rec.timed(
+        "create",
+        lambda: requests.post(f"{url}/v1/sessions", files={"image": ("p.png", image)}, headers=_auth(key), timeout=120),
+    )
     if r.status_code != 201:
         return
     view = r.json()
@@ -132,8 +146,12 @@ def _label_and_read(url: str, key: str, rec: Recorder, rng: random.Random, view:
         labels = [{"index": i, "label": rng.choice(["fg", "bg", "transition"])} for i in range(min(2, n))]
         labels = labels or [{"box": [0, 0, 4, 4], "label": "bg"}]
         for _ in range(5):  # a 429 (rate limit) is waited out, as a client should
-            r = rec.timed("label", lambda: requests.post(f"{url}/v1/sessions/{view['id']}/labels",
-                                                         json={"labels": labels}, headers=_auth(key), timeout=120))
+            r = rec.timed(
+                "label",
+                lambda: requests.post(
+                    f"{url}/v1/sessions/{view['id']}/labels", json={"labels": labels}, headers=_auth(key), timeout=120
+                ),
+            )
             if r.status_code != 429:
                 break
             time.sleep(float(r.headers.get("retry-after", 1)))
@@ -146,8 +164,10 @@ def _label_and_read(url: str, key: str, rec: Recorder, rng: random.Random, view:
     if got.status_code != 200 or got.json()["round"] != view["round"]:
         with rec.lock:
             rec.lost.append(f"{view['id']}: get -> {got.status_code}")
-    rec.timed("cutout png", lambda: requests.get(f"{url}/v1/sessions/{view['id']}/cutout.png", headers=_auth(key),
-                                                 timeout=120))
+    rec.timed(
+        "cutout png",
+        lambda: requests.get(f"{url}/v1/sessions/{view['id']}/cutout.png", headers=_auth(key), timeout=120),
+    )
 
 
 SERVE_PROCESSES = ("ray::ServeReplica:", "ray::ProxyActor", "ray::ServeController")
@@ -208,9 +228,13 @@ def memory_table(samples: list, mark_s: float) -> dict:
         for t, values in samples:  # one value per minute: the shape of the curve (growing or flat)
             if name in values:
                 minutes.setdefault(int(t // 60), _mb(values[name]))
-        table[name] = {"at_mark_mb": _mb(first), "end_mb": _mb(last), "peak_mb": _mb(max(series)),
-                       "end_over_mark": round(last / first, 3) if first and last else None,
-                       "per_minute_mb": list(minutes.values())}
+        table[name] = {
+            "at_mark_mb": _mb(first),
+            "end_mb": _mb(last),
+            "peak_mb": _mb(max(series)),
+            "end_over_mark": round(last / first, 3) if first and last else None,
+            "per_minute_mb": list(minutes.values()),
+        }
     return table
 
 
@@ -223,7 +247,12 @@ def percentiles(xs: list[float]) -> dict:
     if not xs:
         return {"n": 0}
     q = np.percentile(np.asarray(xs), [50, 95, 99])
-    return {"n": len(xs), "p50_s": round(float(q[0]), 3), "p95_s": round(float(q[1]), 3), "p99_s": round(float(q[2]), 3)}
+    return {
+        "n": len(xs),
+        "p50_s": round(float(q[0]), 3),
+        "p95_s": round(float(q[1]), 3),
+        "p99_s": round(float(q[2]), 3),
+    }
 
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
@@ -237,7 +266,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument("--sample-s", type=float, default=5.0, help="memory sampling period (default 5 s)")
     p.add_argument("--mark-s", type=float, default=60.0, help="the reference memory sample's time (default 60 s)")
     p.add_argument("--max-growth", type=float, default=1.10, help="end / mark memory bound per replica (default 1.10)")
-    p.add_argument("--max-health-p99", type=float, default=0.5, help="bound on the p99 of GET /v1/health (default 0.5 s)")
+    p.add_argument(
+        "--max-health-p99", type=float, default=0.5, help="bound on the p99 of GET /v1/health (default 0.5 s)"
+    )
     p.add_argument("--no-keys", action="store_true", help="run the server without API keys (clients send none)")
     p.add_argument("--json", help="write the report here too")
     p.add_argument("--seed", type=int, default=0)
@@ -261,12 +292,25 @@ def start_app(args, keys: list[str], prog: str = PROG) -> str:
     ray.init(address="local", num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     t = time.perf_counter()
-    serve.run(build({"model": args.model, "torch_threads": 1, "api_keys": [] if args.no_keys else keys,
-                     "rate_limit_per_s": 0 if args.no_keys else 20.0, "session_storage": storage,
-                     "max_sessions_per_owner": 4}), name="dugray-soak", route_prefix="/")
+    serve.run(
+        build(
+            {
+                "model": args.model,
+                "torch_threads": 1,
+                "api_keys": [] if args.no_keys else keys,
+                "rate_limit_per_s": 0 if args.no_keys else 20.0,
+                "session_storage": storage,
+                "max_sessions_per_owner": 4,
+            }
+        ),
+        name="dugray-soak",
+        route_prefix="/",
+    )
     url = f"http://127.0.0.1:{port}"
-    print(f"{prog}: app ready in {time.perf_counter() - t:.0f} s at {url}; {args.clients} clients for {args.seconds:g} s",
-          flush=True)
+    print(
+        f"{prog}: app ready in {time.perf_counter() - t:.0f} s at {url}; {args.clients} clients for {args.seconds:g} s",
+        flush=True,
+    )
     return url
 
 
@@ -281,8 +325,13 @@ def drive(url: str, keys: list[str], args) -> tuple:
     checker = threading.Thread(target=health_watch, args=(url, stop, rec), daemon=True)
     checker.start()
     turns = itertools.count()
-    threads = [threading.Thread(target=client_loop, args=(url, key, deadline, rec, random.Random(args.seed + i), images,
-                                                          args.bad_share, turns)) for i, key in enumerate(keys)]
+    threads = [
+        threading.Thread(
+            target=client_loop,
+            args=(url, key, deadline, rec, random.Random(args.seed + i), images, args.bad_share, turns),
+        )
+        for i, key in enumerate(keys)
+    ]
     for th in threads:
         th.start()
     for th in threads:
@@ -307,26 +356,37 @@ def soak_report(rec: Recorder, samples: list, wall: float, health: dict, args) -
     total = sum(rec.status.values())
     server_errors = sum(n for s, n in rec.status.items() if s >= 500)
     memory = memory_table(samples, args.mark_s)
-    over = {k: v["end_over_mark"] for k, v in memory.items()
-            if v["end_over_mark"] is not None and v["end_over_mark"] > args.max_growth}
+    over = {
+        k: v["end_over_mark"]
+        for k, v in memory.items()
+        if v["end_over_mark"] is not None and v["end_over_mark"] > args.max_growth
+    }
     grown = {k: r for k, r in over.items() if is_dugray_replica(k)}  # the bound is on this project's code
     ray_grown = {k: r for k, r in over.items() if not is_dugray_replica(k)}  # Ray's proxy, controller: reported
     report = {
-        "seconds": round(wall, 1), "clients": args.clients, "requests": total,
+        "seconds": round(wall, 1),
+        "clients": args.clients,
+        "requests": total,
         "requests_per_s": round(total / wall, 2),
         "latency": {kind: percentiles(xs) for kind, xs in sorted(rec.latency.items())},
         "all": percentiles([x for xs in rec.latency.values() for x in xs]),
         "status": {str(k): v for k, v in sorted(rec.status.items())},
-        "server_errors": server_errors, "lost_sessions": len(rec.lost), "lost": rec.lost[:20],
-        "errors": rec.errors[:20], "memory": memory, "memory_mark_s": args.mark_s, "grown": grown,
+        "server_errors": server_errors,
+        "lost_sessions": len(rec.lost),
+        "lost": rec.lost[:20],
+        "errors": rec.errors[:20],
+        "memory": memory,
+        "memory_mark_s": args.mark_s,
+        "grown": grown,
         "ray_grown": ray_grown,
         "store_at_end": health.get("store"),
     }
     memory_checked = wall >= 2 * args.mark_s
     health_p99 = report["latency"].get("health", {}).get("p99_s")
     report["health_p99_ok"] = health_p99 is not None and health_p99 < args.max_health_p99
-    report["passed"] = server_errors == 0 and not rec.lost and (
-        not memory_checked or (not grown and report["health_p99_ok"]))
+    report["passed"] = (
+        server_errors == 0 and not rec.lost and (not memory_checked or (not grown and report["health_p99_ok"]))
+    )
     return report
 
 

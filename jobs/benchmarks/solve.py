@@ -87,8 +87,18 @@ def bench_photo(model, name, image, trimap, size, repeats) -> list[dict]:
         fused = fused_nig(work)
         solve_s, result = median_time(lambda: solve_step(work, fused), repeats)
         h, w = state.work_shape
-        rows.append({"photo": name, "size": f"{w}x{h}", "mode": mode, "forward_s": forward_s, "solve_s": solve_s,
-                     "ratio": solve_s / forward_s, "band": result.stats["band_fraction"], "iterations": result.iterations})
+        rows.append(
+            {
+                "photo": name,
+                "size": f"{w}x{h}",
+                "mode": mode,
+                "forward_s": forward_s,
+                "solve_s": solve_s,
+                "ratio": solve_s / forward_s,
+                "band": result.stats["band_fraction"],
+                "iterations": result.iterations,
+            }
+        )
     return rows
 
 
@@ -104,15 +114,26 @@ def band_growth(model, image, trimap, size, repeats, dilations) -> list[dict]:
     for d in dilations:
         tri = trimap.copy()
         if d:
-            unknown = cv2.dilate((trimap == 128).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * d + 1,) * 2))
+            unknown = cv2.dilate(
+                (trimap == 128).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * d + 1,) * 2)
+            )
             tri[unknown > 0] = 128
         state = new_state(image, config, trimap=tri)
         state.rounds.append(predict_round(model, working_float(state), state.user_map))
         work = state.working()
         fused = fused_nig(work)
         seconds, r = median_time(lambda: solve_step(work, fused), repeats)
-        rows.append({"dilation_px": d, "band": r.stats["band_fraction"], "unknowns": r.stats["unknowns"], "solve_s": seconds,
-                     "laplacian_s": r.stats["laplacian_s"], "cg_s": r.stats["cg_s"], "iterations": r.iterations})
+        rows.append(
+            {
+                "dilation_px": d,
+                "band": r.stats["band_fraction"],
+                "unknowns": r.stats["unknowns"],
+                "solve_s": seconds,
+                "laplacian_s": r.stats["laplacian_s"],
+                "cg_s": r.stats["cg_s"],
+                "iterations": r.iterations,
+            }
+        )
     return rows
 
 
@@ -129,21 +150,30 @@ def main(argv=None) -> int:
     """Parse the flags, print the solve-vs-forward table for every photo and size, then the band growth on the
     first photo with a trimap; returns 0.
     """
-    p = argparse.ArgumentParser(prog="bench_solve.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="bench_solve.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with image/ (and trimap/) PNGs")
     p.add_argument("--model", default="default", help="matting network URI")
     p.add_argument("--limit", type=int, default=6, help="photos (default 6)")
     p.add_argument("--sizes", type=int, nargs="+", default=[512, 1024], help="working sizes, long side")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats (median)")
     p.add_argument("--threads", type=int, default=2, help="torch threads of the forward pass")
-    p.add_argument("--dilations", type=int, nargs="+", default=[0, 8, 16, 32, 64, 96], help="band growth: trimap dilations (px)")
+    p.add_argument(
+        "--dilations", type=int, nargs="+", default=[0, 8, 16, 32, 64, 96], help="band growth: trimap dilations (px)"
+    )
     args = p.parse_args(argv)
     from dugray.models import load_networks
 
     torch.set_num_threads(args.threads)
     model = load_networks(args.model, "none", parts=("matting",))[0]
     shots = photos(args.data, args.limit)
-    rows = [r for size in args.sizes for name, img, tri in shots for r in bench_photo(model, name, img, tri, size, args.repeats)]
+    rows = [
+        r
+        for size in args.sizes
+        for name, img, tri in shots
+        for r in bench_photo(model, name, img, tri, size, args.repeats)
+    ]
     print(f"## Solve vs one forward pass ({args.threads} torch threads, medians of {args.repeats})\n")
     print(table(rows))
     print()
@@ -151,7 +181,9 @@ def main(argv=None) -> int:
         for mode in ("trimap-free", "trimap"):
             rs = [r["ratio"] for r in rows if r["mode"] == mode and max(map(int, r["size"].split("x"))) == size]
             if rs:
-                print(f"work size {size}, {mode}: solve / forward median {statistics.median(rs):.2f}x, max {max(rs):.2f}x")
+                print(
+                    f"work size {size}, {mode}: solve / forward median {statistics.median(rs):.2f}x, max {max(rs):.2f}x"
+                )
     name, img, tri = next(((n, i, t) for n, i, t in shots if t is not None), (None, None, None))
     if tri is not None:
         print(f"\n## Growth with the band: {name}, work size {args.sizes[0]}, trimap band dilated\n")

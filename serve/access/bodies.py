@@ -31,6 +31,7 @@ async def buffered(receive, limit: int):
 
 def replay(messages: list, receive):
     """``receive`` that hands out ``messages`` first, then reads on."""
+
     async def replayed():
         return messages.pop(0) if messages else await receive()
 

@@ -69,8 +69,9 @@ class RequestGuard:
         if gate is None:
             return await send_error(send, ApiError(503, "starting", "the server is not ready yet"))
         if gate.flight.draining:
-            return await send_error(send, ApiError(503, "stopping", "the server is shutting down",
-                                                   headers={"Connection": "close"}))
+            return await send_error(
+                send, ApiError(503, "stopping", "the server is shutting down", headers={"Connection": "close"})
+            )
         with gate.flight.one():
             return await self.policy_call(gate.policy, scope, receive, send)
 
@@ -90,8 +91,11 @@ class RequestGuard:
                 check_browser(policy.allowed_hosts, headers, method)
             owner = None
             if route in DOC_PATHS and policy.keys:
-                raise ApiError(404, "not found", "the interactive docs are off on a server with API keys; "
-                               "GET /openapi.json with your key")
+                raise ApiError(
+                    404,
+                    "not found",
+                    "the interactive docs are off on a server with API keys; GET /openapi.json with your key",
+                )
             if not is_open(route):
                 peer = (scope.get("client") or ("unknown", 0))[0]
                 forwarded = [v.decode("latin-1") for k, v in raw if k == b"x-forwarded-for"]

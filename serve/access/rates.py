@@ -43,5 +43,6 @@ def take(limiter: RateLimiter, owner: str) -> None:
     """Take a token for ``owner``; ApiError 429 with ``Retry-After`` when its bucket is empty."""
     wait = limiter.acquire(owner)
     if wait > 0:
-        raise ApiError(429, "too many requests", f"retry after {math.ceil(wait)} s",
-                       headers={"Retry-After": str(math.ceil(wait))})
+        raise ApiError(
+            429, "too many requests", f"retry after {math.ceil(wait)} s", headers={"Retry-After": str(math.ceil(wait))}
+        )

@@ -20,7 +20,7 @@ def route_path(scope) -> str:
     """The path within the app: ``path`` less ``root_path`` (where Serve puts the route prefix)."""
     path, root = scope.get("path", ""), scope.get("root_path", "")
     if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
-        return path[len(root):] or "/"
+        return path[len(root) :] or "/"
     return path
 
 
