@@ -14,7 +14,7 @@ stage-2 training loop can use it on batches.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np

@@ -20,8 +20,9 @@ Var[sigma^2]            beta^2 / ((alpha - 1)^2 (alpha - 2))    :func:`aleatoric
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from functools import reduce
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch

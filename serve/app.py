@@ -57,6 +57,7 @@ from dugray.session import (
     working_float,
 )
 from serve.access import Gate, Policy, RequestGuard, replica_gate
+from serve.deployments import Fusion, Matting, Proposer, Refinement, SessionStore, Solver
 from serve.docs import install_docs
 from serve.errors import ApiError, install_error_handlers, save_error, unknown_session
 from serve.imaging import CEILING_ENV, ceiling_in_effect, decode_image, decode_plane, decoder_env
@@ -67,13 +68,12 @@ from serve.readiness import Readiness
 from serve.schemas import LabelRequest, SessionPatch
 from serve.settings import ServeSettings
 from serve.uploads import read_form, upload_openapi
-from serve.deployments import Fusion, Matting, Proposer, Refinement, SessionStore, Solver
 from serve.views import (
     checked_sid,
+    image_bytes,
     model_id,
     owner_of,
     session_view,
-    image_bytes,
     state_from_bytes,
     state_to_bytes,
     web_file,

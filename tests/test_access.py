@@ -223,6 +223,7 @@ def test_memory_blobs_and_ids_that_are_not_file_names(tmp_path):
 
 def test_serving_on_all_interfaces_without_keys_warns(capsys, tmp_path):
     from app_on_loopback import free_port
+
     from dugray.cli import main
 
     port = str(free_port())

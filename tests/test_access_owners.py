@@ -3,8 +3,9 @@ as IPv4), and wrong keys are rate-limited like any other request."""
 
 import ipaddress
 
-from serve.access import Policy, address_owner
 from test_access import KEY_A, _call
+
+from serve.access import Policy, address_owner
 
 
 def test_ipv6_clients_are_grouped_by_their_64_and_ipv4_mapped_is_ipv4():

@@ -123,7 +123,7 @@ def test_a_rerun_after_a_killed_run_redoes_only_the_unfinished_and_reports_each_
     assert json.loads((out / "summary.json").read_text())["counts"] == {"ok": 1, "skipped": 2, "failed": 0}
     for rel, shape in sizes.items():  # one whole alpha each; the cut-short write is not an output
         assert cv2.imread(str(out / "alpha" / f"{rel}.png"), cv2.IMREAD_UNCHANGED).shape == shape
-    assert len([p for p in (out / "alpha").rglob("*.png")]) == len(sizes)
+    assert len(list((out / "alpha").rglob("*.png"))) == len(sizes)
 
 
 def test_auto_engine_rule():

@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 import pytest
 import requests
-
 from app_on_loopback import free_port
 from clean_stop import assert_stops_cleanly_on
+
 from dugray.cli import main
 from dugray.client import (
     DugrayApiError,

@@ -5,8 +5,8 @@ its exit codes. Models are tiny, untrained and built here."""
 import csv
 import importlib.util
 import json
-import os
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -409,7 +409,7 @@ def test_mlflow_run_has_metrics_and_artifacts(tmp_path, tiny_model, three_images
 def test_nosolve_twins_are_the_network_alone(tmp_path, tiny_model, three_images):
     """Each `*_nosolve` row of a solving run is exactly the matte of a run without the solve,
     and the solved rows differ from it (the solve did something)."""
-    kw = dict(rounds=1, figures=0, ablations=False, closed_form=False, limit=2)
+    kw = {"rounds": 1, "figures": 0, "ablations": False, "closed_form": False, "limit": 2}
     on = evaluate(
         three_images,
         tmp_path / "on",
@@ -501,8 +501,8 @@ def test_the_rembg_rows_come_from_a_model_that_carries_u2netp(tmp_path, three_im
     """A u2netp_guided model carries U^2-Netp (its frozen prior): the evaluation then adds rembg's two
     rows, computed the way rembg does (the mask; closed-form in the mask's trimap), with no file at all."""
     from dugray.evaluation import EvalConfig, prepare, run
-    from dugray.evaluation.peers import peer_rows
     from dugray.evaluation.data import load_item
+    from dugray.evaluation.peers import peer_rows
 
     torch.manual_seed(0)
     save_checkpoint(create_model("u2netp_guided", widths=(8, 16)), tmp_path / "guided.pt")

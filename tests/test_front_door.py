@@ -24,9 +24,26 @@ from dugray.models import (
     resolve_device,
     save_checkpoint,
 )
-from dugray.session import MattingSession, SessionConfig, apply_user_labels, new_state, predict_round
-from dugray.session import fused_nig, propose_patches, refine_step, solve_step, working_float
-from dugray.session import FUSE, PREDICT, PROPOSE, REFINE, SOLVE, refine_plan, round_plan, run_plan_async  # the plans
+from dugray.session import (  # the plans
+    FUSE,
+    PREDICT,
+    PROPOSE,
+    REFINE,
+    SOLVE,
+    MattingSession,
+    SessionConfig,
+    apply_user_labels,
+    fused_nig,
+    new_state,
+    predict_round,
+    propose_patches,
+    refine_plan,
+    refine_step,
+    round_plan,
+    run_plan_async,
+    solve_step,
+    working_float,
+)
 from dugray.train.config import TrainConfig
 from dugray.usermap import mask_to_trimap
 

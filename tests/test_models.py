@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from label_learning import follows_labels_after_training
 
 from dugray.models import (
     CheckpointError,
@@ -18,7 +19,6 @@ from dugray.models import (
     save_checkpoint,
 )
 from dugray.nig import nig_loss
-from label_learning import follows_labels_after_training
 
 MODELS = available_models()
 # the faithful MODNet (tests/test_modnet.py) is official-size (6.5M), its semantic branch sees the

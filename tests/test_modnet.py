@@ -16,17 +16,17 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from label_learning import follows_labels_after_training
 
 from dugray.models import MODNet, create_model, load_checkpoint
 from dugray.models.modnet import IBNorm
-from label_learning import follows_labels_after_training
 from dugray.models.modnet_official import PREFIX, load_official_modnet, official_to_dugray
 from dugray.nig import nig_loss
 from dugray.train import modnet_losses as ml
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = dict(hr_channels=8, width=0.25, last_channels=64, head_mid=4)
-SIZES = dict(hr_channels=8, width=0.25, last_channels=64)  # what an official-layout file fixes
+SMALL = {"hr_channels": 8, "width": 0.25, "last_channels": 64, "head_mid": 4}
+SIZES = {"hr_channels": 8, "width": 0.25, "last_channels": 64}  # what an official-layout file fixes
 
 
 @pytest.fixture(autouse=True)

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from dugray.data.io import write_png
-from dugray.train.train_job import main
 from dugray.train.config import TrainConfig, load_config_file
+from dugray.train.train_job import main
 
 ROOT = Path(__file__).resolve().parents[1]
 P3M = ROOT / "jobs" / "configs" / "paper_p3m_modnet.yaml"

@@ -3,10 +3,10 @@
 from dataclasses import replace
 
 import numpy as np
+from test_serve_limits import a_round, dots, started
 
 from dugray.session import SessionConfig, apply_user_labels, fused_nig
 from serve.posterior_cache import PosteriorCache, posterior_key
-from test_serve_limits import a_round, dots, started
 
 
 def test_a_sessions_posterior_is_fused_once_per_version():

@@ -125,8 +125,8 @@ def _nig_maps(h=64, w=64, alpha_value=3.0, seed=0):
 
 
 def test_alpha_at_most_two_is_never_reliable_but_the_fallback_still_refines():
-    from dugray.nig import aleatoric, aleatoric_variance
     from dugray.detail_patches import FALLBACK_FRACTION, refinement_boxes, select_pixels
+    from dugray.nig import aleatoric, aleatoric_variance
 
     _, _, a, b = _nig_maps(alpha_value=1.8)  # the paper's alpha > 1 activation allows this
     ale, var = aleatoric(a, b), aleatoric_variance(a, b)
@@ -145,8 +145,8 @@ def test_alpha_at_most_two_is_never_reliable_but_the_fallback_still_refines():
 
 
 def test_mixed_alpha_selects_only_reliable_pixels():
-    from dugray.nig import aleatoric, aleatoric_variance
     from dugray.detail_patches import select_pixels
+    from dugray.nig import aleatoric, aleatoric_variance
 
     _, _, a, b = _nig_maps()
     a[20:25], b[20:25] = 1.5, 0.05  # the top half of the strip: the same E[sigma^2], but alpha <= 2

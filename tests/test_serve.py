@@ -353,10 +353,10 @@ def test_the_corrective_click_user_gets_the_same_mattes_over_http_as_in_process(
     exactly the mattes of the in-process session (one implementation); a point label is that box."""
     import torch
 
+    from dugray.client import DugrayClient
     from dugray.evaluation.clicks import http_labeler, run_clicks, session_labeler
     from dugray.models import load_model
     from dugray.session import MattingSession, SessionConfig
-    from dugray.client import DugrayClient
 
     bgr = picture(60, 80, seed=5)
     rgb = np.ascontiguousarray(bgr[..., ::-1])

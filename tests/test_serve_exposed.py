@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 import requests
-
 from app_on_loopback import app_on_loopback
+
 from dugray.cli import main
 from dugray.client import DugrayApiError, DugrayClient
 

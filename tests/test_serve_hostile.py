@@ -7,8 +7,8 @@ import cv2
 import numpy as np
 import pytest
 import requests
-
 from app_on_loopback import app_on_loopback
+
 from jobs.benchmarks.hostile import float64_tiff, jpeg_padding, os2_bmp, png_with_trailing_data, tiled_tiff
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::DeprecationWarning")]

@@ -16,14 +16,14 @@ import torch.nn.functional as F
 from dugray.foreground import estimate_foreground, rgba_cutout
 from dugray.nig import NIG
 from dugray.session import (
-    image_from_bytes,
-    image_to_bytes,
     MattingSession,
     SessionConfig,
     SessionState,
     apply_user_labels,
     full_resolution_alpha,
     fused_nig,
+    image_from_bytes,
+    image_to_bytes,
     new_state,
     predict_round,
     propose_patches,
@@ -82,7 +82,7 @@ def scene(bg_grey=True):
     return np.rint(img * 255).astype(np.uint8), gt
 
 
-CFG = dict(k=8, n=6)
+CFG = {"k": 8, "n": 6}
 
 
 def oracle_labels(session, gt):

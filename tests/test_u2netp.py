@@ -9,7 +9,6 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
@@ -30,13 +29,13 @@ def build_onnx(path, net: U2NetP, mutate=None) -> None:
         key = names[id(mod)]
         side = {f"side.{j}": f"side{j + 1}" for j in range(6)} | {"fuse": "outconv"}
         wname = f"{side[key]}.weight" if key in side else f"onnx::Conv_{1000 + 2 * i}"
-        spec = dict(
-            weight=mod.weight.detach().numpy().copy(),
-            bias=mod.bias.detach().numpy().copy(),
-            dilations=list(mod.dilation),
-            pads=[mod.padding[0]] * 4,
-            wname=wname,
-        )
+        spec = {
+            "weight": mod.weight.detach().numpy().copy(),
+            "bias": mod.bias.detach().numpy().copy(),
+            "dilations": list(mod.dilation),
+            "pads": [mod.padding[0]] * 4,
+            "wname": wname,
+        }
         if mutate:
             mutate(i, spec)
         bname = spec["wname"].replace("weight", "bias") if key in side else f"onnx::Conv_{1001 + 2 * i}"

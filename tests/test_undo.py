@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from test_session import CFG, H, ToyMattingModel, ToyRefiner, W, oracle_labels, scene
 
 from dugray.session import MattingSession, NothingToUndo, SessionConfig, SessionState
-from test_session import CFG, H, W, ToyMattingModel, ToyRefiner, oracle_labels, scene
 
 
 def snapshot(s: MattingSession) -> dict:

@@ -6,7 +6,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from app_on_loopback import app_on_loopback
 from test_web import ARTIFACTS, H, W, browser, expect, picture, write  # noqa: F401 - browser is a fixture
 

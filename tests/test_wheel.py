@@ -19,7 +19,6 @@ import cv2
 import numpy as np
 import pytest
 import requests
-
 from app_on_loopback import free_port
 from clean_stop import assert_stops_cleanly_on
 

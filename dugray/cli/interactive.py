@@ -18,9 +18,9 @@ from dugray.cli.common import (
     client_key,
     local_file,
     no_key_on_the_command_line,
+    open_session,
     out_path,
     server_side_model,
-    open_session,
     write,
 )
 from dugray.cli.server import serve_until_stopped, start_server, stop_server

@@ -21,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from dugray.data.layouts import DEFAULT_BG_PER_FG, LayoutError
 from dugray.data.manifest import build_manifest, read_manifest, summary
 

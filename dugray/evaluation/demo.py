@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 REAL_VAL = Path("..", "shared", "data", "alphamatting-lowres", "val")
 """The real validation photos, relative to a checkout's root (where the README runs the jobs)."""
 

@@ -29,7 +29,6 @@ from pathlib import Path
 from dugray import defaults
 from dugray.typed import json_or_word
 
-
 PROG = "evaluate.py"
 
 
@@ -164,7 +163,7 @@ def main(argv=None, prog: str = PROG) -> int:
     from dugray.session import SessionConfig
 
     try:
-        fields = dict(work_size=args.work_size, k=args.k, n=args.n, solve=args.solve)
+        fields = {"work_size": args.work_size, "k": args.k, "n": args.n, "solve": args.solve}
         session = SessionConfig.from_dict({**fields, **parse_session_set(args.session_set, prog)})
         config = EvalConfig(
             rounds=args.rounds,

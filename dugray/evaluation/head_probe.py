@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from dugray.data.trimap import make_trimap
+from dugray.detail_patches import select_pixels
 from dugray.models import load_networks
 from dugray.nig import aleatoric, aleatoric_variance, nig_loss
-from dugray.detail_patches import select_pixels
 from dugray.usermap import simulate_user_map, trimap_to_usermap
 
 from .auroc import auroc

@@ -59,7 +59,6 @@ from dugray.session import (
 from dugray.usermap import oracle_label
 
 from .auroc import auroc
-
 from .clicks import PROTOCOL, REPORT_CLICKS, ClickRun, run_clicks, session_labeler
 from .closed_form import closed_form_alpha
 from .data import TRIMAP_COLUMNS, Example

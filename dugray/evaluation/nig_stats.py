@@ -27,8 +27,8 @@ import cv2
 import numpy as np
 import torch
 
-from dugray.nig import aleatoric, aleatoric_variance
 from dugray.detail_patches import select_pixels
+from dugray.nig import aleatoric, aleatoric_variance
 from dugray.upsample import resize_to_working
 from dugray.usermap import trimap_to_usermap
 
@@ -172,8 +172,8 @@ def main(argv=None) -> int:
     from dugray.data.manifest import load_or_build
     from dugray.models import load_networks
 
-    from .evaluate_job import parse_compare
     from .data import load_item, select_rows, unique_names
+    from .evaluate_job import parse_compare
 
     p = argparse.ArgumentParser(
         prog="nig_stats.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

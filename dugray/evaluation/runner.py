@@ -127,7 +127,7 @@ def load_pair(uri: str, refiner_uri: str | None = None, device: str = "cpu"):
         return load_networks(uri, refiner_uri, device)
     except (FileNotFoundError, OSError, ValueError, RuntimeError) as exc:  # CheckpointError is a RuntimeError
         raise EvalError(f"cannot load model {uri!r}: {str(exc).splitlines()[0]}") from exc
-    except Exception as exc:  # noqa: BLE001 - e.g. MLflow's own errors for a bad URI
+    except Exception as exc:  # e.g. MLflow's own errors for a bad URI
         raise EvalError(
             f"cannot load model {uri!r}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         ) from exc

@@ -7,6 +7,14 @@ refiner = create_refiner("hrnet_lite")
 refined = refiner(coarse_patches, image_patches)
 """
 
+from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from .default import load_default
+from .layers import num_parameters
+from .loading import load_model, load_networks, refiner_uri_for, resolve_device
+from .modnet import MODNet
+from .modnet_lite import MODNetLite
+from .nig_head import NIGHead
+from .refiner import HRNetLiteRefiner
 from .registry import (
     available_models,
     available_refiners,
@@ -15,18 +23,10 @@ from .registry import (
     register_model,
     register_refiner,
 )
-from .layers import num_parameters
-from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
-from .nig_head import NIGHead
-from .default import load_default
-from .loading import load_model, load_networks, refiner_uri_for, resolve_device
+from .u2netp import U2NetpGuided, U2NetpMatting
 
 # Importing the model modules registers them.
 from .unet import UNetMatting
-from .modnet_lite import MODNetLite
-from .modnet import MODNet
-from .refiner import HRNetLiteRefiner
-from .u2netp import U2NetpGuided, U2NetpMatting
 
 __all__ = [
     "available_models",

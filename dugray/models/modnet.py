@@ -319,16 +319,16 @@ class MODNet(MattingNet):
         self, hr_channels=32, width=1.0, last_channels=1280, head_mid=16, alpha_min=1.0, norm="bn", user_inputs=True
     ):
         super().__init__()
-        self.config = dict(
-            name="modnet",
-            hr_channels=hr_channels,
-            width=width,
-            last_channels=last_channels,
-            head_mid=head_mid,
-            alpha_min=alpha_min,
-            norm=norm,
-            user_inputs=user_inputs,
-        )
+        self.config = {
+            "name": "modnet",
+            "hr_channels": hr_channels,
+            "width": width,
+            "last_channels": last_channels,
+            "head_mid": head_mid,
+            "alpha_min": alpha_min,
+            "norm": norm,
+            "user_inputs": user_inputs,
+        }
         if hr_channels < 2:
             raise ValueError(f"hr_channels must be >= 2, got {hr_channels}")
         self.stride = 32

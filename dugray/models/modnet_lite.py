@@ -47,7 +47,13 @@ class MODNetLite(MattingNet):
 
     def __init__(self, width=20, head_mid=8, alpha_min=1.0, norm="bn"):
         super().__init__()
-        self.config = dict(name="modnet_lite", width=width, head_mid=head_mid, alpha_min=alpha_min, norm=norm)
+        self.config = {
+            "name": "modnet_lite",
+            "width": width,
+            "head_mid": head_mid,
+            "alpha_min": alpha_min,
+            "norm": norm,
+        }
         self.stride = 32
         w = width
         e2, e4, e8, e16, e32 = w, w * 3 // 2, 2 * w, 4 * w, 8 * w  # 20, 30, 40, 80, 160 by default

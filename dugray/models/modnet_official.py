@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 PREFIX = "modnet-official:"
 """``init_from`` / model-URI prefix that names an official MODNet checkpoint file."""
-OFFICIAL_SIZES = dict(hr_channels=32, width=1.0, last_channels=1280)
+OFFICIAL_SIZES = {"hr_channels": 32, "width": 1.0, "last_channels": 1280}
 """The sizes of the released MODNet (also :class:`MODNet`'s defaults)."""
 DROPPED = {"f_branch.conv_f.1.": "official 1-channel matte output; replaced by the NIG head"}
 """Official key prefixes that have no counterpart here, and why."""

@@ -117,7 +117,14 @@ class HRNetLiteRefiner(nn.Module):
             raise ValueError("need one module count per branch (stage k adds branch k)")
         if noise not in NOISES:
             raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
-        self.config = dict(name="hrnet_lite", widths=widths, modules=modules, blocks=blocks, norm=norm, noise=noise)
+        self.config = {
+            "name": "hrnet_lite",
+            "widths": widths,
+            "modules": modules,
+            "blocks": blocks,
+            "norm": norm,
+            "noise": noise,
+        }
         self.stride = 2 ** (len(widths) - 1)
         self.stem = nn.Sequential(
             ConvNormAct(4, widths[0], 3, norm=norm), ConvNormAct(widths[0], widths[0], 3, norm=norm)

@@ -7,7 +7,7 @@ its ``kind`` so a checkpoint knows which registry rebuilds it.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch.nn as nn
 

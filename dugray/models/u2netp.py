@@ -69,14 +69,14 @@ class U2NetpGuided(MattingNet):
         cache_size: int = 8,
     ):
         super().__init__()
-        self.config = dict(
-            name="u2netp_guided",
-            widths=tuple(int(w) for w in widths),
-            head_mid=head_mid,
-            alpha_min=alpha_min,
-            norm=norm,
-            prior_size=int(prior_size),
-        )
+        self.config = {
+            "name": "u2netp_guided",
+            "widths": tuple(int(w) for w in widths),
+            "head_mid": head_mid,
+            "alpha_min": alpha_min,
+            "norm": norm,
+            "prior_size": int(prior_size),
+        }
         self.prior_net = U2NetP().requires_grad_(False)
         self.body = UNetMatting(widths, head_mid, alpha_min, norm, extra_planes=1)
         self.stride = self.body.stride
@@ -174,7 +174,7 @@ class U2NetpMatting(MattingNet):
         self.infer_max_side = None if infer_max_side is None else int(infer_max_side)
         if self.infer_max_side is not None and self.infer_max_side < self.stride:
             raise ValueError(f"infer_max_side must be >= {self.stride} or unset, got {infer_max_side}")
-        self.config = dict(name="u2netp", head_mid=head_mid, alpha_min=alpha_min, norm=norm)
+        self.config = {"name": "u2netp", "head_mid": head_mid, "alpha_min": alpha_min, "norm": norm}
         if self.infer_max_side is not None:
             self.config["infer_max_side"] = self.infer_max_side
         self.body = U2NetP(extra_in=3)

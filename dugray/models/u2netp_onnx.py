@@ -66,15 +66,15 @@ def read_onnx_convs(path) -> list[dict]:
         if len(node.input) < 3 or node.input[1] not in inits or node.input[2] not in inits:
             raise U2NetpFileError(f"Conv node {len(convs)} ({node.name}) has no weight and bias initializers")
         convs.append(
-            dict(
-                name=node.name,
-                weight_name=node.input[1],
-                weight=numpy_helper.to_array(inits[node.input[1]]),
-                bias=numpy_helper.to_array(inits[node.input[2]]),
-                dilations=list(attrs["dilations"].ints) if "dilations" in attrs else [1, 1],
-                pads=list(attrs["pads"].ints) if "pads" in attrs else [0, 0, 0, 0],
-                group=attrs["group"].i if "group" in attrs else 1,
-            )
+            {
+                "name": node.name,
+                "weight_name": node.input[1],
+                "weight": numpy_helper.to_array(inits[node.input[1]]),
+                "bias": numpy_helper.to_array(inits[node.input[2]]),
+                "dilations": list(attrs["dilations"].ints) if "dilations" in attrs else [1, 1],
+                "pads": list(attrs["pads"].ints) if "pads" in attrs else [0, 0, 0, 0],
+                "group": attrs["group"].i if "group" in attrs else 1,
+            }
         )
     return convs
 

@@ -56,7 +56,7 @@ class UNetMatting(MattingNet):
         widths = tuple(int(w) for w in widths)
         if len(widths) < 2:
             raise ValueError("unet needs at least two levels")
-        self.config = dict(name="unet", widths=widths, head_mid=head_mid, alpha_min=alpha_min, norm=norm)
+        self.config = {"name": "unet", "widths": widths, "head_mid": head_mid, "alpha_min": alpha_min, "norm": norm}
         if extra_planes:
             self.config["extra_planes"] = int(extra_planes)
         self.stride = 2 ** (len(widths) - 1)

@@ -149,7 +149,7 @@ class CarryParams:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "CarryParams":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> CarryParams:
         """Defaults overridden by ``d``; unknown keys are an error."""
         return from_dict(cls, d, "label-carrying parameters")
 

@@ -113,6 +113,6 @@ class SessionConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "SessionConfig":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> SessionConfig:
         """Build from a dict (nested parameter dicts allowed); unknown keys are an error."""
         return from_dict(cls, d)

@@ -32,7 +32,7 @@ from .plans import (
 from .posterior import fused_nig, uncertainty_maps
 from .refinement import refine_step
 from .state import SessionState, new_state, working_float
-from .steps import propose_patches, proposals_need_rounds, solve_step
+from .steps import proposals_need_rounds, propose_patches, solve_step
 
 
 class MattingSession:
@@ -56,7 +56,7 @@ class MattingSession:
         self._attach(state, model, refiner)
 
     @classmethod
-    def from_state(cls, state: SessionState, model, refiner=None) -> "MattingSession":
+    def from_state(cls, state: SessionState, model, refiner=None) -> MattingSession:
         """Continue a session from a (deserialised) state; its config comes with it."""
         self = cls.__new__(cls)
         self._attach(state, model, refiner)
@@ -76,7 +76,7 @@ class MattingSession:
 
     # ---- actions
 
-    def start(self, propose: bool = True) -> "MattingSession":
+    def start(self, propose: bool = True) -> MattingSession:
         """Round 1: predict with the initial user map and propose patches (``propose=False``:
         the one-shot path, nothing to ask)."""
         if self.state.rounds:
@@ -84,7 +84,7 @@ class MattingSession:
         self._run_round({}, propose)
         return self
 
-    def start_one_shot(self, refine: bool | None = None) -> "MattingSession":
+    def start_one_shot(self, refine: bool | None = None) -> MattingSession:
         """Round 1 as the one-shot matte (:func:`dugray.session.one_shot_plan`: no proposals, solved,
         refined only when ``refine`` says so; None: the one-shot default, off)."""
         if self.state.rounds:
@@ -93,7 +93,7 @@ class MattingSession:
         run_plan(one_shot_plan(self.state, refine, {}), self._steps())
         return self
 
-    def label(self, labels) -> "MattingSession":
+    def label(self, labels) -> MattingSession:
         """Apply labels (see :func:`dugray.session.apply_user_labels`), predict again, fuse, propose anew."""
         self._require_started()
         t0 = time.perf_counter()
@@ -102,7 +102,7 @@ class MattingSession:
         self._run_round({"label_s": time.perf_counter() - t0})
         return self
 
-    def undo(self) -> "MattingSession":
+    def undo(self) -> MattingSession:
         """Back to the round before: matte, proposals, labels and uncertainty as that round showed
         them (:mod:`dugray.session.history`); :class:`NothingToUndo` at the first round."""
         self._cache.clear()
@@ -110,13 +110,13 @@ class MattingSession:
         self._cache.clear()
         return self
 
-    def set_solve(self, enabled: bool) -> "MattingSession":
+    def set_solve(self, enabled: bool) -> MattingSession:
         """Turn the uncertainty-guided solve on or off; the current matte follows at once."""
         self._cache.pop("alpha", None)
         run_plan(solve_switch_plan(self.state, enabled), self._steps())
         return self
 
-    def refine(self) -> "MattingSession":
+    def refine(self) -> MattingSession:
         """Refine with the refiner, then solve again from the refined matte (see :func:`dugray.session.refine_step`)."""
         self._require_started()
         run_plan(refine_plan(self.state), self._steps())

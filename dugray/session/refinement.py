@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dugray.nig import NIG
 from dugray.detail_patches import (
     NOISES,
     extract_patches,
@@ -14,6 +13,7 @@ from dugray.detail_patches import (
     refinement_boxes,
     sample_coarse,
 )
+from dugray.nig import NIG
 from dugray.solve import solve_matte
 
 from .config import SessionConfig

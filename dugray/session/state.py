@@ -87,7 +87,7 @@ class SessionState:
         """Network rounds so far."""
         return len(self.rounds)
 
-    def working(self, rounds: bool = True) -> "WorkingState":
+    def working(self, rounds: bool = True) -> WorkingState:
         """What the steps after the network need, without the full-size image (shares the arrays):
         what a server sends to its fusion, proposal, solve and refinement replicas. ``rounds=False``
         leaves the rounds out too (the proposals, the solve and refinement take the fused posterior)."""
@@ -161,14 +161,14 @@ class SessionState:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes, image: np.ndarray | None = None) -> "SessionState":
+    def from_bytes(cls, data: bytes, image: np.ndarray | None = None) -> SessionState:
         """Inverse of :meth:`to_bytes` (allow_pickle=False); ``image`` is the full-size image of a
         state stored without it (``to_bytes(image=False)``), or None to leave it out."""
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
             meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
-        except Exception as exc:  # noqa: BLE001 - any decoding failure means "not a state"
+        except Exception as exc:  # any decoding failure means "not a state"
             raise ValueError(f"not a serialised SessionState: {exc}") from exc
         if meta.get("format") != _STATE_FORMAT:
             raise ValueError(f"unsupported SessionState format {meta.get('format')!r}")
@@ -212,7 +212,7 @@ def image_from_bytes(data: bytes) -> np.ndarray:
     """Inverse of :func:`image_to_bytes`; ValueError for anything but an RGB uint8 image."""
     try:
         image = np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001 - any decoding failure means "not an image"
+    except Exception as exc:  # any decoding failure means "not an image"
         raise ValueError(f"not a stored image: {exc}") from exc
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
         raise ValueError("not a stored image: expected RGB uint8")
@@ -310,7 +310,7 @@ def encode_initial(user_map: np.ndarray, labelled: np.ndarray) -> np.ndarray | N
     return (np.rint(user_map * 2) + 8 * labelled).astype(np.int8)
 
 
-def decode_initial(state: "SessionState") -> tuple[np.ndarray, np.ndarray]:
+def decode_initial(state: SessionState) -> tuple[np.ndarray, np.ndarray]:
     """(user map, labelled) as :func:`new_state` made them, from ``state.initial``."""
     if state.initial is None:
         return np.zeros(state.work_shape, np.float32), np.zeros(state.work_shape, bool)

@@ -30,8 +30,9 @@ True
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import scipy.sparse
@@ -40,7 +41,7 @@ from dugray.nig import NIG
 from dugray.typed import from_dict
 
 from .guard import GUARDS, guard_verdict
-from .laplacian import DEFAULT_EPSILON, DEFAULT_RADIUS, band_laplacian, full_image_laplacian, LAPLACIANS
+from .laplacian import DEFAULT_EPSILON, DEFAULT_RADIUS, LAPLACIANS, band_laplacian, full_image_laplacian
 from .pcg import ic0_pcg
 from .weights import UNCERTAINTIES, check_posterior, solve_inputs
 
@@ -109,7 +110,7 @@ class SolveParams:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "SolveParams":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> SolveParams:
         """Defaults overridden by ``d``; unknown keys are an error."""
         return from_dict(cls, d, "solve parameters")
 

@@ -168,7 +168,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         """Build and validate; unknown keys are an error."""
         values = dict(values)
         check_known(cls, values, "config keys")

@@ -15,9 +15,9 @@ import numpy as np
 import ray
 import torch
 
+from dugray.detail_patches import extract_patches, noise_variance, paste_patches, refinement_boxes, sample_coarse
 from dugray.models import create_refiner, load_checkpoint, load_networks
 from dugray.nig import aleatoric, aleatoric_variance
-from dugray.detail_patches import extract_patches, noise_variance, paste_patches, refinement_boxes, sample_coarse
 from dugray.train.losses import stage2_loss
 from dugray.train.worker import (
     LoopArgs,

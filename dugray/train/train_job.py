@@ -18,7 +18,6 @@ import argparse
 import json
 import sys
 
-
 FLAGS = {  # flag -> (config key, type, help)
     "--data": ("data", str, "dataset folder (any supported layout) or manifest .parquet"),
     "--extra-data": ("extra_data", "list", "more datasets mixed into training (repeatable)"),
@@ -124,7 +123,7 @@ def main(argv=None, prog: str = PROG) -> int:
                 dry_run(cfg, args.arch)
             except (ValueError, FileNotFoundError, OSError):
                 raise
-            except Exception as exc:  # noqa: BLE001 - the recipe would fail: say why in one line
+            except Exception as exc:  # the recipe would fail: say why in one line
                 raise RuntimeError(f"dry run failed: {type(exc).__name__}: {exc}") from exc
             return 0
         from dugray.data.manifest import load_or_build

@@ -57,8 +57,8 @@ def main(argv=None) -> int:
     import torch
 
     from dugray.batch import BatchOptions, matte_image, run_batch
-    from dugray.models import load_networks
     from dugray.data.synthetic import generate_sample
+    from dugray.models import load_networks
 
     for handler in logging.getLogger("ray.data").handlers:  # keep the console to the figures
         if isinstance(handler, logging.StreamHandler):

@@ -20,10 +20,11 @@ import tempfile
 
 import cv2
 
-from .serving import Client, bench_latency, bench_throughput, free_port
 from dugray.data.synthetic import generate_sample
 from dugray.models import load_networks
 from dugray.session import MattingSession, fused_nig, working_float
+
+from .serving import Client, bench_latency, bench_throughput, free_port
 
 HEAD, ONE, ANY = "dugray_head", "dugray_matting_first", "dugray_matting"
 ON_HEAD = ("Fusion", "Proposer", "Solver", "Refinement", "SessionStore", "APIIngress")

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-
 from dugray.data.manifest import load_or_build
 from dugray.pipeline import PipelineConfig, build_dataset, epoch_rows, prepare_example, to_float_batch
 

@@ -17,7 +17,6 @@ import time
 
 import torch
 
-
 from dugray.models import available_models, available_refiners, create_model, create_refiner, num_parameters
 
 

@@ -32,13 +32,13 @@ label round <= 1.25x the in-process one; 2 replicas >= 1.6x the throughput of 1.
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 import pickle
 import socket
 import statistics
 import tempfile
 import threading
 import time
+from dataclasses import replace
 
 import cv2
 import numpy as np

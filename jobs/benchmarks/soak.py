@@ -45,9 +45,10 @@ import cv2
 import numpy as np
 import requests
 
+from dugray.data.synthetic import generate_sample
+
 from .hostile import BAD
 from .hostile import auth as _auth
-from dugray.data.synthetic import generate_sample
 
 PROG = "soak_serve.py"
 
@@ -280,10 +281,11 @@ def start_app(args, keys: list[str], prog: str = PROG) -> str:
     import ray
     from ray import serve
 
-    from .serving import free_port
     from serve.access import set_proxy_env
     from serve.app import build
     from serve.memory import set_malloc_env
+
+    from .serving import free_port
 
     port = free_port()
     storage = tempfile.mkdtemp(prefix="dugray-soak-")

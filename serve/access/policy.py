@@ -29,7 +29,7 @@ class Policy:
         self.allowed_hosts = {h.lower().strip("[]") for h in allowed_hosts}
 
     @classmethod
-    def from_settings(cls, settings) -> "Policy":
+    def from_settings(cls, settings) -> Policy:
         """The policy of a :class:`serve.settings.ServeSettings`."""
         return cls(
             settings.api_keys,
