@@ -23,10 +23,12 @@ One shot, nobody to ask (the bytes ``dugray cutout`` and ``POST /v1/matte`` give
     >>> matte_image(image, net).render("alpha")[:4]       # PNG bytes of the alpha matte
     b'\x89PNG'
 
-The core (``nig``, ``usermap``, ``proposal``, ``solve``, ``refine``, ``metrics``,
-``models``, ``session``) is plain numpy/torch and imports no Ray; Ray lives at the
-edges (``pipeline``, ``train``, ``batch`` and the ``serve`` package). The names below
-are imported on first use, so ``import dugray`` stays cheap.
+The core (``nig``, ``usermap``, ``proposal``, ``solve``, ``propagate``, ``detail_patches``,
+``upsample``, ``sym3``) never imports the session, the models or the Serve app
+(``tests/test_layers.py``); the models, the metrics and the session above it are plain
+numpy/torch too and import no Ray; Ray lives at the edges (``pipeline``, ``train``,
+``batch`` and the ``serve`` package). The names below are imported on first use, so
+``import dugray`` stays cheap.
 """
 
 from importlib import import_module

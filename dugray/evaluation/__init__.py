@@ -7,7 +7,7 @@ Modules, each small: :mod:`.auroc` (rank-statistic AUROC), :mod:`.closed_form` (
 pymatting reference), :mod:`.scoring` (both metric protocols), :mod:`.data` (examples
 from a manifest), :mod:`.methods` (the table rows on one image, all through
 :class:`dugray.session.MattingSession`), :mod:`.report` / :mod:`.figures` (outputs),
-:mod:`.tracking` (MLflow), :mod:`.runner` (the driver). The CLI is ``jobs/evaluate.py``.
+:mod:`.tracking` (MLflow), :mod:`.runner` (the driver). The job is ``jobs/evaluate.py`` (:mod:`.evaluate_job`).
 """
 
 from .auroc import auroc, average_ranks, error_detection_auroc
