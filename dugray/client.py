@@ -164,7 +164,8 @@ class DugrayClient:
         return SessionView.from_json(self._call("POST", f"/v1/sessions/{sid}/refine").json())
 
     def png(self, sid: str, output: str = "cutout") -> bytes:
-        """PNG bytes of ``alpha``, ``cutout`` (RGBA), ``epistemic``, ``aleatoric`` or ``image`` (the input) at full size."""
+        """PNG bytes of ``alpha``, ``cutout`` (RGBA), ``epistemic``, ``aleatoric`` or ``image`` (the input)
+        at full size."""
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         return self._call("GET", f"/v1/sessions/{sid}/{output}.png").content

@@ -17,8 +17,9 @@ The ingress only parses requests and runs the session module's plans
 (:func:`dugray.session.round_plan`, ``refine_plan``, ``solve_switch_plan``) with
 :func:`dugray.session.run_plan_async`, each step on its deployment; it re-implements no
 step, no round and no one-shot path, and input is checked by ``dugray.session`` (a
-ValueError becomes a 422). A session's state lives in the store between requests, so any replica can serve any request and a model replica
-may die between (or during: the call is retried) two rounds without losing a session.
+ValueError becomes a 422). A session's state lives in the store between requests, so any
+replica can serve any request and a model replica may die between (or during: the call is
+retried) two rounds without losing a session.
 The ingress also serves the web page (serve/static, plain files) at ``/``. The model-side
 deployments are in serve/deployments.py; :func:`build` below wires the graph.
 """

@@ -5,10 +5,10 @@ pyarrow opens on a cluster: ``s3://``, ``gs://``, ``hdfs://``), so a restarted s
 replica, or a second one, finds every session that was live. Per session three objects:
 ``<sid>.image.npy`` (the full-size image, written once when the session is made: no round
 reads or rewrites it), ``<sid>.<version>.npz`` (the state without the image) and
-``<sid>.meta.json`` (version, owner, last write, sizes, the JSON view), each written atomically (a temporary name and a rename on
-local disks; object stores make a single PUT atomic themselves). The state is written
-before the meta that names it, so a crash between the two leaves the previous version
-readable; the superseded state is deleted afterwards.
+``<sid>.meta.json`` (version, owner, last write, sizes, the JSON view), each written
+atomically (a temporary name and a rename on local disks; object stores make a single PUT
+atomic themselves). The state is written before the meta that names it, so a crash between
+the two leaves the previous version readable; the superseded state is deleted afterwards.
 
 What cannot be read is never fatal: a meta file that is not valid JSON, names another
 session, or has an invalid id, version, time or size, and a state file whose size is not

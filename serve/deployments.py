@@ -81,7 +81,8 @@ class Proposer:
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=16)
 class Solver:
-    """The uncertainty-guided solve of the fused posterior with the user's labels (None when the session's config is off)."""
+    """The uncertainty-guided solve of the fused posterior with the user's labels (None when the session's
+    config is off)."""
 
     def __init__(self, settings: ServeSettings):
         warm_up_posterior(settings.session_config())  # its numba kernels loaded, a photo-sized solve's heap

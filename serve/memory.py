@@ -29,8 +29,11 @@ _libc = None
 if os.name == "posix":
     try:
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        _libc.malloc_trim  # glibc only (not musl, not macOS)
-    except (OSError, AttributeError):
+    except OSError:
+        _libc = None
+    # glibc only (not musl, not macOS): a C library without malloc_trim is as good as none.
+    # hasattr looks the symbol up (ctypes raises AttributeError for a missing one).
+    if _libc is not None and not hasattr(_libc, "malloc_trim"):
         _libc = None
 
 

@@ -41,7 +41,8 @@ class LabelItem(BaseModel):
 
 
 class LabelRequest(BaseModel):
-    """``{"labels": [{"index": 0, "label": "fg"}, {"box": [y0, x0, y1, x1], "label": "bg"}, {"point": [y, x], "label": "bg"}]}``."""
+    """``{"labels": [{"index": 0, "label": "fg"}, {"box": [y0, x0, y1, x1], "label": "bg"},
+    {"point": [y, x], "label": "bg"}]}``."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -43,7 +43,10 @@ def test_same_seed_and_epoch_reproduce_new_epoch_differs(ray_local, synth_dir):
     a = collect(build_dataset(synth_dir / "plain", "train", CFG, epoch=0))
     b = collect(build_dataset(synth_dir / "plain", "train", CFG, epoch=0))
     c = collect(build_dataset(synth_dir / "plain", "train", CFG, epoch=1))
-    key = lambda d: sorted(d["alpha"].reshape(len(d["alpha"]), -1).sum(1).tolist())  # order-free fingerprint
+
+    def key(d):  # order-free fingerprint
+        return sorted(d["alpha"].reshape(len(d["alpha"]), -1).sum(1).tolist())
+
     assert key(a) == key(b)
     assert key(a) != key(c)
 

@@ -121,7 +121,8 @@ class Labeller:
         return r
 
     def drive(self, stop: threading.Event, most: int) -> threading.Thread:
-        """Label rounds back to back on a thread until ``stop`` (or ``most`` rounds): the kill may land on one in flight."""
+        """Label rounds back to back on a thread until ``stop`` (or ``most`` rounds): the kill may land on
+        one in flight."""
 
         def run():
             while not stop.is_set() and len(self.sent) < most:

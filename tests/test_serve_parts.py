@@ -670,7 +670,11 @@ def test_a_second_session_store_replica_is_refused(monkeypatch):
     with pytest.raises(ValueError, match="exactly one replica"):
         ServeSettings(replicas={"SessionStore": 2})
     for world_size in (2, None):
-        monkeypatch.setattr(app.serve, "get_replica_context", lambda: type("Ctx", (), {"world_size": world_size})())
+        monkeypatch.setattr(
+            app.serve,
+            "get_replica_context",
+            lambda world_size=world_size: type("Ctx", (), {"world_size": world_size})(),
+        )
         with pytest.raises(RuntimeError, match="exactly 1 replica"):
             app.SessionStore.func_or_class(ServeSettings(session_storage="none"))
     monkeypatch.setattr(app.serve, "get_replica_context", lambda: type("Ctx", (), {"world_size": 1})())

@@ -1,5 +1,6 @@
 """A half-minute soak of the Serve app (jobs/soak_serve.py): mixed load from 2 clients with bad
-requests among them (half of them: each client meets every kind in turn); no 5xx, no lost session, every replica's memory sampled (slow)."""
+requests among them (half of them: each client meets every kind in turn); no 5xx, no lost
+session, every replica's memory sampled (slow)."""
 
 import json
 import subprocess

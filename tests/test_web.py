@@ -115,7 +115,8 @@ def alpha(page, view) -> np.ndarray:
 def canvas_pixels(page) -> np.ndarray:
     """What the page's view canvas holds, RGBA (H, W, 4) at the canvas's own size."""
     data = page.evaluate(
-        "() => { const c = document.getElementById('view'); return [c.height, c.width, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)]; }"
+        "() => { const c = document.getElementById('view'); "
+        "return [c.height, c.width, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)]; }"
     )
     return np.array(data[2], np.uint8).reshape(data[0], data[1], 4)
 

@@ -1,9 +1,10 @@
 """The paper's training augmentations, as pure functions of (image, alpha, rng).
 
 Order (paper, section 4): random horizontal flip, blur, sharpen, shadow, then random
-crop to the training size; our colour jitter (off unless configured) follows the flip. ``image`` is float32 HxWx3 in [0, 1] (uint8 is accepted and
-converted), ``alpha`` float32 HxW in [0, 1]; each function returns a new
-``(image, alpha)`` pair and draws only from the ``rng`` it is given.
+crop to the training size; our colour jitter (off unless configured) follows the flip.
+``image`` is float32 HxWx3 in [0, 1] (uint8 is accepted and converted), ``alpha`` float32
+HxW in [0, 1]; each function returns a new ``(image, alpha)`` pair and draws only from the
+``rng`` it is given.
 
 Blur, sharpen and shadow change the *image only*: they model camera / lighting
 conditions, and the ground-truth matte of the object is unchanged by them (as in the

@@ -95,7 +95,8 @@ def run_one(name, image, gt, model, refiner, args, out: Path) -> None:
 
 
 def overview(image, gt, model, refiner, clicks: int = 3) -> np.ndarray:
-    """The README's picture: photo | trimap-free cut-out | after ``clicks`` corrective clicks | epistemic | aleatoric."""
+    """The README's picture: photo | trimap-free cut-out | after ``clicks`` corrective clicks |
+    epistemic | aleatoric."""
     from dugray.evaluation.clicks import run_clicks, session_labeler
     from dugray.session import MattingSession
     from dugray.visualize import checkerboard, draw_points, heat, strip

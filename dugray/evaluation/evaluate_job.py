@@ -195,14 +195,16 @@ def main(argv=None, prog: str = PROG) -> int:
         print(f"MLflow run {run_id} in {tracking_uri(out)}")
     methods = summary["methods"]
     print(
-        f"{summary['n_images']} images of {summary['dataset']} ({summary['split']}) in {summary['timing']['total_s']:.1f} s"
+        f"{summary['n_images']} images of {summary['dataset']} ({summary['split']}) "
+        f"in {summary['timing']['total_s']:.1f} s"
     )
     for name, e in methods.items():
         print(f"  {name:<22} c1k SAD {e['comp1k']['sad']:9.3f}   whole SAD {e['whole']['sad']:9.3f}   {e['label']}")
     if summary.get("corrective"):
         c = summary["corrective"]["mean"]
         print(
-            f"  corrective clicks: whole SAD {' '.join(f'@{k} {v:.2f}' for k, v in c.items() if k.startswith('sad_'))}; "
+            f"  corrective clicks: whole SAD "
+            f"{' '.join(f'@{k} {v:.2f}' for k, v in c.items() if k.startswith('sad_'))}; "
             f"NoC@1.5x {c.get('noc_1.5x', float('nan')):.2f}, NoC@2x {c.get('noc_2x', float('nan')):.2f}, "
             f"NoF@2x {c.get('nof_2x', 0)}; "
             f"{c['worse_clicks']}/{c['clicks']} clicks made an image worse by > 2%"

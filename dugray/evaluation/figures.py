@@ -24,7 +24,10 @@ STEP_TITLES = (
 def save_steps(path: Path, image: np.ndarray, gt_u8: np.ndarray, trace: Trace) -> None:
     """Figure 5: input + first proposals, initial matte, its epistemic map, the final user
     map, the matte after interaction, after refinement, GT."""
-    u8 = lambda a: grey(np.asarray(a, np.float32) / 255.0)
+
+    def u8(a):
+        return grey(np.asarray(a, np.float32) / 255.0)
+
     refined = trace.refined if trace.refined is not None else trace.interacted
     panels = [
         draw_boxes(image, trace.proposals),

@@ -14,7 +14,8 @@ Variants: ``--lam`` (the evidence regulariser's weight), ``--band-noise`` (std o
 added to the target inside the GT band: irreducible label noise the NLL can only explain as
 aleatoric), ``--alpha-min`` (the activation floor alpha = softplus + alpha_min; the paper's 1.0
 instead of the shipped 2.1), ``--reinit`` (the final layer's evidence channels start again from
-:class:`~dugray.models.nig_head.NIGHead`'s initialisation). A diagnostic, not a training job: nothing is saved but the head's weights (``--save``).
+:class:`~dugray.models.nig_head.NIGHead`'s initialisation). A diagnostic, not a training job:
+nothing is saved but the head's weights (``--save``).
 """
 
 from __future__ import annotations

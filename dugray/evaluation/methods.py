@@ -124,7 +124,10 @@ def describe(variant: str, rounds: int) -> str:
     """Human label of a variant for the report."""
     if variant.endswith(NOSOLVE):
         return describe(variant[: -len(NOSOLVE)], rounds) + ", network alone (no solve)"
-    sel = lambda r: f"{r} selection{'s' if r != 1 else ''}"
+
+    def sel(r):
+        return f"{r} selection{'s' if r != 1 else ''}"
+
     if variant == "free":
         return "no interaction (trimap-free)"
     if variant == "refined":

@@ -10,9 +10,10 @@ NIG is computed once; the job writes ``nig_stats.json`` (quantiles of gamma, nu,
 E[sigma^2] and Var[sigma^2]; mean E[sigma^2] inside / outside the band; the AUROC of
 E[sigma^2] for the band; the share the refinement filter keeps and its share in the band;
 the correlation of log E[sigma^2] with log Var[sigma^2]; for reference the AUROC of the
-network's own |gamma - GT| for the band, what an E[sigma^2] that tracked the error would reach), ``nig_stats.md`` (the same as
-tables) and ``nig_histograms.png`` (log10 histograms of nu, alpha - alpha_min, beta and
-E[sigma^2], one line per model and mode). No Ray, no training.
+network's own |gamma - GT| for the band, what an E[sigma^2] that tracked the error would
+reach), ``nig_stats.md`` (the same as tables) and ``nig_histograms.png`` (log10 histograms
+of nu, alpha - alpha_min, beta and E[sigma^2], one line per model and mode). No Ray, no
+training.
 """
 
 from __future__ import annotations
@@ -168,7 +169,8 @@ def markdown(summaries: dict[str, dict]) -> str:
 
 
 def main(argv=None) -> int:
-    """CLI: ``--data --out [--split] [--model] [--compare NAME=URI ...] [--limit]``; exit 2 with one line on bad input."""
+    """CLI: ``--data --out [--split] [--model] [--compare NAME=URI ...] [--limit]``; exit 2 with one line
+    on bad input."""
     from dugray.data.manifest import load_or_build
     from dugray.models import load_networks
 

@@ -43,8 +43,8 @@ CORRECTIVE_NOTE = (
     "its most interior pixel, labelling the box of "
     "max(8, 2% of the long side) px centred there from the GT (fg / bg / transition). Whole-image SAD after k "
     "clicks; NoC@m = clicks until the SAD is at most m times closed-form matting's whole-image SAD given the full "
-    "`trimap` (the `cf_trimap` row of this run), 10 when never; NoF@2x = images that never reach 2x; the last columns count the clicks that raised "
-    "the SAD by more than 2% and the labels given (f/b/t)."
+    "`trimap` (the `cf_trimap` row of this run), 10 when never; NoF@2x = images that never reach 2x; the last "
+    "columns count the clicks that raised the SAD by more than 2% and the labels given (f/b/t)."
 )
 
 

@@ -236,7 +236,8 @@ def run(prep: Prepared, out, config: EvalConfig | None = None, progress: bool = 
             figures_left -= 1
     if not records:
         raise EvalError(
-            f"no image of {prep.data} ({prep.split}) could be read: {skipped[0]['reason'] if skipped else 'none listed'}"
+            f"no image of {prep.data} ({prep.split}) could be read: "
+            f"{skipped[0]['reason'] if skipped else 'none listed'}"
         )
     total = time.perf_counter() - t_start
     corrective = corrective_summary(click_runs[PROTOCOL], records, config.clicks) if click_runs[PROTOCOL] else None
@@ -425,7 +426,10 @@ def _summary(prep: Prepared, config: EvalConfig, records, skipped, sizes, derive
                 + (
                     "the dataset trimap's 128 region"
                     if derived == 0
-                    else "the dataset trimap's 128 region where there is one, else the GT's 0<alpha<1 band dilated by 10 px"
+                    else (
+                        "the dataset trimap's 128 region where there is one, "
+                        "else the GT's 0<alpha<1 band dilated by 10 px"
+                    )
                 )
                 + ")."
             ),

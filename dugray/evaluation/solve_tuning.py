@@ -7,7 +7,8 @@
     python jobs/tune_solve.py grid --cache data/solve_cache/train data/solve_cache/synth \\
         --variants jobs/configs/solve_variants.yaml --out eval/solve_tuning
     # 3. after choosing: the same table on val/, for the report only
-    python jobs/tune_solve.py cache --data ../shared/data/alphamatting-lowres --split val --out data/solve_cache/val --report-only
+    python jobs/tune_solve.py cache --data ../shared/data/alphamatting-lowres --split val --out data/solve_cache/val \\
+        --report-only
 
 ``grid`` writes per_image.csv (every variant, image and row against the network alone on
 the same posterior), summary.md and summary.json. A variants file maps a name to
@@ -238,7 +239,8 @@ def write_tables(rows: list[dict], out) -> dict:
         "SAD/1000, mean over images: whole image for trimap-free rows, Composition-1k for trimap rows "
         "(the other protocol in the last two columns).",
         "",
-        "| variant | set | row | network SAD | solve SAD | worst image ratio | best | fallbacks | network, other | solve, other |",
+        "| variant | set | row | network SAD | solve SAD | worst image ratio | best | fallbacks "
+        "| network, other | solve, other |",
         "|---" * 10 + "|",
     ]
     lines += [
@@ -330,8 +332,8 @@ def main(argv=None) -> int:
     for s in summary:
         print(
             f"{s['variant']:<24} {s['set']:<8} {s['tag']:<8} network {s['network_sad']:8.2f}  solve {s['sad']:8.2f}  "
-            f"worst x{s['worst_ratio']:.2f}  fallbacks {s['fallbacks']}  (other protocol {s['network_other_sad']:.2f} -> "
-            f"{s['other_sad']:.2f})"
+            f"worst x{s['worst_ratio']:.2f}  fallbacks {s['fallbacks']}  "
+            f"(other protocol {s['network_other_sad']:.2f} -> {s['other_sad']:.2f})"
         )
     print(f"tables: {Path(args.out).resolve()}")
     return 0

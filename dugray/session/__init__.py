@@ -19,7 +19,8 @@ Flow
               propose_patches(state)                  -> N boxes    (Algorithm 1, full-res)
     user:     apply_user_labels(state, [(i, "fg"), (box, "bg"), ...])   paints U
     round m:  predict_round(F, image_w, U)            -> NIG_m
-              fused_nig(state)                        -> NIG        (eq. 2 over the rounds, carried evidence, labels enforced)
+              fused_nig(state)                        -> NIG        (eq. 2 over the rounds, carried evidence,
+                                                                     labels enforced)
               propose_patches(state)                  -> next boxes (labelled cells skipped)
               solve_step(state, NIG)                  -> matte      (posterior + labels + Laplacian)
     refine:   refine_step(state, R, NIG)              -> matte      (section 3.4, then the solve again)

@@ -162,6 +162,7 @@ def dry_run(cfg, arch_flag=None, out=print) -> None:
     if cfg.stage in ("2", "all"):
         loss, patches, name = stage2_step(cfg, net, batch)
         out(
-            f"stage 2: refiner {name} (noise {cfg.stage2_noise}): one step on {patches} patches of 32 px, loss {loss:.4g}"
+            f"stage 2: refiner {name} (noise {cfg.stage2_noise}): one step on {patches} patches of 32 px, "
+            f"loss {loss:.4g}"
         )
     out("dry run passed: nothing trained or written but the datasets' manifests; no Ray started")

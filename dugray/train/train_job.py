@@ -3,10 +3,11 @@
 Examples:
     python jobs/train.py --data DATA_DIR --out runs/exp1 --epochs 10
     python jobs/train.py --data DATA_DIR --out runs/exp1 --epochs 20 --resume     (continue: the same --out)
-    RAY_AUTH_MODE=token ray job submit --working-dir . -- python jobs/train.py --data /abs/DATA \
+    RAY_AUTH_MODE=token ray job submit --working-dir . -- python jobs/train.py --data /abs/DATA \\
         --out /abs/runs/exp1 --cpus-per-worker 0.5       (on a `ray start` cluster; Ray 2.60 needs the token)
     python jobs/train.py --config jobs/configs/default_model.yaml --out runs/default   (the shipped model's recipe)
-    python jobs/train.py --config jobs/configs/paper_p3m_modnet.yaml --data DIR --init-from modnet-official:CKPT --dry-run
+    python jobs/train.py --config jobs/configs/paper_p3m_modnet.yaml --data DIR --init-from modnet-official:CKPT \\
+        --dry-run
 
 Flags override the --config file (YAML or JSON, keys of dugray.train.config.TrainConfig).
 Exit codes: 0 done, 2 bad arguments / config / data, 1 training failed.

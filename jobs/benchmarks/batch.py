@@ -96,7 +96,8 @@ def main(argv=None) -> int:
     )
     print(f"  plain loop      {args.n / loop_s:6.2f} images/s  ({loop_s:.1f} s; {per_image:.2f} s per image)")
     print(
-        f"  Ray Data batch  {args.n / ray_s:6.2f} images/s  ({ray_s:.1f} s incl. actor start; ray.init {init_s:.1f} s not counted)"
+        f"  Ray Data batch  {args.n / ray_s:6.2f} images/s  "
+        f"({ray_s:.1f} s incl. actor start; ray.init {init_s:.1f} s not counted)"
     )
     print(f"  Ray Data / loop: {loop_s / ray_s:.2f}x")
     return 0

@@ -81,7 +81,8 @@ def start_cluster(cpus: int):
 
 
 def matting_nodes(app: str) -> int:
-    """How many nodes the live Matting replicas of ``app`` are on (the GCS's actor table: Serve's status has no nodes)."""
+    """How many nodes the live Matting replicas of ``app`` are on (the GCS's actor table: Serve's status
+    has no nodes)."""
     from ray._private.state import actors
 
     return len(

@@ -99,8 +99,8 @@ def main(argv=None) -> int:
     for name, t in times.items():
         w, c = statistics.median(t["wall"]), statistics.median(t["cpu"])
         print(
-            f"  {name:16s} wall {w:6.2f} s ({min(t['wall']):.2f}-{max(t['wall']):.2f}) {w / floor['wall']:5.2f}x import torch"
-            f" | CPU {c:6.2f} s {c / floor['cpu']:5.2f}x"
+            f"  {name:16s} wall {w:6.2f} s ({min(t['wall']):.2f}-{max(t['wall']):.2f}) "
+            f"{w / floor['wall']:5.2f}x import torch | CPU {c:6.2f} s {c / floor['cpu']:5.2f}x"
         )
     if args.json:
         args.json.write_text(json.dumps({"image": str(args.image), "times": times}, indent=1))

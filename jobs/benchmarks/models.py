@@ -57,13 +57,13 @@ def main(argv=None) -> None:
     image, user = torch.rand(1, 3, s, s, device=device), torch.zeros(1, 1, s, s, device=device)
     for name in available_models():
         net = create_model(name).to(device).eval()
-        times = time_call(lambda: net(image, user), args.warmup, args.repeats, device)
+        times = time_call(lambda net=net: net(image, user), args.warmup, args.repeats, device)
         rows.append((name, f"1x{s}x{s}", num_parameters(net), times))
     coarse = torch.rand(args.patches, 1, 32, 32, device=device)
     patches = torch.rand(args.patches, 3, 32, 32, device=device)
     for name in available_refiners():
         ref = create_refiner(name).to(device).eval()
-        times = time_call(lambda: ref(coarse, patches), args.warmup, args.repeats, device)
+        times = time_call(lambda ref=ref: ref(coarse, patches), args.warmup, args.repeats, device)
         rows.append((name, f"{args.patches}x32x32", num_parameters(ref), times))
 
     print(f"device={device} threads={torch.get_num_threads()} torch={torch.__version__} repeats={args.repeats}")

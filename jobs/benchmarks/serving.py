@@ -26,7 +26,8 @@ compare like with like:
    working-resolution arrays instead of the session state (``--only-label``: only this).
 
 Goals: label round <= 1.5x a forward in process and <= 2x over HTTP; at 800x600 the HTTP
-label round <= 1.25x the in-process one; 2 replicas >= 1.6x the throughput of 1. Numbers on a shared machine are noisy: the table says what ran.
+label round <= 1.25x the in-process one; 2 replicas >= 1.6x the throughput of 1. Numbers on a
+shared machine are noisy: the table says what ran.
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ def bench_clicks(client, png, gt, repeats):
     while len(out) < repeats:
         sid = client.create_from(png)
 
-        def label(click):
+        def label(click, sid=sid):  # called by run_clicks below, in this iteration
             t = time.perf_counter()
             client.http.post(
                 f"{client.base}/v1/sessions/{sid}/labels",
@@ -219,7 +220,7 @@ def clicks_in_process(model, refiner, photo, gt, repeats, config: SessionConfig 
     while len(out) < repeats:
         s = MattingSession(photo, model, refiner, config).start()
 
-        def label(click):
+        def label(click, s=s):  # called by run_clicks below, in this iteration
             out.append(timed(s.label, [((click.y, click.x), click.label)])[0])
             return s.alpha_u8
 
@@ -475,8 +476,8 @@ def main(argv=None):
     for name, value in ratios.items():
         print(f"{name:<40}{value:>7.2f}x")
     print(
-        f"bytes per label round {args.matte_size}: before {moved['before'] / 1e6:.2f} MB, now {moved['now'] / 1e6:.2f} MB "
-        f"({moved['now'] / moved['before']:.2f}x)"
+        f"bytes per label round {args.matte_size}: before {moved['before'] / 1e6:.2f} MB, "
+        f"now {moved['now'] / 1e6:.2f} MB ({moved['now'] / moved['before']:.2f}x)"
     )
     if getattr(args, "hops", None):
         print(
@@ -487,7 +488,8 @@ def main(argv=None):
         print(f"label {args.matte_size} in process (p50 s): " + ", ".join(f"{n} {v:.3f}" for n, v in args.local_hops))
     for replicas, (rate, n) in throughput.items():
         print(
-            f"throughput, {replicas} Matting replica(s){'':<10}{rate:>7.2f} rounds/s ({n} rounds, {args.concurrency} clients)"
+            f"throughput, {replicas} Matting replica(s){'':<10}{rate:>7.2f} rounds/s "
+            f"({n} rounds, {args.concurrency} clients)"
         )
     if len(throughput) == 2 and throughput[1][0] > 0:
         print(f"{'2 replicas / 1 replica':<40}{throughput[2][0] / throughput[1][0]:>7.2f}x")

@@ -23,7 +23,8 @@ It reports requests per second, p50 / p95 / p99 latency per kind, the status cou
 not deleted), and the resident memory (VmRSS) of every replica sampled over time: at the
 end against its value after the first minute. Exit code 0 when there was no 5xx and no
 lost session (and, for runs of 2 minutes or more, no replica of the app grew by more than
-``--max-growth`` (Ray's proxy and controller are reported, not bounded) and the health checks' p99 stayed under ``--max-health-p99``), else 1.
+``--max-growth`` (Ray's proxy and controller are reported, not bounded) and the health checks'
+p99 stayed under ``--max-health-p99``), else 1.
 """
 
 from __future__ import annotations
@@ -108,13 +109,13 @@ def client_loop(
             if roll < bad_share:
                 name = sorted(BAD)[next(turns) % len(BAD)]  # every kind in turn (itertools.count: thread-safe)
                 try:
-                    rec.timed(f"bad: {name}", lambda: BAD[name](url, key))
+                    rec.timed(f"bad: {name}", lambda name=name: BAD[name](url, key))
                 except requests.ConnectionError:  # refused before the body was read: the server may close
                     rec.record(f"bad: {name}", 0.0, 499)  # the connection under a client still sending
             elif roll < bad_share + 0.35:
                 rec.timed(
                     "one-shot",
-                    lambda: requests.post(
+                    lambda image=image: requests.post(
                         f"{url}/v1/matte", files={"image": ("p.png", image)}, headers=_auth(key), timeout=120
                     ),
                 )
@@ -149,7 +150,7 @@ def _label_and_read(url: str, key: str, rec: Recorder, rng: random.Random, view:
         for _ in range(5):  # a 429 (rate limit) is waited out, as a client should
             r = rec.timed(
                 "label",
-                lambda: requests.post(
+                lambda view=view, labels=labels: requests.post(
                     f"{url}/v1/sessions/{view['id']}/labels", json={"labels": labels}, headers=_auth(key), timeout=120
                 ),
             )
@@ -354,7 +355,8 @@ def is_dugray_replica(name: str) -> bool:
 
 
 def soak_report(rec: Recorder, samples: list, wall: float, health: dict, args) -> dict:
-    """The report: requests, latency, statuses, lost sessions, memory growth; ``passed`` as the module docstring says."""
+    """The report: requests, latency, statuses, lost sessions, memory growth; ``passed`` as the module
+    docstring says."""
     total = sum(rec.status.values())
     server_errors = sum(n for s, n in rec.status.items() if s >= 500)
     memory = memory_table(samples, args.mark_s)

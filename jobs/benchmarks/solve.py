@@ -81,11 +81,11 @@ def bench_photo(model, name, image, trimap, size, repeats) -> list[dict]:
             continue
         state = new_state(image, config, trimap=tri)
         x = working_float(state)
-        forward_s, nig = median_time(lambda: predict_round(model, x, state.user_map), repeats)
+        forward_s, nig = median_time(lambda x=x, state=state: predict_round(model, x, state.user_map), repeats)
         state.rounds.append(nig)
         work = state.working()
         fused = fused_nig(work)
-        solve_s, result = median_time(lambda: solve_step(work, fused), repeats)
+        solve_s, result = median_time(lambda work=work, fused=fused: solve_step(work, fused), repeats)
         h, w = state.work_shape
         rows.append(
             {
@@ -122,7 +122,7 @@ def band_growth(model, image, trimap, size, repeats, dilations) -> list[dict]:
         state.rounds.append(predict_round(model, working_float(state), state.user_map))
         work = state.working()
         fused = fused_nig(work)
-        seconds, r = median_time(lambda: solve_step(work, fused), repeats)
+        seconds, r = median_time(lambda work=work, fused=fused: solve_step(work, fused), repeats)
         rows.append(
             {
                 "dilation_px": d,
