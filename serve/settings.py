@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dugray.models.loading import refiner_uri_for
 from dugray.session import SessionConfig
 from dugray.typed import check_known, json_or_word
 from serve.access import Networks
@@ -175,8 +176,6 @@ class ServeSettings:
     @property
     def refiner_uri(self) -> str | None:
         """The refiner to load, or None (:func:`dugray.models.refiner_uri_for`)."""
-        from dugray.models.loading import refiner_uri_for
-
         return refiner_uri_for(self.model, self.refiner)
 
     def to_dict(self) -> dict:

@@ -5,6 +5,11 @@ common.py       exit codes, UsageError, keys, the model and session flags, outpu
 cutout.py       dugray cutout (here or on a server), dugray batch (Ray Data)
 interactive.py  dugray interactive (terminal rounds, or --web on a server's page)
 server.py       dugray serve (ready when /v1/health says so, SIGTERM/SIGINT drain)
+
+The modules import at their top only what every command needs (the standard library and light
+dugray modules); a command's own modules (the session and torch, OpenCV, requests, Ray, ``serve``)
+are imported inside the function that runs it, so ``dugray --help`` and a cold ``dugray cutout``
+load only what they use.
 """
 
 from dugray.cli.command import build_parser, main

@@ -158,7 +158,7 @@ def cmd_cutout(args) -> int:
     t0 = time.perf_counter()
     if args.server:
         server_side_model(args)
-        from dugray.client import DugrayClient
+        from dugray.client import DugrayClient  # requests: only with --server (a cold cutout runs without it)
 
         with DugrayClient(args.server, api_key=client_key(args)) as api:
             data = api.cutout(
@@ -184,7 +184,7 @@ def cmd_cutout(args) -> int:
 def _output_options(args):
     """The cut-out's delivery (:class:`dugray.compose.OutputOptions`) from the flags; the format
     comes from ``--format``, else from ``-o``'s suffix, else png."""
-    from dugray.compose import FORMATS, OutputOptions
+    from dugray.compose import FORMATS, OutputOptions  # OpenCV: not for `dugray --help`
 
     fmt = getattr(args, "format", None)
     if fmt is None and args.out:
@@ -207,7 +207,7 @@ def _option_fields(options) -> dict:
     """OutputOptions as the API's query parameters (the defaults left out)."""
     from dataclasses import asdict
 
-    from dugray.compose import OutputOptions
+    from dugray.compose import OutputOptions  # OpenCV: not for `dugray --help`
 
     plain = asdict(OutputOptions())
     return {k: v for k, v in asdict(options).items() if v != plain[k]}
@@ -217,6 +217,7 @@ def cmd_batch(args) -> int:
     """``dugray batch``: :func:`dugray.batch.run_batch`, then its counts and first failures printed;
     returns 1 if any input failed, else 0.
     """
+    # only when batch runs: the session and torch (dugray.batch); tempfile, shutil and their compressors (quiet)
     from dugray.batch import BatchOptions, run_batch
     from dugray.cli.quiet import libraries_to_a_file
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from dugray.data.textures import colour_jitter
+
 
 def _check(image, alpha):
     image, alpha = np.asarray(image), np.asarray(alpha)
@@ -96,8 +98,6 @@ def random_jitter(image, alpha, rng: np.random.Generator, p: float = 1.0):
     """Brightness, contrast, saturation, hue and gamma changed at random; alpha untouched.
 
     Real foregrounds are few (14 photos): jitter makes their colours many."""
-    from dugray.data.textures import colour_jitter
-
     image, alpha = _check(image, alpha)
     if p and rng.random() < p:
         image = colour_jitter(image, rng, brightness=0.1, contrast=0.2, saturation=0.3, hue_deg=15.0)

@@ -14,6 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dugray.data.augment import composite
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -113,8 +115,6 @@ def load_example(row: Mapping, rng: np.random.Generator | None = None, linear: b
     are composited on the fly: fg over ``bg`` fitted with :func:`fit_background`
     (random crop when ``rng`` is given), in sRGB unless ``linear``.
     """
-    from dugray.data.augment import composite
-
     alpha = read_mask(row["alpha"]).astype(np.float32) / 255.0
     if row.get("image"):
         image = read_rgb(row["image"]).astype(np.float32) / 255.0

@@ -21,8 +21,10 @@ import sys
 import time
 from pathlib import Path
 
+from dugray.data.foregrounds import write_foreground_dataset
 from dugray.data.layouts import DEFAULT_BG_PER_FG, LayoutError
 from dugray.data.manifest import build_manifest, read_manifest, summary
+from dugray.data.synthetic import split_counts, write_dataset
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -44,8 +46,6 @@ def cmd_synth(args, parser) -> int:
     """``synth``: check the flags, write the synthetic dataset in both layouts, build and print their
     manifests; returns 0.
     """
-    from dugray.data.synthetic import split_counts, write_dataset
-
     if args.n < 1:
         parser.error(f"--n must be >= 1, got {args.n}")
     if args.size < 32:
@@ -87,8 +87,6 @@ def cmd_foregrounds(args, parser) -> int:
     """``foregrounds``: real foregrounds over new backgrounds as a Composition-1k folder, plus its
     manifest; returns 0, or 2 if the data cannot be used.
     """
-    from dugray.data.foregrounds import write_foreground_dataset
-
     if args.bg_per_fg < 1:
         parser.error(f"--bg-per-fg must be >= 1, got {args.bg_per_fg}")
     if not Path(args.data).expanduser().is_dir():

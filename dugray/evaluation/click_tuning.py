@@ -25,13 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
+from dugray.data.manifest import load_or_build
 from dugray.metrics import whole_sad
 from dugray.session import MattingSession, SessionConfig
 
 from .clicks import MAX_CLICKS, NOC_MULTIPLES, REPORT_CLICKS, run_clicks, session_labeler, summarise_runs
 from .closed_form import closed_form_alpha
 from .data import load_item, select_rows, unique_names
+from .evaluate_job import _Parser, fail
 from .methods import simulated_user
+from .runner import EvalError, load_pair
 from .scoring import to_u8
 
 PROG = "tune_clicks.py"
@@ -40,8 +43,6 @@ PROPOSAL_ROUNDS = 2
 
 def load_examples(data, split: str | None, limit: int | None = None) -> list:
     """The split's images with GT (and trimaps), at full size."""
-    from dugray.data.manifest import load_or_build
-
     rows, _ = select_rows(load_or_build(data), split)
     rows = rows[:limit] if limit else rows
     return [load_item(row, name) for row, name in zip(rows, unique_names(rows))]
@@ -85,8 +86,6 @@ def score_variant(examples, model, refiner, config: SessionConfig, cf: dict, cli
 
 def build_parser() -> argparse.ArgumentParser:
     """The tune_clicks.py parser; a bad flag exits with code 2."""
-    from .evaluate_job import _Parser
-
     p = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, nargs="+", help="dataset folders (or manifests)")
     p.add_argument("--split", default="train", help="split of every dataset (default train); never tune on val")
@@ -102,9 +101,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Score every variant on every dataset; write and print the table. Exit 2 on bad input."""
-    from .evaluate_job import fail
-    from .runner import EvalError, load_pair
-
     args = build_parser().parse_args(argv)
     if args.split == "val" and not args.report_only:
         fail("labels are tuned on train/ and synthetic data only; val/ is for the report (--report-only)", PROG)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from dugray.data.io import load_example, read_mask
+
 from .scoring import as_trimap, derived_trimap, to_u8
 
 TRIMAP_COLUMNS = ("trimap", "trimap2")
@@ -77,8 +79,6 @@ def load_item(row: dict, name: str, max_side: int | None = None) -> Example:
     The image and GT alpha are reduced with area interpolation, trimaps with nearest
     neighbour; images already small enough are left as they are.
     """
-    from dugray.data.io import load_example, read_mask
-
     ex = load_example(row)
     image = to_u8(ex["image"])
     gt = to_u8(ex["alpha"])

@@ -24,7 +24,16 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
+
+from dugray.data.io import read_mask, read_rgb
+from dugray.data.synthetic import generate_sample
+from dugray.evaluation.clicks import run_clicks, session_labeler
+from dugray.models import load_networks
+from dugray.session import MattingSession, SessionConfig
+from dugray.usermap import oracle_label
+from dugray.visualize import checkerboard, draw_boxes, draw_points, grey, heat, save_rgb, strip, usermap_rgb
 
 REAL_VAL = Path("..", "shared", "data", "alphamatting-lowres", "val")
 """The real validation photos, relative to a checkout's root (where the README runs the jobs)."""
@@ -34,8 +43,6 @@ def inputs(args) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
     """(name, RGB image, GT alpha or None) to run: --image (with --alpha), else the real val photos
     (the first --limit), else one synthetic sample.
     """
-    from dugray.data.io import read_mask, read_rgb
-
     if args.image:
         alpha = read_mask(args.alpha) if args.alpha else None
         return [(Path(args.image).stem, read_rgb(args.image), alpha)]
@@ -44,8 +51,6 @@ def inputs(args) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
         return [
             (n, read_rgb(REAL_VAL / "image" / f"{n}.png"), read_mask(REAL_VAL / "alpha" / f"{n}.png")) for n in names
         ]
-    from dugray.data.synthetic import generate_sample
-
     s = generate_sample(0, size=384, seed=123)
     return [("synthetic", s["image"], s["alpha"])]
 
@@ -54,11 +59,6 @@ def run_one(name, image, gt, model, refiner, args, out: Path) -> None:
     """One image's session: round 1, --rounds oracle rounds when there is a GT, refinement; prints the SAD
     after each step and writes the step strip and the cutout to ``out``.
     """
-    import cv2
-
-    from dugray.session import MattingSession, SessionConfig
-    from dugray.usermap import oracle_label
-    from dugray.visualize import draw_boxes, grey, heat, save_rgb, strip, usermap_rgb
 
     def sad(alpha):
         return float(np.abs(alpha - gt / 255.0).sum() / 1000) if gt is not None else float("nan")
@@ -97,10 +97,6 @@ def run_one(name, image, gt, model, refiner, args, out: Path) -> None:
 def overview(image, gt, model, refiner, clicks: int = 3) -> np.ndarray:
     """The README's picture: photo | trimap-free cut-out | after ``clicks`` corrective clicks |
     epistemic | aleatoric."""
-    from dugray.evaluation.clicks import run_clicks, session_labeler
-    from dugray.session import MattingSession
-    from dugray.visualize import checkerboard, draw_points, heat, strip
-
     s = MattingSession(image, model, refiner).start()
     first = checkerboard(s.cutout())
     run = run_clicks(s.alpha_u8, session_labeler(s), gt, clicks)
@@ -130,8 +126,6 @@ def main(argv=None) -> int:
     p.add_argument("--figure", help="also write the README's overview picture (PNG) of the first image with a GT")
     p.add_argument("--clicks", type=int, default=3, help="corrective clicks in the --figure picture (default 3)")
     args = p.parse_args(argv)
-    from dugray.models import load_networks
-
     try:
         items = inputs(args)
         model, refiner = load_networks(args.model, device="cpu")
@@ -143,8 +137,6 @@ def main(argv=None) -> int:
     for name, image, gt in items:
         run_one(name, image, gt, model, refiner, args, out)
     if args.figure:
-        from dugray.visualize import save_rgb
-
         name, image, gt = next(((n, i, g) for n, i, g in items if g is not None), (None, None, None))
         if gt is None:
             print("demo.py: error: --figure needs an image with its ground-truth alpha", file=sys.stderr)

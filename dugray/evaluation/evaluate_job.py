@@ -27,6 +27,10 @@ import sys
 from pathlib import Path
 
 from dugray import defaults
+from dugray.evaluation import EvalConfig, EvalError, prepare, run
+from dugray.evaluation.runner import params_of
+from dugray.evaluation.tracking import log_run, tracking_uri
+from dugray.session import SessionConfig
 from dugray.typed import json_or_word
 
 PROG = "evaluate.py"
@@ -159,9 +163,6 @@ def main(argv=None, prog: str = PROG) -> int:
     args = build_parser(prog).parse_args(argv)
     compare = parse_compare(args.compare, prog)
     refiner_variants = parse_compare(args.refiner_variant, prog)
-    from dugray.evaluation import EvalConfig, EvalError, prepare, run
-    from dugray.session import SessionConfig
-
     try:
         fields = {"work_size": args.work_size, "k": args.k, "n": args.n, "solve": args.solve}
         session = SessionConfig.from_dict({**fields, **parse_session_set(args.session_set, prog)})
@@ -188,9 +189,6 @@ def main(argv=None, prog: str = PROG) -> int:
         fail(str(exc), prog)
     out = Path(args.out)
     if args.mlflow:
-        from dugray.evaluation.runner import params_of
-        from dugray.evaluation.tracking import log_run, tracking_uri
-
         run_id = log_run(out, summary, params_of(prep, config), args.experiment, args.run_name)
         print(f"MLflow run {run_id} in {tracking_uri(out)}")
     methods = summary["methods"]

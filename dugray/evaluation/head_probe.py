@@ -31,6 +31,7 @@ import torch
 from dugray.data.trimap import make_trimap
 from dugray.detail_patches import select_pixels
 from dugray.models import load_networks
+from dugray.models.nig_head import NIGHead
 from dugray.nig import aleatoric, aleatoric_variance, nig_loss
 from dugray.usermap import simulate_user_map, trimap_to_usermap
 
@@ -66,8 +67,6 @@ def reinit_evidence(net) -> None:
     """Put the final 1x1 conv's nu/alpha/beta channels back to a fresh NIGHead's initialisation
     (biases at nu 1, alpha alpha_min + 1, E[sigma^2] 0.1); the branch convs and their frozen
     batch-norm statistics stay, so the features they see are still the trained ones."""
-    from dugray.models.nig_head import NIGHead
-
     head = net.head
     fresh = NIGHead(head.branches[0].in_channels, head.branches[0].out_channels // 4, alpha_min=head.alpha_min)
     with torch.no_grad():

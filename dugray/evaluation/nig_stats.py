@@ -28,12 +28,16 @@ import cv2
 import numpy as np
 import torch
 
+from dugray.data.manifest import load_or_build
 from dugray.detail_patches import select_pixels
+from dugray.models import load_networks
 from dugray.nig import aleatoric, aleatoric_variance
 from dugray.upsample import resize_to_working
 from dugray.usermap import trimap_to_usermap
 
 from .auroc import auroc
+from .data import load_item, select_rows, unique_names
+from .evaluate_job import parse_compare
 from .methods import band_of
 
 QUANTILES = (1, 25, 50, 75, 99)
@@ -171,12 +175,6 @@ def markdown(summaries: dict[str, dict]) -> str:
 def main(argv=None) -> int:
     """CLI: ``--data --out [--split] [--model] [--compare NAME=URI ...] [--limit]``; exit 2 with one line
     on bad input."""
-    from dugray.data.manifest import load_or_build
-    from dugray.models import load_networks
-
-    from .data import load_item, select_rows, unique_names
-    from .evaluate_job import parse_compare
-
     p = argparse.ArgumentParser(
         prog="nig_stats.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -21,6 +21,10 @@ import time
 import numpy as np
 from scipy.ndimage import binary_erosion
 
+from dugray.models.u2netp_body import rembg_mask
+from dugray.models.u2netp_onnx import load_u2netp
+from dugray.pretrained import PretrainedError, cached_path
+
 from .closed_form import closed_form_alpha
 
 PEER_ROWS = ("rembg_u2netp", "rembg_u2netp_am")
@@ -54,12 +58,8 @@ def peer_network(model=None):
     prior = getattr(model, "prior_net", None)
     if prior is not None:
         return prior.eval(), "U^2-Netp from the evaluated model's frozen prior (the file's weights, unchanged)"
-    from dugray.pretrained import PretrainedError, cached_path
-
     try:
         path = cached_path("u2netp")
-        from dugray.models.u2netp_onnx import load_u2netp
-
         return load_u2netp(path), f"U^2-Netp read from {path}"
     except (PretrainedError, ValueError) as exc:
         return None, f"rembg rows not run: {exc}"
@@ -67,8 +67,6 @@ def peer_network(model=None):
 
 def peer_rows(image_rgb: np.ndarray, net) -> list[tuple[str, np.ndarray, float]]:
     """[(variant, uint8 alpha, seconds)] of the two rembg rows on one image."""
-    from dugray.models.u2netp_body import rembg_mask
-
     t0 = time.perf_counter()
     mask = rembg_mask(net, image_rgb)
     t1 = time.perf_counter()

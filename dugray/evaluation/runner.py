@@ -21,6 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dugray.data.io import write_png
+from dugray.data.manifest import load_or_build
+from dugray.models import load_networks, resolve_device
 from dugray.session import SessionConfig
 from dugray.session.warmup import warm_up_sessions
 
@@ -111,8 +114,6 @@ class Prepared:
 
 def pick_device(device: str = "auto") -> str:
     """The device to evaluate on (:func:`dugray.models.resolve_device`), as a string."""
-    from dugray.models import resolve_device
-
     try:
         return str(resolve_device(device))
     except ValueError as exc:
@@ -121,8 +122,6 @@ def pick_device(device: str = "auto") -> str:
 
 def load_pair(uri: str, refiner_uri: str | None = None, device: str = "cpu"):
     """(matting network, refiner or None) by :func:`dugray.models.load_networks`, its errors as EvalError."""
-    from dugray.models import load_networks
-
     try:
         return load_networks(uri, refiner_uri, device)
     except (FileNotFoundError, OSError, ValueError, RuntimeError) as exc:  # CheckpointError is a RuntimeError
@@ -152,8 +151,6 @@ def prepare(
 ) -> Prepared:
     """Check the config, read the manifest, pick the split, load the models (and the
     ``refiner_variants``: name -> refiner URI, rows ``refined_<name>`` of the main model)."""
-    from dugray.data.manifest import load_or_build
-
     config = config or EvalConfig()
     config.validate()
     device = pick_device(device)
@@ -190,8 +187,6 @@ def prepare(
 def run(prep: Prepared, out, config: EvalConfig | None = None, progress: bool = True) -> dict:
     """Evaluate every image, write every output into ``out``; returns the summary."""
     from tqdm import tqdm
-
-    from dugray.data.io import write_png
 
     config = config or EvalConfig()
     out = Path(out)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dugray.data.trimap import make_trimap
 from dugray.metrics import composition1k, whole_image
 from dugray.usermap import normalize_trimap
 
@@ -53,8 +54,6 @@ def clamp_to_trimap(pred_u8: np.ndarray, trimap_u8: np.ndarray) -> np.ndarray:
 
 def derived_trimap(gt_u8: np.ndarray) -> np.ndarray:
     """The trimap used when a dataset ships none (DIM's dilate / erode of the GT)."""
-    from dugray.data.trimap import make_trimap
-
     return make_trimap(gt_u8, DERIVED_TRIMAP_KERNEL)
 
 

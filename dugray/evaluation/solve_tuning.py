@@ -38,12 +38,14 @@ from pathlib import Path
 
 import numpy as np
 
+from dugray.data.manifest import load_or_build
 from dugray.nig import NIG
-from dugray.session import MattingSession, SessionConfig, full_resolution_alpha, refine_matte
+from dugray.session import MattingSession, SessionConfig, enforce_user_labels, full_resolution_alpha, refine_matte
 from dugray.solve import SolveParams, solve_matte
 
 from .data import load_item, select_rows, unique_names
 from .methods import simulated_user
+from .runner import EvalError, load_pair
 from .scoring import score_matte, to_u8
 
 NIG_KEYS = NIG._fields
@@ -62,8 +64,6 @@ def cache_sessions(
 ) -> list[Path]:
     """Run every image's sessions once (solve off) and save what the solve needs, one .npz each."""
     from tqdm import tqdm
-
-    from dugray.data.manifest import load_or_build
 
     config = replace(config or SessionConfig(), solve=False)
     rows, _ = select_rows(load_or_build(data), split)
@@ -142,8 +142,6 @@ def variant_matte(
 
 
 def _enforce(matte, user_map):
-    from dugray.session import enforce_user_labels
-
     return enforce_user_labels(matte, user_map)
 
 
@@ -300,8 +298,6 @@ def main(argv=None) -> int:
     """
     args = build_parser().parse_args(argv)
     import yaml
-
-    from dugray.evaluation.runner import EvalError, load_pair
 
     if args.command == "cache":
         if args.split == "val" and not args.report_only:

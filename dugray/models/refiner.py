@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from dugray.detail_patches import NOISES
+
 from .layers import ConvNormAct, DWSeparable, crop, normalize_image, pad_to_multiple, upsample
 from .registry import register_refiner
 
@@ -110,8 +112,6 @@ class HRNetLiteRefiner(nn.Module):
 
     def __init__(self, widths=(24, 64, 160), modules=(1, 3, 3), blocks=2, norm="bn", noise="aleatoric"):
         super().__init__()
-        from dugray.detail_patches import NOISES
-
         widths, modules = tuple(int(w) for w in widths), tuple(int(m) for m in modules)
         if len(modules) != len(widths):
             raise ValueError("need one module count per branch (stage k adds branch k)")

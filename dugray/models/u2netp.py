@@ -35,6 +35,7 @@ from .layers import crop, pad_to_multiple
 from .nig_head import NIGHead
 from .registry import register_model
 from .u2netp_body import MEAN, SIZE, STD, U2NetP
+from .u2netp_onnx import load_u2netp
 from .unet import UNetMatting
 
 _CACHE_LOCK = threading.Lock()
@@ -92,8 +93,6 @@ class U2NetpGuided(MattingNet):
 
     def load_pretrained(self, onnx_path) -> None:
         """U^2-Netp's weights from rembg's ONNX file into the frozen prior."""
-        from .u2netp_onnx import load_u2netp
-
         self.prior_net.load_state_dict(load_u2netp(onnx_path).state_dict())
 
     def warm_start(self, other: nn.Module) -> None:
@@ -185,8 +184,6 @@ class U2NetpMatting(MattingNet):
 
     def load_pretrained(self, onnx_path) -> None:
         """U^2-Netp's weights from rembg's ONNX file; the user-plane input channels at zero."""
-        from .u2netp_onnx import load_u2netp
-
         self.body.load_state_dict(load_u2netp(onnx_path, extra_in=3).state_dict())
 
     def pretrained_parameters(self) -> list[nn.Parameter]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from dugray.compose import OutputOptions, encode, render_alpha, render_cutout
 from dugray.foreground import rgba_cutout
 from dugray.nig import NIG
 from dugray.upsample import guided_upsample
@@ -104,8 +105,6 @@ def deliver(
     (:class:`dugray.compose.OutputOptions`; PNG when None) say. The server's renders and
     :meth:`MattingSession.render` (the command line, the batch) both call this, so the same matte
     gives the same bytes."""
-    from dugray.compose import OutputOptions, encode, render_alpha, render_cutout
-
     options = options or OutputOptions()
     shown = picture(output, image, image_w, config, matte_w, fused)
     if output == "cutout":

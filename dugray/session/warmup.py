@@ -29,7 +29,9 @@ import time
 import cv2
 import numpy as np
 
+from dugray.models import create_model
 from dugray.nig import NIG
+from dugray.solve import load_kernels
 
 from .config import SessionConfig
 from .facade import MattingSession
@@ -126,9 +128,6 @@ def warm_up_kernels() -> float:
     """Run the steps that use numba kernels once (compiling them, or loading them from numba's
     cache); the seconds it took."""
     t0 = time.perf_counter()
-    from dugray.models import create_model
-    from dugray.solve import load_kernels
-
     load_kernels()
     rng = np.random.default_rng(0)
     image = rng.integers(0, 90, (72, 96, 3), dtype=np.uint8)

@@ -12,6 +12,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from dugray.data.augment import AugmentConfig
+from dugray.detail_patches import NOISES
 from dugray.typed import check_known
 
 
@@ -152,8 +154,6 @@ class TrainConfig:
 
     def augment_config(self):
         """The training augmentations these keys ask for, as the pipeline's AugmentConfig."""
-        from dugray.data.augment import AugmentConfig
-
         return AugmentConfig(
             flip_p=self.flip_p,
             blur_p=self.blur_p,
@@ -214,8 +214,6 @@ class TrainConfig:
             raise ValueError(f"extra_fraction must be in [0, 1), got {self.extra_fraction}")
         if self.extra_fraction and not self.extra_data:
             raise ValueError("extra_fraction needs extra_data")
-        from dugray.detail_patches import NOISES
-
         if self.stage2_noise not in NOISES:
             raise ValueError(f"stage2_noise must be one of {', '.join(NOISES)}, got {self.stage2_noise!r}")
         for name in ("jitter_p", "flip_p", "blur_p", "sharpen_p", "shadow_p"):
@@ -244,6 +242,7 @@ def check_official_init(cfg, arch_flag) -> None:
     """``--init-from modnet-official:PATH``: stages 1 or all (stage 2's refiner then starts new),
     arch modnet; loads the file once (its errors now, not in a worker) and makes PATH absolute
     for the workers."""
+    # torch (through dugray.models) only here, to load the official file: building and checking a config needs none
     from dugray.models.modnet_official import PREFIX, load_official_modnet, official_path
 
     if cfg.stage == "2":

@@ -12,11 +12,20 @@ trained or written but the datasets' manifests. The step uses the recipe's pipel
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from dugray.data.manifest import load_or_build, summary
+from dugray.models import load_networks
+from dugray.models.modnet_official import is_official_uri
+from dugray.pipeline import epoch_rows, example_batch, to_float_batch
+from dugray.train.config import check_official_init
+from dugray.train.ingest import pipeline_config
+from dugray.train.losses import stage2_loss
+from dugray.train.stage1 import initial_network, stage1_losses
+from dugray.train.stage2 import initial_refiner, refinement_batch
 
 CROP = 64
 """Crop side of the dry run's step (the smallest multiple of 32 every backbone takes)."""
@@ -58,11 +67,6 @@ def open_datasets(cfg, out=print) -> dict:
 def step_batch(cfg, table, split: str, seed: int) -> dict:
     """:data:`BATCH` examples of ``split`` made as training makes them (:func:`dugray.pipeline.example_batch`:
     augmented, user maps), at :data:`CROP` px, as float tensors; an unreadable one is a DryRunError."""
-    from dataclasses import replace
-
-    from dugray.pipeline import epoch_rows, example_batch, to_float_batch
-    from dugray.train.ingest import pipeline_config
-
     pcfg = replace(pipeline_config(cfg, train=True), size=CROP, seed=seed)
     rows = epoch_rows(table, split, seed, 0).slice(0, BATCH).to_pylist()
     return to_float_batch(example_batch(rows, pcfg, 0, on_bad=_refuse))
@@ -86,8 +90,6 @@ def _params(net) -> str:
 
 def stage1_step(cfg, batch):
     """The matting network the job would train (``init_from`` included) after one stage-1 step."""
-    from dugray.train.stage1 import initial_network, stage1_losses
-
     net = initial_network(cfg).train()
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     losses = stage1_losses(net, cfg, batch)
@@ -101,9 +103,6 @@ def stage1_step(cfg, batch):
 
 def stage2_step(cfg, frozen, batch) -> tuple[float, int, str]:
     """One stage-2 step of the configured refiner on ``frozen``'s aleatoric patches: (loss, patches, refiner)."""
-    from dugray.train.losses import stage2_loss
-    from dugray.train.stage2 import initial_refiner, refinement_batch
-
     frozen = frozen.eval()
     refiner = initial_refiner(cfg).train()
     opt = torch.optim.Adam(refiner.parameters(), lr=cfg.stage2_lr, betas=tuple(cfg.betas))
@@ -121,10 +120,6 @@ def stage2_step(cfg, frozen, batch) -> tuple[float, int, str]:
 
 def dry_run(cfg, arch_flag=None, out=print) -> None:
     """Check ``cfg`` (a validated TrainConfig) end to end without Ray; raises (one-line message) on a problem."""
-    from dugray.models import load_networks
-    from dugray.models.modnet_official import is_official_uri
-    from dugray.train.config import check_official_init
-
     world = cfg.num_workers
     out(
         f"config: stage {cfg.stage}, arch {cfg.arch}, {cfg.epochs} epochs (stage 2: {cfg.stage2_epoch_count}), "
@@ -154,8 +149,6 @@ def dry_run(cfg, arch_flag=None, out=print) -> None:
             f"loss {loss:.4g}"
         )
     else:
-        from dugray.train.stage1 import initial_network
-
         # without ``matting`` the job refines the stage-1 network of its ``out``: a new one stands in
         net = load_networks(cfg.matting, "none", parts=("matting",))[0] if cfg.matting else initial_network(cfg)
         out(f"stage 1: not in this job; stage 2 refines {cfg.matting or 'a new network (standing in for out)'}")

@@ -21,10 +21,12 @@ import warnings
 from pathlib import Path
 
 import ray
+import torch
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from dugray.data.io import write_atomic
+from dugray.models import load_checkpoint, read_checkpoint
 from dugray.pipeline import SkipLedger
 from dugray.train.config import TrainConfig
 from dugray.train.ingest import EpochClock, check_resources, data_config, on_this_node, split_rows, training_datasets
@@ -135,10 +137,6 @@ def latest_checkpoint(storage: str, stage: str) -> str:
 
 def checkpoint_problem(d: Path) -> str | None:
     """Why the checkpoint directory ``d`` cannot be resumed from, or None when it can."""
-    import torch
-
-    from dugray.models import read_checkpoint
-
     try:
         read_checkpoint(d / "model.pt")
         state = torch.load(d / "state.pt", map_location="cpu", weights_only=True)
@@ -266,8 +264,6 @@ def run_training(cfg: TrainConfig) -> dict:
 def _export(stage: str, ckpt_dir: str, out: Path, cfg: TrainConfig) -> Path:
     """Copy the final weights next to the run, log the model to MLflow and register it."""
     import mlflow
-
-    from dugray.models import load_checkpoint
 
     name = "matting" if stage == "1" else "refiner"
     final = out / f"{name}.pt"

@@ -16,6 +16,7 @@ from dugray.models import create_model, load_networks
 from dugray.models.modnet_official import PREFIX as OFFICIAL_PREFIX
 from dugray.models.modnet_official import load_official_modnet, official_path
 from dugray.nig import aleatoric, epistemic
+from dugray.pretrained import resolve
 from dugray.train.losses import laplacian_loss, stage1_loss
 from dugray.train.modnet_losses import modnet_losses
 from dugray.train.worker import (
@@ -86,8 +87,6 @@ def initial_network(cfg):
 
 def pretrained_network(cfg):
     """``arch`` with the ``pretrained`` file's weights; its own trained part from ``init_from`` if given."""
-    from dugray.pretrained import resolve
-
     net = create_model(cfg.arch, alpha_min=cfg.alpha_min, **cfg.arch_kwargs)
     if not hasattr(net, "load_pretrained"):
         raise ValueError(f"arch {cfg.arch} takes no pretrained weights; use u2netp or u2netp_guided")

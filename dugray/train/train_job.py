@@ -108,6 +108,9 @@ def parse(argv, prog: str = PROG):
 def main(argv=None, prog: str = PROG) -> int:
     """Parse ``argv``, train, print the summary; returns the exit code (0, 1 failed, 2 bad input)."""
     args = parse(argv, prog)
+    # this is also `dugray train`: the job's modules load once the flags parse, and only those its path needs,
+    # so --help and a bad flag answer at once (the config brings OpenCV and pyarrow, the models torch,
+    # ingest and launch Ray, pretrained subprocess / zipfile / tempfile)
     from dugray.train.config import TrainConfig, check_official_init, load_config_file
 
     try:

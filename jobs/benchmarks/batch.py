@@ -27,12 +27,15 @@ import time
 from pathlib import Path
 
 import cv2
+import torch
+
+from dugray.batch import BatchOptions, matte_image, run_batch
+from dugray.data.synthetic import generate_sample
+from dugray.models import load_networks
 
 
 def write_images(folder: Path, n: int, size: int) -> None:
     """``n`` synthetic ``size``-px samples (seed 7) as ``folder``/img0000.png ...; the folder must not exist yet."""
-    from dugray.data.synthetic import generate_sample
-
     folder.mkdir(parents=True)
     for i in range(n):
         image = generate_sample(i, size=size, seed=7)["image"]
@@ -54,11 +57,6 @@ def main(argv=None) -> int:
 
     import ray
     import ray.data
-    import torch
-
-    from dugray.batch import BatchOptions, matte_image, run_batch
-    from dugray.data.synthetic import generate_sample
-    from dugray.models import load_networks
 
     for handler in logging.getLogger("ray.data").handlers:  # keep the console to the figures
         if isinstance(handler, logging.StreamHandler):

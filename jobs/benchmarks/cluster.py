@@ -28,6 +28,13 @@ from pathlib import Path
 import numpy as np
 import ray
 
+from dugray.data.manifest import load_or_build
+from dugray.pipeline import SkipLedger, epoch_rows, prepare_example
+from dugray.train.config import TrainConfig
+from dugray.train.ingest import EpochClock, data_config, pipeline_config, training_datasets
+from dugray.train.launch import run_training
+from dugray.train.worker import LoopArgs, manifest_table
+
 
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
@@ -47,6 +54,7 @@ def parse(argv=None) -> argparse.Namespace:
 
 def ingest_loop(config: dict) -> None:
     """A Ray Train worker that only reads: every batch of every epoch to float tensors."""
+    # runs in each Ray Train worker process: the loop imports what it uses (the Ray Train pattern)
     import ray.train
 
     from dugray.pipeline import build_dataset, to_float_batch
@@ -82,10 +90,6 @@ def ingest_rate(cfg, table, mode: str, workers: int, storage: str) -> float:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from dugray.pipeline import SkipLedger
-    from dugray.train.ingest import EpochClock, data_config, training_datasets
-    from dugray.train.worker import LoopArgs
-
     cfg.num_workers = workers
     args = LoopArgs(config=cfg, stage="1", clock=EpochClock.remote(), ledger=SkipLedger.remote())
     extra = (
@@ -110,8 +114,6 @@ def ingest_rate(cfg, table, mode: str, workers: int, storage: str) -> float:
 def nodes_rate(cfg, table, nodes: int) -> float:
     """Read+augment images/s of the train dataset on ``nodes`` worker nodes holding 2 CPUs in all."""
     from ray.cluster_utils import Cluster
-
-    from dugray.train.ingest import EpochClock, training_datasets
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     try:
@@ -138,26 +140,17 @@ def nodes_rate(cfg, table, nodes: int) -> float:
 
 def train_rate(cfg, workers: int, out: Path) -> float:
     """Stage-1 images/s of the real driver's last epoch with ``workers`` workers."""
-    from dugray.train.launch import run_training
-
     cfg.num_workers, cfg.out, cfg.stage = workers, str(out / f"train-{workers}"), "1"
     return float(run_training(cfg)["stages"]["1"]["metrics"]["images_per_s"])
 
 
 def batch_bytes(cfg, table) -> int:
     """Bytes of one training batch as the workers receive it (compact examples)."""
-    from dugray.pipeline import epoch_rows, prepare_example
-    from dugray.train.ingest import pipeline_config
-
     rows = epoch_rows(table, cfg.train_split, cfg.seed, 0).to_pylist()[: cfg.batch_size]
     return sum(a.nbytes for row in rows for a in prepare_example(row, pipeline_config(cfg, True)).values())
 
 
 def main(argv=None) -> int:
-    from dugray.data.manifest import load_or_build
-    from dugray.train.config import TrainConfig
-    from dugray.train.worker import manifest_table
-
     args = parse(argv)
     cfg = TrainConfig.from_dict(
         {

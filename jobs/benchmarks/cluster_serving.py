@@ -23,6 +23,7 @@ import cv2
 from dugray.data.synthetic import generate_sample
 from dugray.models import load_networks
 from dugray.session import MattingSession, fused_nig, working_float
+from serve.access import set_proxy_env
 
 from .serving import Client, bench_latency, bench_throughput, free_port
 
@@ -66,8 +67,6 @@ def start_cluster(cpus: int):
     import ray
     from ray.cluster_utils import Cluster
 
-    from serve.access import set_proxy_env
-
     set_proxy_env()
     os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")
     cluster = Cluster(
@@ -96,6 +95,7 @@ def matting_nodes(app: str) -> int:
 
 def measure(args, client: Client) -> dict:
     """{nodes: (rounds/s, rounds, label p50 s)} with two Matting replicas on 1, then 2 worker nodes."""
+    # Ray and Serve (serve.app imports both) only where they run, as in the rest of this module
     from ray import serve
 
     from serve.app import build

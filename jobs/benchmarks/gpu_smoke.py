@@ -19,6 +19,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from dugray.data.synthetic import write_dataset
+from dugray.models import load_networks
+from dugray.session import MattingSession
+from dugray.train.config import TrainConfig
+from dugray.train.launch import run_training
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -36,8 +43,6 @@ def parse(argv=None) -> argparse.Namespace:
 
 def gpu_facts() -> dict:
     """What torch sees: the CUDA build, the GPUs and their names."""
-    import torch
-
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
     return {
         "torch": torch.__version__,
@@ -49,10 +54,6 @@ def gpu_facts() -> dict:
 
 def train(folder: Path, args, workers: int, use_gpu: bool) -> dict:
     """Both stages, one short epoch each, through :func:`dugray.train.launch.run_training`."""
-    from dugray.data.synthetic import write_dataset
-    from dugray.train.config import TrainConfig
-    from dugray.train.launch import run_training
-
     write_dataset(folder / "data", n=16, size=args.crop + 32, seed=0, progress=False)
     cfg = TrainConfig.from_dict(
         {
@@ -88,9 +89,6 @@ def train(folder: Path, args, workers: int, use_gpu: bool) -> dict:
 
 def serve_one(out: str, device: str) -> dict:
     """One matting request (start + one label round) on ``device``, after a warm-up one."""
-    from dugray.models import load_networks
-    from dugray.session import MattingSession
-
     model, refiner = load_networks(out, out, device=device)
     image = np.random.default_rng(0).integers(0, 90, (512, 512, 3), dtype=np.uint8)
     image[128:384, 160:352] = (40, 200, 230)

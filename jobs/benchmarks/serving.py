@@ -46,10 +46,13 @@ import numpy as np
 import torch
 
 from dugray.data.synthetic import generate_sample
+from dugray.evaluation.clicks import run_clicks
 from dugray.evaluation.evaluate_job import parse_session_set
 from dugray.models import load_networks
-from dugray.session import MattingSession, SessionConfig, working_float
+from dugray.nig import NIG
+from dugray.session import MattingSession, SessionConfig, fused_nig, working_float
 from dugray.session.network import capped_forward
+from serve.settings import ServeSettings
 
 
 def percentile(xs, q):
@@ -190,8 +193,6 @@ def bench_one_shot(client, png, repeats):
 def bench_clicks(client, png, gt, repeats):
     """Seconds of the corrective-click user's rounds over HTTP on ``png`` (its true alpha ``gt``):
     the label request alone (the matte it then reads is not timed)."""
-    from dugray.evaluation.clicks import run_clicks
-
     out = []
     while len(out) < repeats:
         sid = client.create_from(png)
@@ -214,8 +215,6 @@ def bench_clicks(client, png, gt, repeats):
 
 def clicks_in_process(model, refiner, photo, gt, repeats, config: SessionConfig | None = None):
     """Seconds of the same user's rounds in process (``MattingSession.label`` with the point)."""
-    from dugray.evaluation.clicks import run_clicks
-
     out = []
     while len(out) < repeats:
         s = MattingSession(photo, model, refiner, config).start()
@@ -267,10 +266,11 @@ def bench_throughput(client, concurrency, max_rounds, max_seconds):
 
 def deploy(build_args, port, cpus):
     """Deploy the app as dugray-bench (replacing any earlier one), say how long it took; exit past ``cpus`` CPUs."""
+    # Ray and Serve (serve.app imports both) only where the app is deployed: the in-process benchmarks
+    # of this module, which bench_cluster_serve.py imports too, run without them
     from ray import serve
 
     from serve.app import build, required_cpus
-    from serve.settings import ServeSettings
 
     settings = ServeSettings.from_args(build_args)
     need = required_cpus(settings)
@@ -318,9 +318,6 @@ def bytes_per_round(model, image, config: SessionConfig | None = None, rounds: i
     state without its image and with each distinct round once, and the working state put once
     per round and read by every step. Both count the network's input and output when the round
     runs it (``network_rounds`` "every"), the fused posterior and the solved matte."""
-    from dugray.nig import NIG
-    from dugray.session import fused_nig
-
     session = MattingSession(image, model, config=config).start()
     for i in range(rounds - 1):
         session.label([(i % max(1, len(session.proposals)), "bg")])

@@ -47,6 +47,7 @@ import numpy as np
 import requests
 
 from dugray.data.synthetic import generate_sample
+from serve.memory import set_malloc_env
 
 from .hostile import BAD
 from .hostile import auth as _auth
@@ -279,12 +280,13 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
 
 def start_app(args, keys: list[str], prog: str = PROG) -> str:
     """Ray, Serve and the app on a free local port, keys on unless --no-keys; its URL."""
+    # the server's side only here: Ray and Serve (serve.app imports both), FastAPI (serve.access) and
+    # torch (.serving); the rest of the module is an HTTP client, which the tests import for its report
     import ray
     from ray import serve
 
     from serve.access import set_proxy_env
     from serve.app import build
-    from serve.memory import set_malloc_env
 
     from .serving import free_port
 

@@ -30,7 +30,10 @@ import cv2
 import numpy as np
 import torch
 
+from dugray.data.io import read_mask, read_rgb
 from dugray.evaluation.demo import REAL_VAL as DEFAULT_DATA
+from dugray.models import load_networks
+from dugray.session import SessionConfig, fused_nig, new_state, predict_round, solve_step, working_float
 
 
 def median_time(fn, repeats: int) -> tuple[float, object]:
@@ -46,8 +49,6 @@ def median_time(fn, repeats: int) -> tuple[float, object]:
 
 def photos(data: Path, limit: int) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
     """(name, RGB image, trimap or None) of the first ``limit`` image/*.png under ``data``; exits if there are none."""
-    from dugray.data.io import read_mask, read_rgb
-
     images = sorted((data / "image").glob("*.png"))[:limit]
     if not images:
         raise SystemExit(f"bench_solve.py: error: no image/*.png under {data} (pass --data)")
@@ -71,8 +72,6 @@ def bench_photo(model, name, image, trimap, size, repeats) -> list[dict]:
     """One row per mode (trimap-free, and trimap when the photo has one) at working size ``size``:
     forward and solve seconds, their ratio, the band fraction and the CG iterations.
     """
-    from dugray.session import SessionConfig, fused_nig, new_state, predict_round, solve_step, working_float
-
     image, trimap = at_size(image, trimap, size)
     rows = []
     config = SessionConfig(work_size=size)
@@ -106,8 +105,6 @@ def band_growth(model, image, trimap, size, repeats, dilations) -> list[dict]:
     """One row per dilation (px) of the trimap's unknown band: band fraction, unknowns, solve seconds,
     its parts (Laplacian, CG) and the CG iterations.
     """
-    from dugray.session import SessionConfig, fused_nig, new_state, predict_round, solve_step, working_float
-
     config = SessionConfig(work_size=size)
     image, trimap = at_size(image, trimap, size)
     rows = []
@@ -163,8 +160,6 @@ def main(argv=None) -> int:
         "--dilations", type=int, nargs="+", default=[0, 8, 16, 32, 64, 96], help="band growth: trimap dilations (px)"
     )
     args = p.parse_args(argv)
-    from dugray.models import load_networks
-
     torch.set_num_threads(args.threads)
     model = load_networks(args.model, "none", parts=("matting",))[0]
     shots = photos(args.data, args.limit)
