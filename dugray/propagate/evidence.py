@@ -232,11 +232,8 @@ def region_strength(
     return strength
 
 
-def box_reach(lab: np.ndarray, box: tuple[int, int, int, int], params: CarryParams) -> np.ndarray:
-    """How strongly an answer about ``box`` (working grid) would carry to each pixel (:func:`region_strength`)."""
-    region = np.zeros(lab.shape[:2], bool)
-    y0, x0, y1, x1 = box
-    region[y0:y1, x0:x1] = True
+def _label_reach(lab: np.ndarray, region: np.ndarray, params: CarryParams) -> np.ndarray:
+    """:func:`region_strength` with the carrying settings of ``params`` (one unpacking for every caller)."""
     return region_strength(
         lab,
         region,
@@ -248,6 +245,14 @@ def box_reach(lab: np.ndarray, box: tuple[int, int, int, int], params: CarryPara
         match_sd=params.match_sd,
         edge_cost=params.edge_cost,
     )
+
+
+def box_reach(lab: np.ndarray, box: tuple[int, int, int, int], params: CarryParams) -> np.ndarray:
+    """How strongly an answer about ``box`` (working grid) would carry to each pixel (:func:`region_strength`)."""
+    region = np.zeros(lab.shape[:2], bool)
+    y0, x0, y1, x1 = box
+    region[y0:y1, x0:x1] = True
+    return _label_reach(lab, region, params)
 
 
 def labelled_mask(user_map: np.ndarray, label_boxes: Sequence[tuple], value: float) -> np.ndarray:
@@ -316,17 +321,7 @@ def carried_evidence(
         nu = np.maximum(np.asarray(nu, np.float64), 1e-6)
     for value, found in regions.items():
         for region in found:
-            reach = region_strength(
-                lab,
-                region,
-                scale=params.scale,
-                regrow=params.regrow,
-                passes=params.passes,
-                colour_floor=params.colour_floor,
-                step_cost=params.step_cost,
-                match_sd=params.match_sd,
-                edge_cost=params.edge_cost,
-            )
+            reach = _label_reach(lab, region, params)
             if gate:
                 reach = reach * np.minimum(1.0, params.confidence_gate * float(nu[region].mean()) / nu)
             if params.surprise_gate > 0 and gamma is not None:
