@@ -303,44 +303,19 @@ def test_bad_arguments_exit_2(tmp_path, tiny_model, three_images, capsys):
     assert proc.returncode == 2
     assert proc.stderr.startswith("evaluate.py: error:") and len(proc.stderr.strip().splitlines()) == 1
     job = _job()
+    out = ["--out", str(tmp_path / "o")]
+    ready = ["--data", str(three_images), *out, "--model", str(tiny_model)]  # a valid run, before each case's flaw
     cases = [
-        ["--out", str(tmp_path / "o")],  # no --data
-        ["--data", str(three_images), "--out", str(tmp_path / "o"), "--rounds", "-1", "--model", str(tiny_model)],
-        ["--data", str(three_images), "--out", str(tmp_path / "o"), "--split", "nope", "--model", str(tiny_model)],
-        ["--data", str(three_images), "--out", str(tmp_path / "o"), "--model", str(tmp_path / "no_model")],
-        ["--data", str(three_images), "--out", str(tmp_path / "o"), "--model", str(tiny_model), "--compare", "l1"],
-        ["--data", str(three_images), "--out", str(tmp_path / "o"), "--model", str(tiny_model), "--max-side", "4"],
-        ["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--model", str(tiny_model)],  # no layout
-        [
-            "--data",
-            str(three_images),
-            "--out",
-            str(tmp_path / "o"),
-            "--model",
-            str(tiny_model),
-            "--session-set",
-            "network_rounds",
-        ],  # no value
-        [
-            "--data",
-            str(three_images),
-            "--out",
-            str(tmp_path / "o"),
-            "--model",
-            str(tiny_model),
-            "--session-set",
-            "no_such_field=1",
-        ],
-        [
-            "--data",
-            str(three_images),
-            "--out",
-            str(tmp_path / "o"),
-            "--model",
-            str(tiny_model),
-            "--session-set",
-            "network_rounds=sometimes",
-        ],
+        out,  # no --data
+        ["--data", str(three_images), *out, "--rounds", "-1", "--model", str(tiny_model)],
+        ["--data", str(three_images), *out, "--split", "nope", "--model", str(tiny_model)],
+        ["--data", str(three_images), *out, "--model", str(tmp_path / "no_model")],
+        [*ready, "--compare", "l1"],
+        [*ready, "--max-side", "4"],
+        ["--data", str(tmp_path), *out, "--model", str(tiny_model)],  # no layout
+        [*ready, "--session-set", "network_rounds"],  # no value
+        [*ready, "--session-set", "no_such_field=1"],
+        [*ready, "--session-set", "network_rounds=sometimes"],
     ]
     for argv in cases:
         with pytest.raises(SystemExit) as exc:
