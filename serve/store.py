@@ -60,6 +60,11 @@ class Entry:
         return self.size + self.image_size
 
 
+def _unavailable(exc: OSError) -> dict:
+    """What a read that failed in the storage (not "missing") answers: the session is kept, the caller retries."""
+    return {"unavailable": f"{type(exc).__name__}: {str(exc)[:200]}"}
+
+
 def owns(entry_owner: str | None, owner: str | None) -> bool:
     """Whether ``owner`` may see a session created by ``entry_owner``: sessions made with an API
     key belong to that key; sessions made without one (a server without keys) to everyone."""
@@ -108,7 +113,7 @@ class SessionTable:
                 try:
                     blob = self.blobs.read(sid, version)
                 except OSError as exc:  # the storage failed: the session is kept, the caller retries
-                    return {"unavailable": f"{type(exc).__name__}: {str(exc)[:200]}"}
+                    return _unavailable(exc)
                 with self._lock:
                     e = self._entries.get(sid)
                     if e is None:
@@ -116,9 +121,7 @@ class SessionTable:
                     if e.version != version:
                         continue
                     if blob is None or len(blob) != size:
-                        self._entries.pop(sid)
-                        self._bytes -= e.total
-                        self.lost += 1
+                        self._lose(sid)
                         reason = "state missing" if blob is None else f"state of {len(blob)} bytes, not {size}"
                         break
                     e.touched = self.clock()
@@ -158,15 +161,13 @@ class SessionTable:
             try:
                 data = self.blobs.read_image(sid)
             except OSError as exc:
-                return {"unavailable": f"{type(exc).__name__}: {str(exc)[:200]}"}
+                return _unavailable(exc)
             if data is not None and len(data) == size:
                 return data
             with self._lock:
                 if self._entries.get(sid) is not e:
                     return None  # deleted or rewritten meanwhile: as if unknown
-                self._entries.pop(sid)
-                self._bytes -= e.total
-                self.lost += 1
+                self._lose(sid)
             reason = "image missing" if data is None else f"image of {len(data)} bytes, not {size}"
             self._quarantine_files(sid, reason)
             return {"gone": reason}
@@ -257,12 +258,17 @@ class SessionTable:
     def quarantine(self, sid: str, reason: str) -> None:
         """Drop a session whose state the caller could not read (its files go to quarantine, logged)."""
         with self._lock:
-            e = self._entries.pop(sid, None)
-            if e is None:
+            if sid not in self._entries:
                 return
-            self._bytes -= e.total
-            self.lost += 1
+            self._lose(sid)
         self._quarantine_files(sid, reason)
+
+    def _lose(self, sid: str) -> None:
+        """Drop a live session whose stored bytes cannot be read (the caller holds the lock and
+        quarantines its files): it no longer counts, and it counts as lost."""
+        e = self._entries.pop(sid)
+        self._bytes -= e.total
+        self.lost += 1
 
     def _quarantine_files(self, sid: str, reason: str) -> None:
         """Move a lost session's files aside; a storage error doing so is logged (the session is gone anyway)."""
